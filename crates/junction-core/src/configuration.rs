@@ -1,0 +1,206 @@
+//! Configurations (spec 004): named sets of variables, each plain or
+//! `encrypted`. The reserved configuration `global` holds spec 000's Global
+//! Parameters.
+//!
+//! As with applications, the document is kept as written (unknown keys
+//! too) minus the clear text of encrypted values, which leave it as
+//! [`SecretWrites`] and are sealed by the store.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value};
+
+use crate::application::kind;
+use crate::name::{check_name, check_variable_name};
+use crate::secret::{SecretString, SecretWrite, SecretWrites};
+use crate::validation::{Invalid, Violations};
+
+/// The configuration every script sees (spec 000's Global Parameters).
+pub const GLOBAL: &str = "global";
+
+/// Keys Junction adds when a configuration is read back; ignored on upload.
+pub const SERVER_KEYS: [&str; 2] = ["created_at", "updated_at"];
+
+/// One variable of a configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigEntry {
+    pub name: String,
+    /// `None` for encrypted entries (their value is sealed in the store) and
+    /// for entries stored with a null value.
+    pub value: Option<Value>,
+    pub encrypted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Configuration {
+    document: Map<String, Value>,
+    entries: Vec<ConfigEntry>,
+}
+
+#[derive(Debug)]
+pub struct ConfigurationUpload {
+    pub configuration: Configuration,
+    pub secrets: SecretWrites,
+}
+
+impl Configuration {
+    pub fn parse(body: Value) -> Result<ConfigurationUpload, Invalid> {
+        let mut v = Violations::default();
+        let Value::Object(mut doc) = body else {
+            return Err(Invalid::one("body", "type", "a configuration must be a JSON object"));
+        };
+        for key in SERVER_KEYS {
+            doc.remove(key);
+        }
+        match doc.get("name") {
+            Some(Value::String(name)) => {
+                if let Err(e) = check_name("name", name) {
+                    v.add(e);
+                }
+            }
+            None | Some(Value::Null) => v.push("name", "required", "a configuration needs a name"),
+            Some(other) => v.push("name", "type", format!("must be a string, not {}", kind(other))),
+        }
+        for key in ["friendly_name", "description", "author"] {
+            if let Some(val) = doc.get(key) {
+                if !(val.is_null() || val.is_string()) {
+                    v.push(key, "type", format!("must be a string, not {}", kind(val)));
+                }
+            }
+        }
+        let mut entries = Vec::new();
+        let mut secrets = Vec::new();
+        match doc.get_mut("configuration_data") {
+            Some(Value::Array(list)) => {
+                let mut seen = BTreeSet::new();
+                for (i, item) in list.iter_mut().enumerate() {
+                    let at = |k: &str| format!("configuration_data[{i}].{k}");
+                    let Value::Object(obj) = item else {
+                        v.push(format!("configuration_data[{i}]"), "type", format!("an entry must be an object, not {}", kind(item)));
+                        continue;
+                    };
+                    let name = match obj.get("name") {
+                        Some(Value::String(s)) => s.clone(),
+                        None | Some(Value::Null) => {
+                            v.push(at("name"), "required", "every entry needs a name");
+                            continue;
+                        }
+                        Some(other) => {
+                            v.push(at("name"), "type", format!("must be a string, not {}", kind(other)));
+                            continue;
+                        }
+                    };
+                    if let Err(e) = check_variable_name(&at("name"), &name) {
+                        v.add(e);
+                    }
+                    if !seen.insert(name.clone()) {
+                        v.push(at("name"), "unique", format!("another entry is already named {name:?}"));
+                    }
+                    let encrypted = match obj.get("encrypted") {
+                        None | Some(Value::Null) => false,
+                        Some(Value::Bool(b)) => *b,
+                        Some(other) => {
+                            v.push(at("encrypted"), "type", format!("must be true or false, not {}", kind(other)));
+                            false
+                        }
+                    };
+                    let mut value = obj.get("value").filter(|x| !x.is_null()).cloned();
+                    if encrypted {
+                        match value.take() {
+                            None => secrets.push((name.clone(), SecretWrite::Keep)),
+                            Some(Value::String(s)) => secrets.push((name.clone(), SecretWrite::Set(SecretString::new(s)))),
+                            Some(other) => v.push(at("value"), "type", format!("an encrypted value must be a string, not {}", kind(&other))),
+                        }
+                        obj.insert("value".into(), Value::Null);
+                    }
+                    entries.push(ConfigEntry { name, value, encrypted });
+                }
+            }
+            None | Some(Value::Null) => v.push("configuration_data", "required", "a configuration needs a configuration_data array (it may be empty)"),
+            Some(other) => v.push("configuration_data", "type", format!("must be an array of {{name, value, encrypted}} objects, not {}", kind(other))),
+        }
+        v.finish(ConfigurationUpload { configuration: Configuration { document: doc, entries }, secrets })
+    }
+
+    pub fn from_stored(document: Value) -> Result<Configuration, Invalid> {
+        Ok(Configuration::parse(document)?.configuration)
+    }
+
+    pub fn name(&self) -> &str {
+        self.document.get("name").and_then(Value::as_str).unwrap_or_default()
+    }
+
+    pub fn friendly_name(&self) -> Option<&str> {
+        self.document.get("friendly_name").and_then(Value::as_str)
+    }
+
+    pub fn description(&self) -> Option<&str> {
+        self.document.get("description").and_then(Value::as_str)
+    }
+
+    pub fn entries(&self) -> &[ConfigEntry] {
+        &self.entries
+    }
+
+    /// The document as stored and shown: encrypted entries have
+    /// `"value": null`.
+    pub fn document(&self) -> &Map<String, Value> {
+        &self.document
+    }
+
+    /// Names of the entries stored in clear.
+    pub fn plain_names(&self) -> Vec<&str> {
+        self.entries.iter().filter(|e| !e.encrypted).map(|e| e.name.as_str()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn accepts_the_spec_example_and_strips_encrypted_values() {
+        let up = Configuration::parse(json!({
+            "author": "ScienceLogic, Inc.",
+            "description": "Fsun's config for demo.",
+            "name": "fsun-demo-settings",
+            "friendly_name": "Demo Settings",
+            "configuration_data": [
+                {"encrypted": false, "name": "em7_host", "value": "10.2.11.42"},
+                {"encrypted": false, "name": "em7_user", "value": "em7admin"},
+                {"encrypted": true, "name": "em7_password", "value": "em7pass"}
+            ]
+        }))
+        .unwrap();
+        let c = &up.configuration;
+        assert_eq!(c.name(), "fsun-demo-settings");
+        assert_eq!(c.plain_names(), ["em7_host", "em7_user"]);
+        assert_eq!(c.document()["configuration_data"][2], json!({"encrypted": true, "name": "em7_password", "value": null}));
+        assert_eq!(up.secrets, vec![("em7_password".to_string(), SecretWrite::Set(SecretString::new("em7pass")))]);
+    }
+
+    #[test]
+    fn reports_each_bad_entry() {
+        let err = Configuration::parse(json!({"name": "c", "configuration_data": [
+            {"name": "a", "encrypted": "yes"},
+            {"value": 1},
+            {"name": "a"},
+            {"name": "p", "encrypted": true, "value": {"x": 1}},
+        ]}))
+        .unwrap_err();
+        let got: Vec<_> = err.0.iter().map(|v| (v.field.as_str(), v.rule.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("configuration_data[0].encrypted", "type"),
+                ("configuration_data[1].name", "required"),
+                ("configuration_data[2].name", "unique"),
+                ("configuration_data[3].value", "type"),
+            ]
+        );
+        let err = Configuration::parse(json!({"name": "bad name"})).unwrap_err();
+        assert_eq!(err.0.len(), 2);
+    }
+}

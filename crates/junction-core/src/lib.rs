@@ -1,0 +1,20 @@
+//! Junction's domain: the types every layer speaks, and the pure rules over
+//! them (validation, DAG planning, roles, time).
+//!
+//! Architecture invariant: this crate does no I/O. It knows nothing of SQL,
+//! HTTP, processes or the file system, so every rule here is unit-tested with
+//! plain values.
+
+pub mod application;
+pub mod clock;
+pub mod configuration;
+pub mod name;
+pub mod parameter;
+pub mod role;
+pub mod secret;
+pub mod step;
+pub mod token;
+pub mod validation;
+
+pub use clock::{Clock, SystemClock};
+pub use validation::{Invalid, Violation};

@@ -1,0 +1,21 @@
+//! API tokens as the rest of the system sees them: never the secret itself
+//! once it has been handed out.
+
+use jiff::Timestamp;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::role::Role;
+
+/// A stored token. The secret is kept only as a SHA-256 digest, so this
+/// type has nothing secret in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct TokenInfo {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_used_at: Option<Timestamp>,
+}
