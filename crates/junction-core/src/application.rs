@@ -232,6 +232,13 @@ impl Application {
         &self.document
     }
 
+    /// Refuses this document if it would store in clear a variable that is
+    /// encrypted now.
+    pub fn check_unmasking(&self, previously_encrypted: &[String]) -> Result<(), Invalid> {
+        let entries = self.variables.iter().enumerate().map(|(i, v)| (i, v.name.as_str(), v.encrypted));
+        crate::secret::check_unmasking(previously_encrypted, "app_variables", entries)
+    }
+
     /// Names of the stored steps this application runs, each once.
     pub fn step_files(&self) -> BTreeSet<&str> {
         self.steps.iter().map(|s| s.file.as_str()).collect()

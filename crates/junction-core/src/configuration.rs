@@ -148,6 +148,13 @@ impl Configuration {
         &self.document
     }
 
+    /// Refuses this document if it would store in clear an entry that is
+    /// encrypted now.
+    pub fn check_unmasking(&self, previously_encrypted: &[String]) -> Result<(), Invalid> {
+        let entries = self.entries.iter().enumerate().map(|(i, e)| (i, e.name.as_str(), e.encrypted));
+        crate::secret::check_unmasking(previously_encrypted, "configuration_data", entries)
+    }
+
     /// Names of the entries stored in clear.
     pub fn plain_names(&self) -> Vec<&str> {
         self.entries.iter().filter(|e| !e.encrypted).map(|e| e.name.as_str()).collect()

@@ -38,15 +38,25 @@ pub enum SecretWrite {
 /// application's variables), by entry name, in document order.
 pub type SecretWrites = Vec<(String, SecretWrite)>;
 
-/// The rule every masked value follows: once an entry is encrypted it can
-/// never be stored in clear again under the same name. Returns the names of
-/// `previously_encrypted` entries that `plain_now` would unmask.
-pub fn unmasked<'a>(previously_encrypted: &'a [String], plain_now: &[&str]) -> Vec<&'a str> {
-    previously_encrypted
-        .iter()
-        .map(String::as_str)
-        .filter(|name| plain_now.contains(name))
-        .collect()
+/// Refuses a document that would store in clear an entry that is sealed
+/// now. `entries` yields (index, name, encrypted) for each entry of the list
+/// at `list_field` (`app_variables`, `configuration_data`).
+pub fn check_unmasking<'a>(
+    previously_encrypted: &[String],
+    list_field: &str,
+    entries: impl Iterator<Item = (usize, &'a str, bool)>,
+) -> Result<(), crate::Invalid> {
+    let mut v = crate::validation::Violations::default();
+    for (i, name, encrypted) in entries {
+        if !encrypted && previously_encrypted.iter().any(|p| p == name) {
+            v.push(
+                format!("{list_field}[{i}].encrypted"),
+                "stays_encrypted",
+                format!("{name:?} is encrypted; an encrypted value can never be turned back to plain text"),
+            );
+        }
+    }
+    v.finish(())
 }
 
 #[cfg(test)]
@@ -61,9 +71,14 @@ mod tests {
     }
 
     #[test]
-    fn unmasking_is_detected_by_name() {
+    fn unmasking_is_refused_naming_the_entry() {
         let before = vec!["pw".to_string(), "key".to_string()];
-        assert_eq!(unmasked(&before, &["pw", "user"]), vec!["pw"]);
-        assert!(unmasked(&before, &["user"]).is_empty());
+        let entries = [(0, "user", false), (1, "pw", false), (2, "key", true)];
+        let err = check_unmasking(&before, "configuration_data", entries.into_iter()).unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert_eq!(err.0[0].field, "configuration_data[1].encrypted");
+        assert_eq!(err.0[0].rule, "stays_encrypted");
+        let fine = [(0, "pw", true), (1, "new", false)];
+        assert!(check_unmasking(&before, "configuration_data", fine.into_iter()).is_ok());
     }
 }

@@ -19,3 +19,14 @@ pub struct TokenInfo {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub last_used_at: Option<Timestamp>,
 }
+
+/// Checks a token's label: 1..=128 characters, no control characters.
+pub fn check_token_name(name: &str) -> Result<(), crate::Invalid> {
+    if name.trim().is_empty() {
+        return Err(crate::Invalid::one("name", "required", "a token needs a name"));
+    }
+    if name.len() > 128 || name.chars().any(char::is_control) {
+        return Err(crate::Invalid::one("name", "name_syntax", "must be at most 128 characters without control characters"));
+    }
+    Ok(())
+}

@@ -1,1 +1,284 @@
-//! placeholder
+//! Junction's persistence. One [`Store`] API, speaking `junction-core`
+//! types, over two backends: SQLite (embedded default) and PostgreSQL
+//! (scale-out).
+//!
+//! Architecture invariants:
+//! - Every SQL statement of Junction lives in this crate.
+//! - Clear text of a secret is sealed here ([`seal`]) before it reaches a
+//!   table, and only this crate can unseal it.
+//! - Both backends run the same statements wherever the dialects agree: a
+//!   method body is written once and expanded for each backend by the
+//!   `read!`/`write_tx!` macros, so the two cannot drift apart. Where the
+//!   dialects differ (migrations; later, claiming work) the code matches on
+//!   the backend explicitly.
+
+mod applications;
+mod configurations;
+mod migrate;
+pub mod seal;
+mod secrets;
+mod steps;
+mod tokens;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use junction_core::{Clock, Invalid};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+pub use applications::ApplicationRecord;
+pub use steps::NewStepVersion;
+pub use tokens::{Bootstrap, MIN_GIVEN_TOKEN_LEN};
+pub use configurations::ConfigurationRecord;
+pub use seal::Sealer;
+
+/// Where the data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite database file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL.
+    Postgres(String),
+}
+
+impl Location {
+    /// Reads `--database-url`: `postgres://...`/`postgresql://...`, or
+    /// `sqlite://PATH` / `sqlite:PATH`.
+    pub fn from_url(url: &str) -> Result<Location, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Location::Postgres(url.to_string()))
+        } else if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            let path = path.split('?').next().unwrap_or(path);
+            if path.is_empty() {
+                return Err(StoreError::Config("a sqlite URL needs a file path".into()));
+            }
+            Ok(Location::Sqlite(PathBuf::from(path)))
+        } else {
+            Err(StoreError::Config(
+                "the database URL must start with postgres://, postgresql:// or sqlite://".into(),
+            ))
+        }
+    }
+
+    /// The embedded default: `DATA_DIR/junction.db`.
+    pub fn in_data_dir(data_dir: &Path) -> Location {
+        Location::Sqlite(data_dir.join("junction.db"))
+    }
+
+    /// Describes the location without credentials, for logs.
+    pub fn redacted(&self) -> String {
+        match self {
+            Location::Sqlite(p) => format!("sqlite:{}", p.display()),
+            Location::Postgres(url) => match url.split_once('@') {
+                Some((_, host)) => format!("postgres://***@{host}"),
+                None => url.clone(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+    #[error("secret key: {0}")]
+    Key(#[from] seal::KeyError),
+    #[error("store configuration: {0}")]
+    Config(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug)]
+enum Backend {
+    /// Readers share a pool; all writes go through one connection, so
+    /// SQLite's single writer is never contended inside one process and
+    /// `BEGIN IMMEDIATE` transactions never deadlock on upgrade.
+    Sqlite { read: SqlitePool, write: SqlitePool },
+    Postgres { pool: PgPool },
+}
+
+/// The store. Cheap to clone; every clone shares the pools.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    backend: Backend,
+    sealer: Sealer,
+    clock: Arc<dyn Clock>,
+}
+
+/// Runs `$body` with `$db` bound to a pool fit for reading, once per
+/// backend.
+macro_rules! read {
+    ($store:expr, $db:ident => $body:expr) => {
+        match &$store.inner.backend {
+            $crate::Backend::Sqlite { read: $db, .. } => $body,
+            $crate::Backend::Postgres { pool: $db } => $body,
+        }
+    };
+}
+
+/// Runs `$body` inside one write transaction bound to `$tx`, once per
+/// backend, committing when the body yields a value; an early `return` or
+/// `?` rolls back.
+macro_rules! write_tx {
+    ($store:expr, $tx:ident => $body:expr) => {
+        match &$store.inner.backend {
+            $crate::Backend::Sqlite { write, .. } => {
+                #[allow(unused_mut)]
+                let mut $tx = write.begin_with("BEGIN IMMEDIATE").await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+            $crate::Backend::Postgres { pool } => {
+                #[allow(unused_mut)]
+                let mut $tx = pool.begin().await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+        }
+    };
+}
+pub(crate) use {read, write_tx};
+
+impl Store {
+    /// Opens (creating if needed) the store at `location` and brings its
+    /// schema up to date.
+    pub async fn open(location: &Location, sealer: Sealer, clock: Arc<dyn Clock>) -> Result<Store> {
+        let backend = match location {
+            Location::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        StoreError::Config(format!("cannot create {}: {e}", dir.display()))
+                    })?;
+                }
+                let opts = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true);
+                let write = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(opts.clone())
+                    .await?;
+                let read = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .connect_with(opts.read_only(true))
+                    .await?;
+                Backend::Sqlite { read, write }
+            }
+            Location::Postgres(url) => {
+                let opts = PgConnectOptions::from_str(url)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(10)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(opts)
+                    .await?;
+                Backend::Postgres { pool }
+            }
+        };
+        let store = Store { inner: Arc::new(Inner { backend, sealer, clock }) };
+        migrate::run(&store).await?;
+        store.check_key().await?;
+        Ok(store)
+    }
+
+    /// Which backend this is, for logs and health output.
+    pub fn backend_name(&self) -> &'static str {
+        match self.inner.backend {
+            Backend::Sqlite { .. } => "sqlite",
+            Backend::Postgres { .. } => "postgres",
+        }
+    }
+
+    /// Waits for in-flight statements and closes every connection.
+    pub async fn close(&self) {
+        match &self.inner.backend {
+            Backend::Sqlite { read, write } => {
+                read.close().await;
+                write.close().await;
+            }
+            Backend::Postgres { pool } => pool.close().await,
+        }
+    }
+
+    /// A cheap round trip to the database, for health checks.
+    pub async fn ping(&self) -> Result<()> {
+        read!(self, db => sqlx::query("SELECT 1").execute(db).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.now().as_millisecond()
+    }
+
+    /// A stored value is written by the key it was sealed with; a store
+    /// opened with another key would fail on every secret later, so it is
+    /// refused at once with a clear reason.
+    async fn check_key(&self) -> Result<()> {
+        const CHECK: &str = "junction key check";
+        let stored: Option<Vec<u8>> = read!(self, db => {
+            sqlx::query_scalar("SELECT sealed FROM secrets WHERE scope = 'system' AND name = 'key_check'")
+                .fetch_optional(db)
+                .await
+        })?;
+        match stored {
+            Some(sealed) => {
+                let plain = self.inner.sealer.unseal("system", "key_check", &sealed).map_err(|_| {
+                    seal::KeyError::Mismatch
+                })?;
+                if plain.expose() != CHECK {
+                    return Err(seal::KeyError::Mismatch.into());
+                }
+            }
+            None => {
+                let sealed = self.inner.sealer.seal("system", "key_check", CHECK);
+                let now = self.now_ms();
+                write_tx!(self, tx => {
+                    sqlx::query(
+                        "INSERT INTO secrets (scope, name, sealed, updated_at) VALUES ('system', 'key_check', $1, $2) \
+                         ON CONFLICT (scope, name) DO NOTHING",
+                    )
+                    .bind(sealed)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn ts(ms: i64) -> Result<Timestamp> {
+    Timestamp::from_millisecond(ms).map_err(|e| StoreError::Corrupt(format!("timestamp {ms}: {e}")))
+}
+
+pub(crate) fn json_of(text: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))
+}
+

@@ -1,0 +1,194 @@
+//! API tokens. A token is 256 random bits shown once; the store keeps only
+//! its SHA-256 digest.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use junction_core::role::Role;
+use junction_core::secret::SecretString;
+use junction_core::token::{check_token_name, TokenInfo};
+use junction_core::Invalid;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::{read, ts, write_tx, Result, Store, StoreError};
+
+/// Prefix of generated tokens, so a leaked one is recognisable in a scan.
+const PREFIX: &str = "jct_";
+/// Shortest token accepted from `JUNCTION_ADMIN_TOKEN`.
+pub const MIN_GIVEN_TOKEN_LEN: usize = 16;
+/// `last_used_at` is refreshed at most this often, so authenticating is
+/// not a write per request.
+const LAST_USED_GRANULARITY_MS: i64 = 60_000;
+
+fn digest(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+fn generate() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// What the first start of a store did about the admin token.
+#[derive(Debug)]
+pub enum Bootstrap {
+    /// The store already had its tokens.
+    AlreadyDone,
+    /// The admin token is the one given (`JUNCTION_ADMIN_TOKEN`).
+    Given,
+    /// A token was generated; it must be shown once, now.
+    Generated(SecretString),
+}
+
+const TOKEN_COLUMNS: &str = "id, name, role, created_at, last_used_at";
+
+fn token_from_row<R: Row>(row: &R) -> Result<TokenInfo>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database>,
+{
+    let role: String = row.try_get("role")?;
+    Ok(TokenInfo {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("unknown role {role:?}")))?,
+        created_at: ts(row.try_get("created_at")?)?,
+        last_used_at: row.try_get::<Option<i64>, _>("last_used_at")?.map(ts).transpose()?,
+    })
+}
+
+impl Store {
+    /// Creates a token; returns it with its secret, which is not kept.
+    pub async fn create_token(&self, name: &str, role: Role) -> Result<(TokenInfo, SecretString)> {
+        check_token_name(name)?;
+        let secret = generate();
+        let info = self.insert_token(name, role, &secret).await?;
+        Ok((info, SecretString::new(secret)))
+    }
+
+    async fn insert_token(&self, name: &str, role: Role, secret: &str) -> Result<TokenInfo> {
+        let info = TokenInfo {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: name.to_string(),
+            role,
+            created_at: self.now(),
+            last_used_at: None,
+        };
+        write_tx!(self, tx => {
+            sqlx::query("INSERT INTO tokens (id, name, role, digest, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(&info.id)
+                .bind(&info.name)
+                .bind(role.as_str())
+                .bind(digest(secret))
+                .bind(info.created_at.as_millisecond())
+                .execute(&mut *tx)
+                .await?;
+        });
+        Ok(info)
+    }
+
+    /// On the first start of an empty store, creates the admin token:
+    /// `given` when set (`JUNCTION_ADMIN_TOKEN`), else a generated one.
+    /// Runs once per store even when several servers start together.
+    pub async fn bootstrap_admin(&self, given: Option<&str>) -> Result<Bootstrap> {
+        let given = given.map(str::trim).filter(|g| !g.is_empty());
+        if let Some(g) = given {
+            if g.len() < MIN_GIVEN_TOKEN_LEN || g.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                return Err(Invalid::one(
+                    "JUNCTION_ADMIN_TOKEN",
+                    "token_syntax",
+                    format!("must be at least {MIN_GIVEN_TOKEN_LEN} characters without spaces"),
+                )
+                .into());
+            }
+        }
+        let secret = given.map(str::to_string).unwrap_or_else(generate);
+        let now = self.now_ms();
+        let created = write_tx!(self, tx => {
+            let first = sqlx::query(
+                "INSERT INTO settings (key, value) VALUES ('bootstrapped', $1) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(now.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if first {
+                sqlx::query("INSERT INTO tokens (id, name, role, digest, created_at) VALUES ($1, 'admin', 'admin', $2, $3)")
+                    .bind(uuid::Uuid::new_v4().to_string())
+                    .bind(digest(&secret))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            first
+        });
+        Ok(match (created, given) {
+            (false, _) => Bootstrap::AlreadyDone,
+            (true, Some(_)) => Bootstrap::Given,
+            (true, None) => Bootstrap::Generated(SecretString::new(secret)),
+        })
+    }
+
+    /// The token a presented secret belongs to, if any.
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<TokenInfo>> {
+        let d = digest(secret);
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE digest = $1");
+        let info = read!(self, db => {
+            match sqlx::query(&sql).bind(&d).fetch_optional(db).await? {
+                Some(row) => Some(token_from_row(&row)?),
+                None => None,
+            }
+        });
+        if let Some(info) = &info {
+            let now = self.now_ms();
+            let stale = info.last_used_at.is_none_or(|t| now - t.as_millisecond() >= LAST_USED_GRANULARITY_MS);
+            if stale {
+                write_tx!(self, tx => {
+                    sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2")
+                        .bind(now)
+                        .bind(&info.id)
+                        .execute(&mut *tx)
+                        .await?;
+                });
+            }
+        }
+        Ok(info)
+    }
+
+    pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id");
+        read!(self, db => {
+            let rows = sqlx::query(&sql).fetch_all(db).await?;
+            rows.iter().map(token_from_row).collect()
+        })
+    }
+
+    /// Revokes a token. The last admin token cannot be revoked: that would
+    /// lock everyone out of token management.
+    pub async fn revoke_token(&self, id: &str) -> Result<()> {
+        write_tx!(self, tx => {
+            let role: Option<String> = sqlx::query_scalar("SELECT role FROM tokens WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(role) = role else {
+                return Err(StoreError::NotFound(format!("token {id:?}")));
+            };
+            if role == Role::Admin.as_str() {
+                let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tokens WHERE role = 'admin'")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if admins <= 1 {
+                    return Err(StoreError::Conflict("the last admin token cannot be revoked; create another admin token first".into()));
+                }
+            }
+            sqlx::query("DELETE FROM tokens WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        });
+        Ok(())
+    }
+}
