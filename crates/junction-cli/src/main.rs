@@ -1,1 +1,91 @@
-fn main() {}
+//! The `junction` binary: the server (`serve`), server-side administration
+//! (`token create`), and client commands that talk to a server over HTTP.
+
+mod client;
+mod server;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "junction", version, about = "Junction: a self-hosted integration hub")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the HTTP server.
+    Serve(server::ServeArgs),
+    /// Manage API tokens directly in the store (no server needed).
+    #[command(subcommand)]
+    Token(server::TokenCommand),
+    /// Upload, list, show and delete steps.
+    #[command(subcommand)]
+    Steps(client::StepsCommand),
+    /// Upload, list, show and delete applications.
+    #[command(subcommand)]
+    Apps(client::DocCommand),
+    /// Upload, list, show and delete configurations.
+    #[command(subcommand)]
+    Configs(client::DocCommand),
+    /// Set, list and delete global parameters.
+    #[command(subcommand)]
+    Params(client::ParamsCommand),
+}
+
+/// Where a client command finds the server.
+#[derive(Args, Clone, Debug)]
+pub struct ClientArgs {
+    /// Junction server URL.
+    #[arg(long, env = "JUNCTION_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+    server: String,
+    /// API token.
+    #[arg(long, env = "JUNCTION_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+/// Where the store is, for commands that open it directly.
+#[derive(Args, Clone, Debug)]
+pub struct StoreArgs {
+    /// Directory for the embedded database and the generated secret key.
+    #[arg(long, env = "JUNCTION_DATA_DIR", default_value = "./junction-data")]
+    data_dir: PathBuf,
+    /// postgres://... to use PostgreSQL (or sqlite://PATH); default: SQLite in the data dir.
+    #[arg(long, env = "JUNCTION_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => server::serve(args).await,
+            Command::Token(cmd) => server::token(cmd).await,
+            Command::Steps(cmd) => client::steps(cmd).await,
+            Command::Apps(cmd) => client::documents(client::Kind::Applications, cmd).await,
+            Command::Configs(cmd) => client::documents(client::Kind::Configurations, cmd).await,
+            Command::Params(cmd) => client::params(cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -17,7 +17,7 @@ use crate::validation::{Invalid, Violations};
 
 /// Keys that Junction owns in an application as it is read back. They are
 /// ignored on upload so a downloaded document can be uploaded again.
-pub const SERVER_KEYS: [&str; 3] = ["revision", "created_at", "updated_at"];
+pub const SERVER_KEYS: [&str; 4] = ["revision", "created_at", "updated_at", "warnings"];
 
 /// Step keys that are not step parameters.
 const STEP_KEYS: [&str; 8] = [

@@ -1,0 +1,141 @@
+//! `junction serve` and `junction token`: commands that open the store
+//! themselves.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use junction_core::role::Role;
+use junction_core::SystemClock;
+use junction_engine::Engine;
+use junction_runtime::RuntimeConfig;
+use junction_store::seal::KeySource;
+use junction_store::{Bootstrap, Location, Sealer, Store};
+
+use crate::StoreArgs;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "JUNCTION_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a token and print it (it is shown only once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// admin, editor, operator or viewer.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| "must be one of admin, editor, operator, viewer".to_string())
+}
+
+async fn open_store(args: &StoreArgs) -> Result<Store> {
+    let location = match &args.database_url {
+        Some(url) if !url.trim().is_empty() => Location::from_url(url)?,
+        _ => Location::in_data_dir(&args.data_dir),
+    };
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create the data dir {}", args.data_dir.display()))?;
+    let env_key = std::env::var("JUNCTION_SECRET_KEY").ok();
+    let (sealer, source) = Sealer::load(env_key.as_deref(), &args.data_dir.join("secret.key"))?;
+    match source {
+        KeySource::Env => tracing::info!("secret key from JUNCTION_SECRET_KEY"),
+        KeySource::ExistingFile => tracing::info!("secret key from {}", args.data_dir.join("secret.key").display()),
+        KeySource::GeneratedFile => {
+            tracing::info!("generated a secret key in {}", args.data_dir.join("secret.key").display())
+        }
+    }
+    tracing::info!(store = %location.redacted(), "opening store");
+    Store::open(&location, sealer, Arc::new(SystemClock))
+        .await
+        .with_context(|| format!("cannot open the store at {}", location.redacted()))
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+}
+
+pub async fn serve(args: ServeArgs) -> Result<()> {
+    init_logging();
+    let store = open_store(&args.store).await?;
+    let given = std::env::var("JUNCTION_ADMIN_TOKEN").ok();
+    match store.bootstrap_admin(given.as_deref()).await? {
+        Bootstrap::Generated(token) => eprintln!(
+            "\n  Junction created an admin token for this new store. It is shown only now:\n\n      {}\n\n  \
+             Use it as JUNCTION_TOKEN or in 'Authorization: Bearer ...'.\n",
+            token.expose()
+        ),
+        Bootstrap::Given => tracing::info!("admin token set from JUNCTION_ADMIN_TOKEN"),
+        Bootstrap::AlreadyDone => {}
+    }
+    let engine = Engine::new(store.clone(), RuntimeConfig::default());
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    // Tests and scripts read this line to learn the port.
+    eprintln!("junction listening on http://{addr}");
+    junction_server::serve(listener, engine, shutdown_signal()).await?;
+    tracing::info!("shutting down");
+    store.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+pub async fn token(cmd: TokenCommand) -> Result<()> {
+    init_logging();
+    match cmd {
+        TokenCommand::Create { name, role, store, json } => {
+            let store = open_store(&store).await?;
+            let (info, secret) = store.create_token(&name, role).await?;
+            store.close().await;
+            if json {
+                let out = serde_json::json!({"id": info.id, "name": info.name, "role": info.role, "token": secret.expose()});
+                println!("{out}");
+            } else {
+                eprintln!("created {} token {:?} (id {}); it is shown only now:", info.role, info.name, info.id);
+                println!("{}", secret.expose());
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Steps, applications, configurations and global parameters: validated
+//! by `junction-core`, checked by a runtime where code is involved, stored
+//! by `junction-store`.
+
+use junction_core::application::Application;
+use junction_core::configuration::{Configuration, GLOBAL};
+use junction_core::parameter::{global_parameters_to_configuration, parameters_of, Parameter};
+use junction_core::step::{StepUpload, StepVersion};
+use junction_core::{Invalid, Violation};
+use junction_runtime::{check_source, IntrospectError};
+use junction_store::{ApplicationRecord, ConfigurationRecord, NewStepVersion};
+use serde_json::Value;
+
+use crate::{Engine, EngineError, Result};
+
+/// An application as stored, with what it refers to that is missing. Those
+/// are warnings, not errors: content is often uploaded in any order, and a
+/// run fails clearly if they are still missing then.
+#[derive(Debug, Clone)]
+pub struct StoredApplication {
+    pub record: ApplicationRecord,
+    pub warnings: Vec<Violation>,
+}
+
+impl Engine {
+    /// Validates, checks with the step's interpreter and stores a step
+    /// version.
+    pub async fn upload_step(&self, upload: StepUpload) -> Result<StepVersion> {
+        let language = upload.validate()?;
+        let introspection = check_source(&self.runtime, language, &upload.name, &upload.data)
+            .await
+            .map_err(|e| match e {
+                IntrospectError::Rejected(msg) => EngineError::Invalid(Invalid::one("data", "parses", msg)),
+                IntrospectError::Unavailable(msg) => EngineError::Unavailable(msg),
+            })?;
+        let version = self
+            .store
+            .put_step(&NewStepVersion {
+                name: &upload.name,
+                language,
+                source: &upload.data,
+                description: upload.description.as_deref(),
+                parameters: &introspection.parameters,
+            })
+            .await?;
+        Ok(version)
+    }
+
+    /// Deletes a step unless an application still runs it.
+    pub async fn delete_step(&self, name: &str) -> Result<()> {
+        let users: Vec<String> = self
+            .store
+            .list_applications()
+            .await?
+            .into_iter()
+            .filter(|a| a.application.step_files().contains(name))
+            .map(|a| a.application.name().to_string())
+            .collect();
+        if !users.is_empty() {
+            return Err(EngineError::Conflict(format!(
+                "step {name:?} is used by application(s) {}; change or delete them first",
+                users.join(", ")
+            )));
+        }
+        Ok(self.store.delete_step(name).await?)
+    }
+
+    /// Validates and stores an application document.
+    pub async fn put_application(&self, body: Value) -> Result<StoredApplication> {
+        let upload = Application::parse(body)?;
+        let record = self.store.put_application(&upload).await?;
+        let warnings = self.warnings(&record.application).await?;
+        Ok(StoredApplication { record, warnings })
+    }
+
+    pub async fn get_application(&self, name: &str) -> Result<StoredApplication> {
+        let record = self
+            .store
+            .get_application(name)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("application {name:?}")))?;
+        let warnings = self.warnings(&record.application).await?;
+        Ok(StoredApplication { record, warnings })
+    }
+
+    /// What the application refers to that does not exist (yet).
+    async fn warnings(&self, app: &Application) -> Result<Vec<Violation>> {
+        let mut out = Vec::new();
+        for (i, step) in app.steps().iter().enumerate() {
+            if self.store.get_step(&step.file).await?.is_none() {
+                out.push(Violation::new(
+                    format!("steps[{i}].file"),
+                    "exists",
+                    format!("no step named {:?} is stored yet; runs will fail until it is uploaded", step.file),
+                ));
+            }
+        }
+        if let Some(config) = app.configuration() {
+            if self.store.get_configuration(config).await?.is_none() {
+                out.push(Violation::new(
+                    "configuration",
+                    "exists",
+                    format!("no configuration named {config:?} is stored yet"),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn put_configuration(&self, body: Value) -> Result<ConfigurationRecord> {
+        let upload = Configuration::parse(body)?;
+        Ok(self.store.put_configuration(&upload).await?)
+    }
+
+    /// Deletes a configuration. `global` is reserved: clearing the global
+    /// parameters is done by setting an empty list.
+    pub async fn delete_configuration(&self, name: &str) -> Result<()> {
+        if name == GLOBAL {
+            return Err(EngineError::Conflict(
+                "the configuration \"global\" holds the global parameters and cannot be deleted; set an empty list instead"
+                    .into(),
+            ));
+        }
+        Ok(self.store.delete_configuration(name).await?)
+    }
+
+    /// Spec 000's Global Parameters; masked values are never returned.
+    pub async fn global_parameters(&self) -> Result<Vec<Parameter>> {
+        Ok(match self.store.get_configuration(GLOBAL).await? {
+            Some(record) => parameters_of(&record.configuration),
+            None => Vec::new(),
+        })
+    }
+
+    /// Replaces the whole list of global parameters.
+    pub async fn set_global_parameters(&self, params: &[Parameter]) -> Result<Vec<Parameter>> {
+        let upload = global_parameters_to_configuration(params)?;
+        let record = self.store.put_configuration(&upload).await.map_err(|e| match EngineError::from(e) {
+            // The list is stored as a configuration; name fields as the
+            // caller sent them (`[1].type`, not `configuration_data[1].encrypted`).
+            EngineError::Invalid(Invalid(vs)) => EngineError::Invalid(Invalid(
+                vs.into_iter()
+                    .map(|mut v| {
+                        v.field = v.field.replacen("configuration_data", "", 1).replace(".encrypted", ".type");
+                        v
+                    })
+                    .collect(),
+            )),
+            other => other,
+        })?;
+        Ok(parameters_of(&record.configuration))
+    }
+}

@@ -1,0 +1,132 @@
+//! Request extractors whose failures answer in Junction's error shape
+//! (axum's own answer in plain text).
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::body::Bytes;
+use junction_core::role::Capability;
+use junction_core::token::TokenInfo;
+use junction_core::{Invalid, Violation};
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// Largest accepted request body.
+pub const BODY_LIMIT: usize = 10 * 1024 * 1024;
+
+/// A JSON body. 415 unless the content type is JSON, 413 over
+/// [`BODY_LIMIT`], 400 naming the offending field for anything else.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|mime| {
+                let mime = mime.trim().to_ascii_lowercase();
+                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON, sent with Content-Type: application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e: BytesRejection| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("the body must be at most {BODY_LIMIT} bytes"),
+                )
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("the body could not be read: {e}"))
+            }
+        })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let malformed = |e: serde_json::Error| {
+        let mut err = ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid JSON: {e}"));
+        err.details.push(Violation::new("body", "json", e.to_string()));
+        err
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() || inner.is_io() {
+            malformed(inner)
+        } else {
+            ApiError::invalid(Invalid(vec![data_violation(&path, &inner.to_string())]))
+        }
+    })?;
+    de.end().map_err(malformed)?;
+    Ok(value)
+}
+
+/// Names the field of a serde data error. serde reports a missing or
+/// unknown key at the path of the object that holds it, with the key in
+/// the message; the field named is the key itself.
+fn data_violation(path: &str, message: &str) -> Violation {
+    let base = if path == "." { "" } else { path };
+    let join = |key: &str| if base.is_empty() { key.to_string() } else { format!("{base}.{key}") };
+    let quoted = |prefix: &str| message.strip_prefix(prefix).and_then(|rest| rest.split('`').next());
+    if let Some(key) = quoted("missing field `") {
+        return Violation::new(join(key), "required", message);
+    }
+    if let Some(key) = quoted("unknown field `") {
+        // Here serde_path_to_error has already put the key in the path.
+        let field = if base.ends_with(key) { base.to_string() } else { join(key) };
+        return Violation::new(field, "unknown_field", message);
+    }
+    let field = if base.is_empty() { "body".to_string() } else { base.to_string() };
+    Violation::new(field, "type", message)
+}
+
+/// A path parameter whose rejection is a JSON 400.
+pub struct PathParam<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathParam<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| PathParam(p.0))
+            .map_err(|e| ApiError::invalid(Invalid::one("path", "path_syntax", e.body_text())))
+    }
+}
+
+/// The authenticated caller, put in place by the auth middleware.
+#[derive(Debug, Clone)]
+pub struct Caller(pub TokenInfo);
+
+impl Caller {
+    pub fn require(&self, need: Capability) -> Result<(), ApiError> {
+        crate::auth::check(&self.0, need)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ApiError::unauthorized("a bearer token is required"))
+    }
+}

@@ -1,0 +1,145 @@
+//! The API test harness: the real server on an ephemeral loopback port,
+//! over a fresh store (SQLite in a temp dir, or a fresh PostgreSQL schema).
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use junction_core::SystemClock;
+use junction_engine::Engine;
+use junction_runtime::RuntimeConfig;
+use junction_store::{Location, Sealer, Store};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+pub const ADMIN: &str = "test-admin-token-0123456789";
+
+pub struct TestServer {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    store: Store,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    /// Every response body seen, so a test can prove a secret never
+    /// appeared in any of them.
+    pub seen: Arc<Mutex<Vec<String>>>,
+    _pg: Option<junction_testkit::PgSchema>,
+}
+
+impl TestServer {
+    pub async fn sqlite() -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::in_data_dir(dir.path());
+        TestServer::start(location, dir, None).await
+    }
+
+    pub async fn postgres() -> TestServer {
+        let pg = junction_testkit::postgres().await;
+        TestServer::start(Location::Postgres(pg.url.clone()), tempfile::tempdir().unwrap(), Some(pg)).await
+    }
+
+    async fn start(location: Location, dir: tempfile::TempDir, pg: Option<junction_testkit::PgSchema>) -> TestServer {
+        let (sealer, _) = Sealer::load(None, &dir.path().join("secret.key")).unwrap();
+        let store = Store::open(&location, sealer, Arc::new(SystemClock)).await.unwrap();
+        store.bootstrap_admin(Some(ADMIN)).await.unwrap();
+        let engine = Engine::new(store.clone(), RuntimeConfig::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            junction_server::serve(listener, engine, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        TestServer {
+            base,
+            http: reqwest::Client::new(),
+            dir,
+            store,
+            shutdown: Some(tx),
+            task: Some(task),
+            seen: Arc::default(),
+            _pg: pg,
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Sends a request; `token` None sends no Authorization header.
+    pub async fn send(&self, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.unwrap();
+        self.read(resp).await
+    }
+
+    pub async fn read(&self, resp: reqwest::Response) -> (StatusCode, Value) {
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        self.seen.lock().unwrap().push(text.clone());
+        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(Method::GET, path, Some(ADMIN), None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(Method::POST, path, Some(ADMIN), Some(&body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(Method::PUT, path, Some(ADMIN), Some(&body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.send(Method::DELETE, path, Some(ADMIN), None).await
+    }
+
+    /// A token of `role`, created through the API.
+    pub async fn token(&self, role: &str) -> String {
+        let (status, body) = self.post("/api/v1/tokens", serde_json::json!({"name": role, "role": role})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    /// Stops the server and closes the store, so its files can be read.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        self.store.close().await;
+    }
+
+    /// Asserts that `needle` appears in no response body seen so far.
+    pub fn assert_never_sent(&self, needle: &str) {
+        for body in self.seen.lock().unwrap().iter() {
+            assert!(!body.contains(needle), "{needle:?} was sent in a response: {body}");
+        }
+    }
+}
+
+/// The error body's `(field, rule)` pairs.
+pub fn details(body: &Value) -> Vec<(String, String)> {
+    body["error"]["details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| (d["field"].as_str().unwrap_or_default().to_string(), d["rule"].as_str().unwrap_or_default().to_string()))
+        .collect()
+}
