@@ -76,7 +76,8 @@ pub enum ParamsCommand {
     /// Add or change one global parameter.
     Set {
         name: String,
-        value: String,
+        /// The value; read from stdin when left out (use that for secrets).
+        value: Option<String>,
         /// Store it as "String (Masked)": never shown again.
         #[arg(long)]
         masked: bool,
@@ -125,10 +126,18 @@ struct Api {
 
 impl Api {
     fn new(args: ClientArgs) -> Result<Api> {
-        Ok(Api { http: reqwest::Client::builder().build()?, args })
+        Ok(Api {
+            http: reqwest::Client::builder().build()?,
+            args,
+        })
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Option<Value>> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Option<Value>> {
         let base = self.args.server.trim_end_matches('/');
         let url = format!("{base}/api/v1/{path}");
         let mut req = self.http.request(method, &url);
@@ -138,14 +147,19 @@ impl Api {
         if let Some(body) = body {
             req = req.json(body);
         }
-        let resp = req.send().await.map_err(|e| anyhow!("cannot reach Junction at {base}: {e}"))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot reach Junction at {base}: {e}"))?;
         let status = resp.status();
         let text = resp.text().await.context("reading the server's answer")?;
         if status.is_success() {
             if status == StatusCode::NO_CONTENT || text.is_empty() {
                 return Ok(None);
             }
-            return serde_json::from_str(&text).map(Some).context("the server's answer is not JSON");
+            return serde_json::from_str(&text)
+                .map(Some)
+                .context("the server's answer is not JSON");
         }
         Err(anyhow!(describe_error(status, &text)))
     }
@@ -160,11 +174,25 @@ fn describe_error(status: StatusCode, text: &str) -> String {
     let details = err["details"].as_array().cloned().unwrap_or_default();
     let code = err["code"].as_str().unwrap_or("error");
     if let [only] = details.as_slice() {
-        return format!("{code} ({}): {}: {} [{}]", status.as_u16(), s(&only["field"]), s(&only["message"]), s(&only["rule"]));
+        return format!(
+            "{code} ({}): {}: {} [{}]",
+            status.as_u16(),
+            s(&only["field"]),
+            s(&only["message"]),
+            s(&only["rule"])
+        );
     }
-    let mut out = format!("{code} ({}): {}", status.as_u16(), err["message"].as_str().unwrap_or_default());
+    let mut out = format!(
+        "{code} ({}): {}",
+        status.as_u16(),
+        err["message"].as_str().unwrap_or_default()
+    );
     for d in &details {
-        let (field, rule, message) = (d["field"].as_str(), d["rule"].as_str(), d["message"].as_str());
+        let (field, rule, message) = (
+            d["field"].as_str(),
+            d["rule"].as_str(),
+            d["message"].as_str(),
+        );
         if let (Some(field), Some(message)) = (field, message) {
             out.push_str(&format!("\n  {field}: {message} [{}]", rule.unwrap_or("")));
         }
@@ -178,7 +206,8 @@ fn print_json(v: &Value) {
 
 fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     let mut t = Table::new();
-    t.load_preset(UTF8_BORDERS_ONLY).set_header(headers.to_vec());
+    t.load_preset(UTF8_BORDERS_ONLY)
+        .set_header(headers.to_vec());
     for r in rows {
         t.add_row(r);
     }
@@ -207,7 +236,9 @@ fn segment(name: &str) -> String {
     // changing the route.
     name.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             other => format!("%{other:02X}"),
         })
         .collect()
@@ -215,11 +246,19 @@ fn segment(name: &str) -> String {
 
 pub async fn steps(cmd: StepsCommand) -> Result<()> {
     match cmd {
-        StepsCommand::Upload { file, name, description, client } => {
+        StepsCommand::Upload {
+            file,
+            name,
+            description,
+            client,
+        } => {
             let language = match file.extension().and_then(|e| e.to_str()) {
                 Some("js") => "javascript",
                 Some("py") => "python",
-                _ => bail!("{}: a step file must end in .js (JavaScript) or .py (Python)", file.display()),
+                _ => bail!(
+                    "{}: a step file must end in .js (JavaScript) or .py (Python)",
+                    file.display()
+                ),
             };
             let name = match name {
                 Some(n) => n,
@@ -227,37 +266,70 @@ pub async fn steps(cmd: StepsCommand) -> Result<()> {
                     .file_stem()
                     .and_then(|s| s.to_str())
                     .map(str::to_string)
-                    .ok_or_else(|| anyhow!("cannot take a step name from {}; give --name", file.display()))?,
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "cannot take a step name from {}; give --name",
+                            file.display()
+                        )
+                    })?,
             };
             let source = read_file(&file)?;
             let api = Api::new(client)?;
             let body = json!({"name": name, "language": language, "data": source, "description": description});
-            let v = api.call(Method::POST, "steps", Some(&body)).await?.unwrap_or_default();
+            let v = api
+                .call(Method::POST, "steps", Some(&body))
+                .await?
+                .unwrap_or_default();
             if api.args.json {
                 print_json(&v);
             } else {
-                println!("step {} version {} ({}, sha256 {})", s(&v["name"]), s(&v["version"]), s(&v["language"]), s(&v["sha256"]));
+                println!(
+                    "step {} version {} ({}, sha256 {})",
+                    s(&v["name"]),
+                    s(&v["version"]),
+                    s(&v["language"]),
+                    s(&v["sha256"])
+                );
             }
         }
         StepsCommand::List { client } => {
             let api = Api::new(client)?;
-            let v = api.call(Method::GET, "steps", None).await?.unwrap_or_default();
+            let v = api
+                .call(Method::GET, "steps", None)
+                .await?
+                .unwrap_or_default();
             if api.args.json {
-                return Ok(print_json(&v));
+                print_json(&v);
+                return Ok(());
             }
             let rows = v
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|r| vec![s(&r["name"]), s(&r["language"]), s(&r["version"]), s(&r["updated_at"]), s(&r["description"])])
+                .map(|r| {
+                    vec![
+                        s(&r["name"]),
+                        s(&r["language"]),
+                        s(&r["version"]),
+                        s(&r["updated_at"]),
+                        s(&r["description"]),
+                    ]
+                })
                 .collect();
-            table(&["NAME", "LANGUAGE", "VERSION", "UPDATED", "DESCRIPTION"], rows);
+            table(
+                &["NAME", "LANGUAGE", "VERSION", "UPDATED", "DESCRIPTION"],
+                rows,
+            );
         }
         StepsCommand::Show { name, client } => {
             let api = Api::new(client)?;
-            let v = api.call(Method::GET, &format!("steps/{}", segment(&name)), None).await?.unwrap_or_default();
+            let v = api
+                .call(Method::GET, &format!("steps/{}", segment(&name)), None)
+                .await?
+                .unwrap_or_default();
             if api.args.json {
-                return Ok(print_json(&v));
+                print_json(&v);
+                return Ok(());
             }
             println!("name:      {}", s(&v["name"]));
             println!("language:  {}", s(&v["language"]));
@@ -269,7 +341,8 @@ pub async fn steps(cmd: StepsCommand) -> Result<()> {
         }
         StepsCommand::Delete { name, client } => {
             let api = Api::new(client)?;
-            api.call(Method::DELETE, &format!("steps/{}", segment(&name)), None).await?;
+            api.call(Method::DELETE, &format!("steps/{}", segment(&name)), None)
+                .await?;
             println!("deleted step {name}");
         }
     }
@@ -280,16 +353,28 @@ pub async fn documents(kind: Kind, cmd: DocCommand) -> Result<()> {
     match cmd {
         DocCommand::Upload { file, client } => {
             if file.extension().and_then(|e| e.to_str()) != Some("json") {
-                bail!("{}: an {} must be a .json file", file.display(), kind.singular());
+                bail!(
+                    "{}: an {} must be a .json file",
+                    file.display(),
+                    kind.singular()
+                );
             }
             let body = read_json(&file)?;
             let api = Api::new(client)?;
-            let v = api.call(Method::POST, kind.path(), Some(&body)).await?.unwrap_or_default();
+            let v = api
+                .call(Method::POST, kind.path(), Some(&body))
+                .await?
+                .unwrap_or_default();
             if api.args.json {
-                return Ok(print_json(&v));
+                print_json(&v);
+                return Ok(());
             }
             match kind {
-                Kind::Applications => println!("application {} revision {}", s(&v["name"]), s(&v["revision"])),
+                Kind::Applications => println!(
+                    "application {} revision {}",
+                    s(&v["name"]),
+                    s(&v["revision"])
+                ),
                 Kind::Configurations => println!("configuration {} stored", s(&v["name"])),
             }
             for w in v["warnings"].as_array().into_iter().flatten() {
@@ -298,23 +383,41 @@ pub async fn documents(kind: Kind, cmd: DocCommand) -> Result<()> {
         }
         DocCommand::List { client } => {
             let api = Api::new(client)?;
-            let v = api.call(Method::GET, kind.path(), None).await?.unwrap_or_default();
+            let v = api
+                .call(Method::GET, kind.path(), None)
+                .await?
+                .unwrap_or_default();
             if api.args.json {
-                return Ok(print_json(&v));
+                print_json(&v);
+                return Ok(());
             }
             let items = v.as_array().into_iter().flatten();
             match kind {
                 Kind::Applications => table(
                     &["NAME", "FRIENDLY NAME", "STEPS", "REVISION", "UPDATED"],
                     items
-                        .map(|r| vec![s(&r["name"]), s(&r["friendly_name"]), s(&r["steps"]), s(&r["revision"]), s(&r["updated_at"])])
+                        .map(|r| {
+                            vec![
+                                s(&r["name"]),
+                                s(&r["friendly_name"]),
+                                s(&r["steps"]),
+                                s(&r["revision"]),
+                                s(&r["updated_at"]),
+                            ]
+                        })
                         .collect(),
                 ),
                 Kind::Configurations => table(
                     &["NAME", "FRIENDLY NAME", "ENTRIES", "ENCRYPTED", "UPDATED"],
                     items
                         .map(|r| {
-                            vec![s(&r["name"]), s(&r["friendly_name"]), s(&r["entries"]), s(&r["encrypted_entries"]), s(&r["updated_at"])]
+                            vec![
+                                s(&r["name"]),
+                                s(&r["friendly_name"]),
+                                s(&r["entries"]),
+                                s(&r["encrypted_entries"]),
+                                s(&r["updated_at"]),
+                            ]
                         })
                         .collect(),
                 ),
@@ -322,12 +425,24 @@ pub async fn documents(kind: Kind, cmd: DocCommand) -> Result<()> {
         }
         DocCommand::Show { name, client } => {
             let api = Api::new(client)?;
-            let v = api.call(Method::GET, &format!("{}/{}", kind.path(), segment(&name)), None).await?.unwrap_or_default();
+            let v = api
+                .call(
+                    Method::GET,
+                    &format!("{}/{}", kind.path(), segment(&name)),
+                    None,
+                )
+                .await?
+                .unwrap_or_default();
             print_json(&v);
         }
         DocCommand::Delete { name, client } => {
             let api = Api::new(client)?;
-            api.call(Method::DELETE, &format!("{}/{}", kind.path(), segment(&name)), None).await?;
+            api.call(
+                Method::DELETE,
+                &format!("{}/{}", kind.path(), segment(&name)),
+                None,
+            )
+            .await?;
             println!("deleted {} {name}", kind.singular());
         }
     }
@@ -336,18 +451,36 @@ pub async fn documents(kind: Kind, cmd: DocCommand) -> Result<()> {
 
 pub async fn params(cmd: ParamsCommand) -> Result<()> {
     match cmd {
-        ParamsCommand::Set { name, value, masked, client } => {
+        ParamsCommand::Set {
+            name,
+            value,
+            masked,
+            client,
+        } => {
+            let value = match value {
+                Some(v) => v,
+                // Keeps a masked value out of argv (ps, shell history).
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("reading the value from stdin")?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
             let api = Api::new(client)?;
-            let mut list = current_params(&api).await?;
             let kind = if masked { "masked" } else { "string" };
-            let entry = json!({"name": name, "type": kind, "value": value});
-            match list.iter_mut().find(|p| p["name"] == name.as_str()) {
-                Some(p) => *p = entry,
-                None => list.push(entry),
-            }
-            let v = api.call(Method::PUT, "global-parameters", Some(&Value::Array(list))).await?.unwrap_or_default();
+            let body = json!({"type": kind, "value": value});
+            let v = api
+                .call(
+                    Method::PUT,
+                    &format!("global-parameters/{}", segment(&name)),
+                    Some(&body),
+                )
+                .await?;
             if api.args.json {
-                return Ok(print_json(&v));
+                print_json(&v.unwrap_or_default());
+                return Ok(());
             }
             println!("set {kind} parameter {name}");
         }
@@ -355,12 +488,17 @@ pub async fn params(cmd: ParamsCommand) -> Result<()> {
             let api = Api::new(client)?;
             let list = current_params(&api).await?;
             if api.args.json {
-                return Ok(print_json(&Value::Array(list)));
+                print_json(&Value::Array(list));
+                return Ok(());
             }
             let rows = list
                 .iter()
                 .map(|p| {
-                    let value = if p["type"] == "masked" { "••••••".to_string() } else { s(&p["value"]) };
+                    let value = if p["type"] == "masked" {
+                        "••••••".to_string()
+                    } else {
+                        s(&p["value"])
+                    };
                     vec![s(&p["name"]), s(&p["type"]), value]
                 })
                 .collect();
@@ -368,22 +506,23 @@ pub async fn params(cmd: ParamsCommand) -> Result<()> {
         }
         ParamsCommand::Delete { name, client } => {
             let api = Api::new(client)?;
-            let mut list = current_params(&api).await?;
-            let before = list.len();
-            list.retain(|p| p["name"] != name.as_str());
-            if list.len() == before {
-                bail!("no global parameter is named {name:?}");
-            }
-            api.call(Method::PUT, "global-parameters", Some(&Value::Array(list))).await?;
+            api.call(
+                Method::DELETE,
+                &format!("global-parameters/{}", segment(&name)),
+                None,
+            )
+            .await?;
             println!("deleted parameter {name}");
         }
     }
     Ok(())
 }
 
-/// The stored list; masked values come back as `null`, which the server
-/// reads as "keep", so sending the list back preserves them.
+/// The stored list; masked values come back as `null`.
 async fn current_params(api: &Api) -> Result<Vec<Value>> {
-    let v = api.call(Method::GET, "global-parameters", None).await?.unwrap_or_default();
+    let v = api
+        .call(Method::GET, "global-parameters", None)
+        .await?
+        .unwrap_or_default();
     Ok(v.as_array().cloned().unwrap_or_default())
 }

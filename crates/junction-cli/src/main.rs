@@ -10,7 +10,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "junction", version, about = "Junction: a self-hosted integration hub")]
+#[command(
+    name = "junction",
+    version,
+    about = "Junction: a self-hosted integration hub"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,7 +45,12 @@ enum Command {
 #[derive(Args, Clone, Debug)]
 pub struct ClientArgs {
     /// Junction server URL.
-    #[arg(long, env = "JUNCTION_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "JUNCTION_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     server: String,
     /// API token.
     #[arg(long, env = "JUNCTION_TOKEN", hide_env_values = true, global = true)]
@@ -64,7 +73,10 @@ pub struct StoreArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

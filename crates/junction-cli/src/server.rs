@@ -56,9 +56,15 @@ async fn open_store(args: &StoreArgs) -> Result<Store> {
     let (sealer, source) = Sealer::load(env_key.as_deref(), &args.data_dir.join("secret.key"))?;
     match source {
         KeySource::Env => tracing::info!("secret key from JUNCTION_SECRET_KEY"),
-        KeySource::ExistingFile => tracing::info!("secret key from {}", args.data_dir.join("secret.key").display()),
+        KeySource::ExistingFile => tracing::info!(
+            "secret key from {}",
+            args.data_dir.join("secret.key").display()
+        ),
         KeySource::GeneratedFile => {
-            tracing::info!("generated a secret key in {}", args.data_dir.join("secret.key").display())
+            tracing::info!(
+                "generated a secret key in {}",
+                args.data_dir.join("secret.key").display()
+            )
         }
     }
     tracing::info!(store = %location.redacted(), "opening store");
@@ -71,7 +77,11 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 pub async fn serve(args: ServeArgs) -> Result<()> {
@@ -124,7 +134,12 @@ async fn shutdown_signal() {
 pub async fn token(cmd: TokenCommand) -> Result<()> {
     init_logging();
     match cmd {
-        TokenCommand::Create { name, role, store, json } => {
+        TokenCommand::Create {
+            name,
+            role,
+            store,
+            json,
+        } => {
             let store = open_store(&store).await?;
             let (info, secret) = store.create_token(&name, role).await?;
             store.close().await;
@@ -132,7 +147,10 @@ pub async fn token(cmd: TokenCommand) -> Result<()> {
                 let out = serde_json::json!({"id": info.id, "name": info.name, "role": info.role, "token": secret.expose()});
                 println!("{out}");
             } else {
-                eprintln!("created {} token {:?} (id {}); it is shown only now:", info.role, info.name, info.id);
+                eprintln!(
+                    "created {} token {:?} (id {}); it is shown only now:",
+                    info.role, info.name, info.id
+                );
                 println!("{}", secret.expose());
             }
             Ok(())

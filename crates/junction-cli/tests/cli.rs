@@ -33,11 +33,17 @@ fn junction() -> Command {
 impl Serve {
     fn start(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serve {
         let mut cmd = junction();
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data_dir).args(extra);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("junction serve starts");
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("junction serve starts");
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let pipe = child.stderr.take().unwrap();
@@ -50,10 +56,12 @@ impl Serve {
                 lines.lock().unwrap().push(line);
             }
         });
-        let url = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("serve did not start: {:?}", stderr.lock().unwrap())
-        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!("serve did not start: {:?}", stderr.lock().unwrap())
+            });
         Serve { child, url, stderr }
     }
 
@@ -63,17 +71,29 @@ impl Serve {
 
     /// The admin token printed on first start, if any.
     fn printed_token(&self) -> Option<String> {
-        self.output().split_whitespace().find(|w| w.starts_with("jct_")).map(str::to_string)
+        self.output()
+            .split_whitespace()
+            .find(|w| w.starts_with("jct_"))
+            .map(str::to_string)
     }
 
     fn client(&self, token: &str, args: &[&str]) -> Output {
-        junction().env("JUNCTION_SERVER", &self.url).env("JUNCTION_TOKEN", token).args(args).output().unwrap()
+        junction()
+            .env("JUNCTION_SERVER", &self.url)
+            .env("JUNCTION_TOKEN", token)
+            .args(args)
+            .output()
+            .unwrap()
     }
 
     /// Sends SIGTERM and waits for a clean exit.
     fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -93,12 +113,22 @@ impl Drop for Serve {
 }
 
 fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "command failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "command failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn failed(out: &Output) -> String {
-    assert_eq!(out.status.code(), Some(1), "expected exit 1; stdout: {}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected exit 1; stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -115,15 +145,22 @@ fn first_start_prints_an_admin_token_once_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let serve = Serve::start(&data, &[], &[]);
-    let token = serve.printed_token().expect("a new store prints its admin token");
+    let token = serve
+        .printed_token()
+        .expect("a new store prints its admin token");
     ok(&serve.client(&token, &["steps", "list"]));
     let health: Value = serde_json::from_str(&ok(&junction()
-        .args(["steps", "list", "--json", "--server", &serve.url, "--token", &token])
+        .args([
+            "steps", "list", "--json", "--server", &serve.url, "--token", &token,
+        ])
         .output()
         .unwrap()))
     .unwrap();
     assert_eq!(health, serde_json::json!([]));
-    assert!(serve.terminate().success(), "SIGTERM ends serve with status 0");
+    assert!(
+        serve.terminate().success(),
+        "SIGTERM ends serve with status 0"
+    );
     let key = std::fs::metadata(data.join("secret.key")).expect("key file generated");
     #[cfg(unix)]
     {
@@ -132,57 +169,125 @@ fn first_start_prints_an_admin_token_once_and_stops_cleanly_on_sigterm() {
     }
 
     let again = Serve::start(&data, &[], &[]);
-    assert_eq!(again.printed_token(), None, "the token is printed only on the first start: {}", again.output());
+    assert_eq!(
+        again.printed_token(),
+        None,
+        "the token is printed only on the first start: {}",
+        again.output()
+    );
     ok(&again.client(&token, &["steps", "list"]));
 }
 
 #[test]
 fn client_commands_manage_steps_apps_configs_and_parameters() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(&dir.path().join("data"), &[], &[("JUNCTION_ADMIN_TOKEN", ADMIN)]);
+    let serve = Serve::start(
+        &dir.path().join("data"),
+        &[],
+        &[("JUNCTION_ADMIN_TOKEN", ADMIN)],
+    );
     assert_eq!(serve.printed_token(), None);
     let run = |args: &[&str]| serve.client(ADMIN, args);
 
-    let js = write(dir.path(), "hello.js", "module.exports = { run: async () => 'hi' };\n");
+    let js = write(
+        dir.path(),
+        "hello.js",
+        "module.exports = { run: async () => 'hi' };\n",
+    );
     let out = ok(&run(&["steps", "upload", js.to_str().unwrap()]));
     assert!(out.contains("step hello version 1 (javascript"), "{out}");
-    let py = write(dir.path(), "Sync.py", "from ipaascore.BaseStep import BaseStep\nclass Sync(BaseStep):\n    pass\n");
-    ok(&run(&["steps", "upload", py.to_str().unwrap(), "--description", "a python step"]));
+    let py = write(
+        dir.path(),
+        "Sync.py",
+        "from ipaascore.BaseStep import BaseStep\nclass Sync(BaseStep):\n    pass\n",
+    );
+    ok(&run(&[
+        "steps",
+        "upload",
+        py.to_str().unwrap(),
+        "--description",
+        "a python step",
+    ]));
     let list = ok(&run(&["steps", "list"]));
-    assert!(list.contains("hello") && list.contains("Sync") && list.contains("python"), "{list}");
+    assert!(
+        list.contains("hello") && list.contains("Sync") && list.contains("python"),
+        "{list}"
+    );
     let shown = ok(&run(&["steps", "show", "hello"]));
-    assert!(shown.contains("module.exports = { run: async () => 'hi' };"), "{shown}");
+    assert!(
+        shown.contains("module.exports = { run: async () => 'hi' };"),
+        "{shown}"
+    );
     let as_json: Value = serde_json::from_str(&ok(&run(&["steps", "list", "--json"]))).unwrap();
     assert_eq!(as_json.as_array().unwrap().len(), 2);
 
-    let app = write(dir.path(), "job.json", r#"{"name": "job", "friendly_name": "My Job",
+    let app = write(
+        dir.path(),
+        "job.json",
+        r#"{"name": "job", "friendly_name": "My Job",
         "steps": [{"name": "a", "file": "hello", "output_to": ["b"]}, {"name": "b", "file": "Sync"}],
-        "app_variables": [{"name": "apiKey", "value": "CLI-APP-SECRET", "encrypted": true}]}"#);
+        "app_variables": [{"name": "apiKey", "value": "CLI-APP-SECRET", "encrypted": true}]}"#,
+    );
     let out = ok(&run(&["apps", "upload", app.to_str().unwrap()]));
     assert!(out.contains("application job revision 1"), "{out}");
     assert!(ok(&run(&["apps", "list"])).contains("My Job"));
     let doc: Value = serde_json::from_str(&ok(&run(&["apps", "show", "job"]))).unwrap();
     assert_eq!(doc["app_variables"][0]["value"], Value::Null);
 
-    let cfg = write(dir.path(), "em7.json", r#"{"name": "em7", "configuration_data": [
+    let cfg = write(
+        dir.path(),
+        "em7.json",
+        r#"{"name": "em7", "configuration_data": [
         {"name": "host", "value": "10.0.0.1", "encrypted": false},
-        {"name": "pw", "value": "CLI-CONFIG-SECRET", "encrypted": true}]}"#);
+        {"name": "pw", "value": "CLI-CONFIG-SECRET", "encrypted": true}]}"#,
+    );
     ok(&run(&["configs", "upload", cfg.to_str().unwrap()]));
     let shown = ok(&run(&["configs", "show", "em7"]));
-    assert!(shown.contains("10.0.0.1") && !shown.contains("CLI-CONFIG-SECRET"), "{shown}");
+    assert!(
+        shown.contains("10.0.0.1") && !shown.contains("CLI-CONFIG-SECRET"),
+        "{shown}"
+    );
     assert!(ok(&run(&["configs", "list"])).contains("em7"));
 
     ok(&run(&["params", "set", "JiraUrl", "http://jira.local"]));
-    ok(&run(&["params", "set", "JiraToken", "CLI-GLOBAL-SECRET", "--masked"]));
+    let mut child = junction()
+        .env("JUNCTION_SERVER", &serve.url)
+        .env("JUNCTION_TOKEN", ADMIN)
+        .args(["params", "set", "JiraToken", "--masked"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"CLI-GLOBAL-SECRET\n")
+            .unwrap();
+    }
+    assert!(ok(&child.wait_with_output().unwrap()).contains("set masked parameter JiraToken"));
     ok(&run(&["params", "set", "JiraUrl", "http://jira2.local"]));
     let params = ok(&run(&["params", "list"]));
-    assert!(params.contains("http://jira2.local") && params.contains("masked"), "{params}");
+    assert!(
+        params.contains("http://jira2.local") && params.contains("masked"),
+        "{params}"
+    );
     assert!(!params.contains("CLI-GLOBAL-SECRET"));
     let params: Value = serde_json::from_str(&ok(&run(&["params", "list", "--json"]))).unwrap();
-    assert_eq!(params.as_array().unwrap().len(), 2, "setting one parameter keeps the others: {params}");
+    assert_eq!(
+        params.as_array().unwrap().len(),
+        2,
+        "setting one parameter keeps the others: {params}"
+    );
     ok(&run(&["params", "delete", "JiraUrl"]));
     let params: Value = serde_json::from_str(&ok(&run(&["params", "list", "--json"]))).unwrap();
-    assert_eq!(params, serde_json::json!([{"name": "JiraToken", "type": "masked", "value": null}]));
+    assert_eq!(
+        params,
+        serde_json::json!([{"name": "JiraToken", "type": "masked", "value": null}])
+    );
 
     ok(&run(&["apps", "delete", "job"]));
     ok(&run(&["steps", "delete", "hello"]));
@@ -194,10 +299,18 @@ fn client_commands_manage_steps_apps_configs_and_parameters() {
 #[test]
 fn errors_are_one_clear_line_and_exit_1() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(&dir.path().join("data"), &[], &[("JUNCTION_ADMIN_TOKEN", ADMIN)]);
+    let serve = Serve::start(
+        &dir.path().join("data"),
+        &[],
+        &[("JUNCTION_ADMIN_TOKEN", ADMIN)],
+    );
     let run = |args: &[&str]| serve.client(ADMIN, args);
 
-    let bad = write(dir.path(), "bad.json", r#"{"name": "bad", "steps": [{"name": "a", "file": "S", "output_to": ["ghost"]}]}"#);
+    let bad = write(
+        dir.path(),
+        "bad.json",
+        r#"{"name": "bad", "steps": [{"name": "a", "file": "S", "output_to": ["ghost"]}]}"#,
+    );
     let err = failed(&run(&["apps", "upload", bad.to_str().unwrap()]));
     assert_eq!(
         err.trim(),
@@ -205,16 +318,34 @@ fn errors_are_one_clear_line_and_exit_1() {
     );
     let txt = write(dir.path(), "notes.txt", "hello");
     let err = failed(&run(&["steps", "upload", txt.to_str().unwrap()]));
-    assert!(err.contains("must end in .js") , "{err}");
+    assert!(err.contains("must end in .js"), "{err}");
     let broken = write(dir.path(), "broken.js", "module.exports = {");
     let err = failed(&run(&["steps", "upload", broken.to_str().unwrap()]));
-    assert!(err.starts_with("error: validation_failed (400): data:"), "{err}");
+    assert!(
+        err.starts_with("error: validation_failed (400): data:"),
+        "{err}"
+    );
     let err = failed(&serve.client("wrong-token", &["steps", "list"]));
     assert!(err.starts_with("error: unauthorized (401)"), "{err}");
     let err = failed(&run(&["steps", "show", "nope"]));
     assert!(err.starts_with("error: not_found (404)"), "{err}");
-    let err = failed(&junction().args(["steps", "list", "--server", "http://127.0.0.1:9", "--token", "x"]).output().unwrap());
-    assert!(err.starts_with("error: cannot reach Junction at http://127.0.0.1:9"), "{err}");
+    let err = failed(
+        &junction()
+            .args([
+                "steps",
+                "list",
+                "--server",
+                "http://127.0.0.1:9",
+                "--token",
+                "x",
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.starts_with("error: cannot reach Junction at http://127.0.0.1:9"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -223,7 +354,16 @@ fn token_create_writes_to_the_store_and_the_token_works_on_the_server() {
     let data = dir.path().join("data");
     let serve = Serve::start(&data, &[], &[("JUNCTION_ADMIN_TOKEN", ADMIN)]);
     let out = ok(&junction()
-        .args(["token", "create", "--name", "reporting", "--role", "viewer", "--json", "--data-dir"])
+        .args([
+            "token",
+            "create",
+            "--name",
+            "reporting",
+            "--role",
+            "viewer",
+            "--json",
+            "--data-dir",
+        ])
         .arg(&data)
         .output()
         .unwrap());
@@ -235,7 +375,19 @@ fn token_create_writes_to_the_store_and_the_token_works_on_the_server() {
     let err = failed(&serve.client(viewer, &["steps", "upload", js.to_str().unwrap()]));
     assert!(err.starts_with("error: forbidden (403)"), "{err}");
     // A usage error is clap's: exit status 2, with the accepted values.
-    let out = junction().args(["token", "create", "--name", "x", "--role", "root", "--data-dir"]).arg(&data).output().unwrap();
+    let out = junction()
+        .args([
+            "token",
+            "create",
+            "--name",
+            "x",
+            "--role",
+            "root",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("admin, editor, operator, viewer"));
 }
@@ -244,8 +396,16 @@ fn token_create_writes_to_the_store_and_the_token_works_on_the_server() {
 async fn serve_runs_on_postgres() {
     let pg = junction_testkit::postgres().await;
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(&dir.path().join("data"), &["--database-url", &pg.url], &[("JUNCTION_ADMIN_TOKEN", ADMIN)]);
-    let js = write(dir.path(), "pg_step.js", "module.exports = { run: async () => 'pg' };");
+    let serve = Serve::start(
+        &dir.path().join("data"),
+        &["--database-url", &pg.url],
+        &[("JUNCTION_ADMIN_TOKEN", ADMIN)],
+    );
+    let js = write(
+        dir.path(),
+        "pg_step.js",
+        "module.exports = { run: async () => 'pg' };",
+    );
     let out = ok(&serve.client(ADMIN, &["steps", "upload", js.to_str().unwrap()]));
     assert!(out.contains("step pg_step version 1"), "{out}");
     assert!(ok(&serve.client(ADMIN, &["steps", "list"])).contains("pg_step"));

@@ -37,7 +37,7 @@ pub struct Configuration {
     entries: Vec<ConfigEntry>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ConfigurationUpload {
     pub configuration: Configuration,
     pub secrets: SecretWrites,
@@ -47,7 +47,11 @@ impl Configuration {
     pub fn parse(body: Value) -> Result<ConfigurationUpload, Invalid> {
         let mut v = Violations::default();
         let Value::Object(mut doc) = body else {
-            return Err(Invalid::one("body", "type", "a configuration must be a JSON object"));
+            return Err(Invalid::one(
+                "body",
+                "type",
+                "a configuration must be a JSON object",
+            ));
         };
         for key in SERVER_KEYS {
             doc.remove(key);
@@ -59,7 +63,11 @@ impl Configuration {
                 }
             }
             None | Some(Value::Null) => v.push("name", "required", "a configuration needs a name"),
-            Some(other) => v.push("name", "type", format!("must be a string, not {}", kind(other))),
+            Some(other) => v.push(
+                "name",
+                "type",
+                format!("must be a string, not {}", kind(other)),
+            ),
         }
         for key in ["friendly_name", "description", "author"] {
             if let Some(val) = doc.get(key) {
@@ -76,7 +84,11 @@ impl Configuration {
                 for (i, item) in list.iter_mut().enumerate() {
                     let at = |k: &str| format!("configuration_data[{i}].{k}");
                     let Value::Object(obj) = item else {
-                        v.push(format!("configuration_data[{i}]"), "type", format!("an entry must be an object, not {}", kind(item)));
+                        v.push(
+                            format!("configuration_data[{i}]"),
+                            "type",
+                            format!("an entry must be an object, not {}", kind(item)),
+                        );
                         continue;
                     };
                     let name = match obj.get("name") {
@@ -86,7 +98,11 @@ impl Configuration {
                             continue;
                         }
                         Some(other) => {
-                            v.push(at("name"), "type", format!("must be a string, not {}", kind(other)));
+                            v.push(
+                                at("name"),
+                                "type",
+                                format!("must be a string, not {}", kind(other)),
+                            );
                             continue;
                         }
                     };
@@ -94,13 +110,21 @@ impl Configuration {
                         v.add(e);
                     }
                     if !seen.insert(name.clone()) {
-                        v.push(at("name"), "unique", format!("another entry is already named {name:?}"));
+                        v.push(
+                            at("name"),
+                            "unique",
+                            format!("another entry is already named {name:?}"),
+                        );
                     }
                     let encrypted = match obj.get("encrypted") {
                         None | Some(Value::Null) => false,
                         Some(Value::Bool(b)) => *b,
                         Some(other) => {
-                            v.push(at("encrypted"), "type", format!("must be true or false, not {}", kind(other)));
+                            v.push(
+                                at("encrypted"),
+                                "type",
+                                format!("must be true or false, not {}", kind(other)),
+                            );
                             false
                         }
                     };
@@ -108,18 +132,48 @@ impl Configuration {
                     if encrypted {
                         match value.take() {
                             None => secrets.push((name.clone(), SecretWrite::Keep)),
-                            Some(Value::String(s)) => secrets.push((name.clone(), SecretWrite::Set(SecretString::new(s)))),
-                            Some(other) => v.push(at("value"), "type", format!("an encrypted value must be a string, not {}", kind(&other))),
+                            Some(Value::String(s)) => {
+                                secrets.push((name.clone(), SecretWrite::Set(SecretString::new(s))))
+                            }
+                            Some(other) => v.push(
+                                at("value"),
+                                "type",
+                                format!(
+                                    "an encrypted value must be a string, not {}",
+                                    kind(&other)
+                                ),
+                            ),
                         }
                         obj.insert("value".into(), Value::Null);
                     }
-                    entries.push(ConfigEntry { name, value, encrypted });
+                    entries.push(ConfigEntry {
+                        name,
+                        value,
+                        encrypted,
+                    });
                 }
             }
-            None | Some(Value::Null) => v.push("configuration_data", "required", "a configuration needs a configuration_data array (it may be empty)"),
-            Some(other) => v.push("configuration_data", "type", format!("must be an array of {{name, value, encrypted}} objects, not {}", kind(other))),
+            None | Some(Value::Null) => v.push(
+                "configuration_data",
+                "required",
+                "a configuration needs a configuration_data array (it may be empty)",
+            ),
+            Some(other) => v.push(
+                "configuration_data",
+                "type",
+                format!(
+                    "must be an array of {{name, value, encrypted}} objects, not {}",
+                    kind(other)
+                ),
+            ),
         }
-        v.finish(ConfigurationUpload { configuration: Configuration { document: doc, entries }, secrets })
+        v.finish(ConfigurationUpload {
+            configuration: Configuration {
+                document: doc,
+                entries,
+            },
+            secrets,
+        })
     }
 
     pub fn from_stored(document: Value) -> Result<Configuration, Invalid> {
@@ -127,7 +181,10 @@ impl Configuration {
     }
 
     pub fn name(&self) -> &str {
-        self.document.get("name").and_then(Value::as_str).unwrap_or_default()
+        self.document
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
 
     pub fn friendly_name(&self) -> Option<&str> {
@@ -148,16 +205,28 @@ impl Configuration {
         &self.document
     }
 
-    /// Refuses this document if it would store in clear an entry that is
-    /// encrypted now.
-    pub fn check_unmasking(&self, previously_encrypted: &[String]) -> Result<(), Invalid> {
-        let entries = self.entries.iter().enumerate().map(|(i, e)| (i, e.name.as_str(), e.encrypted));
-        crate::secret::check_unmasking(previously_encrypted, "configuration_data", entries)
+    /// Checks this document's encrypted entries against what is sealed
+    /// now (see [`crate::secret::check_against_sealed`]).
+    pub fn check_against_sealed(
+        &self,
+        sealed_now: &[String],
+        writes: &SecretWrites,
+    ) -> Result<(), Invalid> {
+        let entries = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (i, e.name.as_str(), e.encrypted));
+        crate::secret::check_against_sealed(sealed_now, writes, "configuration_data", entries)
     }
 
     /// Names of the entries stored in clear.
     pub fn plain_names(&self) -> Vec<&str> {
-        self.entries.iter().filter(|e| !e.encrypted).map(|e| e.name.as_str()).collect()
+        self.entries
+            .iter()
+            .filter(|e| !e.encrypted)
+            .map(|e| e.name.as_str())
+            .collect()
     }
 }
 
@@ -184,8 +253,17 @@ mod tests {
         let c = &up.configuration;
         assert_eq!(c.name(), "fsun-demo-settings");
         assert_eq!(c.plain_names(), ["em7_host", "em7_user"]);
-        assert_eq!(c.document()["configuration_data"][2], json!({"encrypted": true, "name": "em7_password", "value": null}));
-        assert_eq!(up.secrets, vec![("em7_password".to_string(), SecretWrite::Set(SecretString::new("em7pass")))]);
+        assert_eq!(
+            c.document()["configuration_data"][2],
+            json!({"encrypted": true, "name": "em7_password", "value": null})
+        );
+        assert_eq!(
+            up.secrets,
+            vec![(
+                "em7_password".to_string(),
+                SecretWrite::Set(SecretString::new("em7pass"))
+            )]
+        );
     }
 
     #[test]
@@ -197,7 +275,11 @@ mod tests {
             {"name": "p", "encrypted": true, "value": {"x": 1}},
         ]}))
         .unwrap_err();
-        let got: Vec<_> = err.0.iter().map(|v| (v.field.as_str(), v.rule.as_str())).collect();
+        let got: Vec<_> = err
+            .0
+            .iter()
+            .map(|v| (v.field.as_str(), v.rule.as_str()))
+            .collect();
         assert_eq!(
             got,
             [

@@ -65,7 +65,14 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_names() {
-        for ok in ["a", "jira_sync", "Jira-Sync.v2", "_private", "0day", &"x".repeat(128)] {
+        for ok in [
+            "a",
+            "jira_sync",
+            "Jira-Sync.v2",
+            "_private",
+            "0day",
+            &"x".repeat(128),
+        ] {
             assert_eq!(check_name("name", ok), Ok(()), "{ok}");
         }
     }
@@ -87,7 +94,10 @@ mod tests {
             assert_eq!(v.rule, rule, "{bad:?}");
             assert_eq!(v.field, "name");
         }
-        assert_eq!(check_name("name", &"x".repeat(129)).unwrap_err().rule, "name_syntax");
+        assert_eq!(
+            check_name("name", &"x".repeat(129)).unwrap_err().rule,
+            "name_syntax"
+        );
     }
 
     #[test]

@@ -38,21 +38,37 @@ pub enum SecretWrite {
 /// application's variables), by entry name, in document order.
 pub type SecretWrites = Vec<(String, SecretWrite)>;
 
-/// Refuses a document that would store in clear an entry that is sealed
-/// now. `entries` yields (index, name, encrypted) for each entry of the list
-/// at `list_field` (`app_variables`, `configuration_data`).
-pub fn check_unmasking<'a>(
-    previously_encrypted: &[String],
+/// Checks a document's encrypted entries against what is sealed now.
+/// `entries` yields (index, name, encrypted) for each entry of the list at
+/// `list_field` (`app_variables`, `configuration_data`). Refused:
+/// - an entry sealed now that the document would store in clear
+///   (`stays_encrypted`): a masked value never becomes plain again;
+/// - an encrypted entry sent with `"value": null` ("keep") when nothing is
+///   sealed under its name (`value_required`): there is nothing to keep.
+pub fn check_against_sealed<'a>(
+    sealed_now: &[String],
+    writes: &SecretWrites,
     list_field: &str,
     entries: impl Iterator<Item = (usize, &'a str, bool)>,
 ) -> Result<(), crate::Invalid> {
     let mut v = crate::validation::Violations::default();
     for (i, name, encrypted) in entries {
-        if !encrypted && previously_encrypted.iter().any(|p| p == name) {
+        let is_sealed = sealed_now.iter().any(|p| p == name);
+        if !encrypted && is_sealed {
             v.push(
                 format!("{list_field}[{i}].encrypted"),
                 "stays_encrypted",
                 format!("{name:?} is encrypted; an encrypted value can never be turned back to plain text"),
+            );
+        }
+        let keeps = writes
+            .iter()
+            .any(|(n, w)| n == name && *w == SecretWrite::Keep);
+        if encrypted && keeps && !is_sealed {
+            v.push(
+                format!("{list_field}[{i}].value"),
+                "value_required",
+                format!("{name:?} is encrypted but has no stored value to keep; give its value"),
             );
         }
     }
@@ -67,18 +83,46 @@ mod tests {
     fn debug_never_shows_the_secret() {
         let s = SecretString::new("hunter2");
         assert_eq!(format!("{s:?}"), "SecretString(***)");
-        assert_eq!(format!("{:?}", SecretWrite::Set(s)), "Set(SecretString(***))");
+        assert_eq!(
+            format!("{:?}", SecretWrite::Set(s)),
+            "Set(SecretString(***))"
+        );
     }
 
     #[test]
-    fn unmasking_is_refused_naming_the_entry() {
+    fn unmasking_and_keeping_nothing_are_refused_naming_the_entry() {
         let before = vec!["pw".to_string(), "key".to_string()];
-        let entries = [(0, "user", false), (1, "pw", false), (2, "key", true)];
-        let err = check_unmasking(&before, "configuration_data", entries.into_iter()).unwrap_err();
-        assert_eq!(err.0.len(), 1);
-        assert_eq!(err.0[0].field, "configuration_data[1].encrypted");
-        assert_eq!(err.0[0].rule, "stays_encrypted");
-        let fine = [(0, "pw", true), (1, "new", false)];
-        assert!(check_unmasking(&before, "configuration_data", fine.into_iter()).is_ok());
+        let writes: SecretWrites = vec![
+            ("key".into(), SecretWrite::Keep),
+            ("fresh".into(), SecretWrite::Keep),
+        ];
+        let entries = [
+            (0, "user", false),
+            (1, "pw", false),
+            (2, "key", true),
+            (3, "fresh", true),
+        ];
+        let err = check_against_sealed(&before, &writes, "configuration_data", entries.into_iter())
+            .unwrap_err();
+        let got: Vec<_> = err
+            .0
+            .iter()
+            .map(|v| (v.field.as_str(), v.rule.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("configuration_data[1].encrypted", "stays_encrypted"),
+                ("configuration_data[3].value", "value_required")
+            ]
+        );
+        let writes: SecretWrites = vec![
+            ("pw".into(), SecretWrite::Keep),
+            ("new".into(), SecretWrite::Set(SecretString::new("v"))),
+        ];
+        let fine = [(0, "pw", true), (1, "new", true), (2, "other", false)];
+        assert!(
+            check_against_sealed(&before, &writes, "configuration_data", fine.into_iter()).is_ok()
+        );
     }
 }

@@ -35,7 +35,12 @@ fn summary(v: &[Violation]) -> String {
     match v {
         [] => "invalid input".to_string(),
         [one] => format!("{}: {}", one.field, one.message),
-        [first, rest @ ..] => format!("{}: {} (and {} more)", first.field, first.message, rest.len()),
+        [first, rest @ ..] => format!(
+            "{}: {} (and {} more)",
+            first.field,
+            first.message,
+            rest.len()
+        ),
     }
 }
 
@@ -90,7 +95,11 @@ pub fn from_json<T: serde::de::DeserializeOwned>(
             (true, p) => p.to_string(),
             (false, p) => format!("{base}.{p}"),
         };
-        let field = if field.is_empty() { "body".to_string() } else { field };
+        let field = if field.is_empty() {
+            "body".to_string()
+        } else {
+            field
+        };
         Invalid::one(field, "type", e.into_inner().to_string())
     })
 }

@@ -30,7 +30,9 @@ impl Engine {
         let introspection = check_source(&self.runtime, language, &upload.name, &upload.data)
             .await
             .map_err(|e| match e {
-                IntrospectError::Rejected(msg) => EngineError::Invalid(Invalid::one("data", "parses", msg)),
+                IntrospectError::Rejected(msg) => {
+                    EngineError::Invalid(Invalid::one("data", "parses", msg))
+                }
                 IntrospectError::Unavailable(msg) => EngineError::Unavailable(msg),
             })?;
         let version = self
@@ -91,7 +93,10 @@ impl Engine {
                 out.push(Violation::new(
                     format!("steps[{i}].file"),
                     "exists",
-                    format!("no step named {:?} is stored yet; runs will fail until it is uploaded", step.file),
+                    format!(
+                        "no step named {:?} is stored yet; runs will fail until it is uploaded",
+                        step.file
+                    ),
                 ));
             }
         }
@@ -135,19 +140,82 @@ impl Engine {
     /// Replaces the whole list of global parameters.
     pub async fn set_global_parameters(&self, params: &[Parameter]) -> Result<Vec<Parameter>> {
         let upload = global_parameters_to_configuration(params)?;
-        let record = self.store.put_configuration(&upload).await.map_err(|e| match EngineError::from(e) {
-            // The list is stored as a configuration; name fields as the
-            // caller sent them (`[1].type`, not `configuration_data[1].encrypted`).
-            EngineError::Invalid(Invalid(vs)) => EngineError::Invalid(Invalid(
-                vs.into_iter()
-                    .map(|mut v| {
-                        v.field = v.field.replacen("configuration_data", "", 1).replace(".encrypted", ".type");
-                        v
-                    })
-                    .collect(),
-            )),
-            other => other,
-        })?;
+        let record = self
+            .store
+            .put_configuration(&upload)
+            .await
+            .map_err(|e| relabel(e.into(), list_field))?;
         Ok(parameters_of(&record.configuration))
+    }
+
+    /// Adds or replaces one global parameter, atomically against other
+    /// writers (no lost update when two people edit different parameters).
+    pub async fn set_global_parameter(&self, param: Parameter) -> Result<Vec<Parameter>> {
+        let record = self
+            .store
+            .update_configuration(GLOBAL, |current| {
+                let mut list = current.map(parameters_of).unwrap_or_default();
+                match list.iter_mut().find(|p| p.name == param.name) {
+                    Some(p) => *p = param.clone(),
+                    None => list.push(param.clone()),
+                }
+                global_parameters_to_configuration(&list)
+            })
+            .await
+            .map_err(|e| relabel(e.into(), single_field))?;
+        Ok(parameters_of(&record.configuration))
+    }
+
+    /// Removes one global parameter (and its sealed value).
+    pub async fn delete_global_parameter(&self, name: &str) -> Result<Vec<Parameter>> {
+        if !self
+            .global_parameters()
+            .await?
+            .iter()
+            .any(|p| p.name == name)
+        {
+            return Err(EngineError::NotFound(format!("global parameter {name:?}")));
+        }
+        let record = self
+            .store
+            .update_configuration(GLOBAL, |current| {
+                let mut list = current.map(parameters_of).unwrap_or_default();
+                list.retain(|p| p.name != name);
+                global_parameters_to_configuration(&list)
+            })
+            .await?;
+        Ok(parameters_of(&record.configuration))
+    }
+}
+
+/// Global parameters are stored as a configuration; errors name fields as
+/// the caller sent them. For the whole list: `[1].type`, not
+/// `configuration_data[1].encrypted`.
+fn list_field(field: &str) -> String {
+    field
+        .replacen("configuration_data", "", 1)
+        .replace(".encrypted", ".type")
+}
+
+/// For one parameter: `type`, `value`, `name`.
+fn single_field(field: &str) -> String {
+    let list = list_field(field);
+    match list.split_once("].") {
+        Some((_, rest)) if list.starts_with('[') => rest.to_string(),
+        _ => list,
+    }
+}
+
+fn relabel(e: EngineError, rename: fn(&str) -> String) -> EngineError {
+    match e {
+        EngineError::Invalid(Invalid(vs)) => EngineError::Invalid(Invalid(
+            vs.into_iter()
+                .map(|mut v| {
+                    v.field = rename(&v.field);
+                    v
+                })
+                .collect(),
+        )),
+        other => other,
     }
 }

@@ -21,7 +21,11 @@ pub struct RuntimeConfig {
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        Self { node: "node".into(), python: "python3".into(), check_timeout: Duration::from_secs(20) }
+        Self {
+            node: "node".into(),
+            python: "python3".into(),
+            check_timeout: Duration::from_secs(20),
+        }
     }
 }
 
@@ -53,6 +57,10 @@ try:
 except SyntaxError as e:
     print(json.dumps({"error": "%s (line %s, column %s)" % (e.msg, e.lineno, e.offset)}))
     sys.exit(0)
+except (RecursionError, MemoryError, ValueError, OverflowError) as e:
+    # Pathological sources (very deep nesting) exhaust the parser.
+    print(json.dumps({"error": "the parser gave up: %s" % type(e).__name__}))
+    sys.exit(0)
 print(json.dumps({"classes": [n.name for n in tree.body if isinstance(n, ast.ClassDef)]}))
 "#;
 
@@ -69,8 +77,13 @@ pub async fn check_source(
     }
 }
 
-async fn check_javascript(config: &RuntimeConfig, name: &str, source: &str) -> Result<Introspection, IntrospectError> {
-    let dir = tempfile::tempdir().map_err(|e| IntrospectError::Unavailable(format!("temp dir: {e}")))?;
+async fn check_javascript(
+    config: &RuntimeConfig,
+    name: &str,
+    source: &str,
+) -> Result<Introspection, IntrospectError> {
+    let dir =
+        tempfile::tempdir().map_err(|e| IntrospectError::Unavailable(format!("temp dir: {e}")))?;
     let file = dir.path().join(format!("{name}.js"));
     tokio::fs::write(&file, source)
         .await
@@ -82,16 +95,28 @@ async fn check_javascript(config: &RuntimeConfig, name: &str, source: &str) -> R
         return Ok(Introspection::default());
     }
     // Node prints the temp path; the user knows the file by the step name.
-    let stderr = String::from_utf8_lossy(&out.stderr).replace(&dir.path().display().to_string(), "");
+    let stderr =
+        String::from_utf8_lossy(&out.stderr).replace(&dir.path().display().to_string(), "");
     let message = stderr
         .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with("Node.js v") && !l.trim_start().starts_with("at "))
+        .filter(|l| {
+            !l.trim().is_empty()
+                && !l.starts_with("Node.js v")
+                && !l.trim_start().starts_with("at ")
+        })
         .collect::<Vec<_>>()
         .join("\n");
-    Err(IntrospectError::Rejected(format!("the source does not parse as JavaScript: {}", message.trim())))
+    Err(IntrospectError::Rejected(format!(
+        "the source does not parse as JavaScript: {}",
+        message.trim()
+    )))
 }
 
-async fn check_python(config: &RuntimeConfig, name: &str, source: &str) -> Result<Introspection, IntrospectError> {
+async fn check_python(
+    config: &RuntimeConfig,
+    name: &str,
+    source: &str,
+) -> Result<Introspection, IntrospectError> {
     let mut cmd = Command::new(&config.python);
     cmd.args(["-I", "-c", PY_CHECK, &format!("{name}.py")]);
     let out = run(cmd, Some(source), config).await?;
@@ -110,10 +135,16 @@ async fn check_python(config: &RuntimeConfig, name: &str, source: &str) -> Resul
     let answer: Answer = serde_json::from_slice(&out.stdout)
         .map_err(|e| IntrospectError::Unavailable(format!("python check answered {e}")))?;
     if let Some(err) = answer.error {
-        return Err(IntrospectError::Rejected(format!("the source does not parse as Python: {err}")));
+        return Err(IntrospectError::Rejected(format!(
+            "the source does not parse as Python: {err}"
+        )));
     }
     if !answer.classes.iter().any(|c| c == name) {
-        let found = if answer.classes.is_empty() { "none".to_string() } else { answer.classes.join(", ") };
+        let found = if answer.classes.is_empty() {
+            "none".to_string()
+        } else {
+            answer.classes.join(", ")
+        };
         return Err(IntrospectError::Rejected(format!(
             "a Python step must define a class named like the step ({name}); classes found: {found}"
         )));
@@ -121,13 +152,21 @@ async fn check_python(config: &RuntimeConfig, name: &str, source: &str) -> Resul
     Ok(Introspection::default())
 }
 
-async fn run(mut cmd: Command, stdin: Option<&str>, config: &RuntimeConfig) -> Result<std::process::Output, IntrospectError> {
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .kill_on_drop(true);
+async fn run(
+    mut cmd: Command,
+    stdin: Option<&str>,
+    config: &RuntimeConfig,
+) -> Result<std::process::Output, IntrospectError> {
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .env_clear()
+    .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+    .kill_on_drop(true);
     let program = cmd.as_std().get_program().to_string_lossy().into_owned();
     let mut child = cmd
         .spawn()
@@ -141,7 +180,10 @@ async fn run(mut cmd: Command, stdin: Option<&str>, config: &RuntimeConfig) -> R
     match tokio::time::timeout(config.check_timeout, child.wait_with_output()).await {
         Ok(Ok(out)) => Ok(out),
         Ok(Err(e)) => Err(IntrospectError::Unavailable(format!("{program}: {e}"))),
-        Err(_) => Err(IntrospectError::Unavailable(format!("{program} did not finish within {:?}", config.check_timeout))),
+        Err(_) => Err(IntrospectError::Unavailable(format!(
+            "{program} did not finish within {:?}",
+            config.check_timeout
+        ))),
     }
 }
 
@@ -156,9 +198,20 @@ mod tests {
     #[tokio::test]
     async fn javascript_that_parses_is_accepted_and_syntax_errors_are_explained() {
         let ok = "module.exports = { run: async (args) => 'done' };";
-        assert!(check_source(&cfg(), Language::Javascript, "job", ok).await.is_ok());
-        let err = check_source(&cfg(), Language::Javascript, "job", "module.exports = { run: ( };").await.unwrap_err();
-        let IntrospectError::Rejected(msg) = err else { panic!("{err}") };
+        assert!(check_source(&cfg(), Language::Javascript, "job", ok)
+            .await
+            .is_ok());
+        let err = check_source(
+            &cfg(),
+            Language::Javascript,
+            "job",
+            "module.exports = { run: ( };",
+        )
+        .await
+        .unwrap_err();
+        let IntrospectError::Rejected(msg) = err else {
+            panic!("{err}")
+        };
         assert!(msg.contains("SyntaxError"), "{msg}");
         assert!(!msg.contains("/tmp"), "temp paths are not shown: {msg}");
     }
@@ -166,17 +219,42 @@ mod tests {
     #[tokio::test]
     async fn python_needs_a_class_named_like_the_step() {
         let src = "from ipaascore.BaseStep import BaseStep\n\nclass QueryREST(BaseStep):\n    def execute(self):\n        pass\n";
-        assert!(check_source(&cfg(), Language::Python, "QueryREST", src).await.is_ok());
-        let err = check_source(&cfg(), Language::Python, "Other", src).await.unwrap_err();
-        assert!(err.to_string().contains("classes found: QueryREST"), "{err}");
-        let err = check_source(&cfg(), Language::Python, "X", "class X(:\n").await.unwrap_err();
-        assert!(err.to_string().contains("does not parse as Python"), "{err}");
+        assert!(check_source(&cfg(), Language::Python, "QueryREST", src)
+            .await
+            .is_ok());
+        let err = check_source(&cfg(), Language::Python, "Other", src)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("classes found: QueryREST"),
+            "{err}"
+        );
+        let err = check_source(&cfg(), Language::Python, "X", "class X(:\n")
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("does not parse as Python"),
+            "{err}"
+        );
+        let deep = format!("a{}", ".a".repeat(200_000));
+        let err = check_source(&cfg(), Language::Python, "X", &deep)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, IntrospectError::Rejected(_)),
+            "exhausting the parser is the source's fault: {err}"
+        );
     }
 
     #[tokio::test]
     async fn a_missing_interpreter_is_unavailable_not_rejected() {
-        let cfg = RuntimeConfig { node: "/nonexistent/node".into(), ..cfg() };
-        let err = check_source(&cfg, Language::Javascript, "j", "1").await.unwrap_err();
+        let cfg = RuntimeConfig {
+            node: "/nonexistent/node".into(),
+            ..cfg()
+        };
+        let err = check_source(&cfg, Language::Javascript, "j", "1")
+            .await
+            .unwrap_err();
         assert!(matches!(err, IntrospectError::Unavailable(_)), "{err}");
     }
 }

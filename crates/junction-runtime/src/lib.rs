@@ -10,4 +10,4 @@
 
 mod introspect;
 
-pub use introspect::{check_source, Introspection, IntrospectError, RuntimeConfig};
+pub use introspect::{check_source, IntrospectError, Introspection, RuntimeConfig};

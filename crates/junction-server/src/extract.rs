@@ -1,11 +1,11 @@
 //! Request extractors whose failures answer in Junction's error shape
 //! (axum's own answer in plain text).
 
+use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
-use axum::body::Bytes;
 use junction_core::role::Capability;
 use junction_core::token::TokenInfo;
 use junction_core::{Invalid, Violation};
@@ -31,7 +31,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             .and_then(|v| v.split(';').next())
             .map(|mime| {
                 let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+                mime == "application/json"
+                    || (mime.starts_with("application/") && mime.ends_with("+json"))
             })
             .unwrap_or(false);
         if !is_json {
@@ -41,25 +42,36 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 "the body must be JSON, sent with Content-Type: application/json",
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e: BytesRejection| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    format!("the body must be at most {BODY_LIMIT} bytes"),
-                )
-            } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("the body could not be read: {e}"))
-            }
-        })?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e: BytesRejection| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        format!("the body must be at most {BODY_LIMIT} bytes"),
+                    )
+                } else {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_body",
+                        format!("the body could not be read: {e}"),
+                    )
+                }
+            })?;
         parse_json(&bytes).map(JsonBody)
     }
 }
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let malformed = |e: serde_json::Error| {
-        let mut err = ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid JSON: {e}"));
-        err.details.push(Violation::new("body", "json", e.to_string()));
+        let mut err = ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not valid JSON: {e}"),
+        );
+        err.details
+            .push(Violation::new("body", "json", e.to_string()));
         err
     };
     let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -81,18 +93,59 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// the message; the field named is the key itself.
 fn data_violation(path: &str, message: &str) -> Violation {
     let base = if path == "." { "" } else { path };
-    let join = |key: &str| if base.is_empty() { key.to_string() } else { format!("{base}.{key}") };
-    let quoted = |prefix: &str| message.strip_prefix(prefix).and_then(|rest| rest.split('`').next());
+    let join = |key: &str| {
+        if base.is_empty() {
+            key.to_string()
+        } else {
+            format!("{base}.{key}")
+        }
+    };
+    let quoted = |prefix: &str| {
+        message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split('`').next())
+    };
     if let Some(key) = quoted("missing field `") {
         return Violation::new(join(key), "required", message);
     }
     if let Some(key) = quoted("unknown field `") {
         // Here serde_path_to_error has already put the key in the path.
-        let field = if base.ends_with(key) { base.to_string() } else { join(key) };
+        let field = if base.ends_with(key) {
+            base.to_string()
+        } else {
+            join(key)
+        };
         return Violation::new(field, "unknown_field", message);
     }
-    let field = if base.is_empty() { "body".to_string() } else { base.to_string() };
-    Violation::new(field, "type", message)
+    let field = if base.is_empty() {
+        "body".to_string()
+    } else {
+        base.to_string()
+    };
+    Violation::new(field, "type", without_quoted_values(message))
+}
+
+/// serde quotes the offending value ("invalid type: string `hunter2`,
+/// expected ..."); the value may be a secret, so it is left out.
+fn without_quoted_values(message: &str) -> String {
+    if !(message.starts_with("invalid type")
+        || message.starts_with("invalid value")
+        || message.starts_with("invalid length"))
+    {
+        return message.to_string();
+    }
+    let mut out = String::with_capacity(message.len());
+    let mut parts = message.split('`');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
+    }
+    // Odd pieces are inside backticks.
+    for (i, piece) in parts.enumerate() {
+        if i % 2 == 1 {
+            out.push_str(piece);
+        }
+    }
+    out.replace("  ", " ").replace(" ,", ",")
 }
 
 /// A path parameter whose rejection is a JSON 400.
@@ -102,6 +155,18 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathPar
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // No stored name has control characters; refusing them here keeps
+        // bytes such as NUL away from the database.
+        let raw = axum::extract::RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::invalid(Invalid::one("path", "path_syntax", e.body_text())))?;
+        if let Some((key, _)) = raw.iter().find(|(_, v)| v.chars().any(char::is_control)) {
+            return Err(ApiError::invalid(Invalid::one(
+                key,
+                "name_syntax",
+                "must not contain control characters",
+            )));
+        }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| PathParam(p.0))
@@ -128,5 +193,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .get::<Caller>()
             .cloned()
             .ok_or_else(|| ApiError::unauthorized("a bearer token is required"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_quoted_by_serde_are_left_out_of_messages() {
+        assert_eq!(
+            without_quoted_values("invalid type: string `hunter2`, expected u32"),
+            "invalid type: string, expected u32"
+        );
+        assert_eq!(
+            without_quoted_values("unknown field `extra`, expected `name`"),
+            "unknown field `extra`, expected `name`"
+        );
     }
 }

@@ -4,7 +4,7 @@ use jiff::Timestamp;
 use junction_core::application::{Application, ApplicationUpload};
 
 use crate::secrets::{app_scope, sets_any, sync_secrets};
-use crate::{json_of, read, ts, write_tx, Result, Store, StoreError};
+use crate::{json_of, lock_key, read, ts, write_tx, Result, Store, StoreError};
 
 /// A stored application: the validated document and its bookkeeping.
 #[derive(Debug, Clone)]
@@ -22,7 +22,39 @@ type Row = (String, i64, i64, i64);
 fn record_from_row((document, revision, created_at, updated_at): Row) -> Result<ApplicationRecord> {
     let application = Application::from_stored(json_of(&document)?)
         .map_err(|e| StoreError::Corrupt(format!("stored application: {e}")))?;
-    Ok(ApplicationRecord { application, revision, created_at: ts(created_at)?, updated_at: ts(updated_at)? })
+    Ok(ApplicationRecord {
+        application,
+        revision,
+        created_at: ts(created_at)?,
+        updated_at: ts(updated_at)?,
+    })
+}
+
+/// Nulls `value` and `default_value` of the named variables in a stored
+/// document; `None` when nothing changed.
+fn scrub_variables(doc: &str, names: &[&str]) -> Result<Option<String>> {
+    let mut value = json_of(doc)?;
+    let mut changed = false;
+    if let Some(vars) = value
+        .get_mut("app_variables")
+        .and_then(|v| v.as_array_mut())
+    {
+        for var in vars.iter_mut().filter_map(|v| v.as_object_mut()) {
+            if var
+                .get("name")
+                .and_then(|n| n.as_str())
+                .is_some_and(|n| names.contains(&n))
+            {
+                for key in ["value", "default_value"] {
+                    if var.get(key).is_some_and(|v| !v.is_null()) {
+                        var.insert(key.into(), serde_json::Value::Null);
+                        changed = true;
+                    }
+                }
+            }
+        }
+    }
+    Ok(changed.then(|| value.to_string()))
 }
 
 const SELECT: &str = "SELECT r.document, a.latest_revision, a.created_at, a.updated_at FROM applications a \
@@ -37,8 +69,36 @@ impl Store {
         let name = app.name();
         let document = serde_json::to_string(app.document()).expect("JSON document serializes");
         let now = self.now_ms();
+        let scope = app_scope(name);
         write_tx!(self, tx => {
-            let secrets_changed = sync_secrets!(self, tx, &app_scope(name), &upload.secrets, |prev: &[String]| app.check_unmasking(prev));
+            lock_key!(self, tx, &scope);
+            let (secrets_changed, sealed_before) =
+                sync_secrets!(self, tx, &scope, &upload.secrets, |sealed: &[String]| app.check_against_sealed(sealed, &upload.secrets));
+            let newly_encrypted: Vec<&str> = app
+                .variables()
+                .iter()
+                .filter(|v| v.encrypted && !sealed_before.contains(&v.name))
+                .map(|v| v.name.as_str())
+                .collect();
+            if !newly_encrypted.is_empty() {
+                // A variable that was plain in earlier revisions is a secret
+                // now: its old clear value must not stay readable there.
+                let revisions: Vec<(i64, String)> =
+                    sqlx::query_as("SELECT revision, document FROM application_revisions WHERE name = $1")
+                        .bind(name)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                for (revision, doc) in revisions {
+                    if let Some(scrubbed) = scrub_variables(&doc, &newly_encrypted)? {
+                        sqlx::query("UPDATE application_revisions SET document = $1 WHERE name = $2 AND revision = $3")
+                            .bind(scrubbed)
+                            .bind(name)
+                            .bind(revision)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+            }
             let latest: Option<String> = sqlx::query_scalar(
                 "SELECT r.document FROM applications a JOIN application_revisions r \
                  ON r.name = a.name AND r.revision = a.latest_revision WHERE a.name = $1",
@@ -70,19 +130,24 @@ impl Store {
                 .await?;
             }
         });
-        self.get_application(name)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("application {name:?} vanished after being stored")))
+        self.get_application(name).await?.ok_or_else(|| {
+            StoreError::Corrupt(format!("application {name:?} vanished after being stored"))
+        })
     }
 
     pub async fn get_application(&self, name: &str) -> Result<Option<ApplicationRecord>> {
         let sql = format!("{SELECT} WHERE a.name = $1");
-        let row: Option<Row> = read!(self, db => sqlx::query_as(&sql).bind(name).fetch_optional(db).await)?;
+        let row: Option<Row> =
+            read!(self, db => sqlx::query_as(&sql).bind(name).fetch_optional(db).await)?;
         row.map(record_from_row).transpose()
     }
 
     /// One revision of an application, also of a deleted one.
-    pub async fn get_application_revision(&self, name: &str, revision: i64) -> Result<Option<Application>> {
+    pub async fn get_application_revision(
+        &self,
+        name: &str,
+        revision: i64,
+    ) -> Result<Option<Application>> {
         let doc: Option<String> = read!(self, db => {
             sqlx::query_scalar("SELECT document FROM application_revisions WHERE name = $1 AND revision = $2")
                 .bind(name)
@@ -91,7 +156,8 @@ impl Store {
                 .await
         })?;
         doc.map(|d| {
-            Application::from_stored(json_of(&d)?).map_err(|e| StoreError::Corrupt(format!("stored application: {e}")))
+            Application::from_stored(json_of(&d)?)
+                .map_err(|e| StoreError::Corrupt(format!("stored application: {e}")))
         })
         .transpose()
     }
@@ -105,8 +171,10 @@ impl Store {
     /// Deletes an application and its sealed variables. Its revisions stay
     /// for the runs that refer to them.
     pub async fn delete_application(&self, name: &str) -> Result<()> {
+        let scope = app_scope(name);
         let gone = write_tx!(self, tx => {
-            sqlx::query("DELETE FROM secrets WHERE scope = $1").bind(app_scope(name)).execute(&mut *tx).await?;
+            lock_key!(self, tx, &scope);
+            sqlx::query("DELETE FROM secrets WHERE scope = $1").bind(&scope).execute(&mut *tx).await?;
             sqlx::query("DELETE FROM applications WHERE name = $1").bind(name).execute(&mut *tx).await?.rows_affected()
         });
         if gone == 0 {

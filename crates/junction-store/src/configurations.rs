@@ -4,7 +4,9 @@ use jiff::Timestamp;
 use junction_core::configuration::{Configuration, ConfigurationUpload};
 
 use crate::secrets::{config_scope, sync_secrets};
-use crate::{json_of, read, ts, write_tx, Result, Store, StoreError};
+use junction_core::Invalid;
+
+use crate::{json_of, lock_key, read, ts, write_tx, Result, Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct ConfigurationRecord {
@@ -18,19 +20,54 @@ type Row = (String, i64, i64);
 fn record_from_row((document, created_at, updated_at): Row) -> Result<ConfigurationRecord> {
     let configuration = Configuration::from_stored(json_of(&document)?)
         .map_err(|e| StoreError::Corrupt(format!("stored configuration: {e}")))?;
-    Ok(ConfigurationRecord { configuration, created_at: ts(created_at)?, updated_at: ts(updated_at)? })
+    Ok(ConfigurationRecord {
+        configuration,
+        created_at: ts(created_at)?,
+        updated_at: ts(updated_at)?,
+    })
 }
 
 impl Store {
     /// Adds or replaces a configuration, sealing its encrypted entries in
     /// the same transaction.
-    pub async fn put_configuration(&self, upload: &ConfigurationUpload) -> Result<ConfigurationRecord> {
-        let config = &upload.configuration;
-        let name = config.name();
-        let document = serde_json::to_string(config.document()).expect("JSON document serializes");
+    pub async fn put_configuration(
+        &self,
+        upload: &ConfigurationUpload,
+    ) -> Result<ConfigurationRecord> {
+        self.update_configuration(upload.configuration.name(), |_| Ok(upload.clone()))
+            .await
+    }
+
+    /// Read-modify-write of one configuration, atomic against other
+    /// writers of the same name: `change` sees the stored configuration
+    /// (if any) and returns the upload to store. The upload must keep the
+    /// name.
+    pub async fn update_configuration<F>(
+        &self,
+        name: &str,
+        change: F,
+    ) -> Result<ConfigurationRecord>
+    where
+        F: FnOnce(Option<&Configuration>) -> std::result::Result<ConfigurationUpload, Invalid>,
+    {
+        let scope = config_scope(name);
         let now = self.now_ms();
         write_tx!(self, tx => {
-            sync_secrets!(self, tx, &config_scope(name), &upload.secrets, |prev: &[String]| config.check_unmasking(prev));
+            lock_key!(self, tx, &scope);
+            let current: Option<String> = sqlx::query_scalar("SELECT document FROM configurations WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let current = current
+                .map(|d| Configuration::from_stored(json_of(&d)?).map_err(|e| StoreError::Corrupt(format!("stored configuration: {e}"))))
+                .transpose()?;
+            let upload = change(current.as_ref())?;
+            let config = &upload.configuration;
+            if config.name() != name {
+                return Err(StoreError::Corrupt(format!("an update of {name:?} renamed it to {:?}", config.name())));
+            }
+            let document = serde_json::to_string(config.document()).expect("JSON document serializes");
+            sync_secrets!(self, tx, &scope, &upload.secrets, |sealed: &[String]| config.check_against_sealed(sealed, &upload.secrets));
             sqlx::query(
                 "INSERT INTO configurations (name, document, created_at, updated_at) VALUES ($1, $2, $3, $3) \
                  ON CONFLICT (name) DO UPDATE SET document = excluded.document, updated_at = excluded.updated_at",
@@ -41,9 +78,11 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         });
-        self.get_configuration(name)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("configuration {name:?} vanished after being stored")))
+        self.get_configuration(name).await?.ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "configuration {name:?} vanished after being stored"
+            ))
+        })
     }
 
     pub async fn get_configuration(&self, name: &str) -> Result<Option<ConfigurationRecord>> {
@@ -64,8 +103,10 @@ impl Store {
     }
 
     pub async fn delete_configuration(&self, name: &str) -> Result<()> {
+        let scope = config_scope(name);
         let gone = write_tx!(self, tx => {
-            sqlx::query("DELETE FROM secrets WHERE scope = $1").bind(config_scope(name)).execute(&mut *tx).await?;
+            lock_key!(self, tx, &scope);
+            sqlx::query("DELETE FROM secrets WHERE scope = $1").bind(&scope).execute(&mut *tx).await?;
             sqlx::query("DELETE FROM configurations WHERE name = $1").bind(name).execute(&mut *tx).await?.rows_affected()
         });
         if gone == 0 {

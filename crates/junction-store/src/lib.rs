@@ -28,13 +28,15 @@ use std::time::Duration;
 use jiff::Timestamp;
 use junction_core::{Clock, Invalid};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 pub use applications::ApplicationRecord;
-pub use steps::NewStepVersion;
-pub use tokens::{Bootstrap, MIN_GIVEN_TOKEN_LEN};
 pub use configurations::ConfigurationRecord;
 pub use seal::Sealer;
+pub use steps::NewStepVersion;
+pub use tokens::{Bootstrap, MIN_GIVEN_TOKEN_LEN};
 
 /// Where the data lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +53,10 @@ impl Location {
     pub fn from_url(url: &str) -> Result<Location, StoreError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Location::Postgres(url.to_string()))
-        } else if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        } else if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
             let path = path.split('?').next().unwrap_or(path);
             if path.is_empty() {
                 return Err(StoreError::Config("a sqlite URL needs a file path".into()));
@@ -69,14 +74,17 @@ impl Location {
         Location::Sqlite(data_dir.join("junction.db"))
     }
 
-    /// Describes the location without credentials, for logs.
+    /// Describes the location without credentials (user info and query
+    /// parameters, which may hold a password), for logs and errors.
     pub fn redacted(&self) -> String {
         match self {
             Location::Sqlite(p) => format!("sqlite:{}", p.display()),
-            Location::Postgres(url) => match url.split_once('@') {
-                Some((_, host)) => format!("postgres://***@{host}"),
-                None => url.clone(),
-            },
+            Location::Postgres(url) => {
+                let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+                let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+                let rest = rest.split('?').next().unwrap_or_default();
+                format!("postgres://{rest}")
+            }
         }
     }
 }
@@ -90,13 +98,26 @@ pub enum StoreError {
     #[error("{0}")]
     Conflict(String),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
     #[error("secret key: {0}")]
     Key(#[from] seal::KeyError),
     #[error("store configuration: {0}")]
     Config(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        // Writers of one name are serialized, so a duplicate key means a
+        // concurrent writer won a race the caller may retry; not a fault.
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict("a concurrent change to the same item won; retry".into())
+            }
+            _ => StoreError::Database(e),
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -106,8 +127,13 @@ enum Backend {
     /// Readers share a pool; all writes go through one connection, so
     /// SQLite's single writer is never contended inside one process and
     /// `BEGIN IMMEDIATE` transactions never deadlock on upgrade.
-    Sqlite { read: SqlitePool, write: SqlitePool },
-    Postgres { pool: PgPool },
+    Sqlite {
+        read: SqlitePool,
+        write: SqlitePool,
+    },
+    Postgres {
+        pool: PgPool,
+    },
 }
 
 /// The store. Cheap to clone; every clone shares the pools.
@@ -157,7 +183,22 @@ macro_rules! write_tx {
         }
     };
 }
-pub(crate) use {read, write_tx};
+/// Inside `write_tx!`: serializes writers of `$key` (e.g. `step:NAME`).
+/// SQLite's `BEGIN IMMEDIATE` already admits one writer at a time; on
+/// PostgreSQL (read committed) a transaction-scoped advisory lock makes a
+/// read-then-write sequence (next version number, sealed names) atomic
+/// against other servers.
+macro_rules! lock_key {
+    ($store:expr, $tx:ident, $key:expr) => {
+        if $store.is_postgres() {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind($key)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    };
+}
+pub(crate) use {lock_key, read, write_tx};
 
 impl Store {
     /// Opens (creating if needed) the store at `location` and brings its
@@ -197,10 +238,20 @@ impl Store {
                 Backend::Postgres { pool }
             }
         };
-        let store = Store { inner: Arc::new(Inner { backend, sealer, clock }) };
+        let store = Store {
+            inner: Arc::new(Inner {
+                backend,
+                sealer,
+                clock,
+            }),
+        };
         migrate::run(&store).await?;
         store.check_key().await?;
         Ok(store)
+    }
+
+    pub(crate) fn is_postgres(&self) -> bool {
+        matches!(self.inner.backend, Backend::Postgres { .. })
     }
 
     /// Which backend this is, for logs and health output.
@@ -241,20 +292,15 @@ impl Store {
     /// refused at once with a clear reason.
     async fn check_key(&self) -> Result<()> {
         const CHECK: &str = "junction key check";
-        let stored: Option<Vec<u8>> = read!(self, db => {
-            sqlx::query_scalar("SELECT sealed FROM secrets WHERE scope = 'system' AND name = 'key_check'")
-                .fetch_optional(db)
-                .await
-        })?;
-        match stored {
-            Some(sealed) => {
-                let plain = self.inner.sealer.unseal("system", "key_check", &sealed).map_err(|_| {
-                    seal::KeyError::Mismatch
-                })?;
-                if plain.expose() != CHECK {
-                    return Err(seal::KeyError::Mismatch.into());
-                }
-            }
+        let read_check = || async {
+            read!(self, db => {
+                sqlx::query_scalar::<_, Vec<u8>>("SELECT sealed FROM secrets WHERE scope = 'system' AND name = 'key_check'")
+                    .fetch_optional(db)
+                    .await
+            })
+        };
+        let stored = match read_check().await? {
+            Some(sealed) => sealed,
             None => {
                 let sealed = self.inner.sealer.seal("system", "key_check", CHECK);
                 let now = self.now_ms();
@@ -268,9 +314,17 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 });
+                // Read back: another server starting at the same moment
+                // may have written its own check value first.
+                read_check()
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt("key check value vanished".into()))?
             }
+        };
+        match self.inner.sealer.unseal("system", "key_check", &stored) {
+            Ok(plain) if plain.expose() == CHECK => Ok(()),
+            _ => Err(seal::KeyError::Mismatch.into()),
         }
-        Ok(())
     }
 }
 
@@ -281,4 +335,3 @@ pub(crate) fn ts(ms: i64) -> Result<Timestamp> {
 pub(crate) fn json_of(text: &str) -> Result<serde_json::Value> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))
 }
-

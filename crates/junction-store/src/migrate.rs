@@ -75,7 +75,12 @@ mod tests {
                 .collect()
         }
         for m in MIGRATIONS {
-            assert_eq!(columns(m.sqlite), columns(m.postgres), "migration {}", m.version);
+            assert_eq!(
+                columns(m.sqlite),
+                columns(m.postgres),
+                "migration {}",
+                m.version
+            );
         }
     }
 }

@@ -13,10 +13,11 @@ pub(crate) fn app_scope(name: &str) -> String {
     format!("app:{name}")
 }
 
-/// Inside a write transaction: reads the names sealed under `$scope`, lets
-/// `$check` refuse the new document (it must not unmask any of them), then
-/// seals every `Set` write and drops the entries the document no longer
-/// has. Evaluates to `true` when a value was written or removed.
+/// Inside a write transaction (holding the scope's `lock_key!`): reads the
+/// names sealed under `$scope`, lets `$check` refuse the new document (see
+/// `check_against_sealed`), then seals every `Set` write and drops the
+/// entries the document no longer has. Evaluates to `(changed, sealed
+/// before)`, `changed` being true when a value was written or removed.
 macro_rules! sync_secrets {
     ($store:expr, $tx:ident, $scope:expr, $writes:expr, $check:expr) => {{
         let scope: &str = $scope;
@@ -52,7 +53,7 @@ macro_rules! sync_secrets {
                 changed = true;
             }
         }
-        changed
+        (changed, existing)
     }};
 }
 pub(crate) use sync_secrets;
@@ -83,7 +84,11 @@ impl Store {
         })?;
         rows.into_iter()
             .map(|(name, sealed)| {
-                let value = self.inner.sealer.unseal(scope, &name, &sealed).map_err(StoreError::Key)?;
+                let value = self
+                    .inner
+                    .sealer
+                    .unseal(scope, &name, &sealed)
+                    .map_err(StoreError::Key)?;
                 Ok((name, value))
             })
             .collect()

@@ -11,7 +11,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use crate::{read, ts, write_tx, Result, Store, StoreError};
+use crate::{lock_key, read, ts, write_tx, Result, Store, StoreError};
 
 /// Prefix of generated tokens, so a leaked one is recognisable in a scan.
 const PREFIX: &str = "jct_";
@@ -55,9 +55,13 @@ where
     Ok(TokenInfo {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
-        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("unknown role {role:?}")))?,
+        role: Role::parse(&role)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown role {role:?}")))?,
         created_at: ts(row.try_get("created_at")?)?,
-        last_used_at: row.try_get::<Option<i64>, _>("last_used_at")?.map(ts).transpose()?,
+        last_used_at: row
+            .try_get::<Option<i64>, _>("last_used_at")?
+            .map(ts)
+            .transpose()?,
     })
 }
 
@@ -97,7 +101,9 @@ impl Store {
     pub async fn bootstrap_admin(&self, given: Option<&str>) -> Result<Bootstrap> {
         let given = given.map(str::trim).filter(|g| !g.is_empty());
         if let Some(g) = given {
-            if g.len() < MIN_GIVEN_TOKEN_LEN || g.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            if g.len() < MIN_GIVEN_TOKEN_LEN
+                || g.chars().any(|c| c.is_control() || c.is_whitespace())
+            {
                 return Err(Invalid::one(
                     "JUNCTION_ADMIN_TOKEN",
                     "token_syntax",
@@ -146,7 +152,9 @@ impl Store {
         });
         if let Some(info) = &info {
             let now = self.now_ms();
-            let stale = info.last_used_at.is_none_or(|t| now - t.as_millisecond() >= LAST_USED_GRANULARITY_MS);
+            let stale = info
+                .last_used_at
+                .is_none_or(|t| now - t.as_millisecond() >= LAST_USED_GRANULARITY_MS);
             if stale {
                 write_tx!(self, tx => {
                     sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2")
@@ -172,6 +180,8 @@ impl Store {
     /// lock everyone out of token management.
     pub async fn revoke_token(&self, id: &str) -> Result<()> {
         write_tx!(self, tx => {
+            // Two admins revoking each other at once must not both succeed.
+            lock_key!(self, tx, "tokens");
             let role: Option<String> = sqlx::query_scalar("SELECT role FROM tokens WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&mut *tx)

@@ -74,13 +74,18 @@ pub struct ApplicationSummary {
         (status = 200, description = "Stored", body = ApplicationView),
         (status = 400, description = "Invalid document; details name the fields", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), CommonErrors))]
-async fn put_application(State(state): State<AppState>, JsonBody(body): JsonBody<Value>) -> ApiResult<Json<ApplicationView>> {
+async fn put_application(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Json<ApplicationView>> {
     Ok(Json(state.engine.put_application(body).await?.into()))
 }
 
 #[utoipa::path(get, path = "/api/v1/applications", tag = "applications",
     responses((status = 200, body = [ApplicationSummary]), CommonErrors))]
-async fn list_applications(State(state): State<AppState>) -> ApiResult<Json<Vec<ApplicationSummary>>> {
+async fn list_applications(
+    State(state): State<AppState>,
+) -> ApiResult<Json<Vec<ApplicationSummary>>> {
     let apps = state.engine.store().list_applications().await?;
     Ok(Json(
         apps.into_iter()
@@ -104,7 +109,10 @@ async fn list_applications(State(state): State<AppState>) -> ApiResult<Json<Vec<
 #[utoipa::path(get, path = "/api/v1/applications/{name}", tag = "applications",
     params(("name" = String, Path, description = "Application name")),
     responses((status = 200, body = ApplicationView), (status = 404, body = ErrorBody), CommonErrors))]
-async fn get_application(State(state): State<AppState>, PathParam(name): PathParam<String>) -> ApiResult<Json<ApplicationView>> {
+async fn get_application(
+    State(state): State<AppState>,
+    PathParam(name): PathParam<String>,
+) -> ApiResult<Json<ApplicationView>> {
     Ok(Json(state.engine.get_application(&name).await?.into()))
 }
 
@@ -113,7 +121,10 @@ async fn get_application(State(state): State<AppState>, PathParam(name): PathPar
 #[utoipa::path(delete, path = "/api/v1/applications/{name}", tag = "applications",
     params(("name" = String, Path, description = "Application name")),
     responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody), CommonErrors))]
-async fn delete_application(State(state): State<AppState>, PathParam(name): PathParam<String>) -> ApiResult<StatusCode> {
+async fn delete_application(
+    State(state): State<AppState>,
+    PathParam(name): PathParam<String>,
+) -> ApiResult<StatusCode> {
     state.engine.store().delete_application(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -37,7 +37,11 @@ pub struct ConfigurationView {
 
 impl From<ConfigurationRecord> for ConfigurationView {
     fn from(r: ConfigurationRecord) -> Self {
-        ConfigurationView { document: r.configuration.document().clone(), created_at: r.created_at, updated_at: r.updated_at }
+        ConfigurationView {
+            document: r.configuration.document().clone(),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
     }
 }
 
@@ -59,13 +63,18 @@ pub struct ConfigurationSummary {
         (status = 200, description = "Stored", body = ConfigurationView),
         (status = 400, description = "Invalid document; details name the fields", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), CommonErrors))]
-async fn put_configuration(State(state): State<AppState>, JsonBody(body): JsonBody<Value>) -> ApiResult<Json<ConfigurationView>> {
+async fn put_configuration(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Json<ConfigurationView>> {
     Ok(Json(state.engine.put_configuration(body).await?.into()))
 }
 
 #[utoipa::path(get, path = "/api/v1/configurations", tag = "configurations",
     responses((status = 200, body = [ConfigurationSummary]), CommonErrors))]
-async fn list_configurations(State(state): State<AppState>) -> ApiResult<Json<Vec<ConfigurationSummary>>> {
+async fn list_configurations(
+    State(state): State<AppState>,
+) -> ApiResult<Json<Vec<ConfigurationSummary>>> {
     let configs = state.engine.store().list_configurations().await?;
     Ok(Json(
         configs
@@ -88,9 +97,14 @@ async fn list_configurations(State(state): State<AppState>) -> ApiResult<Json<Ve
 #[utoipa::path(get, path = "/api/v1/configurations/{name}", tag = "configurations",
     params(("name" = String, Path, description = "Configuration name")),
     responses((status = 200, body = ConfigurationView), (status = 404, body = ErrorBody), CommonErrors))]
-async fn get_configuration(State(state): State<AppState>, PathParam(name): PathParam<String>) -> ApiResult<Json<ConfigurationView>> {
+async fn get_configuration(
+    State(state): State<AppState>,
+    PathParam(name): PathParam<String>,
+) -> ApiResult<Json<ConfigurationView>> {
     let record = state.engine.store().get_configuration(&name).await?;
-    record.map(|r| Json(r.into())).ok_or_else(|| ApiError::not_found(format!("configuration {name:?}")))
+    record
+        .map(|r| Json(r.into()))
+        .ok_or_else(|| ApiError::not_found(format!("configuration {name:?}")))
 }
 
 /// Delete a configuration and its sealed values. `global` cannot be
@@ -98,7 +112,10 @@ async fn get_configuration(State(state): State<AppState>, PathParam(name): PathP
 #[utoipa::path(delete, path = "/api/v1/configurations/{name}", tag = "configurations",
     params(("name" = String, Path, description = "Configuration name")),
     responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), CommonErrors))]
-async fn delete_configuration(State(state): State<AppState>, PathParam(name): PathParam<String>) -> ApiResult<StatusCode> {
+async fn delete_configuration(
+    State(state): State<AppState>,
+    PathParam(name): PathParam<String>,
+) -> ApiResult<StatusCode> {
     state.engine.delete_configuration(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

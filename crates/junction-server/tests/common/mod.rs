@@ -37,12 +37,23 @@ impl TestServer {
 
     pub async fn postgres() -> TestServer {
         let pg = junction_testkit::postgres().await;
-        TestServer::start(Location::Postgres(pg.url.clone()), tempfile::tempdir().unwrap(), Some(pg)).await
+        TestServer::start(
+            Location::Postgres(pg.url.clone()),
+            tempfile::tempdir().unwrap(),
+            Some(pg),
+        )
+        .await
     }
 
-    async fn start(location: Location, dir: tempfile::TempDir, pg: Option<junction_testkit::PgSchema>) -> TestServer {
+    async fn start(
+        location: Location,
+        dir: tempfile::TempDir,
+        pg: Option<junction_testkit::PgSchema>,
+    ) -> TestServer {
         let (sealer, _) = Sealer::load(None, &dir.path().join("secret.key")).unwrap();
-        let store = Store::open(&location, sealer, Arc::new(SystemClock)).await.unwrap();
+        let store = Store::open(&location, sealer, Arc::new(SystemClock))
+            .await
+            .unwrap();
         store.bootstrap_admin(Some(ADMIN)).await.unwrap();
         let engine = Engine::new(store.clone(), RuntimeConfig::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -72,7 +83,13 @@ impl TestServer {
     }
 
     /// Sends a request; `token` None sends no Authorization header.
-    pub async fn send(&self, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> (StatusCode, Value) {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -88,7 +105,11 @@ impl TestServer {
         let status = resp.status();
         let text = resp.text().await.unwrap();
         self.seen.lock().unwrap().push(text.clone());
-        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, value)
     }
 
@@ -97,7 +118,8 @@ impl TestServer {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.send(Method::POST, path, Some(ADMIN), Some(&body)).await
+        self.send(Method::POST, path, Some(ADMIN), Some(&body))
+            .await
     }
 
     pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
@@ -110,7 +132,12 @@ impl TestServer {
 
     /// A token of `role`, created through the API.
     pub async fn token(&self, role: &str) -> String {
-        let (status, body) = self.post("/api/v1/tokens", serde_json::json!({"name": role, "role": role})).await;
+        let (status, body) = self
+            .post(
+                "/api/v1/tokens",
+                serde_json::json!({"name": role, "role": role}),
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["token"].as_str().unwrap().to_string()
     }
@@ -129,7 +156,10 @@ impl TestServer {
     /// Asserts that `needle` appears in no response body seen so far.
     pub fn assert_never_sent(&self, needle: &str) {
         for body in self.seen.lock().unwrap().iter() {
-            assert!(!body.contains(needle), "{needle:?} was sent in a response: {body}");
+            assert!(
+                !body.contains(needle),
+                "{needle:?} was sent in a response: {body}"
+            );
         }
     }
 }
@@ -140,6 +170,11 @@ pub fn details(body: &Value) -> Vec<(String, String)> {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|d| (d["field"].as_str().unwrap_or_default().to_string(), d["rule"].as_str().unwrap_or_default().to_string()))
+        .map(|d| {
+            (
+                d["field"].as_str().unwrap_or_default().to_string(),
+                d["rule"].as_str().unwrap_or_default().to_string(),
+            )
+        })
         .collect()
 }

@@ -1,4 +1,5 @@
--- Junction schema v1 (PostgreSQL). Times are milliseconds since the Unix epoch;
+-- Junction schema v1 (PostgreSQL). Names collate as bytes ("C"), as in SQLite,
+-- so listings sort the same on both backends. Times are milliseconds since the Unix epoch;
 -- JSON documents are TEXT. The SQLite twin of this file must stay in step.
 
 CREATE TABLE settings (
@@ -8,7 +9,7 @@ CREATE TABLE settings (
 
 CREATE TABLE tokens (
     id           TEXT PRIMARY KEY,
-    name         TEXT NOT NULL,
+    name         TEXT COLLATE "C" NOT NULL,
     role         TEXT NOT NULL,
     digest       BYTEA NOT NULL UNIQUE,
     company_id   TEXT,
@@ -20,14 +21,14 @@ CREATE TABLE tokens (
 -- variables). The clear text never reaches a table.
 CREATE TABLE secrets (
     scope      TEXT NOT NULL,
-    name       TEXT NOT NULL,
+    name       TEXT COLLATE "C" NOT NULL,
     sealed     BYTEA NOT NULL,
     updated_at BIGINT NOT NULL,
     PRIMARY KEY (scope, name)
 );
 
 CREATE TABLE steps (
-    name           TEXT PRIMARY KEY,
+    name           TEXT COLLATE "C" PRIMARY KEY,
     latest_version BIGINT NOT NULL,
     created_at     BIGINT NOT NULL,
     updated_at     BIGINT NOT NULL
@@ -35,7 +36,7 @@ CREATE TABLE steps (
 
 -- Kept when a step is deleted: runs refer to the version they ran.
 CREATE TABLE step_versions (
-    name        TEXT NOT NULL,
+    name        TEXT COLLATE "C" NOT NULL,
     version     BIGINT NOT NULL,
     language    TEXT NOT NULL,
     source      TEXT NOT NULL,
@@ -47,7 +48,7 @@ CREATE TABLE step_versions (
 );
 
 CREATE TABLE applications (
-    name            TEXT PRIMARY KEY,
+    name            TEXT COLLATE "C" PRIMARY KEY,
     latest_revision BIGINT NOT NULL,
     created_at      BIGINT NOT NULL,
     updated_at      BIGINT NOT NULL
@@ -55,7 +56,7 @@ CREATE TABLE applications (
 
 -- Kept when an application is deleted: runs refer to the revision they ran.
 CREATE TABLE application_revisions (
-    name       TEXT NOT NULL,
+    name       TEXT COLLATE "C" NOT NULL,
     revision   BIGINT NOT NULL,
     document   TEXT NOT NULL,
     created_at BIGINT NOT NULL,
@@ -63,7 +64,7 @@ CREATE TABLE application_revisions (
 );
 
 CREATE TABLE configurations (
-    name       TEXT PRIMARY KEY,
+    name       TEXT COLLATE "C" PRIMARY KEY,
     document   TEXT NOT NULL,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
