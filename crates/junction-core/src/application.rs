@@ -11,8 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
-use crate::name::{check_name, check_variable_name};
-use crate::secret::{SecretString, SecretWrite, SecretWrites};
+use crate::document::{self, kind};
+use crate::name::check_name;
+use crate::secret::SecretWrites;
 use crate::validation::{Invalid, Violations};
 
 /// Keys that Junction owns in an application as it is read back. They are
@@ -100,100 +101,15 @@ pub struct ApplicationUpload {
     pub secrets: SecretWrites,
 }
 
-fn opt_string(doc: &Map<String, Value>, key: &str, v: &mut Violations) -> Option<String> {
-    match doc.get(key) {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(other) => {
-            v.push(
-                key,
-                "type",
-                format!("must be a string, not {}", kind(other)),
-            );
-            None
-        }
-    }
-}
-
-/// A JSON type name for messages.
-pub fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-fn opt_bool(obj: &Map<String, Value>, key: &str, field: &str, v: &mut Violations) -> Option<bool> {
-    match obj.get(key) {
-        None | Some(Value::Null) => None,
-        Some(Value::Bool(b)) => Some(*b),
-        Some(other) => {
-            v.push(
-                field,
-                "type",
-                format!("must be true or false, not {}", kind(other)),
-            );
-            None
-        }
-    }
-}
-
-fn opt_uint(
-    obj: &Map<String, Value>,
-    key: &str,
-    field: &str,
-    max: u64,
-    v: &mut Violations,
-) -> Option<u64> {
-    match obj.get(key) {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) if n.as_u64().is_some_and(|x| x <= max) => n.as_u64(),
-        Some(other) => {
-            v.push(
-                field,
-                "type",
-                format!("must be a whole number from 0 to {max}, not {other}"),
-            );
-            None
-        }
-    }
-}
-
 impl Application {
     /// Validates an uploaded document. Every violation is reported, each
     /// naming its field (`steps[1].output_to[0]`) and rule.
     pub fn parse(body: Value) -> Result<ApplicationUpload, Invalid> {
         let mut v = Violations::default();
-        let Value::Object(mut doc) = body else {
-            return Err(Invalid::one(
-                "body",
-                "type",
-                "an application must be a JSON object",
-            ));
-        };
-        for key in SERVER_KEYS {
-            doc.remove(key);
-        }
-
-        match doc.get("name") {
-            Some(Value::String(name)) => {
-                if let Err(e) = check_name("name", name) {
-                    v.add(e);
-                }
-            }
-            None | Some(Value::Null) => v.push("name", "required", "an application needs a name"),
-            Some(other) => v.push(
-                "name",
-                "type",
-                format!("must be a string, not {}", kind(other)),
-            ),
-        }
+        let mut doc = document::object(body, "an application", &SERVER_KEYS)?;
+        document::document_name(&doc, "an application", &mut v);
         for key in ["friendly_name", "description", "author"] {
-            opt_string(&doc, key, &mut v);
+            document::string(&doc, key, key, None, &mut v);
         }
         match doc.get("version") {
             None | Some(Value::Null | Value::String(_) | Value::Number(_)) => {}
@@ -204,7 +120,7 @@ impl Application {
             ),
         }
         for key in ["configuration", "queue"] {
-            if let Some(s) = opt_string(&doc, key, &mut v) {
+            if let Some(s) = document::string(&doc, key, key, None, &mut v) {
                 if !s.is_empty() {
                     if let Err(e) = check_name(key, &s) {
                         v.add(e);
@@ -212,7 +128,7 @@ impl Application {
                 }
             }
         }
-        opt_bool(&doc, "generate_report", "generate_report", &mut v);
+        document::opt_bool(&doc, "generate_report", "generate_report", &mut v);
 
         let steps = parse_steps(doc.get("steps"), &mut v);
         let (variables, secrets) = parse_variables(doc.get_mut("app_variables"), &mut v);
@@ -463,13 +379,13 @@ fn parse_steps(steps: Option<&Value>, v: &mut Violations) -> Vec<AppStep> {
         };
         let defaults = RetryOptions::default();
         let retry = RetryOptions {
-            max: opt_uint(obj, "retry_max", &at("retry_max"), 1_000, v)
+            max: document::opt_uint(obj, "retry_max", &at("retry_max"), 1_000, v)
                 .map_or(defaults.max, |n| n as u32),
-            backoff: opt_bool(obj, "retry_backoff", &at("retry_backoff"), v)
+            backoff: document::opt_bool(obj, "retry_backoff", &at("retry_backoff"), v)
                 .unwrap_or(defaults.backoff),
-            jitter: opt_bool(obj, "retry_jitter", &at("retry_jitter"), v)
+            jitter: document::opt_bool(obj, "retry_jitter", &at("retry_jitter"), v)
                 .unwrap_or(defaults.jitter),
-            backoff_max: opt_uint(
+            backoff_max: document::opt_uint(
                 obj,
                 "retry_backoff_max",
                 &at("retry_backoff_max"),
@@ -477,7 +393,7 @@ fn parse_steps(steps: Option<&Value>, v: &mut Violations) -> Vec<AppStep> {
                 v,
             )
             .unwrap_or(defaults.backoff_max),
-            countdown: opt_uint(
+            countdown: document::opt_uint(
                 obj,
                 "retry_countdown",
                 &at("retry_countdown"),
@@ -506,71 +422,21 @@ fn parse_variables(
     vars: Option<&mut Value>,
     v: &mut Violations,
 ) -> (Vec<AppVariable>, SecretWrites) {
-    let list = match vars {
-        None | Some(Value::Null) => return (vec![], vec![]),
-        Some(Value::Array(list)) => list,
-        Some(other) => {
-            v.push(
-                "app_variables",
-                "type",
-                format!("must be an array of variable objects, not {}", kind(other)),
-            );
-            return (vec![], vec![]);
-        }
-    };
-    let mut out = Vec::with_capacity(list.len());
+    let mut out = Vec::new();
     let mut secrets = Vec::new();
-    let mut seen = BTreeSet::new();
-    for (i, var) in list.iter_mut().enumerate() {
-        let at = |k: &str| format!("app_variables[{i}].{k}");
-        let Value::Object(obj) = var else {
-            v.push(
-                format!("app_variables[{i}]"),
-                "type",
-                format!("a variable must be an object, not {}", kind(var)),
-            );
-            continue;
-        };
-        let name = match obj.get("name") {
-            Some(Value::String(s)) => {
-                if let Err(e) = check_variable_name(&at("name"), s) {
-                    v.add(e);
-                }
-                s.clone()
-            }
-            None | Some(Value::Null) => {
-                v.push(at("name"), "required", "every variable needs a name");
-                continue;
-            }
-            Some(other) => {
-                v.push(
-                    at("name"),
-                    "type",
-                    format!("must be a string, not {}", kind(other)),
-                );
-                continue;
-            }
-        };
-        if !seen.insert(name.clone()) {
-            v.push(
-                at("name"),
-                "unique",
-                format!("another variable is already named {name:?}"),
-            );
-        }
-        let required = opt_bool(obj, "required", &at("required"), v).unwrap_or(false);
-        let encrypted = opt_bool(obj, "encrypted", &at("encrypted"), v).unwrap_or(false);
-        if let Some(d) = obj.get("description") {
-            if !(d.is_null() || d.is_string()) {
-                v.push(
-                    at("description"),
-                    "type",
-                    format!("must be a string, not {}", kind(d)),
-                );
-            }
-        }
-        let default_value = obj.get("default_value").filter(|d| !d.is_null()).cloned();
-        let mut value = obj.get("value").filter(|d| !d.is_null()).cloned();
+    for mut entry in document::named_entries(vars, "app_variables", None, v) {
+        let at = |k: &str| format!("app_variables[{}].{k}", entry.index);
+        let required =
+            document::opt_bool(entry.obj, "required", &at("required"), v).unwrap_or(false);
+        let encrypted =
+            document::opt_bool(entry.obj, "encrypted", &at("encrypted"), v).unwrap_or(false);
+        document::string(entry.obj, "description", &at("description"), None, v);
+        let default_value = entry
+            .obj
+            .get("default_value")
+            .filter(|d| !d.is_null())
+            .cloned();
+        let mut value = entry.obj.get("value").filter(|d| !d.is_null()).cloned();
         if encrypted {
             if default_value.is_some() {
                 v.push(
@@ -579,21 +445,11 @@ fn parse_variables(
                     "an encrypted variable cannot have a default value in clear",
                 );
             }
-            match value.take() {
-                None => secrets.push((name.clone(), SecretWrite::Keep)),
-                Some(Value::String(s)) => {
-                    secrets.push((name.clone(), SecretWrite::Set(SecretString::new(s))))
-                }
-                Some(other) => v.push(
-                    at("value"),
-                    "type",
-                    format!("an encrypted value must be a string, not {}", kind(&other)),
-                ),
-            }
-            obj.insert("value".into(), Value::Null);
+            value = None;
+            document::take_encrypted_value(&mut entry, "app_variables", &mut secrets, v);
         }
         out.push(AppVariable {
-            name,
+            name: entry.name,
             value,
             default_value,
             required,
@@ -693,6 +549,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::secret::{SecretString, SecretWrite};
 
     fn violations(body: Value) -> Vec<(String, String)> {
         Application::parse(body)
@@ -870,8 +727,8 @@ mod tests {
         assert_eq!(
             err,
             pairs(&[
-                ("app_variables[0].value", "type"),
-                ("app_variables[1].name", "unique")
+                ("app_variables[1].name", "unique"),
+                ("app_variables[0].value", "type")
             ])
         );
     }

@@ -6,13 +6,10 @@
 //! too) minus the clear text of encrypted values, which leave it as
 //! [`SecretWrites`] and are sealed by the store.
 
-use std::collections::BTreeSet;
-
 use serde_json::{Map, Value};
 
-use crate::application::kind;
-use crate::name::{check_name, check_variable_name};
-use crate::secret::{SecretString, SecretWrite, SecretWrites};
+use crate::document;
+use crate::secret::SecretWrites;
 use crate::validation::{Invalid, Violations};
 
 /// The configuration every script sees (spec 000's Global Parameters).
@@ -46,126 +43,39 @@ pub struct ConfigurationUpload {
 impl Configuration {
     pub fn parse(body: Value) -> Result<ConfigurationUpload, Invalid> {
         let mut v = Violations::default();
-        let Value::Object(mut doc) = body else {
-            return Err(Invalid::one(
-                "body",
-                "type",
-                "a configuration must be a JSON object",
-            ));
-        };
-        for key in SERVER_KEYS {
-            doc.remove(key);
-        }
-        match doc.get("name") {
-            Some(Value::String(name)) => {
-                if let Err(e) = check_name("name", name) {
-                    v.add(e);
-                }
-            }
-            None | Some(Value::Null) => v.push("name", "required", "a configuration needs a name"),
-            Some(other) => v.push(
-                "name",
-                "type",
-                format!("must be a string, not {}", kind(other)),
-            ),
-        }
+        let mut doc = document::object(body, "a configuration", &SERVER_KEYS)?;
+        document::document_name(&doc, "a configuration", &mut v);
         for key in ["friendly_name", "description", "author"] {
-            if let Some(val) = doc.get(key) {
-                if !(val.is_null() || val.is_string()) {
-                    v.push(key, "type", format!("must be a string, not {}", kind(val)));
-                }
-            }
+            document::string(&doc, key, key, None, &mut v);
         }
         let mut entries = Vec::new();
         let mut secrets = Vec::new();
-        match doc.get_mut("configuration_data") {
-            Some(Value::Array(list)) => {
-                let mut seen = BTreeSet::new();
-                for (i, item) in list.iter_mut().enumerate() {
-                    let at = |k: &str| format!("configuration_data[{i}].{k}");
-                    let Value::Object(obj) = item else {
-                        v.push(
-                            format!("configuration_data[{i}]"),
-                            "type",
-                            format!("an entry must be an object, not {}", kind(item)),
-                        );
-                        continue;
-                    };
-                    let name = match obj.get("name") {
-                        Some(Value::String(s)) => s.clone(),
-                        None | Some(Value::Null) => {
-                            v.push(at("name"), "required", "every entry needs a name");
-                            continue;
-                        }
-                        Some(other) => {
-                            v.push(
-                                at("name"),
-                                "type",
-                                format!("must be a string, not {}", kind(other)),
-                            );
-                            continue;
-                        }
-                    };
-                    if let Err(e) = check_variable_name(&at("name"), &name) {
-                        v.add(e);
-                    }
-                    if !seen.insert(name.clone()) {
-                        v.push(
-                            at("name"),
-                            "unique",
-                            format!("another entry is already named {name:?}"),
-                        );
-                    }
-                    let encrypted = match obj.get("encrypted") {
-                        None | Some(Value::Null) => false,
-                        Some(Value::Bool(b)) => *b,
-                        Some(other) => {
-                            v.push(
-                                at("encrypted"),
-                                "type",
-                                format!("must be true or false, not {}", kind(other)),
-                            );
-                            false
-                        }
-                    };
-                    let mut value = obj.get("value").filter(|x| !x.is_null()).cloned();
-                    if encrypted {
-                        match value.take() {
-                            None => secrets.push((name.clone(), SecretWrite::Keep)),
-                            Some(Value::String(s)) => {
-                                secrets.push((name.clone(), SecretWrite::Set(SecretString::new(s))))
-                            }
-                            Some(other) => v.push(
-                                at("value"),
-                                "type",
-                                format!(
-                                    "an encrypted value must be a string, not {}",
-                                    kind(&other)
-                                ),
-                            ),
-                        }
-                        obj.insert("value".into(), Value::Null);
-                    }
-                    entries.push(ConfigEntry {
-                        name,
-                        value,
-                        encrypted,
-                    });
-                }
-            }
-            None | Some(Value::Null) => v.push(
-                "configuration_data",
-                "required",
-                "a configuration needs a configuration_data array (it may be empty)",
-            ),
-            Some(other) => v.push(
-                "configuration_data",
-                "type",
-                format!(
-                    "must be an array of {{name, value, encrypted}} objects, not {}",
-                    kind(other)
-                ),
-            ),
+        let required = "a configuration needs a configuration_data array (it may be empty)";
+        for mut entry in document::named_entries(
+            doc.get_mut("configuration_data"),
+            "configuration_data",
+            Some(required),
+            &mut v,
+        ) {
+            let field = format!("configuration_data[{}].encrypted", entry.index);
+            let encrypted =
+                document::opt_bool(entry.obj, "encrypted", &field, &mut v).unwrap_or(false);
+            let value = if encrypted {
+                document::take_encrypted_value(
+                    &mut entry,
+                    "configuration_data",
+                    &mut secrets,
+                    &mut v,
+                );
+                None
+            } else {
+                entry.obj.get("value").filter(|x| !x.is_null()).cloned()
+            };
+            entries.push(ConfigEntry {
+                name: entry.name,
+                value,
+                encrypted,
+            });
         }
         v.finish(ConfigurationUpload {
             configuration: Configuration {
@@ -235,6 +145,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::secret::{SecretString, SecretWrite};
 
     #[test]
     fn accepts_the_spec_example_and_strips_encrypted_values() {
@@ -283,9 +194,9 @@ mod tests {
         assert_eq!(
             got,
             [
-                ("configuration_data[0].encrypted", "type"),
                 ("configuration_data[1].name", "required"),
                 ("configuration_data[2].name", "unique"),
+                ("configuration_data[0].encrypted", "type"),
                 ("configuration_data[3].value", "type"),
             ]
         );

@@ -8,6 +8,7 @@
 pub mod application;
 pub mod clock;
 pub mod configuration;
+mod document;
 pub mod name;
 pub mod parameter;
 pub mod role;

@@ -70,7 +70,7 @@ impl Store {
         let document = serde_json::to_string(app.document()).expect("JSON document serializes");
         let now = self.now_ms();
         let scope = app_scope(name);
-        write_tx!(self, tx => {
+        let row = write_tx!(self, tx => {
             lock_key!(self, tx, &scope);
             let (secrets_changed, sealed_before) =
                 sync_secrets!(self, tx, &scope, &upload.secrets, |sealed: &[String]| app.check_against_sealed(sealed, &upload.secrets));
@@ -129,10 +129,13 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
+            // Read back inside the transaction: after commit, a concurrent
+            // writer's revision could be the one read.
+            let sql = format!("{SELECT} WHERE a.name = $1");
+            let row: Row = sqlx::query_as(&sql).bind(name).fetch_one(&mut *tx).await?;
+            row
         });
-        self.get_application(name).await?.ok_or_else(|| {
-            StoreError::Corrupt(format!("application {name:?} vanished after being stored"))
-        })
+        record_from_row(row)
     }
 
     pub async fn get_application(&self, name: &str) -> Result<Option<ApplicationRecord>> {

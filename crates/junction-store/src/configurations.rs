@@ -52,7 +52,7 @@ impl Store {
     {
         let scope = config_scope(name);
         let now = self.now_ms();
-        write_tx!(self, tx => {
+        let row = write_tx!(self, tx => {
             lock_key!(self, tx, &scope);
             let current: Option<String> = sqlx::query_scalar("SELECT document FROM configurations WHERE name = $1")
                 .bind(name)
@@ -77,12 +77,14 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+            // Read back inside the transaction (see put_application).
+            let row: Row = sqlx::query_as("SELECT document, created_at, updated_at FROM configurations WHERE name = $1")
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await?;
+            row
         });
-        self.get_configuration(name).await?.ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "configuration {name:?} vanished after being stored"
-            ))
-        })
+        record_from_row(row)
     }
 
     pub async fn get_configuration(&self, name: &str) -> Result<Option<ConfigurationRecord>> {

@@ -1,0 +1,213 @@
+//! Reading user-written JSON documents (applications, configurations)
+//! field by field, collecting a violation per problem instead of stopping
+//! at the first. Shared by every document kind so each reports the same
+//! rules in the same words.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value};
+
+use crate::name::{check_name, check_variable_name};
+use crate::secret::{SecretString, SecretWrite, SecretWrites};
+use crate::validation::{Invalid, Violations};
+
+/// A JSON type name for messages.
+pub fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The body as an object, without the keys Junction adds on read-back.
+pub(crate) fn object(
+    body: Value,
+    what: &str,
+    server_keys: &[&str],
+) -> Result<Map<String, Value>, Invalid> {
+    let Value::Object(mut doc) = body else {
+        return Err(Invalid::one(
+            "body",
+            "type",
+            format!("{what} must be a JSON object"),
+        ));
+    };
+    for key in server_keys {
+        doc.remove(*key);
+    }
+    Ok(doc)
+}
+
+/// The document's `name`: present, a string, a valid resource name.
+pub(crate) fn document_name(doc: &Map<String, Value>, what: &str, v: &mut Violations) {
+    let required = format!("{what} needs a name");
+    if let Some(name) = string(doc, "name", "name", Some(&required), v) {
+        if let Err(e) = check_name("name", &name) {
+            v.add(e);
+        }
+    }
+}
+
+/// A string field. Absent or null is `None`, and a violation when
+/// `required` gives the message to report.
+pub(crate) fn string(
+    obj: &Map<String, Value>,
+    key: &str,
+    field: &str,
+    required: Option<&str>,
+    v: &mut Violations,
+) -> Option<String> {
+    match obj.get(key) {
+        Some(Value::String(s)) => Some(s.clone()),
+        None | Some(Value::Null) => {
+            if let Some(msg) = required {
+                v.push(field, "required", msg);
+            }
+            None
+        }
+        Some(other) => {
+            v.push(
+                field,
+                "type",
+                format!("must be a string, not {}", kind(other)),
+            );
+            None
+        }
+    }
+}
+
+pub(crate) fn opt_bool(
+    obj: &Map<String, Value>,
+    key: &str,
+    field: &str,
+    v: &mut Violations,
+) -> Option<bool> {
+    match obj.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(other) => {
+            v.push(
+                field,
+                "type",
+                format!("must be true or false, not {}", kind(other)),
+            );
+            None
+        }
+    }
+}
+
+pub(crate) fn opt_uint(
+    obj: &Map<String, Value>,
+    key: &str,
+    field: &str,
+    max: u64,
+    v: &mut Violations,
+) -> Option<u64> {
+    match obj.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|x| x <= max) => n.as_u64(),
+        Some(other) => {
+            v.push(
+                field,
+                "type",
+                format!("must be a whole number from 0 to {max}, not {other}"),
+            );
+            None
+        }
+    }
+}
+
+/// One entry of a list of named variables, as [`named_entries`] yields it.
+pub(crate) struct NamedEntry<'a> {
+    pub index: usize,
+    pub name: String,
+    pub obj: &'a mut Map<String, Value>,
+}
+
+/// The entries of a list of named variables (`app_variables`,
+/// `configuration_data`): each an object with a unique, well-formed `name`.
+/// Entries that are not objects or have no usable name are reported and
+/// skipped. A missing list is empty, or a violation when `required` gives
+/// the message.
+pub(crate) fn named_entries<'a>(
+    list: Option<&'a mut Value>,
+    list_field: &str,
+    required: Option<&str>,
+    v: &mut Violations,
+) -> Vec<NamedEntry<'a>> {
+    let items = match list {
+        Some(Value::Array(items)) => items,
+        None | Some(Value::Null) => {
+            if let Some(msg) = required {
+                v.push(list_field, "required", msg);
+            }
+            return vec![];
+        }
+        Some(other) => {
+            v.push(
+                list_field,
+                "type",
+                format!(
+                    "must be an array of {{name, value, ...}} objects, not {}",
+                    kind(other)
+                ),
+            );
+            return vec![];
+        }
+    };
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::with_capacity(items.len());
+    for (index, item) in items.iter_mut().enumerate() {
+        let at = format!("{list_field}[{index}]");
+        let Value::Object(obj) = item else {
+            v.push(
+                &at,
+                "type",
+                format!("an entry must be an object, not {}", kind(item)),
+            );
+            continue;
+        };
+        let field = format!("{at}.name");
+        let Some(name) = string(obj, "name", &field, Some("every entry needs a name"), v) else {
+            continue;
+        };
+        if let Err(e) = check_variable_name(&field, &name) {
+            v.add(e);
+        }
+        if !seen.insert(name.clone()) {
+            v.push(
+                &field,
+                "unique",
+                format!("another entry is already named {name:?}"),
+            );
+        }
+        out.push(NamedEntry { index, name, obj });
+    }
+    out
+}
+
+/// For an entry marked encrypted: moves its clear `value` out of the
+/// document into `secrets` (a `null` value means "keep the sealed one") and
+/// leaves `"value": null` in its place.
+pub(crate) fn take_encrypted_value(
+    entry: &mut NamedEntry<'_>,
+    list_field: &str,
+    secrets: &mut SecretWrites,
+    v: &mut Violations,
+) {
+    match entry.obj.insert("value".into(), Value::Null) {
+        None | Some(Value::Null) => secrets.push((entry.name.clone(), SecretWrite::Keep)),
+        Some(Value::String(s)) => {
+            secrets.push((entry.name.clone(), SecretWrite::Set(SecretString::new(s))))
+        }
+        Some(other) => v.push(
+            format!("{list_field}[{}].value", entry.index),
+            "type",
+            format!("an encrypted value must be a string, not {}", kind(&other)),
+        ),
+    }
+}
