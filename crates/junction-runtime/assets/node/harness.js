@@ -1,0 +1,255 @@
+'use strict';
+// Junction's Node.js runtime harness: protocol v1 (docs/runtime-protocol.md).
+// Loads one user script (CommonJS) and serves exec/introspect requests for it,
+// one at a time, for as long as the worker keeps this process warm.
+
+const util = require('util');
+const Module = require('module');
+const path = require('path');
+const readline = require('readline');
+
+const PROTOCOL = 1;
+
+// The protocol owns stdout. The user's writes to it become log lines.
+const protocolWrite = process.stdout.write.bind(process.stdout);
+function send(event) {
+  protocolWrite(JSON.stringify(event) + '\n');
+}
+
+let current = null; // id of the request being served
+
+function stamp() {
+  return new Date().toISOString();
+}
+
+function log(level, text) {
+  send({ t: 'log', id: current, level, line: `[${stamp()}] [${level}] \u2013 ${text}` });
+}
+
+process.stdout.write = function (chunk, encoding, callback) {
+  const text = Buffer.isBuffer(chunk) ? chunk.toString('utf8') : String(chunk);
+  log('LOG', text.replace(/\n$/, ''));
+  const cb = typeof encoding === 'function' ? encoding : callback;
+  if (typeof cb === 'function') cb();
+  return true;
+};
+
+// Spec 000's console: each method is one log level.
+const levels = { log: 'LOG', info: 'INFO', warn: 'WARN', error: 'ERROR', debug: 'LOG' };
+for (const [method, level] of Object.entries(levels)) {
+  console[method] = (...args) => log(level, util.format(...args));
+}
+console.dir = (obj, options) => log('DIR', util.inspect(obj, options));
+console.trace = function trace(...args) {
+  const holder = {};
+  Error.captureStackTrace(holder, trace);
+  const frames = String(holder.stack).split('\n').slice(1).join('\n');
+  log('TRACE', `Trace: ${util.format(...args)}\n${frames}`);
+};
+
+// Real public scripts call notifier.progress(msg).
+global.notifier = {
+  progress(message) {
+    send({ t: 'progress', id: current, message: typeof message === 'string' ? message : util.format(message) });
+  },
+};
+
+// What a script may require: spec 000's supported modules plus the
+// harmless built-ins scripts use with them. Anything else (child_process,
+// vm, worker_threads, cluster, net, ...) is refused.
+const BUILTINS = new Set([
+  'querystring', 'https', 'http', 'fs', 'url', 'util', 'path', 'crypto', 'events', 'stream',
+  'buffer', 'zlib', 'string_decoder', 'timers', 'assert', 'os',
+]);
+const PACKAGES = new Set([
+  'aws-sdk', 'lodash', 'xml2js', 'xlsx', 'ssh2', 'ldapjs', 'csvtojson', 'oauth', 'request',
+  'openpgp', 'axios', 'showdown', 'jsonwebtoken', 'crypto-js', 'uuid', 'node-fetch',
+]);
+const UUID_SUBPATHS = new Set(['uuid/v1', 'uuid/v3', 'uuid/v4', 'uuid/v5']);
+const MODULES_DIR = process.env.JUNCTION_NODE_MODULES || '';
+
+function allowedRequire(id) {
+  const bare = id.startsWith('node:') ? id.slice(5) : id;
+  if (BUILTINS.has(bare)) return { builtin: bare };
+  const pkg = bare.startsWith('@') ? bare.split('/').slice(0, 2).join('/') : bare.split('/')[0];
+  if (pkg === 'uuid' && bare !== 'uuid' && !UUID_SUBPATHS.has(bare)) return null;
+  if (PACKAGES.has(pkg)) return { pkg: bare };
+  return null;
+}
+
+function loadScript(step) {
+  const filename = path.join(process.cwd(), `${step.name}.js`);
+  const mod = new Module(filename, null);
+  mod.filename = filename;
+  mod.paths = MODULES_DIR ? [MODULES_DIR] : [];
+  mod.require = function (id) {
+    const allowed = allowedRequire(String(id));
+    if (!allowed) {
+      throw new Error(`module '${id}' is not supported`);
+    }
+    if (allowed.builtin) return require(allowed.builtin);
+    try {
+      return Module.prototype.require.call(mod, allowed.pkg);
+    } catch (e) {
+      if (e && e.code === 'MODULE_NOT_FOUND' && String(e.message).includes(`'${allowed.pkg}'`)) {
+        throw new Error(`module '${id}' is supported but not installed on this server`);
+      }
+      throw e;
+    }
+  };
+  mod._compile(step.source, filename);
+  return mod;
+}
+
+// One process serves one script; it is loaded once (warm reuse keeps module state).
+let loaded = null; // { sha256, module } or { sha256, error }
+
+function script(step) {
+  if (loaded && loaded.sha256 !== step.sha256) {
+    throw new Error('this runtime process already serves another script');
+  }
+  if (!loaded) {
+    try {
+      loaded = { sha256: step.sha256, module: loadScript(step) };
+    } catch (e) {
+      loaded = { sha256: step.sha256, error: e };
+    }
+  }
+  if (loaded.error) throw loaded.error;
+  return loaded.module;
+}
+
+function describe(value) {
+  if (value instanceof Error) return value.message || value.name || 'Error';
+  if (typeof value === 'string') return value;
+  if (value === undefined) return 'undefined';
+  try {
+    return JSON.stringify(value);
+  } catch (_) {
+    return util.inspect(value);
+  }
+}
+
+function asMessage(value) {
+  if (value === undefined || value === null) return '';
+  return typeof value === 'string' ? value : describe(value);
+}
+
+function jsonSafe(value) {
+  if (value === undefined) return null;
+  return JSON.parse(JSON.stringify(value));
+}
+
+// Stack traces without the harness's own frames and Node's internals.
+function userStack(stack) {
+  return String(stack)
+    .split('\n')
+    .filter((line) => !line.includes(__filename) && !line.includes('node:internal'))
+    .join('\n');
+}
+
+let settle = null; // ends the request in progress (also from global error handlers)
+
+function serve(request) {
+  return new Promise((resolve) => {
+    let done = false;
+    settle = (event) => {
+      if (done) return;
+      done = true;
+      settle = null;
+      if (!event.ok && event.error) log('ERROR', event.error);
+      send(Object.assign({ t: 'result', id: request.id }, event));
+      resolve();
+    };
+    const fail = (reason, prefix) => {
+      const traceback = reason instanceof Error && reason.stack ? userStack(reason.stack) : undefined;
+      settle({ ok: false, error: (prefix || '') + describe(reason), kind: reason && reason.name, traceback });
+    };
+    try {
+      process.chdir(request.workdir || process.cwd());
+      let mod;
+      try {
+        mod = script(request.step);
+      } catch (e) {
+        return fail(e, e instanceof SyntaxError ? 'the script does not load: SyntaxError: ' : 'the script does not load: ');
+      }
+      const entry = request.entry || 'run';
+      const fn = mod.exports && mod.exports[entry];
+      if (typeof fn !== 'function') {
+        return fail(`the script does not export a function named '${entry}'`);
+      }
+      const input = request.input || {};
+      if (entry === 'run') {
+        const ret = fn.call(mod.exports, input.args || {});
+        if (!ret || typeof ret.then !== 'function') {
+          return fail(`run must return a promise; it returned ${ret === null ? 'null' : typeof ret}`);
+        }
+        ret.then((value) => settle({ ok: true, message: asMessage(value), data: null }), (e) => fail(e));
+      } else {
+        // Spec 001 hooks: (options, callback) or a promise.
+        const callback = (err, value) => (err ? fail(err) : settle({ ok: true, message: '', data: jsonSafe(value) }));
+        const ret = fn.call(mod.exports, input.options || {}, callback);
+        if (ret && typeof ret.then === 'function') {
+          ret.then((value) => settle({ ok: true, message: '', data: jsonSafe(value) }), (e) => fail(e));
+        } else if (fn.length < 2) {
+          settle({ ok: true, message: '', data: jsonSafe(ret) });
+        }
+      }
+    } catch (e) {
+      fail(e);
+    }
+  });
+}
+
+function introspect(request) {
+  let info;
+  try {
+    process.chdir(request.workdir || process.cwd());
+    const mod = script(request.step);
+    const exported = mod.exports && typeof mod.exports === 'object' ? mod.exports : {};
+    info = {
+      exports: Object.keys(exported).filter((k) => typeof exported[k] === 'function'),
+      parameters: [],
+    };
+  } catch (e) {
+    const prefix = e instanceof SyntaxError ? 'syntax error: ' : 'the script does not load: ';
+    return send({ t: 'introspection', id: request.id, ok: false, error: prefix + describe(e) });
+  }
+  send({ t: 'introspection', id: request.id, ok: true, info });
+}
+
+process.on('unhandledRejection', (reason) => {
+  if (settle) settle({ ok: false, error: 'unhandled promise rejection: ' + describe(reason) });
+  else log('ERROR', 'unhandled promise rejection: ' + describe(reason));
+});
+process.on('uncaughtException', (e) => {
+  if (settle) settle({ ok: false, error: 'uncaught exception: ' + describe(e), traceback: e && userStack(e.stack) });
+  else log('ERROR', 'uncaught exception: ' + describe(e));
+});
+
+send({ t: 'ready', v: PROTOCOL, runtime: 'node', version: process.version });
+
+// Requests are served strictly one after another.
+const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
+let queue = Promise.resolve();
+rl.on('line', (line) => {
+  if (!line.trim()) return;
+  queue = queue.then(async () => {
+    let request;
+    try {
+      request = JSON.parse(line);
+    } catch (e) {
+      return log('ERROR', 'bad request line: ' + e.message);
+    }
+    if (request.op === 'shutdown') process.exit(0);
+    current = request.id;
+    try {
+      if (request.op === 'exec') await serve(request);
+      else if (request.op === 'introspect') introspect(request);
+      else send({ t: 'result', id: request.id, ok: false, error: `unknown op '${request.op}'` });
+    } finally {
+      current = null;
+    }
+  });
+});
+rl.on('close', () => process.exit(0));

@@ -1,0 +1,1 @@
+"""Helpers shared by Integration Service steps (spec 004): exceptions and small utilities."""

@@ -1,0 +1,105 @@
+//! The harness files and SDKs embedded in the binary, written under the
+//! runtime directory at start; and the install of spec 000's supported
+//! Node.js modules from the pinned lock file.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use sha2::{Digest, Sha256};
+
+use crate::RuntimeError;
+
+/// Files written under `DIR/assets/`.
+const FILES: &[(&str, &str)] = &[
+    ("node/harness.js", include_str!("../assets/node/harness.js")),
+    (
+        "node/package.json",
+        include_str!("../assets/node/package.json"),
+    ),
+    (
+        "node/package-lock.json",
+        include_str!("../assets/node/package-lock.json"),
+    ),
+];
+
+/// Writes the embedded files under `dir/assets`, rewriting only those that
+/// differ (a running process may be reading them).
+pub fn install_assets(dir: &Path) -> Result<(), RuntimeError> {
+    for (rel, content) in FILES {
+        let path = dir.join("assets").join(rel);
+        if std::fs::read(&path).is_ok_and(|old| old == content.as_bytes()) {
+            continue;
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, content)?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    Ok(())
+}
+
+/// Makes sure `node_modules` under `target` (a directory) holds exactly the
+/// modules of the embedded lock file, running `npm ci` when it does not.
+/// `progress` hears a sentence before a (slow) install. Several processes
+/// may call this at once: an exclusive file lock makes one install and the
+/// others wait. Returns the `node_modules` path.
+pub async fn ensure_node_modules(
+    npm: &Path,
+    target: &Path,
+    progress: impl Fn(&str),
+) -> Result<PathBuf, RuntimeError> {
+    let lock_text = FILES
+        .iter()
+        .find(|(p, _)| *p == "node/package-lock.json")
+        .map(|(_, c)| *c)
+        .unwrap_or_default();
+    let want = hex::encode(Sha256::digest(lock_text.as_bytes()));
+    let modules = target.join("node_modules");
+    let stamp = target.join(".installed-lock-sha256");
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == want) && modules.is_dir() {
+        return Ok(modules);
+    }
+    std::fs::create_dir_all(target)?;
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(target.join(".install.lock"))?;
+    let lock_file = tokio::task::spawn_blocking(move || lock_file.lock().map(|()| lock_file))
+        .await
+        .map_err(|e| {
+            RuntimeError::Unavailable(format!("waiting for the module install lock: {e}"))
+        })??;
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == want) && modules.is_dir() {
+        return Ok(modules);
+    }
+    progress("installing the Node.js modules job scripts may use (npm ci; once per version of the module list)");
+    for (rel, content) in FILES.iter().filter(|(p, _)| p.starts_with("node/package")) {
+        std::fs::write(target.join(rel.trim_start_matches("node/")), content)?;
+    }
+    let out = tokio::process::Command::new(npm)
+        .args([
+            "ci",
+            "--omit=dev",
+            "--no-audit",
+            "--no-fund",
+            "--ignore-scripts",
+            "--loglevel=error",
+        ])
+        .current_dir(target)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| RuntimeError::Unavailable(format!("cannot run {}: {e}", npm.display())))?;
+    if !out.status.success() {
+        return Err(RuntimeError::Unavailable(format!(
+            "npm ci failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    std::fs::write(&stamp, &want)?;
+    drop(lock_file);
+    Ok(modules)
+}

@@ -1,0 +1,213 @@
+//! One execution on one process: send the request, relay events under the
+//! limits, end on the result, the time limit or a stop.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use jiff::Timestamp;
+
+use crate::process::{next_event, Process};
+use crate::protocol::{self, Event as Wire, Request, StepRef};
+use crate::redact::Redactor;
+use crate::{Event, Execution, Outcome, Runtime, RuntimeError, Status};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A log line in the harness's format, for lines the worker itself adds.
+fn worker_line(level: &str, text: &str) -> Event {
+    let ts = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ");
+    Event::Log {
+        level: level.to_string(),
+        line: format!("[{ts}] [{level}] \u{2013} {text}"),
+    }
+}
+
+/// What happens to the process after the execution.
+enum Fate {
+    Reuse,
+    Discard,
+    Stop,
+}
+
+pub(crate) async fn run(
+    runtime: &Runtime,
+    execution: &Execution,
+    on_event: &mut (dyn FnMut(Event) + Send),
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<Outcome, RuntimeError> {
+    let config = &runtime.config;
+    let script = &execution.script;
+    let started = Instant::now();
+    let (mut process, warm) = runtime
+        .pool
+        .acquire(config, script.language, &script.sha256, execution.fresh)
+        .await?;
+    process.script = Some(script.sha256.clone());
+    process.uses += 1;
+    let workdir = tempfile::Builder::new()
+        .prefix("exec-")
+        .tempdir_in(config.dir.join("work"))?;
+    let id = format!("x{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
+    let request = Request::Exec {
+        v: protocol::VERSION,
+        id: &id,
+        step: StepRef {
+            name: &script.name,
+            language: script.language.as_str(),
+            sha256: &script.sha256,
+            source: &script.source,
+        },
+        workdir: &workdir.path().to_string_lossy(),
+        entry: &execution.entry,
+        input: &execution.input,
+    };
+    let redactor = Redactor::new(&execution.secrets);
+    let mut relay = Relay {
+        on_event,
+        redactor: &redactor,
+        budget: execution.limits.max_log_bytes,
+        truncated: false,
+    };
+    let mut outcome = Outcome {
+        status: Status::Crashed,
+        message: String::new(),
+        data: None,
+        error: None,
+        kind: None,
+        traceback: None,
+        log_truncated: false,
+        warm,
+        duration: Default::default(),
+    };
+    let fate = match process.send(&request).await {
+        Err(e) => {
+            outcome.error = Some(e.to_string());
+            Fate::Discard
+        }
+        Ok(()) => {
+            tokio::pin!(stop);
+            let deadline = tokio::time::sleep(execution.limits.wall_time);
+            tokio::pin!(deadline);
+            loop {
+                tokio::select! {
+                    event = next_event(&mut process.stdout) => match event {
+                        Ok(Some(Wire::Log { id: Some(eid), level, line })) if eid == id => relay.log(level, &line),
+                        Ok(Some(Wire::Progress { id: Some(eid), message })) if eid == id => {
+                            let message = redactor.apply(&message);
+                            (relay.on_event)(Event::Progress { message });
+                        }
+                        Ok(Some(Wire::Result { id: Some(eid), ok, message, data, error, kind, traceback })) if eid == id => {
+                            outcome.message = redactor.apply(message.as_deref().unwrap_or_default());
+                            outcome.error = error.map(|e| redactor.apply(&e));
+                            outcome.kind = kind;
+                            outcome.traceback = traceback.map(|t| redactor.apply(&t));
+                            outcome.status = if ok { Status::Succeeded } else { Status::Failed };
+                            if let Some(data) = data.filter(|d| !d.is_null()) {
+                                let size = serde_json::to_vec(&data).map(|v| v.len()).unwrap_or(usize::MAX);
+                                if size > execution.limits.max_data_bytes {
+                                    let msg = format!(
+                                        "saved data is {size} bytes; the limit is {} bytes",
+                                        execution.limits.max_data_bytes
+                                    );
+                                    relay.emit(worker_line("ERROR", &msg));
+                                    outcome.status = Status::Failed;
+                                    outcome.error = Some(msg);
+                                } else {
+                                    outcome.data = Some(data);
+                                }
+                            }
+                            // A failed script may have left state behind; a
+                            // fresh process serves the next execution.
+                            break if ok && !execution.fresh { Fate::Reuse } else { Fate::Discard };
+                        }
+                        // Stray output of an earlier execution of this
+                        // process (a timer that fired late): not ours.
+                        Ok(Some(_)) => {}
+                        Ok(None) => {
+                            outcome.error = Some(crash_message(&mut process, "the runtime process exited"));
+                            break Fate::Discard;
+                        }
+                        Err(e) => {
+                            outcome.error = Some(crash_message(&mut process, &e.to_string()));
+                            break Fate::Discard;
+                        }
+                    },
+                    Some(line) = process.stderr.recv() => relay.log("ERROR".into(), &line),
+                    _ = &mut deadline => {
+                        let msg = format!("time limit of {} s exceeded; the execution was ended", execution.limits.wall_time.as_secs_f64());
+                        relay.emit(worker_line("ERROR", &msg));
+                        outcome.status = Status::TimedOut;
+                        outcome.error = Some(msg);
+                        break Fate::Discard;
+                    }
+                    _ = &mut stop => {
+                        relay.emit(worker_line("ERROR", "Job was stopped by user"));
+                        outcome.status = Status::Stopped;
+                        outcome.error = Some("stopped by user".into());
+                        break Fate::Stop;
+                    }
+                }
+            }
+        }
+    };
+    // Lines the process wrote to stderr just before its result.
+    while let Ok(line) = process.stderr.try_recv() {
+        relay.log("ERROR".into(), &line);
+    }
+    if let Some(err) = &outcome.error {
+        if outcome.status == Status::Crashed {
+            relay.emit(worker_line("ERROR", err));
+        }
+    }
+    match fate {
+        Fate::Reuse => runtime.pool.release(config, process),
+        Fate::Discard => process.kill().await,
+        Fate::Stop => process.terminate(config.kill_grace).await,
+    }
+    drop(workdir);
+    outcome.log_truncated = relay.truncated;
+    outcome.duration = started.elapsed();
+    Ok(outcome)
+}
+
+fn crash_message(process: &mut Process, what: &str) -> String {
+    let mut msg = what.to_string();
+    while let Ok(line) = process.stderr.try_recv() {
+        msg.push_str("\n  ");
+        msg.push_str(&line);
+    }
+    msg
+}
+
+/// Passes events on, masking secrets and keeping the log within budget.
+struct Relay<'a> {
+    on_event: &'a mut (dyn FnMut(Event) + Send),
+    redactor: &'a Redactor,
+    budget: usize,
+    truncated: bool,
+}
+
+impl Relay<'_> {
+    fn log(&mut self, level: String, line: &str) {
+        let line = self.redactor.apply(line);
+        self.emit(Event::Log { level, line });
+    }
+
+    fn emit(&mut self, event: Event) {
+        if let Event::Log { line, .. } = &event {
+            if self.truncated {
+                return;
+            }
+            if line.len() > self.budget {
+                self.truncated = true;
+                (self.on_event)(worker_line(
+                    "WARN",
+                    "log truncated: the execution's log size limit was reached",
+                ));
+                return;
+            }
+            self.budget -= line.len();
+        }
+        (self.on_event)(event);
+    }
+}

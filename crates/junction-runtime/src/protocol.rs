@@ -1,0 +1,81 @@
+//! Protocol v1 between the worker and a runtime process (see
+//! `docs/runtime-protocol.md`): requests out, events in, one JSON object
+//! per line.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, Serialize)]
+pub(crate) struct StepRef<'a> {
+    pub name: &'a str,
+    pub language: &'a str,
+    pub sha256: &'a str,
+    pub source: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub(crate) enum Request<'a> {
+    Exec {
+        v: u32,
+        id: &'a str,
+        step: StepRef<'a>,
+        workdir: &'a str,
+        entry: &'a str,
+        input: &'a Value,
+    },
+    Introspect {
+        v: u32,
+        id: &'a str,
+        step: StepRef<'a>,
+        workdir: &'a str,
+    },
+    Shutdown {
+        v: u32,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "t", rename_all = "lowercase")]
+pub(crate) enum Event {
+    Ready {
+        v: u32,
+        #[allow(dead_code)]
+        runtime: String,
+        #[allow(dead_code)]
+        version: String,
+    },
+    Log {
+        id: Option<String>,
+        level: String,
+        line: String,
+    },
+    Progress {
+        id: Option<String>,
+        message: String,
+    },
+    Result {
+        id: Option<String>,
+        ok: bool,
+        #[serde(default)]
+        message: Option<String>,
+        #[serde(default)]
+        data: Option<Value>,
+        #[serde(default)]
+        error: Option<String>,
+        #[serde(default)]
+        kind: Option<String>,
+        #[serde(default)]
+        traceback: Option<String>,
+    },
+    Introspection {
+        id: Option<String>,
+        ok: bool,
+        #[serde(default)]
+        info: Option<Value>,
+        #[serde(default)]
+        error: Option<String>,
+    },
+}

@@ -1,0 +1,80 @@
+//! Shared by the runtime tests: a `Runtime` over a temp dir, with the
+//! supported Node.js modules installed once per build directory.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use junction_runtime::{ensure_node_modules, Event, Execution, Outcome, Runtime, RuntimeConfig};
+
+pub struct Harness {
+    pub runtime: Runtime,
+    _dir: tempfile::TempDir,
+}
+
+/// `npm ci` of the pinned module list into the build's temp dir, once.
+pub async fn node_modules() -> PathBuf {
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("junction-node-modules");
+    ensure_node_modules(std::path::Path::new("npm"), &target, |msg| {
+        eprintln!("{msg}")
+    })
+    .await
+    .expect("the supported Node.js modules install")
+}
+
+impl Harness {
+    pub async fn new() -> Harness {
+        Harness::with(|_| {}).await
+    }
+
+    pub async fn with(adjust: impl FnOnce(&mut RuntimeConfig)) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = RuntimeConfig::new(dir.path().join("runtime"));
+        config.node_modules = Some(node_modules().await);
+        config.kill_grace = Duration::from_millis(500);
+        adjust(&mut config);
+        let runtime = Runtime::start(config).await.expect("runtime starts");
+        Harness { runtime, _dir: dir }
+    }
+
+    /// Runs to the end; returns the outcome and every event.
+    pub async fn run(&self, execution: &Execution) -> (Outcome, Vec<Event>) {
+        let mut events = Vec::new();
+        let outcome = self
+            .runtime
+            .execute(execution, &mut |e| events.push(e), std::future::pending())
+            .await
+            .expect("the runtime answers");
+        (outcome, events)
+    }
+}
+
+/// The log lines among `events`.
+pub fn lines(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Log { line, .. } => Some(line.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The text of each log line after the `[time] [LEVEL] – ` prefix, with its
+/// level.
+pub fn texts(events: &[Event]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Log { level, line } => {
+                let text = line
+                    .split_once(" \u{2013} ")
+                    .map(|(_, t)| t.to_string())
+                    .unwrap_or_default();
+                Some((level.clone(), text))
+            }
+            _ => None,
+        })
+        .collect()
+}
