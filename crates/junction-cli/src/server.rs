@@ -2,6 +2,7 @@
 //! themselves.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -9,7 +10,7 @@ use clap::{Args, Subcommand};
 use junction_core::role::Role;
 use junction_core::SystemClock;
 use junction_engine::Engine;
-use junction_runtime::RuntimeConfig;
+use junction_runtime::{ensure_node_modules, Runtime, RuntimeConfig};
 use junction_store::seal::KeySource;
 use junction_store::{Bootstrap, Location, Sealer, Store};
 
@@ -22,6 +23,11 @@ pub struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     store: StoreArgs,
+    /// Where the Node.js modules scripts may require are installed (a
+    /// directory holding node_modules); default DATA_DIR/runtime/node,
+    /// installed with npm on first start.
+    #[arg(long, env = "JUNCTION_MODULES_DIR")]
+    modules_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -97,7 +103,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         Bootstrap::Given => tracing::info!("admin token set from JUNCTION_ADMIN_TOKEN"),
         Bootstrap::AlreadyDone => {}
     }
-    let engine = Engine::new(store.clone(), RuntimeConfig::default());
+    let runtime = start_runtime(&args).await?;
+    let engine = Engine::new(store.clone(), runtime.clone());
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -106,8 +113,28 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     eprintln!("junction listening on http://{addr}");
     junction_server::serve(listener, engine, shutdown_signal()).await?;
     tracing::info!("shutting down");
+    runtime.shutdown().await;
     store.close().await;
     Ok(())
+}
+
+/// The script runtimes under `DATA_DIR/runtime`, with spec 000's Node.js
+/// modules installed (once per version of the module list). A failed
+/// install is a warning: scripts that need a module then fail with
+/// "supported but not installed".
+async fn start_runtime(args: &ServeArgs) -> Result<Runtime> {
+    let mut config = RuntimeConfig::new(args.store.data_dir.join("runtime"));
+    let modules_dir = args
+        .modules_dir
+        .clone()
+        .unwrap_or_else(|| config.dir.join("node"));
+    match ensure_node_modules(&config.npm, &modules_dir, |msg| eprintln!("{msg}")).await {
+        Ok(modules) => config.node_modules = Some(modules),
+        Err(e) => tracing::warn!(error = %e, "the supported Node.js modules are not installed"),
+    }
+    Runtime::start(config)
+        .await
+        .context("cannot start the script runtimes")
 }
 
 async fn shutdown_signal() {

@@ -27,6 +27,12 @@ fn junction() -> Command {
         }
     }
     c.env("RUST_LOG", "warn");
+    // The build's shared install of the supported Node.js modules, so each
+    // test's fresh data dir does not run npm.
+    c.env(
+        "JUNCTION_MODULES_DIR",
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("junction-node-modules"),
+    );
     c
 }
 
@@ -199,7 +205,7 @@ fn client_commands_manage_steps_apps_configs_and_parameters() {
     let py = write(
         dir.path(),
         "Sync.py",
-        "from ipaascore.BaseStep import BaseStep\nclass Sync(BaseStep):\n    pass\n",
+        "from ipaascore.BaseStep import BaseStep\nclass Sync(BaseStep):\n    def execute(self):\n        pass\n",
     );
     ok(&run(&[
         "steps",

@@ -92,6 +92,9 @@ pub struct StepParameter {
     pub default_value: Option<serde_json::Value>,
     #[serde(default)]
     pub required: bool,
+    /// The parameter's type as the step declares it (`string`, `bool`, ...).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 /// An upload as the API receives it.
@@ -186,6 +189,12 @@ pub struct StepVersion {
     pub parameters: Vec<StepParameter>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+    /// The name the step gives itself (Python `self.friendly_name`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub friendly_name: Option<String>,
+    /// The step's own version string (Python `self.version`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub declared_version: Option<String>,
     /// The source code.
     pub data: String,
 }

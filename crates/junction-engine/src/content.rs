@@ -7,7 +7,7 @@ use junction_core::configuration::{Configuration, GLOBAL};
 use junction_core::parameter::{global_parameters_to_configuration, parameters_of, Parameter};
 use junction_core::step::{StepUpload, StepVersion};
 use junction_core::{Invalid, Violation};
-use junction_runtime::{check_source, IntrospectError};
+use junction_runtime::{IntrospectError, Script};
 use junction_store::{ApplicationRecord, ConfigurationRecord, NewStepVersion};
 use serde_json::Value;
 
@@ -23,26 +23,35 @@ pub struct StoredApplication {
 }
 
 impl Engine {
-    /// Validates, checks with the step's interpreter and stores a step
-    /// version.
+    /// Validates a step, loads it in its runtime to learn what it declares
+    /// (a step that does not load is refused) and stores the version.
     pub async fn upload_step(&self, upload: StepUpload) -> Result<StepVersion> {
         let language = upload.validate()?;
-        let introspection = check_source(&self.runtime, language, &upload.name, &upload.data)
+        let script = Script::new(upload.name.as_str(), language, upload.data.as_str());
+        let found = self
+            .runtime
+            .introspect(&script)
             .await
             .map_err(|e| match e {
                 IntrospectError::Rejected(msg) => {
-                    EngineError::Invalid(Invalid::one("data", "parses", msg))
+                    EngineError::Invalid(Invalid::one("data", "loads", msg))
                 }
-                IntrospectError::Unavailable(msg) => EngineError::Unavailable(msg),
+                IntrospectError::Runtime(e) => EngineError::Unavailable(e.to_string()),
             })?;
+        let description = upload
+            .description
+            .as_deref()
+            .or(found.description.as_deref());
         let version = self
             .store
             .put_step(&NewStepVersion {
                 name: &upload.name,
                 language,
                 source: &upload.data,
-                description: upload.description.as_deref(),
-                parameters: &introspection.parameters,
+                description,
+                parameters: &found.parameters,
+                friendly_name: found.friendly_name.as_deref(),
+                declared_version: found.version.as_deref(),
             })
             .await?;
         Ok(version)

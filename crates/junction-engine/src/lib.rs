@@ -14,7 +14,7 @@
 mod content;
 
 use junction_core::Invalid;
-use junction_runtime::RuntimeConfig;
+use junction_runtime::Runtime;
 use junction_store::{Store, StoreError};
 
 pub use content::StoredApplication;
@@ -51,12 +51,16 @@ pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 #[derive(Debug, Clone)]
 pub struct Engine {
     store: Store,
-    runtime: RuntimeConfig,
+    runtime: Runtime,
 }
 
 impl Engine {
-    pub fn new(store: Store, runtime: RuntimeConfig) -> Engine {
+    pub fn new(store: Store, runtime: Runtime) -> Engine {
         Engine { store, runtime }
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
     }
 
     pub fn store(&self) -> &Store {

@@ -20,6 +20,38 @@ const FILES: &[(&str, &str)] = &[
         "node/package-lock.json",
         include_str!("../assets/node/package-lock.json"),
     ),
+    (
+        "python/junction_harness.py",
+        include_str!("../assets/python/junction_harness.py"),
+    ),
+    (
+        "python/ipaascore/__init__.py",
+        include_str!("../assets/python/ipaascore/__init__.py"),
+    ),
+    (
+        "python/ipaascore/BaseStep.py",
+        include_str!("../assets/python/ipaascore/BaseStep.py"),
+    ),
+    (
+        "python/ipaascore/parameter_types.py",
+        include_str!("../assets/python/ipaascore/parameter_types.py"),
+    ),
+    (
+        "python/ipaascore/_runtime.py",
+        include_str!("../assets/python/ipaascore/_runtime.py"),
+    ),
+    (
+        "python/ipaascommon/__init__.py",
+        include_str!("../assets/python/ipaascommon/__init__.py"),
+    ),
+    (
+        "python/ipaascommon/ipaas_exceptions.py",
+        include_str!("../assets/python/ipaascommon/ipaas_exceptions.py"),
+    ),
+    (
+        "python/ipaascommon/ipaas_utils.py",
+        include_str!("../assets/python/ipaascommon/ipaas_utils.py"),
+    ),
 ];
 
 /// Writes the embedded files under `dir/assets`, rewriting only those that

@@ -56,6 +56,7 @@ pub(crate) async fn run(
             language: script.language.as_str(),
             sha256: &script.sha256,
             source: &script.source,
+            modules: &script.modules,
         },
         workdir: &workdir.path().to_string_lossy(),
         entry: &execution.entry,

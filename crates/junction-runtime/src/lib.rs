@@ -18,6 +18,7 @@ mod process;
 mod protocol;
 mod redact;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +27,7 @@ use junction_core::step::Language;
 use serde_json::Value;
 
 pub use assets::{ensure_node_modules, install_assets};
-pub use introspect::{check_source, IntrospectError, Introspection};
+pub use introspect::{IntrospectError, Introspection};
 pub use redact::MASK;
 
 /// How runtimes are started and kept.
@@ -78,25 +79,49 @@ impl RuntimeConfig {
     }
 }
 
-/// The script to run: one stored step version.
+/// The script to run: one stored step version, with the library modules it
+/// may import (Python: dotted module name -> source, e.g. a SyncPack's
+/// parent step).
 #[derive(Debug, Clone)]
 pub struct Script {
     pub name: String,
     pub language: Language,
+    /// Identity of the code: SHA-256 of the source and its modules. A
+    /// process serves one identity for its whole life.
     pub sha256: String,
     pub source: Arc<str>,
+    pub modules: BTreeMap<String, Arc<str>>,
 }
 
 impl Script {
     pub fn new(name: impl Into<String>, language: Language, source: impl Into<Arc<str>>) -> Script {
+        Script::with_modules(name, language, source, BTreeMap::new())
+    }
+
+    pub fn with_modules(
+        name: impl Into<String>,
+        language: Language,
+        source: impl Into<Arc<str>>,
+        modules: BTreeMap<String, Arc<str>>,
+    ) -> Script {
         use sha2::Digest;
         let source = source.into();
-        let sha256 = hex::encode(sha2::Sha256::digest(source.as_bytes()));
+        let mut hash = sha2::Sha256::new();
+        hash.update(source.as_bytes());
+        for (name, code) in &modules {
+            // Lengths keep (name, code) boundaries unambiguous.
+            hash.update((name.len() as u64).to_le_bytes());
+            hash.update(name.as_bytes());
+            hash.update((code.len() as u64).to_le_bytes());
+            hash.update(code.as_bytes());
+        }
+        let sha256 = hex::encode(hash.finalize());
         Script {
             name: name.into(),
             language,
             sha256,
             source,
+            modules,
         }
     }
 }

@@ -13,6 +13,8 @@ pub(crate) struct StepRef<'a> {
     pub language: &'a str,
     pub sha256: &'a str,
     pub source: &'a str,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub modules: &'a std::collections::BTreeMap<String, std::sync::Arc<str>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -71,7 +73,6 @@ pub(crate) enum Event {
         traceback: Option<String>,
     },
     Introspection {
-        id: Option<String>,
         ok: bool,
         #[serde(default)]
         info: Option<Value>,

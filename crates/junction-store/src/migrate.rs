@@ -15,12 +15,20 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sqlite: include_str!("../migrations/sqlite/0001_initial.sql"),
-    postgres: include_str!("../migrations/postgres/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sqlite: include_str!("../migrations/sqlite/0001_initial.sql"),
+        postgres: include_str!("../migrations/postgres/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "step_introspection",
+        sqlite: include_str!("../migrations/sqlite/0002_step_introspection.sql"),
+        postgres: include_str!("../migrations/postgres/0002_step_introspection.sql"),
+    },
+];
 
 /// Arbitrary constant naming Junction's migration lock.
 const PG_LOCK_KEY: i64 = 0x6a75_6e63_7469_6f6e;

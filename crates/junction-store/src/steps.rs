@@ -13,6 +13,8 @@ pub struct NewStepVersion<'a> {
     pub source: &'a str,
     pub description: Option<&'a str>,
     pub parameters: &'a [StepParameter],
+    pub friendly_name: Option<&'a str>,
+    pub declared_version: Option<&'a str>,
 }
 
 type VersionRow = (
@@ -24,12 +26,26 @@ type VersionRow = (
     Option<String>,
     String,
     i64,
+    Option<String>,
+    Option<String>,
 );
 const VERSION_COLUMNS: &str =
-    "v.name, v.version, v.language, v.source, v.sha256, v.description, v.parameters, v.created_at";
+    "v.name, v.version, v.language, v.source, v.sha256, v.description, v.parameters, \
+                               v.created_at, v.friendly_name, v.declared_version";
 
 fn version_from_row(row: VersionRow) -> Result<StepVersion> {
-    let (name, version, language, source, sha256, description, parameters, created_at) = row;
+    let (
+        name,
+        version,
+        language,
+        source,
+        sha256,
+        description,
+        parameters,
+        created_at,
+        friendly_name,
+        declared_version,
+    ) = row;
     Ok(StepVersion {
         language: Language::parse(&language)
             .ok_or_else(|| StoreError::Corrupt(format!("language {language:?}")))?,
@@ -40,6 +56,8 @@ fn version_from_row(row: VersionRow) -> Result<StepVersion> {
         sha256,
         description,
         created_at: ts(created_at)?,
+        friendly_name,
+        declared_version,
         data: source,
     })
 }
@@ -90,8 +108,8 @@ impl Store {
                         .fetch_one(&mut *tx)
                         .await?;
                     sqlx::query(
-                        "INSERT INTO step_versions (name, version, language, source, sha256, description, parameters, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                        "INSERT INTO step_versions (name, version, language, source, sha256, description, parameters, created_at, \
+                         friendly_name, declared_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                     )
                     .bind(new.name)
                     .bind(next)
@@ -101,6 +119,8 @@ impl Store {
                     .bind(new.description)
                     .bind(&parameters)
                     .bind(now)
+                    .bind(new.friendly_name)
+                    .bind(new.declared_version)
                     .execute(&mut *tx)
                     .await?;
                     sqlx::query(

@@ -87,7 +87,42 @@ store_suite!(
     an_encrypted_entry_needs_a_value_the_first_time,
     a_variable_that_becomes_encrypted_is_scrubbed_from_older_revisions,
     update_configuration_is_a_read_modify_write,
+    step_versions_keep_what_introspection_found,
 );
+
+async fn step_versions_keep_what_introspection_found(h: &Harness) {
+    let params = vec![junction_core::step::StepParameter {
+        name: "method".into(),
+        description: Some("HTTP method".into()),
+        sample_value: Some(json!("GET")),
+        default_value: None,
+        required: true,
+        kind: Some("string".into()),
+    }];
+    let stored = h
+        .store
+        .put_step(&NewStepVersion {
+            name: "QueryREST",
+            language: Language::Python,
+            source: "class QueryREST: pass",
+            description: Some("REST calls"),
+            parameters: &params,
+            friendly_name: Some("Query REST"),
+            declared_version: Some("1.0.0"),
+        })
+        .await
+        .unwrap();
+    let got = h.store.get_step("QueryREST").await.unwrap().unwrap();
+    assert_eq!(got, stored);
+    assert_eq!(got.parameters, params);
+    assert_eq!(
+        (
+            got.friendly_name.as_deref(),
+            got.declared_version.as_deref()
+        ),
+        (Some("Query REST"), Some("1.0.0"))
+    );
+}
 
 async fn concurrent_uploads_of_one_name_all_land_with_distinct_versions(h: &Harness) {
     let sources: Vec<String> = (0..8)
@@ -357,6 +392,8 @@ fn step<'a>(name: &'a str, source: &'a str) -> NewStepVersion<'a> {
         source,
         description: None,
         parameters: &[],
+        friendly_name: None,
+        declared_version: None,
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use junction_core::SystemClock;
 use junction_engine::Engine;
-use junction_runtime::RuntimeConfig;
+use junction_runtime::{ensure_node_modules, Runtime, RuntimeConfig};
 use junction_store::{Location, Sealer, Store};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -55,7 +55,7 @@ impl TestServer {
             .await
             .unwrap();
         store.bootstrap_admin(Some(ADMIN)).await.unwrap();
-        let engine = Engine::new(store.clone(), RuntimeConfig::default());
+        let engine = Engine::new(store.clone(), test_runtime(dir.path()).await);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -162,6 +162,22 @@ impl TestServer {
             );
         }
     }
+}
+
+/// Script runtimes under `data_dir`, using the Node.js modules the build
+/// installs once for all tests, without spare processes (many servers run
+/// at once in the tests).
+pub async fn test_runtime(data_dir: &Path) -> Runtime {
+    let shared =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("junction-node-modules");
+    let mut config = RuntimeConfig::new(data_dir.join("runtime"));
+    config.node_modules = Some(
+        ensure_node_modules(Path::new("npm"), &shared, |m| eprintln!("{m}"))
+            .await
+            .unwrap(),
+    );
+    config.spare = false;
+    Runtime::start(config).await.unwrap()
 }
 
 /// The error body's `(field, rule)` pairs.

@@ -1,0 +1,163 @@
+//! `junction-bench runtime [--iterations N] [--out FILE]`: the cost of
+//! running a no-op step in each runtime — cold (a new process), warm
+//! (a process that has the script loaded; p50/p99 over N runs) and
+//! throughput with one and two concurrent workers. Prints a table and
+//! writes JSON (default `target/bench/runtime.json`).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use junction_core::step::Language;
+use junction_runtime::{ensure_node_modules, Execution, Runtime, RuntimeConfig, Script, Status};
+use serde_json::{json, Value};
+
+const NOOP_JS: &str = "module.exports = { run: async () => 'ok' };";
+const NOOP_PY: &str = "from ipaascore.BaseStep import BaseStep\n\nclass Noop(BaseStep):\n    def __init__(self):\n        self.friendly_name = 'Noop'\n\n    def execute(self):\n        pass\n";
+
+struct Options {
+    iterations: usize,
+    out: PathBuf,
+}
+
+fn options() -> Result<Options> {
+    let mut args = std::env::args().skip(1);
+    let mut o = Options {
+        iterations: 2000,
+        out: PathBuf::from("target/bench/runtime.json"),
+    };
+    match args.next().as_deref() {
+        Some("runtime") => {}
+        other => {
+            bail!("usage: junction-bench runtime [--iterations N] [--out FILE] (got {other:?})")
+        }
+    }
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--iterations" => o.iterations = args.next().context("--iterations N")?.parse()?,
+            "--out" => o.out = args.next().context("--out FILE")?.into(),
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    if o.iterations < 10 {
+        bail!("--iterations must be at least 10");
+    }
+    Ok(o)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+async fn once(runtime: &Runtime, execution: &Execution) -> Result<Duration> {
+    let start = Instant::now();
+    let outcome = runtime
+        .execute(execution, &mut |_| {}, std::future::pending())
+        .await?;
+    if outcome.status != Status::Succeeded {
+        bail!("the no-op step did not succeed: {outcome:?}");
+    }
+    Ok(start.elapsed())
+}
+
+async fn measure(runtime: &Runtime, language: Language, iterations: usize) -> Result<Value> {
+    let (name, source, input) = match language {
+        Language::Javascript => ("noop", NOOP_JS, json!({"args": {}})),
+        Language::Python => (
+            "Noop",
+            NOOP_PY,
+            json!({"step_name": "noop", "parameters": {}, "log_level": 20}),
+        ),
+    };
+    let exec = Execution::new(Script::new(name, language, source), input);
+
+    let mut cold = Vec::new();
+    for _ in 0..5 {
+        let mut fresh = exec.clone();
+        fresh.fresh = true;
+        cold.push(once(runtime, &fresh).await?);
+    }
+    cold.sort();
+
+    once(runtime, &exec).await?;
+    let mut warm = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        warm.push(once(runtime, &exec).await?);
+    }
+    warm.sort();
+
+    let mut throughput = serde_json::Map::new();
+    for workers in [1usize, 2] {
+        let per_worker = iterations / workers;
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..workers {
+            let (runtime, exec) = (runtime.clone(), exec.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..per_worker {
+                    once(&runtime, &exec).await?;
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        let rate = (per_worker * workers) as f64 / start.elapsed().as_secs_f64();
+        throughput.insert(format!("workers_{workers}"), json!(rate));
+    }
+    Ok(json!({
+        "language": language.as_str(),
+        "cold_ms_median": percentile(&cold, 0.5),
+        "warm_ms_p50": percentile(&warm, 0.5),
+        "warm_ms_p99": percentile(&warm, 0.99),
+        "warm_runs": iterations,
+        "executions_per_second": throughput,
+    }))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let o = options()?;
+    let dir = tempfile::tempdir()?;
+    let mut config = RuntimeConfig::new(dir.path().join("runtime"));
+    config.spare = false; // cold means a new process, not a pre-started one
+    config.max_uses = u32::MAX;
+    let modules = PathBuf::from("target/tmp/junction-node-modules");
+    config.node_modules =
+        Some(ensure_node_modules(&config.npm, &modules, |m| eprintln!("{m}")).await?);
+    let runtime = Runtime::start(config).await?;
+    let mut results = Vec::new();
+    for language in [Language::Javascript, Language::Python] {
+        results.push(measure(&runtime, language, o.iterations).await?);
+    }
+    runtime.shutdown().await;
+
+    println!(
+        "{:<12} {:>10} {:>10} {:>10} {:>14} {:>14}",
+        "runtime", "cold ms", "warm p50", "warm p99", "exec/s 1 wkr", "exec/s 2 wkr"
+    );
+    for r in &results {
+        println!(
+            "{:<12} {:>10.2} {:>10.3} {:>10.3} {:>14.0} {:>14.0}",
+            r["language"].as_str().unwrap_or_default(),
+            r["cold_ms_median"].as_f64().unwrap_or_default(),
+            r["warm_ms_p50"].as_f64().unwrap_or_default(),
+            r["warm_ms_p99"].as_f64().unwrap_or_default(),
+            r["executions_per_second"]["workers_1"]
+                .as_f64()
+                .unwrap_or_default(),
+            r["executions_per_second"]["workers_2"]
+                .as_f64()
+                .unwrap_or_default(),
+        );
+    }
+    if let Some(parent) = o.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let report = json!({"benchmark": "runtime", "machine_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "results": results});
+    std::fs::write(&o.out, serde_json::to_string_pretty(&report)?)?;
+    println!("wrote {}", o.out.display());
+    Ok(())
+}
