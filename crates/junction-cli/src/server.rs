@@ -124,6 +124,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
 /// "supported but not installed".
 async fn start_runtime(args: &ServeArgs) -> Result<Runtime> {
     let mut config = RuntimeConfig::new(args.store.data_dir.join("runtime"));
+    // Inside the sandbox the data dir (database, key file) does not exist.
+    config.hidden_paths = vec![args.store.data_dir.clone()];
     let modules_dir = args
         .modules_dir
         .clone()

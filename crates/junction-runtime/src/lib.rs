@@ -53,6 +53,20 @@ pub struct RuntimeConfig {
     pub kill_grace: Duration,
     /// Upper bound for an upload's check.
     pub check_timeout: Duration,
+    /// Run each process inside bubblewrap (`bwrap`) when it is installed.
+    pub sandbox: Sandbox,
+    /// Paths that do not exist inside the sandbox (the data dir with the
+    /// database and the key file). The runtime's own directories under
+    /// them are mounted back.
+    pub hidden_paths: Vec<PathBuf>,
+}
+
+/// Whether runtime processes are sandboxed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sandbox {
+    /// With bubblewrap when `bwrap` is on `PATH`, else without.
+    Auto,
+    Off,
 }
 
 impl RuntimeConfig {
@@ -69,6 +83,8 @@ impl RuntimeConfig {
             start_timeout: Duration::from_secs(15),
             kill_grace: Duration::from_secs(3),
             check_timeout: Duration::from_secs(20),
+            sandbox: Sandbox::Auto,
+            hidden_paths: Vec::new(),
         }
     }
 
@@ -245,9 +261,20 @@ impl std::fmt::Debug for Runtime {
 impl Runtime {
     /// Writes the harness files under `config.dir` and, when
     /// `config.spare`, pre-starts one process per language.
-    pub async fn start(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+    pub async fn start(mut config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
         install_assets(&config.dir)?;
         std::fs::create_dir_all(config.dir.join("work"))?;
+        std::fs::create_dir_all(config.dir.join("home"))?;
+        // The sandbox mounts by absolute path.
+        config.dir = std::fs::canonicalize(&config.dir)?;
+        if let Some(m) = &config.node_modules {
+            config.node_modules = Some(std::fs::canonicalize(m).unwrap_or_else(|_| m.clone()));
+        }
+        config.hidden_paths = config
+            .hidden_paths
+            .iter()
+            .filter_map(|p| std::fs::canonicalize(p).ok())
+            .collect();
         let runtime = Runtime {
             config: Arc::new(config),
             pool: Arc::default(),
@@ -262,6 +289,11 @@ impl Runtime {
 
     pub fn config(&self) -> &RuntimeConfig {
         &self.config
+    }
+
+    /// Whether processes run inside bubblewrap.
+    pub fn sandboxed(&self) -> bool {
+        process::bwrap(&self.config).is_some()
     }
 
     /// Runs one execution. `on_event` receives log lines and progress as

@@ -2,6 +2,7 @@
 //! environment, spoken to over stdin/stdout, its stderr collected as log
 //! lines, and killed as a group.
 
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::mpsc;
 
 use crate::protocol::{self, Event, Request};
-use crate::{RuntimeConfig, RuntimeError};
+use crate::{RuntimeConfig, RuntimeError, Sandbox};
 
 /// Longest protocol line accepted (a result with saved data can be long;
 /// the data limit is checked after parsing).
@@ -36,21 +37,33 @@ impl Process {
         language: Language,
     ) -> Result<Process, RuntimeError> {
         let assets = config.dir.join("assets");
-        let mut cmd = match language {
-            Language::Javascript => {
-                let mut c = Command::new(&config.node);
-                c.arg(assets.join("node/harness.js"));
+        let (program, args): (&Path, Vec<PathBuf>) = match language {
+            Language::Javascript => (&config.node, vec![assets.join("node/harness.js")]),
+            Language::Python => (
+                &config.python,
+                vec![
+                    "-u".into(),
+                    "-B".into(),
+                    assets.join("python/junction_harness.py"),
+                ],
+            ),
+        };
+        let mut cmd = match bwrap(config) {
+            Some(bwrap) => {
+                let mut c = Command::new(bwrap);
+                c.args(sandbox_args(config))
+                    .arg("--")
+                    .arg(program)
+                    .args(&args);
                 c
             }
-            Language::Python => {
-                let mut c = Command::new(&config.python);
-                c.args(["-u", "-B"])
-                    .arg(assets.join("python/junction_harness.py"));
+            None => {
+                let mut c = Command::new(program);
+                c.args(&args);
                 c
             }
         };
         let home = config.dir.join("home");
-        let _ = std::fs::create_dir_all(&home);
         cmd.env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .env("HOME", &home)
@@ -216,6 +229,57 @@ pub(crate) async fn next_event(
             ))
         });
     }
+}
+
+/// The `bwrap` binary when the sandbox is on and installed.
+pub(crate) fn bwrap(config: &RuntimeConfig) -> Option<PathBuf> {
+    if config.sandbox == Sandbox::Off {
+        return None;
+    }
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|d| d.join("bwrap"))
+        .find(|p| p.is_file())
+}
+
+/// The whole file system read-only, a private /tmp, the hidden paths
+/// replaced by empty directories, and only the runtime's own directories
+/// mounted back (harness files and modules read-only; working directories
+/// and home writable). The network stays: scripts call remote APIs.
+fn sandbox_args(config: &RuntimeConfig) -> Vec<std::ffi::OsString> {
+    let mut a: Vec<std::ffi::OsString> = Vec::new();
+    let mut push = |parts: &[&std::ffi::OsStr]| a.extend(parts.iter().map(|p| p.to_os_string()));
+    push(&["--ro-bind".as_ref(), "/".as_ref(), "/".as_ref()]);
+    push(&[
+        "--dev".as_ref(),
+        "/dev".as_ref(),
+        "--proc".as_ref(),
+        "/proc".as_ref(),
+        "--tmpfs".as_ref(),
+        "/tmp".as_ref(),
+    ]);
+    for hidden in &config.hidden_paths {
+        push(&["--tmpfs".as_ref(), hidden.as_os_str()]);
+    }
+    let assets = config.dir.join("assets");
+    let modules = config.node_modules_dir();
+    push(&["--ro-bind".as_ref(), assets.as_os_str(), assets.as_os_str()]);
+    if modules.is_dir() {
+        push(&[
+            "--ro-bind".as_ref(),
+            modules.as_os_str(),
+            modules.as_os_str(),
+        ]);
+    }
+    for rw in [config.dir.join("work"), config.dir.join("home")] {
+        push(&["--bind".as_ref(), rw.as_os_str(), rw.as_os_str()]);
+    }
+    push(&[
+        "--die-with-parent".as_ref(),
+        "--unshare-pid".as_ref(),
+        "--unshare-ipc".as_ref(),
+    ]);
+    a
 }
 
 pub(crate) fn truncate(s: &str, max: usize) -> &str {

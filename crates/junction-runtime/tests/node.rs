@@ -369,6 +369,7 @@ async fn scripts_see_a_clean_environment_and_their_own_working_directory() {
     assert!(
         env.iter().all(|k| [
             "PATH",
+            "PWD",
             "HOME",
             "LANG",
             "TZ",

@@ -1,0 +1,105 @@
+//! Inside bubblewrap a script cannot see the data dir: not the database,
+//! not the key file. Without the sandbox it could (the control case), so
+//! this test can fail.
+
+mod common;
+
+use common::Harness;
+use junction_core::step::Language;
+use junction_runtime::{Execution, Sandbox, Script, Status};
+use serde_json::json;
+
+const JS_READER: &str = r#"const fs = require('fs'); module.exports = { run: async (args) => {
+    const seen = {};
+    for (const p of args.arguments.paths) {
+        try { seen[p] = fs.readFileSync(p, 'utf8'); } catch (e) { seen[p] = e.code; }
+    }
+    return JSON.stringify(seen);
+} };"#;
+
+const PY_READER: &str = r#"
+from ipaascore.BaseStep import BaseStep
+
+
+class Reader(BaseStep):
+    def execute(self):
+        seen = {}
+        for p in self.get_app_variable("paths"):
+            try:
+                with open(p) as f:
+                    seen[p] = f.read()
+            except OSError as e:
+                seen[p] = type(e).__name__
+        self.save_data_for_next_step(seen)
+"#;
+
+/// A data dir as `junction serve` lays it out, with the runtime inside.
+struct DataDir {
+    _root: tempfile::TempDir,
+    data: std::path::PathBuf,
+}
+
+fn data_dir() -> DataDir {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("junction-data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("junction.db"), "DATABASE-BYTES").unwrap();
+    std::fs::write(data.join("secret.key"), "KEY-BYTES").unwrap();
+    DataDir { _root: root, data }
+}
+
+async fn reads(sandbox: Sandbox, d: &DataDir) -> (serde_json::Value, serde_json::Value) {
+    let data = d.data.clone();
+    let h = Harness::with(|c| {
+        c.dir = data.join("runtime");
+        c.sandbox = sandbox;
+        c.hidden_paths = vec![data.clone()];
+    })
+    .await;
+    let paths = json!([d.data.join("junction.db"), d.data.join("secret.key")]);
+    let js = Execution::new(
+        Script::new("reader", Language::Javascript, JS_READER),
+        json!({"args": {"arguments": {"paths": paths}}}),
+    );
+    let (outcome, events) = h.run(&js).await;
+    assert_eq!(outcome.status, Status::Succeeded, "{outcome:?} {events:?}");
+    let from_js: serde_json::Value = serde_json::from_str(&outcome.message).unwrap();
+    let py = Execution::new(
+        Script::new("Reader", Language::Python, PY_READER),
+        json!({"app_variables": {"paths": paths}, "log_level": 20}),
+    );
+    let (outcome, events) = h.run(&py).await;
+    assert_eq!(outcome.status, Status::Succeeded, "{outcome:?} {events:?}");
+    (from_js, outcome.data.unwrap())
+}
+
+#[tokio::test]
+async fn scripts_cannot_read_the_database_or_the_key_file_inside_the_sandbox() {
+    let probe = Harness::with(|c| c.sandbox = Sandbox::Auto).await;
+    assert!(
+        probe.runtime.sandboxed(),
+        "bubblewrap (bwrap) is not installed; the sandbox tests need it: apt-get install bubblewrap"
+    );
+    let d = data_dir();
+    let (js, py) = reads(Sandbox::Off, &d).await;
+    let db = d.data.join("junction.db").to_string_lossy().into_owned();
+    let key = d.data.join("secret.key").to_string_lossy().into_owned();
+    assert_eq!(
+        (js[&db].as_str(), js[&key].as_str()),
+        (Some("DATABASE-BYTES"), Some("KEY-BYTES")),
+        "control: readable without the sandbox"
+    );
+    assert_eq!(py[&db], "DATABASE-BYTES");
+
+    let (js, py) = reads(Sandbox::Auto, &d).await;
+    assert_eq!(
+        (js[&db].as_str(), js[&key].as_str()),
+        (Some("ENOENT"), Some("ENOENT")),
+        "{js}"
+    );
+    assert_eq!(
+        (py[&db].as_str(), py[&key].as_str()),
+        (Some("FileNotFoundError"), Some("FileNotFoundError")),
+        "{py}"
+    );
+}
