@@ -12,6 +12,7 @@ mod document;
 pub mod name;
 pub mod parameter;
 pub mod role;
+pub mod run;
 pub mod secret;
 pub mod step;
 pub mod token;

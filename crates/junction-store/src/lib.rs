@@ -15,6 +15,7 @@
 mod applications;
 mod configurations;
 mod migrate;
+mod runs;
 pub mod seal;
 mod secrets;
 mod steps;
@@ -34,6 +35,7 @@ use sqlx::sqlite::{
 
 pub use applications::ApplicationRecord;
 pub use configurations::ConfigurationRecord;
+pub use runs::{Finish, LogLine, NewRun, NewTask, RunRecord, TaskRecord};
 pub use seal::Sealer;
 pub use steps::NewStepVersion;
 pub use tokens::{Bootstrap, MIN_GIVEN_TOKEN_LEN};

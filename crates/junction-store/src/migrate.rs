@@ -28,6 +28,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_step_introspection.sql"),
         postgres: include_str!("../migrations/postgres/0002_step_introspection.sql"),
     },
+    Migration {
+        version: 3,
+        name: "queue",
+        sqlite: include_str!("../migrations/sqlite/0003_queue.sql"),
+        postgres: include_str!("../migrations/postgres/0003_queue.sql"),
+    },
 ];
 
 /// Arbitrary constant naming Junction's migration lock.
