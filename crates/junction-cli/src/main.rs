@@ -24,6 +24,8 @@ struct Cli {
 enum Command {
     /// Start the HTTP server.
     Serve(server::ServeArgs),
+    /// Run tasks from the store's queues (alongside or instead of serve's workers).
+    Worker(server::WorkerArgs),
     /// Manage API tokens directly in the store (no server needed).
     #[command(subcommand)]
     Token(server::TokenCommand),
@@ -86,6 +88,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => server::serve(args).await,
+            Command::Worker(args) => server::worker(args).await,
             Command::Token(cmd) => server::token(cmd).await,
             Command::Steps(cmd) => client::steps(cmd).await,
             Command::Apps(cmd) => client::documents(client::Kind::Applications, cmd).await,

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use junction_core::role::Role;
 use junction_core::SystemClock;
-use junction_engine::Engine;
+use junction_engine::{Engine, WorkerConfig};
 use junction_runtime::{ensure_node_modules, Runtime, RuntimeConfig};
 use junction_store::seal::KeySource;
 use junction_store::{Bootstrap, Location, Sealer, Store};
@@ -23,6 +23,13 @@ pub struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     store: StoreArgs,
+    /// In-process workers (tasks run at once); default: one per core. 0 runs
+    /// no workers (use `junction worker`).
+    #[arg(long, env = "JUNCTION_WORKERS")]
+    workers: Option<usize>,
+    /// Queues the in-process workers serve.
+    #[arg(long, value_delimiter = ',', default_value = "default")]
+    queues: Vec<String>,
     /// Where the Node.js modules scripts may require are installed (a
     /// directory holding node_modules); default DATA_DIR/runtime/node,
     /// installed with npm on first start.
@@ -103,16 +110,36 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         Bootstrap::Given => tracing::info!("admin token set from JUNCTION_ADMIN_TOKEN"),
         Bootstrap::AlreadyDone => {}
     }
-    let runtime = start_runtime(&args).await?;
+    let runtime = start_runtime(&args.store, args.modules_dir.clone()).await?;
     let engine = Engine::new(store.clone(), runtime.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = args.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let worker = (workers > 0).then(|| {
+        let mut config = WorkerConfig::new(workers);
+        config.queues = args.queues.clone();
+        tracing::info!(concurrency = workers, queues = ?config.queues, "starting in-process workers");
+        let (engine, mut stop) = (engine.clone(), stop_rx.clone());
+        tokio::spawn(async move { engine.run_worker(config, async move { let _ = stop.changed().await; }).await })
+    });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to learn the port.
     eprintln!("junction listening on http://{addr}");
-    junction_server::serve(listener, engine, shutdown_signal()).await?;
+    junction_server::serve(listener, engine, async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    })
+    .await?;
     tracing::info!("shutting down");
+    if let Some(w) = worker {
+        let _ = w.await;
+    }
     runtime.shutdown().await;
     store.close().await;
     Ok(())
@@ -122,14 +149,11 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
 /// modules installed (once per version of the module list). A failed
 /// install is a warning: scripts that need a module then fail with
 /// "supported but not installed".
-async fn start_runtime(args: &ServeArgs) -> Result<Runtime> {
-    let mut config = RuntimeConfig::new(args.store.data_dir.join("runtime"));
+async fn start_runtime(store: &StoreArgs, modules_dir: Option<PathBuf>) -> Result<Runtime> {
+    let mut config = RuntimeConfig::new(store.data_dir.join("runtime"));
     // Inside the sandbox the data dir (database, key file) does not exist.
-    config.hidden_paths = vec![args.store.data_dir.clone()];
-    let modules_dir = args
-        .modules_dir
-        .clone()
-        .unwrap_or_else(|| config.dir.join("node"));
+    config.hidden_paths = vec![store.data_dir.clone()];
+    let modules_dir = modules_dir.unwrap_or_else(|| config.dir.join("node"));
     match ensure_node_modules(&config.npm, &modules_dir, |msg| eprintln!("{msg}")).await {
         Ok(modules) => config.node_modules = Some(modules),
         Err(e) => tracing::warn!(error = %e, "the supported Node.js modules are not installed"),
@@ -185,4 +209,42 @@ pub async fn token(cmd: TokenCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Queues to serve.
+    #[arg(long, value_delimiter = ',', default_value = "default")]
+    queues: Vec<String>,
+    /// Tasks run at once; default one per core.
+    #[arg(long)]
+    concurrency: Option<usize>,
+    #[arg(long, env = "JUNCTION_MODULES_DIR")]
+    modules_dir: Option<PathBuf>,
+}
+
+/// `junction worker`: runs tasks from the store's queues until SIGINT or
+/// SIGTERM, then lets running tasks finish.
+pub async fn worker(args: WorkerArgs) -> Result<()> {
+    init_logging();
+    let store = open_store(&args.store).await?;
+    let runtime = start_runtime(&args.store, args.modules_dir.clone()).await?;
+    let engine = Engine::new(store.clone(), runtime.clone());
+    let concurrency = args.concurrency.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let mut config = WorkerConfig::new(concurrency);
+    config.queues = args.queues;
+    eprintln!(
+        "junction worker {} serving {:?} with {} slots",
+        config.id, config.queues, concurrency
+    );
+    engine.run_worker(config, shutdown_signal()).await;
+    runtime.shutdown().await;
+    store.close().await;
+    Ok(())
 }

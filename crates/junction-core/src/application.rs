@@ -228,6 +228,27 @@ impl Application {
             .collect()
     }
 
+    /// Every step downstream of `step` (through `output_to`, transitively),
+    /// in application order.
+    pub fn descendants_of(&self, step: &str) -> Vec<&str> {
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        let mut stack = vec![step];
+        while let Some(current) = stack.pop() {
+            if let Some(s) = self.steps.iter().find(|s| s.name == current) {
+                for t in &s.output_to {
+                    if seen.insert(t.as_str()) {
+                        stack.push(t.as_str());
+                    }
+                }
+            }
+        }
+        self.steps
+            .iter()
+            .map(|s| s.name.as_str())
+            .filter(|n| seen.contains(n))
+            .collect()
+    }
+
     /// Names of the steps whose saved data reaches `step` (its inputs), in
     /// application order.
     pub fn inputs_of(&self, step: &str) -> Vec<&str> {
@@ -632,6 +653,8 @@ mod tests {
             .map(|w| w.iter().map(|s| s.name.as_str()).collect())
             .collect();
         assert_eq!(waves, vec![vec!["a", "b"], vec!["c"], vec!["d"]]);
+        assert_eq!(up.application.descendants_of("b"), ["c", "d"]);
+        assert_eq!(up.application.descendants_of("d"), Vec::<&str>::new());
     }
 
     #[test]

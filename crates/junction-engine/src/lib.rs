@@ -12,12 +12,21 @@
 //! triggers arrive with the engine issue.
 
 mod content;
+mod runs;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{broadcast, oneshot, Notify};
 
 use junction_core::Invalid;
 use junction_runtime::Runtime;
 use junction_store::{Store, StoreError};
 
 pub use content::StoredApplication;
+pub use runs::{masked_vars, RunRequest};
+pub use worker::WorkerConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -52,11 +61,69 @@ pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 pub struct Engine {
     store: Store,
     runtime: Runtime,
+    signals: Arc<Signals>,
+    logs: worker::LogWriter,
+}
+
+/// In-process wakeups. Across processes the same facts travel through the
+/// store (polling, heartbeats); these only make one process fast.
+#[derive(Debug)]
+pub(crate) struct Signals {
+    /// A task may have become claimable.
+    pub work_available: Notify,
+    /// A run ended (its id).
+    pub run_ended: broadcast::Sender<String>,
+    /// Stop switches of the tasks running in this process.
+    running: Mutex<HashMap<String, oneshot::Sender<String>>>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        Signals {
+            work_available: Notify::new(),
+            run_ended: broadcast::channel(1024).0,
+            running: Mutex::default(),
+        }
+    }
+
+    pub fn register(&self, task: &str) -> oneshot::Receiver<String> {
+        let (tx, rx) = oneshot::channel();
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(task.to_string(), tx);
+        rx
+    }
+
+    pub fn unregister(&self, task: &str) {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(task);
+    }
+
+    pub fn stop(&self, task: &str, reason: &str) {
+        if let Some(tx) = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(task)
+        {
+            let _ = tx.send(reason.to_string());
+        }
+    }
 }
 
 impl Engine {
+    /// Must be called inside a Tokio runtime (it starts the log writer).
     pub fn new(store: Store, runtime: Runtime) -> Engine {
-        Engine { store, runtime }
+        let logs = worker::LogWriter::start(store.clone());
+        Engine {
+            store,
+            runtime,
+            signals: Arc::new(Signals::new()),
+            logs,
+        }
     }
 
     pub fn runtime(&self) -> &Runtime {

@@ -24,7 +24,7 @@ pub fn capability(method: &Method, route: &str) -> Capability {
         Capability::Administer
     } else if method == Method::GET || method == Method::HEAD {
         Capability::Read
-    } else if OPERATE_SUFFIXES.iter().any(|s| route.ends_with(s)) {
+    } else if route == "/api/v1/tasks" || OPERATE_SUFFIXES.iter().any(|s| route.ends_with(s)) {
         Capability::Operate
     } else {
         Capability::Edit

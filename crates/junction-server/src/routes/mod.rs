@@ -6,6 +6,7 @@ pub mod applications;
 pub mod configurations;
 pub mod meta;
 pub mod parameters;
+pub mod runs;
 pub mod steps;
 pub mod tokens;
 
@@ -46,6 +47,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(configurations::router())
         .merge(parameters::router())
         .merge(tokens::router())
+        .merge(runs::router())
         .merge(meta::api_router())
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use junction_core::SystemClock;
-use junction_engine::Engine;
+use junction_engine::{Engine, WorkerConfig};
 use junction_runtime::{ensure_node_modules, Runtime, RuntimeConfig};
 use junction_store::{Location, Sealer, Store};
 use reqwest::{Method, StatusCode};
@@ -21,6 +21,7 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     store: Store,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    worker_stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     /// Every response body seen, so a test can prove a secret never
     /// appeared in any of them.
@@ -56,6 +57,18 @@ impl TestServer {
             .unwrap();
         store.bootstrap_admin(Some(ADMIN)).await.unwrap();
         let engine = Engine::new(store.clone(), test_runtime(dir.path()).await);
+        let (worker_stop, worker_rx) = tokio::sync::oneshot::channel::<()>();
+        let mut worker = WorkerConfig::new(2);
+        worker.lease = std::time::Duration::from_secs(10);
+        worker.poll = std::time::Duration::from_millis(100);
+        let worker_engine = engine.clone();
+        tokio::spawn(async move {
+            worker_engine
+                .run_worker(worker, async {
+                    let _ = worker_rx.await;
+                })
+                .await
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -72,6 +85,7 @@ impl TestServer {
             dir,
             store,
             shutdown: Some(tx),
+            worker_stop: Some(worker_stop),
             task: Some(task),
             seen: Arc::default(),
             _pg: pg,
@@ -145,6 +159,9 @@ impl TestServer {
     /// Stops the server and closes the store, so its files can be read.
     pub async fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(tx) = self.worker_stop.take() {
             let _ = tx.send(());
         }
         if let Some(task) = self.task.take() {

@@ -1,0 +1,330 @@
+//! Starting, waiting for, revoking and replaying runs (DESIGN.md, "The path
+//! of a run", step 1): the application version, variables and
+//! configuration are resolved, and the run with all its tasks is inserted
+//! in one transaction.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use junction_core::application::Application;
+use junction_core::secret::SecretString;
+use junction_core::validation::Violations;
+use junction_store::{NewRun, NewTask, RunRecord};
+use serde_json::{Map, Value};
+
+use crate::{Engine, EngineError, Result};
+
+/// Run options that arrive among `params` (spec 004) and are not
+/// variables.
+const OPTION_KEYS: [&str; 4] = ["queue", "configuration", "log_level", "wait"];
+
+/// What starts a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    /// Variable values for this run (override the application's); may also
+    /// carry the options `queue`, `configuration`, `log_level`.
+    pub params: Map<String, Value>,
+    pub configuration: Option<String>,
+    pub queue: Option<String>,
+    pub log_level: Option<i64>,
+    /// `manual`, `schedule`, `automated`, `replay`, `step`.
+    pub trigger_kind: String,
+    pub triggered_by: Option<String>,
+    /// Trigger context (spec 000's plutoraValues).
+    pub context: Option<Value>,
+    pub idempotency_key: Option<String>,
+}
+
+impl Engine {
+    /// Starts a run of the latest revision of `app`.
+    pub async fn start_run(&self, app: &str, request: RunRequest) -> Result<RunRecord> {
+        let record = self
+            .store
+            .get_application(app)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("application {app:?}")))?;
+        self.start_run_of(&record.application, record.revision, request)
+            .await
+    }
+
+    async fn start_run_of(
+        &self,
+        app: &Application,
+        revision: i64,
+        request: RunRequest,
+    ) -> Result<RunRecord> {
+        let mut v = Violations::default();
+        let mut params = request.params.clone();
+        let str_option =
+            |params: &mut Map<String, Value>, key: &str, v: &mut Violations| match params
+                .remove(key)
+            {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s),
+                Some(other) => {
+                    v.push(
+                        format!("params.{key}"),
+                        "type",
+                        format!("must be a string, not {other}"),
+                    );
+                    None
+                }
+            };
+        let queue_param = str_option(&mut params, "queue", &mut v);
+        let config_param = str_option(&mut params, "configuration", &mut v);
+        let log_level = match params.remove("log_level") {
+            None | Some(Value::Null) => request.log_level,
+            Some(Value::Number(n)) if n.as_i64().is_some_and(|l| (0..=50).contains(&l)) => {
+                n.as_i64()
+            }
+            Some(other) => {
+                v.push(
+                    "params.log_level",
+                    "type",
+                    format!("must be a whole number from 0 to 50, not {other}"),
+                );
+                None
+            }
+        };
+        for key in OPTION_KEYS {
+            params.remove(key);
+        }
+        let queue = request
+            .queue
+            .or(queue_param)
+            .or_else(|| app.queue().map(str::to_string))
+            .unwrap_or_else(|| "default".into());
+        let configuration = request
+            .configuration
+            .or(config_param)
+            .or_else(|| app.configuration().map(str::to_string));
+        if let Some(c) = &configuration {
+            if self.store.get_configuration(c).await?.is_none() {
+                v.push(
+                    "configuration",
+                    "exists",
+                    format!("no configuration named {c:?} is stored"),
+                );
+            }
+        }
+
+        // Variables: this run's values override the application's.
+        let sealed: Vec<String> = self
+            .store
+            .application_secrets(app.name())
+            .await?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let mut plain = Map::new();
+        let mut secret = Vec::new();
+        for var in app.variables() {
+            let given = params.remove(&var.name).filter(|x| !x.is_null());
+            if var.encrypted {
+                match given {
+                    Some(Value::String(s)) => secret.push((var.name.clone(), SecretString::new(s))),
+                    Some(_) => v.push(
+                        format!("params.{}", var.name),
+                        "type",
+                        "an encrypted variable's value must be a string",
+                    ),
+                    None if var.required && !sealed.contains(&var.name) => v.push(
+                        format!("params.{}", var.name),
+                        "required",
+                        format!("{:?} is required and has no value", var.name),
+                    ),
+                    None => {}
+                }
+                continue;
+            }
+            match given
+                .or_else(|| var.value.clone())
+                .or_else(|| var.default_value.clone())
+            {
+                Some(value) => {
+                    plain.insert(var.name.clone(), value);
+                }
+                None if var.required => v.push(
+                    format!("params.{}", var.name),
+                    "required",
+                    format!("{:?} is required and has no value or default", var.name),
+                ),
+                None => {}
+            }
+        }
+        // Undeclared params are one-time variables (spec 004).
+        plain.extend(params);
+
+        let mut tasks = Vec::with_capacity(app.steps().len());
+        for (i, step) in app.steps().iter().enumerate() {
+            let version = match self.store.get_step(&step.file).await? {
+                Some(s) => Some(s.version),
+                None => {
+                    v.push(
+                        format!("steps[{i}].file"),
+                        "exists",
+                        format!("no step named {:?} is stored", step.file),
+                    );
+                    None
+                }
+            };
+            tasks.push(NewTask {
+                id: uuid(),
+                step_name: step.name.clone(),
+                step_index: i as i64,
+                step_file: step.file.clone(),
+                step_version: version,
+                waiting_on: app.inputs_of(&step.name).len() as i64,
+            });
+        }
+        v.finish(())?;
+        let run = NewRun {
+            id: format!("isapp-{}", uuid()),
+            application: app.name().to_string(),
+            app_revision: revision,
+            queue,
+            trigger_kind: if request.trigger_kind.is_empty() {
+                "manual".into()
+            } else {
+                request.trigger_kind
+            },
+            triggered_by: request.triggered_by,
+            configuration,
+            params: Value::Object(plain),
+            secret_params: secret,
+            context: request.context,
+            log_level: log_level.unwrap_or(20),
+            idempotency_key: request.idempotency_key,
+            tasks,
+        };
+        let (record, created) = self.store.create_run(&run).await?;
+        if created {
+            self.signals.work_available.notify_waiters();
+        }
+        Ok(record)
+    }
+
+    /// The run, once it has ended or `timeout` has passed (whichever is
+    /// first).
+    pub async fn wait_run(&self, id: &str, timeout: Duration) -> Result<RunRecord> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut ended = self.signals.run_ended.subscribe();
+        loop {
+            let run = self
+                .store
+                .get_run(id)
+                .await?
+                .ok_or_else(|| EngineError::NotFound(format!("run {id:?}")))?;
+            if run.state.is_final() || tokio::time::Instant::now() >= deadline {
+                return Ok(run);
+            }
+            // In-process completions wake us at once; another process's
+            // are seen by the poll.
+            let poll = tokio::time::sleep(Duration::from_millis(250));
+            tokio::select! {
+                _ = ended.recv() => {}
+                _ = poll => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    /// Revokes a run: running steps are stopped, waiting ones cancelled.
+    pub async fn revoke_run(&self, id: &str, who: &str) -> Result<()> {
+        let reason = format!("revoked by {who}");
+        let started = self.store.revoke_run(id, &reason).await?;
+        for task in started {
+            self.signals.stop(&task, &reason);
+        }
+        let _ = self.signals.run_ended.send(id.to_string());
+        Ok(())
+    }
+
+    /// Revokes every run that has not ended; returns how many.
+    pub async fn revoke_all(&self, who: &str) -> Result<usize> {
+        let mut n = 0;
+        for id in self.store.active_runs().await? {
+            match self.revoke_run(&id, who).await {
+                Ok(()) => n += 1,
+                Err(EngineError::Conflict(_)) => {} // ended meanwhile
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+
+    /// A new run with the same variables, configuration and queue as `id`.
+    pub async fn replay_run(&self, id: &str, who: &str) -> Result<RunRecord> {
+        let old = self
+            .store
+            .get_run(id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("run {id:?}")))?;
+        let app = self
+            .store
+            .get_application(&old.application)
+            .await?
+            .ok_or_else(|| {
+                EngineError::Conflict(format!(
+                    "run {id} cannot be replayed: its application {:?} was deleted",
+                    old.application
+                ))
+            })?;
+        let mut params = old.params.as_object().cloned().unwrap_or_default();
+        for (name, value) in self.store.run_secret_params(id).await? {
+            params.insert(name, Value::String(value.expose().to_string()));
+        }
+        let request = RunRequest {
+            params,
+            configuration: old.configuration.clone(),
+            queue: Some(old.queue.clone()),
+            log_level: Some(old.log_level),
+            trigger_kind: "replay".into(),
+            triggered_by: Some(format!("{who} (replay of {id})")),
+            context: old.context.clone(),
+            idempotency_key: None,
+        };
+        self.start_run_of(&app.application, app.revision, request)
+            .await
+    }
+
+    /// The run a task id names: the run itself, or the run of a step task.
+    pub async fn find_run(
+        &self,
+        id: &str,
+    ) -> Result<(RunRecord, Option<junction_store::TaskRecord>)> {
+        if let Some(run) = self.store.get_run(id).await? {
+            return Ok((run, None));
+        }
+        let task = self
+            .store
+            .get_task(id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("task {id:?}")))?;
+        let run = self
+            .store
+            .get_run(&task.run_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("run {:?}", task.run_id)))?;
+        Ok((run, Some(task)))
+    }
+}
+
+pub(crate) fn uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Masked variables as the API shows them.
+pub fn masked_vars(run: &RunRecord, secret_names: &[String]) -> Value {
+    let mut vars: BTreeMap<String, Value> = run
+        .params
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    for name in secret_names {
+        vars.insert(name.clone(), Value::String(junction_runtime::MASK.into()));
+    }
+    serde_json::to_value(vars).unwrap_or(Value::Null)
+}

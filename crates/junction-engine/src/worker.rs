@@ -1,0 +1,529 @@
+//! Workers (DESIGN.md, "The path of a run", steps 2-5): claim a task with
+//! a lease, keep it by heartbeat, run the step in its runtime with the
+//! run's variables, stream the log into the store in batches, and finish
+//! the task in one transaction (dependants released, retry scheduled, or
+//! the run ended). A reaper puts back tasks whose worker died.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use junction_core::application::Application;
+use junction_core::configuration::GLOBAL;
+use junction_core::run::{retry_delay, State};
+use junction_core::step::Language;
+use junction_runtime::{Event, Execution, Limits, Script, Status};
+use junction_store::{Finish, LogLine, TaskRecord};
+use serde_json::{json, Map, Value};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::{Engine, EngineError, Result};
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub id: String,
+    /// Queues served; `default` unless named otherwise.
+    pub queues: Vec<String>,
+    /// Tasks run at once.
+    pub concurrency: usize,
+    /// A claim is kept this long without a heartbeat.
+    pub lease: Duration,
+    /// How often to look for work when nothing signals it.
+    pub poll: Duration,
+}
+
+impl WorkerConfig {
+    pub fn new(concurrency: usize) -> WorkerConfig {
+        WorkerConfig {
+            id: format!("{}-{}", hostname(), crate::runs::uuid()),
+            queues: vec!["default".into()],
+            concurrency: concurrency.max(1),
+            lease: Duration::from_secs(30),
+            poll: Duration::from_millis(500),
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "worker".into())
+}
+
+impl Engine {
+    /// Runs a worker until `shutdown` resolves; then lets running tasks
+    /// finish (their leases would otherwise hand them to another worker).
+    pub async fn run_worker(
+        &self,
+        config: WorkerConfig,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let config = Arc::new(config);
+        let slots = Arc::new(Semaphore::new(config.concurrency));
+        let reaper = tokio::spawn(reap(self.clone(), config.lease));
+        tokio::pin!(shutdown);
+        loop {
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+                _ = &mut shutdown => break,
+            };
+            // Registered before the claim, so an enqueue between the claim
+            // and the wait is not missed.
+            let notified = self.signals.work_available.notified();
+            match self
+                .store
+                .claim_task(&config.id, &config.queues, config.lease)
+                .await
+            {
+                Ok(Some(task)) => {
+                    let (engine, config) = (self.clone(), config.clone());
+                    tokio::spawn(async move {
+                        let id = task.id.clone();
+                        if let Err(e) = engine.run_task(&config, task).await {
+                            tracing::error!(task = %id, error = %e, "task execution failed inside the engine");
+                        }
+                        drop(permit);
+                    });
+                    // More may be waiting.
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "claiming work failed"),
+            }
+            drop(permit);
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep(config.poll) => {}
+                _ = &mut shutdown => break,
+            }
+        }
+        reaper.abort();
+        let _ = slots.acquire_many(config.concurrency as u32).await;
+    }
+
+    async fn run_task(&self, config: &WorkerConfig, task: TaskRecord) -> Result<()> {
+        let run = self
+            .store
+            .get_run(&task.run_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("run {}", task.run_id)))?;
+        let app = self
+            .store
+            .get_application_revision(&run.application, run.app_revision)
+            .await?
+            .ok_or_else(|| {
+                EngineError::NotFound(format!(
+                    "application {} revision {}",
+                    run.application, run.app_revision
+                ))
+            })?;
+        let logs = self.logs.clone();
+        let log = |level: &str, text: &str| {
+            logs.line(LogLine {
+                run_id: run.id.clone(),
+                task_id: task.id.clone(),
+                ts: Timestamp::now(),
+                level: level.to_string(),
+                line: format!(
+                    "[{}] [{level}] \u{2013} {text}",
+                    Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+                ),
+            })
+        };
+        let Some(step) = app.steps().iter().find(|s| s.name == task.step_name) else {
+            log(
+                "ERROR",
+                &format!(
+                    "step {:?} is not in application revision {}",
+                    task.step_name, run.app_revision
+                ),
+            );
+            return self
+                .finish(config, &task, &app, &run.id, Err("unknown step".into()))
+                .await;
+        };
+        let stored = match task.step_version {
+            Some(v) => self.store.get_step_version(&task.step_file, v).await?,
+            None => None,
+        };
+        let Some(stored) = stored else {
+            log(
+                "ERROR",
+                &format!(
+                    "step {:?} (version {:?}) is not stored",
+                    task.step_file, task.step_version
+                ),
+            );
+            return self
+                .finish(config, &task, &app, &run.id, Err("step not stored".into()))
+                .await;
+        };
+
+        // Variables, configuration and global parameters, secrets unsealed
+        // here and only handed to the runtime.
+        let mut secrets = Vec::new();
+        let mut app_vars = run.params.as_object().cloned().unwrap_or_default();
+        for (name, value) in self.store.application_secrets(&run.application).await? {
+            secrets.push(value.expose().to_string());
+            app_vars.insert(name, Value::String(value.expose().to_string()));
+        }
+        for (name, value) in self.store.run_secret_params(&run.id).await? {
+            secrets.push(value.expose().to_string());
+            app_vars.insert(name, Value::String(value.expose().to_string()));
+        }
+        let config_values = match &run.configuration {
+            Some(c) => self.configuration_values(c, &mut secrets).await?,
+            None => Map::new(),
+        };
+
+        let input = match stored.language {
+            Language::Python => {
+                let outputs = self.outputs(&run.id).await?;
+                let previous: Vec<Value> = app
+                    .inputs_of(&step.name)
+                    .into_iter()
+                    .map(|name| json!({"name": name, "data": outputs.get(name).cloned().unwrap_or(Value::Null)}))
+                    .collect();
+                json!({
+                    "step_name": step.name,
+                    "app_name": run.application,
+                    "parameters": step.parameters,
+                    "app_variables": app_vars,
+                    "config": config_values,
+                    "previous": previous,
+                    "log_level": run.log_level,
+                })
+            }
+            Language::Javascript => {
+                let globals = self.configuration_values(GLOBAL, &mut secrets).await?;
+                let mut arguments = app_vars;
+                arguments.extend(step.parameters.clone());
+                json!({"args": {
+                    "arguments": arguments,
+                    "globalArguments": globals,
+                    "plutoraValues": run.context.clone().unwrap_or_else(|| json!({})),
+                    "lastRunDateUtc": Value::Null,
+                    "lastSuccessfulRunDateUtc": Value::Null,
+                }})
+            }
+        };
+        let mut execution = Execution::new(
+            Script::new(stored.name.clone(), stored.language, stored.data.clone()),
+            input,
+        );
+        execution.secrets = secrets;
+        execution.limits = Limits::default();
+        if task.attempts > 1 {
+            log(
+                "INFO",
+                &format!("attempt {} of step {:?}", task.attempts, step.name),
+            );
+        }
+
+        // Stop on revoke (in-process signal) or when the lease is lost
+        // (revoked elsewhere, or this worker was too slow to heartbeat).
+        let stop_rx = self.signals.register(&task.id);
+        let (lost_tx, lost_rx) = oneshot::channel::<String>();
+        let heartbeat = {
+            let (store, id, worker, lease) = (
+                self.store.clone(),
+                task.id.clone(),
+                config.id.clone(),
+                config.lease,
+            );
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(lease / 3).await;
+                    match store.heartbeat(&id, &worker, lease).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            let _ =
+                                lost_tx.send("the task was revoked or its lease was lost".into());
+                            return;
+                        }
+                        Err(e) => tracing::warn!(task = %id, error = %e, "heartbeat failed"),
+                    }
+                }
+            })
+        };
+        let stop = async {
+            tokio::select! {
+                _ = stop_rx => {}
+                _ = lost_rx => {}
+            }
+        };
+        let (run_id, task_id) = (run.id.clone(), task.id.clone());
+        let logs2 = self.logs.clone();
+        let mut on_event = move |event: Event| {
+            let (level, line) = match event {
+                Event::Log { level, line } => (level, line),
+                Event::Progress { message } => (
+                    "PROGRESS".to_string(),
+                    format!(
+                        "[{}] [PROGRESS] \u{2013} {message}",
+                        Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+                    ),
+                ),
+            };
+            logs2.line(LogLine {
+                run_id: run_id.clone(),
+                task_id: task_id.clone(),
+                ts: Timestamp::now(),
+                level,
+                line,
+            });
+        };
+        let outcome = self.runtime.execute(&execution, &mut on_event, stop).await;
+        heartbeat.abort();
+        self.signals.unregister(&task.id);
+        let result = match outcome {
+            Ok(o) if o.status == Status::Succeeded => Ok((o.data, o.message)),
+            Ok(o) if o.status == Status::Stopped => {
+                // The revoke already wrote the task's state.
+                self.logs.flush().await;
+                return Ok(());
+            }
+            Ok(o) => Err(Failure {
+                error: o.error.unwrap_or_else(|| format!("{:?}", o.status)),
+                traceback: o.traceback,
+            }),
+            Err(e) => {
+                log("ERROR", &format!("the runtime failed: {e}"));
+                Err(Failure {
+                    error: e.to_string(),
+                    traceback: None,
+                })
+            }
+        };
+        self.finish(config, &task, &app, &run.id, result)
+            .await
+    }
+
+    async fn finish(
+        &self,
+        config: &WorkerConfig,
+        task: &TaskRecord,
+        app: &Application,
+        run_id: &str,
+        result: std::result::Result<(Option<Value>, String), Failure>,
+    ) -> Result<()> {
+        let step = app.steps().iter().find(|s| s.name == task.step_name);
+        let finish = match result {
+            Ok((data, message)) => Finish::Success {
+                output: data,
+                result: Some(message),
+                children: step.map(|s| s.output_to.clone()).unwrap_or_default(),
+            },
+            Err(failure) => {
+                let retry = step.map(|s| s.retry).unwrap_or_default();
+                let retries_done = (task.attempts - 1).max(0) as u32;
+                if retries_done < retry.max {
+                    let jitter = if retry.jitter { rand_fraction() } else { 0.0 };
+                    let delay = retry_delay(&retry, retries_done + 1, jitter);
+                    let due = Timestamp::now()
+                        .checked_add(
+                            jiff::SignedDuration::try_from(delay)
+                                .unwrap_or(jiff::SignedDuration::MAX),
+                        )
+                        .unwrap_or(Timestamp::MAX);
+                    self.log_line(
+                        run_id,
+                        &task.id,
+                        "WARN",
+                        &format!(
+                            "attempt {} failed: {}; retry {} of {} in {} s",
+                            task.attempts,
+                            failure.error,
+                            retries_done + 1,
+                            retry.max,
+                            delay.as_secs()
+                        ),
+                    );
+                    Finish::Retry {
+                        due_at: due,
+                        result: Some(failure.error),
+                        traceback: failure.traceback,
+                    }
+                } else {
+                    let skip = app
+                        .descendants_of(&task.step_name)
+                        .into_iter()
+                        .map(str::to_string)
+                        .collect();
+                    Finish::Failure {
+                        result: Some(failure.error),
+                        traceback: failure.traceback,
+                        skip,
+                    }
+                }
+            }
+        };
+        // The log is in the store before the state says the task ended.
+        self.logs.flush().await;
+        let ended = self
+            .store
+            .finish_task(&task.id, &config.id, &finish)
+            .await?;
+        if matches!(finish, Finish::Success { .. } | Finish::Retry { .. }) {
+            self.signals.work_available.notify_waiters();
+        }
+        if ended.is_some() {
+            let _ = self.signals.run_ended.send(run_id.to_string());
+        }
+        Ok(())
+    }
+
+    fn log_line(&self, run_id: &str, task_id: &str, level: &str, text: &str) {
+        self.logs.line(LogLine {
+            run_id: run_id.to_string(),
+            task_id: task_id.to_string(),
+            ts: Timestamp::now(),
+            level: level.to_string(),
+            line: format!(
+                "[{}] [{level}] \u{2013} {text}",
+                Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+            ),
+        });
+    }
+
+    /// Saved data of a run's finished steps, by step name.
+    async fn outputs(&self, run_id: &str) -> Result<BTreeMap<String, Value>> {
+        Ok(self
+            .store
+            .run_tasks(run_id)
+            .await?
+            .into_iter()
+            .filter(|t| t.state == State::Success)
+            .filter_map(|t| t.output.map(|o| (t.step_name, o)))
+            .collect())
+    }
+
+    /// A configuration's values with encrypted ones unsealed (and noted as
+    /// secrets to mask).
+    async fn configuration_values(
+        &self,
+        name: &str,
+        secrets: &mut Vec<String>,
+    ) -> Result<Map<String, Value>> {
+        let mut values = Map::new();
+        if let Some(record) = self.store.get_configuration(name).await? {
+            for e in record.configuration.entries() {
+                if let Some(v) = &e.value {
+                    values.insert(e.name.clone(), v.clone());
+                }
+            }
+        }
+        for (name, value) in self.store.configuration_secrets(name).await? {
+            secrets.push(value.expose().to_string());
+            values.insert(name, Value::String(value.expose().to_string()));
+        }
+        Ok(values)
+    }
+}
+
+#[derive(Debug)]
+struct Failure {
+    error: String,
+    traceback: Option<String>,
+}
+
+impl From<String> for Failure {
+    fn from(error: String) -> Self {
+        Failure {
+            error,
+            traceback: None,
+        }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(error: &str) -> Self {
+        Failure {
+            error: error.to_string(),
+            traceback: None,
+        }
+    }
+}
+
+fn rand_fraction() -> f64 {
+    use rand::Rng;
+    rand::thread_rng().gen::<f64>()
+}
+
+/// Puts back tasks whose lease expired, noting the lost attempt in their
+/// log.
+async fn reap(engine: Engine, lease: Duration) {
+    loop {
+        tokio::time::sleep(lease / 2).await;
+        match engine.store.requeue_expired().await {
+            Ok(lost) => {
+                for (run_id, task_id, attempts) in &lost {
+                    engine.log_line(run_id, task_id, "WARN", &format!(
+                        "attempt {attempts} was lost (its worker stopped answering); the step will run again"
+                    ));
+                }
+                if !lost.is_empty() {
+                    engine.signals.work_available.notify_waiters();
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "requeueing expired tasks failed"),
+        }
+    }
+}
+
+/// Group commit for log lines: every line goes through one channel; a
+/// single writer stores whatever has accumulated in one transaction.
+#[derive(Clone, Debug)]
+pub(crate) struct LogWriter {
+    tx: mpsc::UnboundedSender<LogCommand>,
+}
+
+#[derive(Debug)]
+enum LogCommand {
+    Line(LogLine),
+    Flush(oneshot::Sender<()>),
+}
+
+impl LogWriter {
+    pub fn start(store: junction_store::Store) -> LogWriter {
+        let (tx, mut rx) = mpsc::unbounded_channel::<LogCommand>();
+        tokio::spawn(async move {
+            let mut batch = Vec::new();
+            let mut acks = Vec::new();
+            while let Some(first) = rx.recv().await {
+                let mut next = Some(first);
+                while let Some(cmd) = next.take() {
+                    match cmd {
+                        LogCommand::Line(l) => batch.push(l),
+                        LogCommand::Flush(ack) => acks.push(ack),
+                    }
+                    if batch.len() < 5_000 {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                if let Err(e) = store.append_logs(&batch).await {
+                    tracing::error!(error = %e, lines = batch.len(), "storing log lines failed");
+                }
+                batch.clear();
+                for ack in acks.drain(..) {
+                    let _ = ack.send(());
+                }
+            }
+        });
+        LogWriter { tx }
+    }
+
+    pub fn line(&self, line: LogLine) {
+        let _ = self.tx.send(LogCommand::Line(line));
+    }
+
+    /// Waits until every line sent before is stored.
+    pub async fn flush(&self) {
+        let (ack, done) = oneshot::channel();
+        if self.tx.send(LogCommand::Flush(ack)).is_ok() {
+            let _ = done.await;
+        }
+    }
+}

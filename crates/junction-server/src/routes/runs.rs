@@ -1,0 +1,467 @@
+//! Runs and tasks (spec 004): start with `?wait=`, inspect, read logs,
+//! revoke, replay.
+
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use jiff::Timestamp;
+use junction_core::Invalid;
+use junction_engine::{masked_vars, RunRequest};
+use junction_store::{RunRecord, TaskRecord};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{Caller, JsonBody, PathParam};
+use crate::routes::CommonErrors;
+use crate::AppState;
+
+/// Longest `?wait=` (spec 004).
+const MAX_WAIT_SECS: u64 = 30;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(run_named))
+        .routes(routes!(run_by_body))
+        .routes(routes!(get_task))
+        .routes(routes!(task_log))
+        .routes(routes!(last_run))
+        .routes(routes!(list_runs))
+        .routes(routes!(revoke))
+        .routes(routes!(revoke_all))
+        .routes(routes!(replay))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct WaitQuery {
+    /// Seconds to wait for the run to end (at most 30).
+    wait: Option<f64>,
+}
+
+/// Body of a run request. `params` are variable values for this run; they
+/// may also carry `queue`, `configuration` and `log_level`.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RunBody {
+    /// Application name (`POST /applications/run` only).
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    params: Map<String, Value>,
+    #[serde(default)]
+    configuration: Option<String>,
+    #[serde(default)]
+    queue: Option<String>,
+    /// 10 debug, 20 info, 30 warning, 40 error.
+    #[serde(default)]
+    log_level: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StepView {
+    id: String,
+    href: String,
+    name: String,
+    state: String,
+    attempts: i64,
+    result: Option<String>,
+    traceback: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TriggeredBy {
+    application_id: String,
+    triggered_by: String,
+}
+
+/// A run, in spec 004's shape.
+#[derive(Serialize, ToSchema)]
+pub struct RunView {
+    id: String,
+    href: String,
+    app_name: String,
+    /// Variables of the run; encrypted ones masked.
+    #[schema(value_type = Object)]
+    app_vars: Value,
+    state: String,
+    queue: String,
+    configuration: Option<String>,
+    log_level: i64,
+    /// Seconds since the epoch (spec 004), when the first step started.
+    start_time: Option<i64>,
+    end_time: Option<i64>,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: Timestamp,
+    error: Option<String>,
+    steps: Vec<StepView>,
+    triggered_by: Vec<TriggeredBy>,
+}
+
+/// A step task of a run.
+#[derive(Serialize, ToSchema)]
+pub struct TaskView {
+    id: String,
+    href: String,
+    run_id: String,
+    run_href: String,
+    name: String,
+    step: String,
+    step_version: Option<i64>,
+    state: String,
+    attempts: i64,
+    result: Option<String>,
+    traceback: Option<String>,
+    /// What the step saved for the next steps.
+    #[schema(value_type = Object)]
+    data: Option<Value>,
+    log: Vec<String>,
+}
+
+fn step_view(t: &TaskRecord) -> StepView {
+    StepView {
+        href: format!("/api/v1/tasks/{}", t.id),
+        id: t.id.clone(),
+        name: t.step_name.clone(),
+        state: t.state.public().as_str().to_string(),
+        attempts: t.attempts,
+        result: t.result.clone(),
+        traceback: t.traceback.clone(),
+    }
+}
+
+async fn run_view(state: &AppState, run: RunRecord) -> ApiResult<RunView> {
+    let store = state.engine.store();
+    let tasks = store.run_tasks(&run.id).await?;
+    let secret_names: Vec<String> = store
+        .run_secret_params(&run.id)
+        .await?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    Ok(RunView {
+        href: format!("/api/v1/tasks/{}", run.id),
+        app_name: run.application.clone(),
+        app_vars: masked_vars(&run, &secret_names),
+        state: run.state.public().as_str().to_string(),
+        queue: run.queue.clone(),
+        configuration: run.configuration.clone(),
+        log_level: run.log_level,
+        start_time: run.started_at.map(|t| t.as_second()),
+        end_time: run.finished_at.map(|t| t.as_second()),
+        created_at: run.created_at,
+        error: run.error.clone(),
+        steps: tasks.iter().map(step_view).collect(),
+        triggered_by: vec![TriggeredBy {
+            application_id: run.id.clone(),
+            triggered_by: run
+                .triggered_by
+                .clone()
+                .unwrap_or_else(|| run.trigger_kind.to_uppercase()),
+        }],
+        id: run.id,
+    })
+}
+
+fn wait_of(q: &WaitQuery) -> ApiResult<Duration> {
+    match q.wait {
+        None => Ok(Duration::ZERO),
+        Some(w) if w.is_finite() && (0.0..=MAX_WAIT_SECS as f64).contains(&w) => {
+            Ok(Duration::from_secs_f64(w))
+        }
+        Some(_) => Err(Invalid::one(
+            "wait",
+            "range",
+            format!("must be between 0 and {MAX_WAIT_SECS} seconds"),
+        )
+        .into()),
+    }
+}
+
+async fn start(
+    state: AppState,
+    caller: Caller,
+    name: String,
+    body: RunBody,
+    wait: Duration,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str()
+                .map(str::to_string)
+                .map_err(|_| Invalid::one("Idempotency-Key", "text", "must be visible ASCII"))
+        })
+        .transpose()?;
+    let request = RunRequest {
+        params: body.params,
+        configuration: body.configuration,
+        queue: body.queue,
+        log_level: body.log_level,
+        trigger_kind: "manual".into(),
+        triggered_by: Some(caller.0.name.clone()),
+        context: None,
+        idempotency_key,
+    };
+    let run = state.engine.start_run(&name, request).await?;
+    let run = if wait > Duration::ZERO {
+        state.engine.wait_run(&run.id, wait).await?
+    } else {
+        run
+    };
+    let status = if run.state.is_final() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let view = run_view(&state, run).await?;
+    Ok((status, Json(view)).into_response())
+}
+
+/// Start a run of an application. `?wait=N` (≤ 30 s): 200 with the final
+/// state if it ends in time, else 202 with the run to poll.
+#[utoipa::path(post, path = "/api/v1/applications/{name}/run", tag = "runs", request_body = RunBody,
+    params(("name" = String, Path, description = "Application name"), WaitQuery,
+        ("Idempotency-Key" = Option<String>, Header, description = "The same key within 24 h returns the same run")),
+    responses((status = 200, description = "The run ended within the wait", body = RunView),
+        (status = 202, description = "The run is queued or running", body = RunView),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), CommonErrors))]
+async fn run_named(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(name): PathParam<String>,
+    Query(q): Query<WaitQuery>,
+    headers: HeaderMap,
+    body: Option<JsonBody<RunBody>>,
+) -> ApiResult<Response> {
+    let body = body.map(|b| b.0).unwrap_or_default();
+    if body.name.as_deref().is_some_and(|n| n != name) {
+        return Err(Invalid::one(
+            "name",
+            "matches_path",
+            "the body's name differs from the name in the path",
+        )
+        .into());
+    }
+    let wait = wait_of(&q)?;
+    start(state, caller, name, body, wait, &headers).await
+}
+
+/// Start a run of the application named in the body (spec 004).
+#[utoipa::path(post, path = "/api/v1/applications/run", tag = "runs", request_body = RunBody,
+    params(WaitQuery, ("Idempotency-Key" = Option<String>, Header, description = "The same key within 24 h returns the same run")),
+    responses((status = 200, body = RunView), (status = 202, body = RunView),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), CommonErrors))]
+async fn run_by_body(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<WaitQuery>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<RunBody>,
+) -> ApiResult<Response> {
+    let name = body
+        .name
+        .clone()
+        .ok_or_else(|| Invalid::one("name", "required", "name the application to run"))?;
+    let wait = wait_of(&q)?;
+    start(state, caller, name, body, wait, &headers).await
+}
+
+/// A run (spec 004's shape) or one step task of a run.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "runs",
+    params(("id" = String, Path, description = "Run id (isapp-...) or task id")),
+    responses((status = 200, description = "A RunView for a run id, a TaskView for a task id", body = RunView),
+        (status = 404, body = ErrorBody), CommonErrors))]
+async fn get_task(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<String>,
+) -> ApiResult<Response> {
+    let (run, task) = state.engine.find_run(&id).await?;
+    match task {
+        None => Ok(Json(run_view(&state, run).await?).into_response()),
+        Some(t) => {
+            let log = state
+                .engine
+                .store()
+                .logs(&run.id, Some(&t.id), 0, 100_000)
+                .await?;
+            Ok(Json(TaskView {
+                href: format!("/api/v1/tasks/{}", t.id),
+                run_href: format!("/api/v1/tasks/{}", run.id),
+                run_id: run.id,
+                name: t.step_name.clone(),
+                step: t.step_file.clone(),
+                step_version: t.step_version,
+                state: t.state.public().as_str().to_string(),
+                attempts: t.attempts,
+                result: t.result.clone(),
+                traceback: t.traceback.clone(),
+                data: t.output.clone(),
+                log: log.into_iter().map(|(_, l)| l.line).collect(),
+                id: t.id,
+            })
+            .into_response())
+        }
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct LogQuery {
+    /// Only lines after this line number (for following a live log; the
+    /// `X-Last-Line` header of the previous answer).
+    after: Option<i64>,
+}
+
+/// The log of a run or of one step task, as plain text.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/log", tag = "runs",
+    params(("id" = String, Path, description = "Run or task id"), LogQuery),
+    responses((status = 200, description = "The log, one line per line; header X-Last-Line", content_type = "text/plain", body = String),
+        (status = 404, body = ErrorBody), CommonErrors))]
+async fn task_log(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<String>,
+    Query(q): Query<LogQuery>,
+) -> ApiResult<Response> {
+    let (run, task) = state.engine.find_run(&id).await?;
+    let lines = state
+        .engine
+        .store()
+        .logs(
+            &run.id,
+            task.as_ref().map(|t| t.id.as_str()),
+            q.after.unwrap_or(0),
+            100_000,
+        )
+        .await?;
+    let last = lines
+        .last()
+        .map(|(n, _)| *n)
+        .unwrap_or(q.after.unwrap_or(0));
+    let mut text = String::new();
+    for (_, l) in &lines {
+        text.push_str(&l.line);
+        text.push('\n');
+    }
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                "text/plain; charset=utf-8".to_string(),
+            ),
+            (
+                header::HeaderName::from_static("x-last-line"),
+                last.to_string(),
+            ),
+        ],
+        [(
+            header::HeaderName::from_static("x-run-state"),
+            run.state.public().as_str().to_string(),
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// The last run of an application (spec 004's `/logs`).
+#[utoipa::path(get, path = "/api/v1/applications/{name}/logs", tag = "runs",
+    params(("name" = String, Path, description = "Application name")),
+    responses((status = 200, body = RunView), (status = 404, body = ErrorBody), CommonErrors))]
+async fn last_run(
+    State(state): State<AppState>,
+    PathParam(name): PathParam<String>,
+) -> ApiResult<Json<RunView>> {
+    let run = state
+        .engine
+        .store()
+        .list_runs(&name, 1, 0)
+        .await?
+        .into_iter()
+        .next();
+    let run = run.ok_or_else(|| ApiError::not_found(format!("a run of application {name:?}")))?;
+    Ok(Json(run_view(&state, run).await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct Page {
+    /// At most this many (1-200, default 50).
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// Run history of an application, newest first.
+#[utoipa::path(get, path = "/api/v1/applications/{name}/runs", tag = "runs",
+    params(("name" = String, Path, description = "Application name"), Page),
+    responses((status = 200, body = [RunView]), (status = 400, body = ErrorBody), CommonErrors))]
+async fn list_runs(
+    State(state): State<AppState>,
+    PathParam(name): PathParam<String>,
+    Query(p): Query<Page>,
+) -> ApiResult<Json<Vec<RunView>>> {
+    let limit = p.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(Invalid::one("limit", "range", "must be between 1 and 200").into());
+    }
+    let offset = p.offset.unwrap_or(0).max(0);
+    let runs = state.engine.store().list_runs(&name, limit, offset).await?;
+    let mut out = Vec::with_capacity(runs.len());
+    for r in runs {
+        out.push(run_view(&state, r).await?);
+    }
+    Ok(Json(out))
+}
+
+/// Stop a run (or the run of a step task): running steps are killed,
+/// waiting ones cancelled; state `REVOKED`. 409 if it has ended.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/revoke", tag = "runs",
+    params(("id" = String, Path, description = "Run or task id")),
+    responses((status = 200, body = RunView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), CommonErrors))]
+async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam<String>,
+) -> ApiResult<Json<RunView>> {
+    let (run, _) = state.engine.find_run(&id).await?;
+    state.engine.revoke_run(&run.id, &caller.0.name).await?;
+    let run = state
+        .engine
+        .store()
+        .get_run(&run.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("run"))?;
+    Ok(Json(run_view(&state, run).await?))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Revoked {
+    revoked: usize,
+}
+
+/// Revoke every run that has not ended.
+#[utoipa::path(delete, path = "/api/v1/tasks", tag = "runs", responses((status = 200, body = Revoked), CommonErrors))]
+async fn revoke_all(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Revoked>> {
+    Ok(Json(Revoked {
+        revoked: state.engine.revoke_all(&caller.0.name).await?,
+    }))
+}
+
+/// A new run with the same variables, configuration and queue. 409 when the
+/// application was deleted.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/replay", tag = "runs",
+    params(("id" = String, Path, description = "Run or task id")),
+    responses((status = 202, body = RunView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), CommonErrors))]
+async fn replay(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam<String>,
+) -> ApiResult<(StatusCode, Json<RunView>)> {
+    let (run, _) = state.engine.find_run(&id).await?;
+    let new = state.engine.replay_run(&run.id, &caller.0.name).await?;
+    Ok((StatusCode::ACCEPTED, Json(run_view(&state, new).await?)))
+}

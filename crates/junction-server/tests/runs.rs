@@ -1,0 +1,437 @@
+//! Applications running end to end through the HTTP API: the real server,
+//! a real worker, real Node.js and Python.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{details, TestServer, ADMIN};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const PY_FIRST: &str = r#"
+from ipaascore.BaseStep import BaseStep
+
+
+class First(BaseStep):
+    def __init__(self):
+        self.new_step_parameter(name="host", description="", sample_value="", default_value=None, required=True)
+        self.new_step_parameter(name="who", description="", sample_value="", default_value=None, required=True)
+
+    def execute(self):
+        self.logger.info("host is " + self.get_parameter("host"))
+        self.save_data_for_next_step({"items": [1, 2], "who": self.get_parameter("who")})
+"#;
+
+const JS_MIDDLE: &str = r#"module.exports = { run: async (args) => {
+    console.log('middle for', args.arguments.region, 'global', args.globalArguments.Org);
+    return 'middle done';
+} };"#;
+
+const PY_LEFT: &str = r#"
+from ipaascore.BaseStep import BaseStep
+
+
+class Left(BaseStep):
+    def add_numbers(self, a, b):
+        return int(a) + int(b)
+
+    def __init__(self):
+        self.new_step_parameter(name="sum", description="", sample_value="", default_value=None, required=True)
+        self.new_step_parameter(name="who", description="", sample_value="", default_value=None, required=True)
+
+    def execute(self):
+        first = self.get_data_from_step_by_name("first")
+        self.save_data_for_next_step({"left": first["items"] + [self.get_parameter("sum")], "who": self.get_parameter("who")})
+"#;
+
+const PY_JOIN: &str = r#"
+from ipaascore.BaseStep import BaseStep
+
+
+class Join(BaseStep):
+    def execute(self):
+        by_order = self.get_data_from_step_by_order(1)
+        self.save_data_for_next_step({"joined": self.join_previous_step_data(), "first_input": by_order,
+                                      "secret_len": len(self.get_app_variable("token"))})
+"#;
+
+async fn upload(s: &TestServer, name: &str, data: &str) {
+    let (status, body) = s
+        .post("/api/v1/steps", json!({"name": name, "data": data}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{name}: {body}");
+}
+
+/// first -> (left, middle) -> join: a diamond with parallel middle steps,
+/// JavaScript and Python mixed, data passed by name, order and join, and
+/// every substitution form.
+async fn diamond(s: &TestServer) {
+    upload(s, "First", PY_FIRST).await;
+    upload(s, "middle", JS_MIDDLE).await;
+    upload(s, "Left", PY_LEFT).await;
+    upload(s, "Join", PY_JOIN).await;
+    s.post("/api/v1/configurations", json!({"name": "conn", "configuration_data": [
+        {"name": "host", "value": "10.0.0.5"}, {"name": "pw", "value": "CONF-SECRET-9", "encrypted": true}]}))
+        .await;
+    s.put(
+        "/api/v1/global-parameters",
+        json!([{"name": "Org", "type": "string", "value": "ACME"}]),
+    )
+    .await;
+    let (status, body) = s
+        .post("/api/v1/applications", json!({
+            "name": "diamond", "configuration": "conn",
+            "app_variables": [
+                {"name": "region", "value": "eu"},
+                {"name": "who", "required": true},
+                {"name": "token", "value": "APP-SECRET-7", "encrypted": true}
+            ],
+            "steps": [
+                {"name": "first", "file": "First", "host": "${config.host}", "who": "${appvar.who}", "output_to": ["left", "middle"]},
+                {"name": "left", "file": "Left", "sum": "${stepfunc.add_numbers 2 3}", "who": "${who}", "output_to": ["join"]},
+                {"name": "middle", "file": "middle", "output_to": ["join"]},
+                {"name": "join", "file": "Join"}
+            ]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, body) = s
+        .post("/api/v1/applications/diamond/run", json!({"params": {}}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "who is required: {body}");
+    assert_eq!(
+        details(&body),
+        vec![("params.who".to_string(), "required".to_string())]
+    );
+
+    let (status, run) = s
+        .post(
+            "/api/v1/applications/diamond/run?wait=30",
+            json!({"params": {"who": "ops"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(run["state"], "SUCCESS", "{run}");
+    let steps = run["steps"].as_array().unwrap();
+    assert_eq!(
+        steps
+            .iter()
+            .map(|s| s["state"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["SUCCESS"; 4]
+    );
+    assert_eq!(run["app_vars"]["who"], "ops");
+    let join_id = steps[3]["id"].as_str().unwrap();
+    let (_, join) = s.get(&format!("/api/v1/tasks/{join_id}")).await;
+    assert_eq!(
+        join["data"]["first_input"],
+        json!({"left": [1, 2, 5], "who": "ops"}),
+        "{join}"
+    );
+    assert_eq!(
+        join["data"]["joined"],
+        json!({"left": [1, 2, 5], "who": "ops"}),
+        "the JS step saved nothing; the dicts merge"
+    );
+    assert_eq!(
+        join["data"]["secret_len"], 12,
+        "the encrypted variable reached the step"
+    );
+    let (_, first) = s
+        .get(&format!(
+            "/api/v1/tasks/{}",
+            steps[0]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(
+        first["log"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("First: host is 10.0.0.5"),
+        "{first}"
+    );
+    let resp = s
+        .http
+        .get(format!(
+            "{}/api/v1/tasks/{}/log",
+            s.base,
+            run["id"].as_str().unwrap()
+        ))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/plain; charset=utf-8");
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("middle for eu global ACME"), "{text}");
+    s.assert_never_sent("APP-SECRET-7");
+    s.assert_never_sent("CONF-SECRET-9");
+}
+
+#[tokio::test]
+async fn a_diamond_of_mixed_steps_runs_with_data_and_substitutions_on_sqlite() {
+    diamond(&TestServer::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn a_diamond_of_mixed_steps_runs_with_data_and_substitutions_on_postgres() {
+    diamond(&TestServer::postgres().await).await;
+}
+
+/// A loopback HTTP server that answers 500 to the first `fail` requests,
+/// then 200; it counts requests.
+async fn flaky_server(fail: usize) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let c = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let status = if n < fail {
+                    "500 Internal Server Error"
+                } else {
+                    "200 OK"
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    (format!("http://{addr}"), count)
+}
+
+#[tokio::test]
+async fn failed_attempts_are_retried_with_backoff() {
+    let s = TestServer::sqlite().await;
+    let (url, count) = flaky_server(2).await;
+    upload(&s, "flaky", "const http = require('http'); module.exports = { run: (args) => new Promise((ok, fail) => {\n  http.get(args.arguments.url, (res) => res.statusCode === 200 ? ok('reached') : fail('status ' + res.statusCode)).on('error', fail);\n}) };").await;
+    s.post(
+        "/api/v1/applications",
+        json!({"name": "retrying", "app_variables": [{"name": "url", "value": url}],
+        "steps": [{"name": "call", "file": "flaky", "retry_max": 3, "retry_backoff": true}]}),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let (status, run) = s
+        .post("/api/v1/applications/retrying/run?wait=30", json!({}))
+        .await;
+    assert_eq!(
+        (status, run["state"].as_str()),
+        (StatusCode::OK, Some("SUCCESS")),
+        "{run}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "waited 1 s then 2 s"
+    );
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert_eq!(run["steps"][0]["attempts"], 3);
+    let log = s
+        .http
+        .get(format!(
+            "{}/api/v1/tasks/{}/log",
+            s.base,
+            run["id"].as_str().unwrap()
+        ))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        log.contains("attempt 1 failed: status 500; retry 1 of 3 in 1 s"),
+        "{log}"
+    );
+    assert!(
+        log.contains("attempt 2 failed: status 500; retry 2 of 3 in 2 s"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_step_fails_the_run_and_its_dependants_do_not_run() {
+    let s = TestServer::sqlite().await;
+    upload(
+        &s,
+        "boom",
+        "module.exports = { run: async () => { throw new Error('exploded'); } };",
+    )
+    .await;
+    upload(
+        &s,
+        "after",
+        "module.exports = { run: async () => 'never' };",
+    )
+    .await;
+    s.post(
+        "/api/v1/applications",
+        json!({"name": "failing", "steps": [
+        {"name": "a", "file": "boom", "output_to": ["b"]}, {"name": "b", "file": "after"}]}),
+    )
+    .await;
+    let (status, run) = s
+        .post("/api/v1/applications/failing/run?wait=30", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(run["state"], "FAILURE");
+    assert_eq!(run["steps"][0]["state"], "FAILURE");
+    assert_eq!(run["steps"][0]["result"], "exploded");
+    assert_eq!(run["steps"][1]["state"], "REVOKED");
+    assert_eq!(run["steps"][1]["result"], "not run: an input step failed");
+}
+
+#[tokio::test]
+async fn a_long_step_is_revoked_and_a_run_is_replayed() {
+    let s = TestServer::sqlite().await;
+    upload(&s, "sleeper", "module.exports = { run: () => new Promise(() => { setInterval(() => console.log('working'), 50); }) };").await;
+    s.post(
+        "/api/v1/applications",
+        json!({"name": "long", "app_variables": [{"name": "k", "value": "v"}],
+        "steps": [{"name": "sleep", "file": "sleeper"}]}),
+    )
+    .await;
+    let (status, run) = s
+        .post(
+            "/api/v1/applications/long/run",
+            json!({"params": {"k": "given"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let id = run["id"].as_str().unwrap().to_string();
+    for _ in 0..100 {
+        if s.get(&format!("/api/v1/tasks/{id}")).await.1["steps"][0]["state"] == "STARTED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, revoked) = s
+        .post(&format!("/api/v1/tasks/{id}/revoke"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{revoked}");
+    assert_eq!(revoked["state"], "REVOKED");
+    assert_eq!(revoked["steps"][0]["state"], "REVOKED");
+    let mut log = String::new();
+    for _ in 0..50 {
+        log = s
+            .http
+            .get(format!("{}/api/v1/tasks/{id}/log", s.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if log.contains("stopped by user") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(log.contains("working"), "{log}");
+    assert!(log.trim_end().ends_with("Job was stopped by user"), "{log}");
+    let (status, _) = s
+        .post(&format!("/api/v1/tasks/{id}/revoke"), json!({}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a finished run cannot be revoked"
+    );
+
+    let (status, replayed) = s
+        .post(&format!("/api/v1/tasks/{id}/replay"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{replayed}");
+    assert_ne!(replayed["id"], run["id"]);
+    assert_eq!(replayed["app_vars"]["k"], "given", "same variables");
+    s.post(
+        &format!("/api/v1/tasks/{}/revoke", replayed["id"].as_str().unwrap()),
+        json!({}),
+    )
+    .await;
+    s.delete("/api/v1/applications/long").await;
+    let (status, body) = s
+        .post(&format!("/api/v1/tasks/{id}/replay"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("was deleted"));
+}
+
+#[tokio::test]
+async fn run_requests_are_checked_and_idempotency_keys_reuse_runs() {
+    let s = TestServer::sqlite().await;
+    let (status, _) = s.post("/api/v1/applications/nope/run", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    upload(&s, "quick", "module.exports = { run: async () => 'ok' };").await;
+    s.post(
+        "/api/v1/applications",
+        json!({"name": "quick", "steps": [{"name": "q", "file": "quick"}]}),
+    )
+    .await;
+    let (status, body) = s
+        .post("/api/v1/applications/quick/run?wait=99", json!({}))
+        .await;
+    assert_eq!(
+        (status, details(&body)),
+        (
+            StatusCode::BAD_REQUEST,
+            vec![("wait".to_string(), "range".to_string())]
+        )
+    );
+    let (status, body) = s
+        .post("/api/v1/applications/run", json!({"params": {}}))
+        .await;
+    assert_eq!(
+        (status, details(&body)),
+        (
+            StatusCode::BAD_REQUEST,
+            vec![("name".to_string(), "required".to_string())]
+        )
+    );
+    let (status, run) = s
+        .post(
+            "/api/v1/applications/run?wait=30",
+            json!({"name": "quick", "params": {}}),
+        )
+        .await;
+    assert_eq!(
+        (status, run["state"].as_str()),
+        (StatusCode::OK, Some("SUCCESS")),
+        "{run}"
+    );
+    assert_eq!(run["steps"][0]["result"], "ok");
+    let send = || {
+        s.http
+            .post(format!("{}/api/v1/applications/quick/run", s.base))
+            .bearer_auth(ADMIN)
+            .header("Idempotency-Key", "once-only")
+            .send()
+    };
+    let a: Value = send().await.unwrap().json().await.unwrap();
+    let b: Value = send().await.unwrap().json().await.unwrap();
+    assert_eq!(a["id"], b["id"]);
+    let (_, runs) = s.get("/api/v1/applications/quick/runs?limit=10").await;
+    assert_eq!(runs.as_array().unwrap().len(), 2, "{runs}");
+    let (status, last) = s.get("/api/v1/applications/quick/logs").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(last["id"], runs[0]["id"]);
+    let (status, _) = s
+        .send(Method::GET, "/api/v1/tasks/no-such-task", Some(ADMIN), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
