@@ -105,9 +105,15 @@ impl Application {
     /// Validates an uploaded document. Every violation is reported, each
     /// naming its field (`steps[1].output_to[0]`) and rule.
     pub fn parse(body: Value) -> Result<ApplicationUpload, Invalid> {
+        Application::parse_with(body, true)
+    }
+
+    fn parse_with(body: Value, user_name: bool) -> Result<ApplicationUpload, Invalid> {
         let mut v = Violations::default();
         let mut doc = document::object(body, "an application", &SERVER_KEYS)?;
-        document::document_name(&doc, "an application", &mut v);
+        if user_name {
+            document::document_name(&doc, "an application", &mut v);
+        }
         for key in ["friendly_name", "description", "author"] {
             document::string(&doc, key, key, None, &mut v);
         }
@@ -150,7 +156,22 @@ impl Application {
     /// Rebuilds an application from a document the store kept. The document
     /// was validated when it was stored.
     pub fn from_stored(document: Value) -> Result<Application, Invalid> {
-        Ok(Application::parse(document)?.application)
+        Ok(Application::parse_with(document, false)?.application)
+    }
+
+    /// The one-step application a lone step run (`POST /steps/run`) runs:
+    /// named `.step.NAME`, a name no user application can have (names do
+    /// not start with a dot), with `parameters` as the step's parameters.
+    pub fn single_step(step: &str, parameters: Map<String, Value>) -> Result<Application, Invalid> {
+        let mut obj = parameters;
+        for key in STEP_KEYS {
+            obj.remove(key);
+        }
+        obj.insert("name".into(), Value::String(step.to_string()));
+        obj.insert("file".into(), Value::String(step.to_string()));
+        let doc =
+            serde_json::json!({"name": format!(".step.{step}"), "steps": [Value::Object(obj)]});
+        Ok(Application::parse_with(doc, false)?.application)
     }
 
     pub fn name(&self) -> &str {

@@ -204,6 +204,45 @@ impl Engine {
         Ok(record)
     }
 
+    /// Runs one stored step alone (spec 004's `POST /steps/run`), with
+    /// `parameters` as its parameters: checked against what the step
+    /// declares (a missing required one is refused).
+    pub async fn run_step(
+        &self,
+        name: &str,
+        parameters: Map<String, Value>,
+        triggered_by: &str,
+    ) -> Result<RunRecord> {
+        let step = self
+            .store
+            .get_step(name)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("step {name:?}")))?;
+        let mut v = Violations::default();
+        for p in step
+            .parameters
+            .iter()
+            .filter(|p| p.required && p.default_value.is_none())
+        {
+            if parameters.get(&p.name).is_none_or(Value::is_null) {
+                v.push(
+                    p.name.clone(),
+                    "required",
+                    format!("the step requires parameter {:?}", p.name),
+                );
+            }
+        }
+        v.finish(())?;
+        let app = Application::single_step(name, parameters)?;
+        let revision = self.store.put_adhoc_revision(&app).await?;
+        let request = RunRequest {
+            trigger_kind: "step".into(),
+            triggered_by: Some(triggered_by.to_string()),
+            ..RunRequest::default()
+        };
+        self.start_run_of(&app, revision, request).await
+    }
+
     /// The run, once it has ended or `timeout` has passed (whichever is
     /// first).
     pub async fn wait_run(&self, id: &str, timeout: Duration) -> Result<RunRecord> {

@@ -297,8 +297,7 @@ impl Engine {
                 })
             }
         };
-        self.finish(config, &task, &app, &run.id, result)
-            .await
+        self.finish(config, &task, &app, &run.id, result).await
     }
 
     async fn finish(

@@ -435,3 +435,57 @@ async fn run_requests_are_checked_and_idempotency_keys_reuse_runs() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_lone_step_runs_with_its_parameters() {
+    let s = TestServer::sqlite().await;
+    upload(&s, "Greeter", "from ipaascore.BaseStep import BaseStep\n\nclass Greeter(BaseStep):\n    def __init__(self):\n        self.new_step_parameter(name='who', description='', sample_value='', default_value=None, required=True)\n\n    def execute(self):\n        self.logger.info('hello ' + self.get_parameter('who'))\n        self.save_data_for_next_step({'greeted': self.get_parameter('who')})\n").await;
+    upload(
+        &s,
+        "jsgreet",
+        "module.exports = { run: async (args) => 'hi ' + args.arguments.who };",
+    )
+    .await;
+    let (status, body) = s
+        .post("/api/v1/steps/run", json!({"name": "Greeter"}))
+        .await;
+    assert_eq!(
+        (status, details(&body)),
+        (
+            StatusCode::BAD_REQUEST,
+            vec![("who".to_string(), "required".to_string())]
+        )
+    );
+    let (status, body) = s.post("/api/v1/steps/run", json!({"name": "nope"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = s
+        .post(
+            "/api/v1/steps/run?wait=30",
+            json!({"name": "Greeter", "who": "world"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["state"], "SUCCESS");
+    assert_eq!(body["output"], json!({"greeted": "world"}));
+    assert!(
+        body["logs"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("Greeter: hello world"),
+        "{body}"
+    );
+    let (status, body) = s
+        .post("/api/v1/steps/run", json!({"name": "jsgreet", "who": "js"}))
+        .await;
+    assert_eq!(
+        (status, body["result"].as_str()),
+        (StatusCode::OK, Some("hi js")),
+        "{body}"
+    );
+    let (_, apps) = s.get("/api/v1/applications").await;
+    assert_eq!(
+        apps,
+        json!([]),
+        "lone step runs create no visible application"
+    );
+}

@@ -138,6 +138,31 @@ impl Store {
         record_from_row(row)
     }
 
+    /// Stores a revision that is not a live application (the one-step
+    /// application of a lone step run); returns its revision number.
+    pub async fn put_adhoc_revision(&self, app: &Application) -> Result<i64> {
+        let name = app.name();
+        let document = serde_json::to_string(app.document()).expect("JSON document serializes");
+        let now = self.now_ms();
+        let key = app_scope(name);
+        let revision = write_tx!(self, tx => {
+            lock_key!(self, tx, &key);
+            let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(revision), 0) + 1 FROM application_revisions WHERE name = $1")
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO application_revisions (name, revision, document, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(name)
+                .bind(next)
+                .bind(&document)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            next
+        });
+        Ok(revision)
+    }
+
     pub async fn get_application(&self, name: &str) -> Result<Option<ApplicationRecord>> {
         let sql = format!("{SELECT} WHERE a.name = $1");
         let row: Option<Row> =

@@ -36,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke))
         .routes(routes!(revoke_all))
         .routes(routes!(replay))
+        .routes(routes!(run_step))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -464,4 +465,66 @@ async fn replay(
     let (run, _) = state.engine.find_run(&id).await?;
     let new = state.engine.replay_run(&run.id, &caller.0.name).await?;
     Ok((StatusCode::ACCEPTED, Json(run_view(&state, new).await?)))
+}
+
+/// What a lone step run answers when it ended in time.
+#[derive(Serialize, ToSchema)]
+pub struct StepRunView {
+    #[serde(flatten)]
+    run: RunView,
+    /// The step's log lines.
+    logs: Vec<String>,
+    /// What the step saved.
+    #[schema(value_type = Object)]
+    output: Option<Value>,
+    /// The step's result message (JavaScript: the resolve value).
+    result: Option<String>,
+}
+
+/// Run one stored step alone (spec 004): the body names the step and gives
+/// its parameters at the top level (a JavaScript step gets them as
+/// `args.arguments`). Waits 5 s by default (`?wait=` up to 30): 200 with
+/// logs, output and result when done, else 202 with the task to poll.
+#[utoipa::path(post, path = "/api/v1/steps/run", tag = "runs", request_body = Object,
+    params(WaitQuery),
+    responses((status = 200, body = StepRunView), (status = 202, body = RunView),
+        (status = 400, description = "A required parameter is missing", body = ErrorBody),
+        (status = 404, body = ErrorBody), CommonErrors))]
+async fn run_step(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<WaitQuery>,
+    JsonBody(mut body): JsonBody<Map<String, Value>>,
+) -> ApiResult<Response> {
+    let name = match body.remove("name") {
+        Some(Value::String(n)) => n,
+        _ => return Err(Invalid::one("name", "required", "name the step to run").into()),
+    };
+    let wait = if q.wait.is_none() {
+        Duration::from_secs(5)
+    } else {
+        wait_of(&q)?
+    };
+    let run = state.engine.run_step(&name, body, &caller.0.name).await?;
+    let run = state.engine.wait_run(&run.id, wait).await?;
+    if !run.state.is_final() {
+        return Ok((StatusCode::ACCEPTED, Json(run_view(&state, run).await?)).into_response());
+    }
+    let store = state.engine.store();
+    let task = store.run_tasks(&run.id).await?.into_iter().next();
+    let logs = store
+        .logs(&run.id, None, 0, 100_000)
+        .await?
+        .into_iter()
+        .map(|(_, l)| l.line)
+        .collect();
+    let (output, result) = task.map(|t| (t.output, t.result)).unwrap_or_default();
+    let view = run_view(&state, run).await?;
+    Ok(Json(StepRunView {
+        run: view,
+        logs,
+        output,
+        result,
+    })
+    .into_response())
 }
