@@ -22,10 +22,7 @@ struct Options {
 
 fn options() -> Result<Options> {
     let mut args = std::env::args().skip(1);
-    let mut o = Options {
-        iterations: 2000,
-        out: PathBuf::from("target/bench/runtime.json"),
-    };
+    let mut o = Options { iterations: 2000, out: PathBuf::from("target/bench/runtime.json") };
     match args.next().as_deref() {
         Some("runtime") => {}
         other => {
@@ -52,9 +49,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 async fn once(runtime: &Runtime, execution: &Execution) -> Result<Duration> {
     let start = Instant::now();
-    let outcome = runtime
-        .execute(execution, &mut |_| {}, std::future::pending())
-        .await?;
+    let outcome = runtime.execute(execution, &mut |_| {}, std::future::pending()).await?;
     if outcome.status != Status::Succeeded {
         bail!("the no-op step did not succeed: {outcome:?}");
     }
@@ -64,11 +59,7 @@ async fn once(runtime: &Runtime, execution: &Execution) -> Result<Duration> {
 async fn measure(runtime: &Runtime, language: Language, iterations: usize) -> Result<Value> {
     let (name, source, input) = match language {
         Language::Javascript => ("noop", NOOP_JS, json!({"args": {}})),
-        Language::Python => (
-            "Noop",
-            NOOP_PY,
-            json!({"step_name": "noop", "parameters": {}, "log_level": 20}),
-        ),
+        Language::Python => ("Noop", NOOP_PY, json!({"step_name": "noop", "parameters": {}, "log_level": 20})),
     };
     let exec = Execution::new(Script::new(name, language, source), input);
 
@@ -125,8 +116,7 @@ async fn main() -> Result<()> {
     config.spare = false; // cold means a new process, not a pre-started one
     config.max_uses = u32::MAX;
     let modules = PathBuf::from("target/tmp/junction-node-modules");
-    config.node_modules =
-        Some(ensure_node_modules(&config.npm, &modules, |m| eprintln!("{m}")).await?);
+    config.node_modules = Some(ensure_node_modules(&config.npm, &modules, |m| eprintln!("{m}")).await?);
     let runtime = Runtime::start(config).await?;
     let mut results = Vec::new();
     for language in [Language::Javascript, Language::Python] {
@@ -145,12 +135,8 @@ async fn main() -> Result<()> {
             r["cold_ms_median"].as_f64().unwrap_or_default(),
             r["warm_ms_p50"].as_f64().unwrap_or_default(),
             r["warm_ms_p99"].as_f64().unwrap_or_default(),
-            r["executions_per_second"]["workers_1"]
-                .as_f64()
-                .unwrap_or_default(),
-            r["executions_per_second"]["workers_2"]
-                .as_f64()
-                .unwrap_or_default(),
+            r["executions_per_second"]["workers_1"].as_f64().unwrap_or_default(),
+            r["executions_per_second"]["workers_2"].as_f64().unwrap_or_default(),
         );
     }
     if let Some(parent) = o.out.parent() {

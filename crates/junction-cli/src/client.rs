@@ -42,6 +42,14 @@ pub enum StepsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Run one step alone with parameters; prints its log and result.
+    Run {
+        name: String,
+        #[arg(long = "param", value_name = "K=V")]
+        params: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// Commands shared by applications and configurations: both are JSON
@@ -66,6 +74,55 @@ pub enum DocCommand {
     },
     Delete {
         name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Run an application (apps only): prints the run id, follows its log
+    /// until it ends; exit status 0 on SUCCESS, 1 otherwise.
+    Run {
+        name: String,
+        /// A variable for this run, `k=v` (v is JSON if it parses, else text).
+        #[arg(long = "param", value_name = "K=V")]
+        params: Vec<String>,
+        /// Seconds to follow the log at most (default: until the run ends).
+        #[arg(long)]
+        wait: Option<u64>,
+        #[arg(long)]
+        queue: Option<String>,
+        /// 10 debug, 20 info, 30 warning, 40 error.
+        #[arg(long)]
+        log_level: Option<i64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TasksCommand {
+    /// A run (or step task) as JSON.
+    Show {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The log of a run or step task.
+    Log {
+        id: String,
+        /// Keep printing new lines until the run ends.
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Stop a run.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Start a new run with the same variables, configuration and queue.
+    Replay {
+        id: String,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -126,18 +183,10 @@ struct Api {
 
 impl Api {
     fn new(args: ClientArgs) -> Result<Api> {
-        Ok(Api {
-            http: reqwest::Client::builder().build()?,
-            args,
-        })
+        Ok(Api { http: reqwest::Client::builder().build()?, args })
     }
 
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Option<Value>> {
+    async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Option<Value>> {
         let base = self.args.server.trim_end_matches('/');
         let url = format!("{base}/api/v1/{path}");
         let mut req = self.http.request(method, &url);
@@ -147,22 +196,69 @@ impl Api {
         if let Some(body) = body {
             req = req.json(body);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| anyhow!("cannot reach Junction at {base}: {e}"))?;
+        let resp = req.send().await.map_err(|e| anyhow!("cannot reach Junction at {base}: {e}"))?;
         let status = resp.status();
         let text = resp.text().await.context("reading the server's answer")?;
         if status.is_success() {
             if status == StatusCode::NO_CONTENT || text.is_empty() {
                 return Ok(None);
             }
-            return serde_json::from_str(&text)
-                .map(Some)
-                .context("the server's answer is not JSON");
+            return serde_json::from_str(&text).map(Some).context("the server's answer is not JSON");
         }
         Err(anyhow!(describe_error(status, &text)))
     }
+}
+
+impl Api {
+    /// A text GET: the body and the headers.
+    async fn text(&self, path: &str) -> Result<(String, reqwest::header::HeaderMap)> {
+        let base = self.args.server.trim_end_matches('/');
+        let mut req = self.http.get(format!("{base}/api/v1/{path}"));
+        if let Some(token) = self.args.token.as_deref().filter(|t| !t.is_empty()) {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.map_err(|e| anyhow!("cannot reach Junction at {base}: {e}"))?;
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let text = resp.text().await?;
+        if !status.is_success() {
+            bail!(describe_error(status, &text));
+        }
+        Ok((text, headers))
+    }
+
+    /// Prints the log of `id` as it grows until its run ends (or
+    /// `deadline`); returns the run's final state.
+    async fn follow(&self, id: &str, deadline: Option<std::time::Instant>) -> Result<String> {
+        let mut after = 0i64;
+        loop {
+            let (text, headers) = self.text(&format!("tasks/{}/log?after={after}", segment(id))).await?;
+            print!("{text}");
+            let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+            after = header("x-last-line").parse().unwrap_or(after);
+            let state = header("x-run-state");
+            if matches!(state.as_str(), "SUCCESS" | "FAILURE" | "REVOKED") {
+                // Lines stored between the two reads.
+                let (rest, _) = self.text(&format!("tasks/{}/log?after={after}", segment(id))).await?;
+                print!("{rest}");
+                return Ok(state);
+            }
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return Ok(state);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    }
+}
+
+/// `k=v` pairs into a JSON object; `v` is JSON when it parses, else text.
+fn params_of(pairs: &[String]) -> Result<serde_json::Map<String, Value>> {
+    let mut out = serde_json::Map::new();
+    for p in pairs {
+        let (k, v) = p.split_once('=').ok_or_else(|| anyhow!("--param {p:?}: expected K=V"))?;
+        let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
+        out.insert(k.to_string(), value);
+    }
+    Ok(out)
 }
 
 /// One clear line for a server error, then one per field it names.
@@ -182,17 +278,9 @@ fn describe_error(status: StatusCode, text: &str) -> String {
             s(&only["rule"])
         );
     }
-    let mut out = format!(
-        "{code} ({}): {}",
-        status.as_u16(),
-        err["message"].as_str().unwrap_or_default()
-    );
+    let mut out = format!("{code} ({}): {}", status.as_u16(), err["message"].as_str().unwrap_or_default());
     for d in &details {
-        let (field, rule, message) = (
-            d["field"].as_str(),
-            d["rule"].as_str(),
-            d["message"].as_str(),
-        );
+        let (field, rule, message) = (d["field"].as_str(), d["rule"].as_str(), d["message"].as_str());
         if let (Some(field), Some(message)) = (field, message) {
             out.push_str(&format!("\n  {field}: {message} [{}]", rule.unwrap_or("")));
         }
@@ -206,8 +294,7 @@ fn print_json(v: &Value) {
 
 fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     let mut t = Table::new();
-    t.load_preset(UTF8_BORDERS_ONLY)
-        .set_header(headers.to_vec());
+    t.load_preset(UTF8_BORDERS_ONLY).set_header(headers.to_vec());
     for r in rows {
         t.add_row(r);
     }
@@ -236,9 +323,7 @@ fn segment(name: &str) -> String {
     // changing the route.
     name.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             other => format!("%{other:02X}"),
         })
         .collect()
@@ -246,19 +331,11 @@ fn segment(name: &str) -> String {
 
 pub async fn steps(cmd: StepsCommand) -> Result<()> {
     match cmd {
-        StepsCommand::Upload {
-            file,
-            name,
-            description,
-            client,
-        } => {
+        StepsCommand::Upload { file, name, description, client } => {
             let language = match file.extension().and_then(|e| e.to_str()) {
                 Some("js") => "javascript",
                 Some("py") => "python",
-                _ => bail!(
-                    "{}: a step file must end in .js (JavaScript) or .py (Python)",
-                    file.display()
-                ),
+                _ => bail!("{}: a step file must end in .js (JavaScript) or .py (Python)", file.display()),
             };
             let name = match name {
                 Some(n) => n,
@@ -266,20 +343,12 @@ pub async fn steps(cmd: StepsCommand) -> Result<()> {
                     .file_stem()
                     .and_then(|s| s.to_str())
                     .map(str::to_string)
-                    .ok_or_else(|| {
-                        anyhow!(
-                            "cannot take a step name from {}; give --name",
-                            file.display()
-                        )
-                    })?,
+                    .ok_or_else(|| anyhow!("cannot take a step name from {}; give --name", file.display()))?,
             };
             let source = read_file(&file)?;
             let api = Api::new(client)?;
             let body = json!({"name": name, "language": language, "data": source, "description": description});
-            let v = api
-                .call(Method::POST, "steps", Some(&body))
-                .await?
-                .unwrap_or_default();
+            let v = api.call(Method::POST, "steps", Some(&body)).await?.unwrap_or_default();
             if api.args.json {
                 print_json(&v);
             } else {
@@ -294,10 +363,7 @@ pub async fn steps(cmd: StepsCommand) -> Result<()> {
         }
         StepsCommand::List { client } => {
             let api = Api::new(client)?;
-            let v = api
-                .call(Method::GET, "steps", None)
-                .await?
-                .unwrap_or_default();
+            let v = api.call(Method::GET, "steps", None).await?.unwrap_or_default();
             if api.args.json {
                 print_json(&v);
                 return Ok(());
@@ -307,26 +373,14 @@ pub async fn steps(cmd: StepsCommand) -> Result<()> {
                 .into_iter()
                 .flatten()
                 .map(|r| {
-                    vec![
-                        s(&r["name"]),
-                        s(&r["language"]),
-                        s(&r["version"]),
-                        s(&r["updated_at"]),
-                        s(&r["description"]),
-                    ]
+                    vec![s(&r["name"]), s(&r["language"]), s(&r["version"]), s(&r["updated_at"]), s(&r["description"])]
                 })
                 .collect();
-            table(
-                &["NAME", "LANGUAGE", "VERSION", "UPDATED", "DESCRIPTION"],
-                rows,
-            );
+            table(&["NAME", "LANGUAGE", "VERSION", "UPDATED", "DESCRIPTION"], rows);
         }
         StepsCommand::Show { name, client } => {
             let api = Api::new(client)?;
-            let v = api
-                .call(Method::GET, &format!("steps/{}", segment(&name)), None)
-                .await?
-                .unwrap_or_default();
+            let v = api.call(Method::GET, &format!("steps/{}", segment(&name)), None).await?.unwrap_or_default();
             if api.args.json {
                 print_json(&v);
                 return Ok(());
@@ -341,9 +395,28 @@ pub async fn steps(cmd: StepsCommand) -> Result<()> {
         }
         StepsCommand::Delete { name, client } => {
             let api = Api::new(client)?;
-            api.call(Method::DELETE, &format!("steps/{}", segment(&name)), None)
-                .await?;
+            api.call(Method::DELETE, &format!("steps/{}", segment(&name)), None).await?;
             println!("deleted step {name}");
+        }
+        StepsCommand::Run { name, params, client } => {
+            let api = Api::new(client)?;
+            let mut body = params_of(&params)?;
+            body.insert("name".into(), Value::String(name));
+            let v = api.call(Method::POST, "steps/run?wait=30", Some(&Value::Object(body))).await?.unwrap_or_default();
+            if api.args.json {
+                print_json(&v);
+                return Ok(());
+            }
+            for line in v["logs"].as_array().into_iter().flatten() {
+                println!("{}", s(line));
+            }
+            if !v["output"].is_null() {
+                println!("output: {}", v["output"]);
+            }
+            println!("{} {}", s(&v["state"]), s(&v["result"]));
+            if v["state"] != "SUCCESS" {
+                std::process::exit(1);
+            }
         }
     }
     Ok(())
@@ -353,28 +426,17 @@ pub async fn documents(kind: Kind, cmd: DocCommand) -> Result<()> {
     match cmd {
         DocCommand::Upload { file, client } => {
             if file.extension().and_then(|e| e.to_str()) != Some("json") {
-                bail!(
-                    "{}: an {} must be a .json file",
-                    file.display(),
-                    kind.singular()
-                );
+                bail!("{}: an {} must be a .json file", file.display(), kind.singular());
             }
             let body = read_json(&file)?;
             let api = Api::new(client)?;
-            let v = api
-                .call(Method::POST, kind.path(), Some(&body))
-                .await?
-                .unwrap_or_default();
+            let v = api.call(Method::POST, kind.path(), Some(&body)).await?.unwrap_or_default();
             if api.args.json {
                 print_json(&v);
                 return Ok(());
             }
             match kind {
-                Kind::Applications => println!(
-                    "application {} revision {}",
-                    s(&v["name"]),
-                    s(&v["revision"])
-                ),
+                Kind::Applications => println!("application {} revision {}", s(&v["name"]), s(&v["revision"])),
                 Kind::Configurations => println!("configuration {} stored", s(&v["name"])),
             }
             for w in v["warnings"].as_array().into_iter().flatten() {
@@ -383,10 +445,7 @@ pub async fn documents(kind: Kind, cmd: DocCommand) -> Result<()> {
         }
         DocCommand::List { client } => {
             let api = Api::new(client)?;
-            let v = api
-                .call(Method::GET, kind.path(), None)
-                .await?
-                .unwrap_or_default();
+            let v = api.call(Method::GET, kind.path(), None).await?.unwrap_or_default();
             if api.args.json {
                 print_json(&v);
                 return Ok(());
@@ -425,25 +484,61 @@ pub async fn documents(kind: Kind, cmd: DocCommand) -> Result<()> {
         }
         DocCommand::Show { name, client } => {
             let api = Api::new(client)?;
-            let v = api
-                .call(
-                    Method::GET,
-                    &format!("{}/{}", kind.path(), segment(&name)),
-                    None,
-                )
-                .await?
-                .unwrap_or_default();
+            let v =
+                api.call(Method::GET, &format!("{}/{}", kind.path(), segment(&name)), None).await?.unwrap_or_default();
             print_json(&v);
         }
         DocCommand::Delete { name, client } => {
             let api = Api::new(client)?;
-            api.call(
-                Method::DELETE,
-                &format!("{}/{}", kind.path(), segment(&name)),
-                None,
-            )
-            .await?;
+            api.call(Method::DELETE, &format!("{}/{}", kind.path(), segment(&name)), None).await?;
             println!("deleted {} {name}", kind.singular());
+        }
+        DocCommand::Run { name, params, wait, queue, log_level, client } => {
+            if !matches!(kind, Kind::Applications) {
+                bail!("only applications run");
+            }
+            let api = Api::new(client)?;
+            let body = json!({"params": params_of(&params)?, "queue": queue, "log_level": log_level});
+            let run = api
+                .call(Method::POST, &format!("applications/{}/run", segment(&name)), Some(&body))
+                .await?
+                .unwrap_or_default();
+            let id = s(&run["id"]);
+            eprintln!("run {id}");
+            let deadline = wait.map(|w| std::time::Instant::now() + std::time::Duration::from_secs(w));
+            let state = api.follow(&id, deadline).await?;
+            eprintln!("run {id} {}", if state.is_empty() { "still running" } else { &state });
+            if state != "SUCCESS" {
+                std::process::exit(1);
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn tasks(cmd: TasksCommand) -> Result<()> {
+    match cmd {
+        TasksCommand::Show { id, client } => {
+            let api = Api::new(client)?;
+            print_json(&api.call(Method::GET, &format!("tasks/{}", segment(&id)), None).await?.unwrap_or_default());
+        }
+        TasksCommand::Log { id, follow, client } => {
+            let api = Api::new(client)?;
+            if follow {
+                api.follow(&id, None).await?;
+            } else {
+                print!("{}", api.text(&format!("tasks/{}/log", segment(&id))).await?.0);
+            }
+        }
+        TasksCommand::Revoke { id, client } => {
+            let api = Api::new(client)?;
+            let v = api.call(Method::POST, &format!("tasks/{}/revoke", segment(&id)), None).await?.unwrap_or_default();
+            println!("run {} {}", s(&v["id"]), s(&v["state"]));
+        }
+        TasksCommand::Replay { id, client } => {
+            let api = Api::new(client)?;
+            let v = api.call(Method::POST, &format!("tasks/{}/replay", segment(&id)), None).await?.unwrap_or_default();
+            println!("{}", s(&v["id"]));
         }
     }
     Ok(())
@@ -451,33 +546,20 @@ pub async fn documents(kind: Kind, cmd: DocCommand) -> Result<()> {
 
 pub async fn params(cmd: ParamsCommand) -> Result<()> {
     match cmd {
-        ParamsCommand::Set {
-            name,
-            value,
-            masked,
-            client,
-        } => {
+        ParamsCommand::Set { name, value, masked, client } => {
             let value = match value {
                 Some(v) => v,
                 // Keeps a masked value out of argv (ps, shell history).
                 None => {
                     let mut line = String::new();
-                    std::io::stdin()
-                        .read_line(&mut line)
-                        .context("reading the value from stdin")?;
+                    std::io::stdin().read_line(&mut line).context("reading the value from stdin")?;
                     line.trim_end_matches(['\r', '\n']).to_string()
                 }
             };
             let api = Api::new(client)?;
             let kind = if masked { "masked" } else { "string" };
             let body = json!({"type": kind, "value": value});
-            let v = api
-                .call(
-                    Method::PUT,
-                    &format!("global-parameters/{}", segment(&name)),
-                    Some(&body),
-                )
-                .await?;
+            let v = api.call(Method::PUT, &format!("global-parameters/{}", segment(&name)), Some(&body)).await?;
             if api.args.json {
                 print_json(&v.unwrap_or_default());
                 return Ok(());
@@ -494,11 +576,7 @@ pub async fn params(cmd: ParamsCommand) -> Result<()> {
             let rows = list
                 .iter()
                 .map(|p| {
-                    let value = if p["type"] == "masked" {
-                        "••••••".to_string()
-                    } else {
-                        s(&p["value"])
-                    };
+                    let value = if p["type"] == "masked" { "••••••".to_string() } else { s(&p["value"]) };
                     vec![s(&p["name"]), s(&p["type"]), value]
                 })
                 .collect();
@@ -506,12 +584,7 @@ pub async fn params(cmd: ParamsCommand) -> Result<()> {
         }
         ParamsCommand::Delete { name, client } => {
             let api = Api::new(client)?;
-            api.call(
-                Method::DELETE,
-                &format!("global-parameters/{}", segment(&name)),
-                None,
-            )
-            .await?;
+            api.call(Method::DELETE, &format!("global-parameters/{}", segment(&name)), None).await?;
             println!("deleted parameter {name}");
         }
     }
@@ -520,9 +593,6 @@ pub async fn params(cmd: ParamsCommand) -> Result<()> {
 
 /// The stored list; masked values come back as `null`.
 async fn current_params(api: &Api) -> Result<Vec<Value>> {
-    let v = api
-        .call(Method::GET, "global-parameters", None)
-        .await?
-        .unwrap_or_default();
+    let v = api.call(Method::GET, "global-parameters", None).await?.unwrap_or_default();
     Ok(v.as_array().cloned().unwrap_or_default())
 }

@@ -10,11 +10,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "junction",
-    version,
-    about = "Junction: a self-hosted integration hub"
-)]
+#[command(name = "junction", version, about = "Junction: a self-hosted integration hub")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -32,12 +28,15 @@ enum Command {
     /// Upload, list, show and delete steps.
     #[command(subcommand)]
     Steps(client::StepsCommand),
-    /// Upload, list, show and delete applications.
+    /// Upload, list, show, delete and run applications.
     #[command(subcommand)]
     Apps(client::DocCommand),
     /// Upload, list, show and delete configurations.
     #[command(subcommand)]
     Configs(client::DocCommand),
+    /// Inspect, follow, revoke and replay runs and step tasks.
+    #[command(subcommand)]
+    Tasks(client::TasksCommand),
     /// Set, list and delete global parameters.
     #[command(subcommand)]
     Params(client::ParamsCommand),
@@ -47,12 +46,7 @@ enum Command {
 #[derive(Args, Clone, Debug)]
 pub struct ClientArgs {
     /// Junction server URL.
-    #[arg(
-        long,
-        env = "JUNCTION_SERVER",
-        default_value = "http://127.0.0.1:8080",
-        global = true
-    )]
+    #[arg(long, env = "JUNCTION_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
     server: String,
     /// API token.
     #[arg(long, env = "JUNCTION_TOKEN", hide_env_values = true, global = true)]
@@ -75,10 +69,7 @@ pub struct StoreArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -94,6 +85,7 @@ fn main() -> ExitCode {
             Command::Apps(cmd) => client::documents(client::Kind::Applications, cmd).await,
             Command::Configs(cmd) => client::documents(client::Kind::Configurations, cmd).await,
             Command::Params(cmd) => client::params(cmd).await,
+            Command::Tasks(cmd) => client::tasks(cmd).await,
         }
     });
     match result {

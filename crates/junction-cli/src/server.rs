@@ -69,15 +69,9 @@ async fn open_store(args: &StoreArgs) -> Result<Store> {
     let (sealer, source) = Sealer::load(env_key.as_deref(), &args.data_dir.join("secret.key"))?;
     match source {
         KeySource::Env => tracing::info!("secret key from JUNCTION_SECRET_KEY"),
-        KeySource::ExistingFile => tracing::info!(
-            "secret key from {}",
-            args.data_dir.join("secret.key").display()
-        ),
+        KeySource::ExistingFile => tracing::info!("secret key from {}", args.data_dir.join("secret.key").display()),
         KeySource::GeneratedFile => {
-            tracing::info!(
-                "generated a secret key in {}",
-                args.data_dir.join("secret.key").display()
-            )
+            tracing::info!("generated a secret key in {}", args.data_dir.join("secret.key").display())
         }
     }
     tracing::info!(store = %location.redacted(), "opening store");
@@ -90,11 +84,7 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }
 
 pub async fn serve(args: ServeArgs) -> Result<()> {
@@ -113,17 +103,19 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let runtime = start_runtime(&args.store, args.modules_dir.clone()).await?;
     let engine = Engine::new(store.clone(), runtime.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let workers = args.workers.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
+    let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let worker = (workers > 0).then(|| {
         let mut config = WorkerConfig::new(workers);
         config.queues = args.queues.clone();
         tracing::info!(concurrency = workers, queues = ?config.queues, "starting in-process workers");
         let (engine, mut stop) = (engine.clone(), stop_rx.clone());
-        tokio::spawn(async move { engine.run_worker(config, async move { let _ = stop.changed().await; }).await })
+        tokio::spawn(async move {
+            engine
+                .run_worker(config, async move {
+                    let _ = stop.changed().await;
+                })
+                .await
+        })
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -158,9 +150,7 @@ async fn start_runtime(store: &StoreArgs, modules_dir: Option<PathBuf>) -> Resul
         Ok(modules) => config.node_modules = Some(modules),
         Err(e) => tracing::warn!(error = %e, "the supported Node.js modules are not installed"),
     }
-    Runtime::start(config)
-        .await
-        .context("cannot start the script runtimes")
+    Runtime::start(config).await.context("cannot start the script runtimes")
 }
 
 async fn shutdown_signal() {
@@ -187,23 +177,16 @@ async fn shutdown_signal() {
 pub async fn token(cmd: TokenCommand) -> Result<()> {
     init_logging();
     match cmd {
-        TokenCommand::Create {
-            name,
-            role,
-            store,
-            json,
-        } => {
+        TokenCommand::Create { name, role, store, json } => {
             let store = open_store(&store).await?;
             let (info, secret) = store.create_token(&name, role).await?;
             store.close().await;
             if json {
-                let out = serde_json::json!({"id": info.id, "name": info.name, "role": info.role, "token": secret.expose()});
+                let out =
+                    serde_json::json!({"id": info.id, "name": info.name, "role": info.role, "token": secret.expose()});
                 println!("{out}");
             } else {
-                eprintln!(
-                    "created {} token {:?} (id {}); it is shown only now:",
-                    info.role, info.name, info.id
-                );
+                eprintln!("created {} token {:?} (id {}); it is shown only now:", info.role, info.name, info.id);
                 println!("{}", secret.expose());
             }
             Ok(())
@@ -232,17 +215,11 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
     let store = open_store(&args.store).await?;
     let runtime = start_runtime(&args.store, args.modules_dir.clone()).await?;
     let engine = Engine::new(store.clone(), runtime.clone());
-    let concurrency = args.concurrency.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
+    let concurrency =
+        args.concurrency.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let mut config = WorkerConfig::new(concurrency);
     config.queues = args.queues;
-    eprintln!(
-        "junction worker {} serving {:?} with {} slots",
-        config.id, config.queues, concurrency
-    );
+    eprintln!("junction worker {} serving {:?} with {} slots", config.id, config.queues, concurrency);
     engine.run_worker(config, shutdown_signal()).await;
     runtime.shutdown().await;
     store.close().await;

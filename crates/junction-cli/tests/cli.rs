@@ -29,27 +29,18 @@ fn junction() -> Command {
     c.env("RUST_LOG", "warn");
     // The build's shared install of the supported Node.js modules, so each
     // test's fresh data dir does not run npm.
-    c.env(
-        "JUNCTION_MODULES_DIR",
-        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("junction-node-modules"),
-    );
+    c.env("JUNCTION_MODULES_DIR", std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("junction-node-modules"));
     c
 }
 
 impl Serve {
     fn start(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serve {
         let mut cmd = junction();
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data_dir).args(extra);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("junction serve starts");
+        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("junction serve starts");
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let pipe = child.stderr.take().unwrap();
@@ -62,12 +53,10 @@ impl Serve {
                 lines.lock().unwrap().push(line);
             }
         });
-        let url = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| {
-                let _ = child.kill();
-                panic!("serve did not start: {:?}", stderr.lock().unwrap())
-            });
+        let url = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("serve did not start: {:?}", stderr.lock().unwrap())
+        });
         Serve { child, url, stderr }
     }
 
@@ -77,29 +66,17 @@ impl Serve {
 
     /// The admin token printed on first start, if any.
     fn printed_token(&self) -> Option<String> {
-        self.output()
-            .split_whitespace()
-            .find(|w| w.starts_with("jct_"))
-            .map(str::to_string)
+        self.output().split_whitespace().find(|w| w.starts_with("jct_")).map(str::to_string)
     }
 
     fn client(&self, token: &str, args: &[&str]) -> Output {
-        junction()
-            .env("JUNCTION_SERVER", &self.url)
-            .env("JUNCTION_TOKEN", token)
-            .args(args)
-            .output()
-            .unwrap()
+        junction().env("JUNCTION_SERVER", &self.url).env("JUNCTION_TOKEN", token).args(args).output().unwrap()
     }
 
     /// Sends SIGTERM and waits for a clean exit.
     fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -129,12 +106,7 @@ fn ok(out: &Output) -> String {
 }
 
 fn failed(out: &Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "expected exit 1; stdout: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_eq!(out.status.code(), Some(1), "expected exit 1; stdout: {}", String::from_utf8_lossy(&out.stdout));
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -151,22 +123,15 @@ fn first_start_prints_an_admin_token_once_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let serve = Serve::start(&data, &[], &[]);
-    let token = serve
-        .printed_token()
-        .expect("a new store prints its admin token");
+    let token = serve.printed_token().expect("a new store prints its admin token");
     ok(&serve.client(&token, &["steps", "list"]));
     let health: Value = serde_json::from_str(&ok(&junction()
-        .args([
-            "steps", "list", "--json", "--server", &serve.url, "--token", &token,
-        ])
+        .args(["steps", "list", "--json", "--server", &serve.url, "--token", &token])
         .output()
         .unwrap()))
     .unwrap();
     assert_eq!(health, serde_json::json!([]));
-    assert!(
-        serve.terminate().success(),
-        "SIGTERM ends serve with status 0"
-    );
+    assert!(serve.terminate().success(), "SIGTERM ends serve with status 0");
     let key = std::fs::metadata(data.join("secret.key")).expect("key file generated");
     #[cfg(unix)]
     {
@@ -175,31 +140,18 @@ fn first_start_prints_an_admin_token_once_and_stops_cleanly_on_sigterm() {
     }
 
     let again = Serve::start(&data, &[], &[]);
-    assert_eq!(
-        again.printed_token(),
-        None,
-        "the token is printed only on the first start: {}",
-        again.output()
-    );
+    assert_eq!(again.printed_token(), None, "the token is printed only on the first start: {}", again.output());
     ok(&again.client(&token, &["steps", "list"]));
 }
 
 #[test]
 fn client_commands_manage_steps_apps_configs_and_parameters() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(
-        &dir.path().join("data"),
-        &[],
-        &[("JUNCTION_ADMIN_TOKEN", ADMIN)],
-    );
+    let serve = Serve::start(&dir.path().join("data"), &[], &[("JUNCTION_ADMIN_TOKEN", ADMIN)]);
     assert_eq!(serve.printed_token(), None);
     let run = |args: &[&str]| serve.client(ADMIN, args);
 
-    let js = write(
-        dir.path(),
-        "hello.js",
-        "module.exports = { run: async () => 'hi' };\n",
-    );
+    let js = write(dir.path(), "hello.js", "module.exports = { run: async () => 'hi' };\n");
     let out = ok(&run(&["steps", "upload", js.to_str().unwrap()]));
     assert!(out.contains("step hello version 1 (javascript"), "{out}");
     let py = write(
@@ -207,23 +159,11 @@ fn client_commands_manage_steps_apps_configs_and_parameters() {
         "Sync.py",
         "from ipaascore.BaseStep import BaseStep\nclass Sync(BaseStep):\n    def execute(self):\n        pass\n",
     );
-    ok(&run(&[
-        "steps",
-        "upload",
-        py.to_str().unwrap(),
-        "--description",
-        "a python step",
-    ]));
+    ok(&run(&["steps", "upload", py.to_str().unwrap(), "--description", "a python step"]));
     let list = ok(&run(&["steps", "list"]));
-    assert!(
-        list.contains("hello") && list.contains("Sync") && list.contains("python"),
-        "{list}"
-    );
+    assert!(list.contains("hello") && list.contains("Sync") && list.contains("python"), "{list}");
     let shown = ok(&run(&["steps", "show", "hello"]));
-    assert!(
-        shown.contains("module.exports = { run: async () => 'hi' };"),
-        "{shown}"
-    );
+    assert!(shown.contains("module.exports = { run: async () => 'hi' };"), "{shown}");
     let as_json: Value = serde_json::from_str(&ok(&run(&["steps", "list", "--json"]))).unwrap();
     assert_eq!(as_json.as_array().unwrap().len(), 2);
 
@@ -249,10 +189,7 @@ fn client_commands_manage_steps_apps_configs_and_parameters() {
     );
     ok(&run(&["configs", "upload", cfg.to_str().unwrap()]));
     let shown = ok(&run(&["configs", "show", "em7"]));
-    assert!(
-        shown.contains("10.0.0.1") && !shown.contains("CLI-CONFIG-SECRET"),
-        "{shown}"
-    );
+    assert!(shown.contains("10.0.0.1") && !shown.contains("CLI-CONFIG-SECRET"), "{shown}");
     assert!(ok(&run(&["configs", "list"])).contains("em7"));
 
     ok(&run(&["params", "set", "JiraUrl", "http://jira.local"]));
@@ -267,33 +204,18 @@ fn client_commands_manage_steps_apps_configs_and_parameters() {
         .unwrap();
     {
         use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"CLI-GLOBAL-SECRET\n")
-            .unwrap();
+        child.stdin.take().unwrap().write_all(b"CLI-GLOBAL-SECRET\n").unwrap();
     }
     assert!(ok(&child.wait_with_output().unwrap()).contains("set masked parameter JiraToken"));
     ok(&run(&["params", "set", "JiraUrl", "http://jira2.local"]));
     let params = ok(&run(&["params", "list"]));
-    assert!(
-        params.contains("http://jira2.local") && params.contains("masked"),
-        "{params}"
-    );
+    assert!(params.contains("http://jira2.local") && params.contains("masked"), "{params}");
     assert!(!params.contains("CLI-GLOBAL-SECRET"));
     let params: Value = serde_json::from_str(&ok(&run(&["params", "list", "--json"]))).unwrap();
-    assert_eq!(
-        params.as_array().unwrap().len(),
-        2,
-        "setting one parameter keeps the others: {params}"
-    );
+    assert_eq!(params.as_array().unwrap().len(), 2, "setting one parameter keeps the others: {params}");
     ok(&run(&["params", "delete", "JiraUrl"]));
     let params: Value = serde_json::from_str(&ok(&run(&["params", "list", "--json"]))).unwrap();
-    assert_eq!(
-        params,
-        serde_json::json!([{"name": "JiraToken", "type": "masked", "value": null}])
-    );
+    assert_eq!(params, serde_json::json!([{"name": "JiraToken", "type": "masked", "value": null}]));
 
     ok(&run(&["apps", "delete", "job"]));
     ok(&run(&["steps", "delete", "hello"]));
@@ -305,11 +227,7 @@ fn client_commands_manage_steps_apps_configs_and_parameters() {
 #[test]
 fn errors_are_one_clear_line_and_exit_1() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(
-        &dir.path().join("data"),
-        &[],
-        &[("JUNCTION_ADMIN_TOKEN", ADMIN)],
-    );
+    let serve = Serve::start(&dir.path().join("data"), &[], &[("JUNCTION_ADMIN_TOKEN", ADMIN)]);
     let run = |args: &[&str]| serve.client(ADMIN, args);
 
     let bad = write(
@@ -327,31 +245,14 @@ fn errors_are_one_clear_line_and_exit_1() {
     assert!(err.contains("must end in .js"), "{err}");
     let broken = write(dir.path(), "broken.js", "module.exports = {");
     let err = failed(&run(&["steps", "upload", broken.to_str().unwrap()]));
-    assert!(
-        err.starts_with("error: validation_failed (400): data:"),
-        "{err}"
-    );
+    assert!(err.starts_with("error: validation_failed (400): data:"), "{err}");
     let err = failed(&serve.client("wrong-token", &["steps", "list"]));
     assert!(err.starts_with("error: unauthorized (401)"), "{err}");
     let err = failed(&run(&["steps", "show", "nope"]));
     assert!(err.starts_with("error: not_found (404)"), "{err}");
-    let err = failed(
-        &junction()
-            .args([
-                "steps",
-                "list",
-                "--server",
-                "http://127.0.0.1:9",
-                "--token",
-                "x",
-            ])
-            .output()
-            .unwrap(),
-    );
-    assert!(
-        err.starts_with("error: cannot reach Junction at http://127.0.0.1:9"),
-        "{err}"
-    );
+    let err =
+        failed(&junction().args(["steps", "list", "--server", "http://127.0.0.1:9", "--token", "x"]).output().unwrap());
+    assert!(err.starts_with("error: cannot reach Junction at http://127.0.0.1:9"), "{err}");
 }
 
 #[test]
@@ -360,16 +261,7 @@ fn token_create_writes_to_the_store_and_the_token_works_on_the_server() {
     let data = dir.path().join("data");
     let serve = Serve::start(&data, &[], &[("JUNCTION_ADMIN_TOKEN", ADMIN)]);
     let out = ok(&junction()
-        .args([
-            "token",
-            "create",
-            "--name",
-            "reporting",
-            "--role",
-            "viewer",
-            "--json",
-            "--data-dir",
-        ])
+        .args(["token", "create", "--name", "reporting", "--role", "viewer", "--json", "--data-dir"])
         .arg(&data)
         .output()
         .unwrap());
@@ -382,15 +274,7 @@ fn token_create_writes_to_the_store_and_the_token_works_on_the_server() {
     assert!(err.starts_with("error: forbidden (403)"), "{err}");
     // A usage error is clap's: exit status 2, with the accepted values.
     let out = junction()
-        .args([
-            "token",
-            "create",
-            "--name",
-            "x",
-            "--role",
-            "root",
-            "--data-dir",
-        ])
+        .args(["token", "create", "--name", "x", "--role", "root", "--data-dir"])
         .arg(&data)
         .output()
         .unwrap();
@@ -402,18 +286,46 @@ fn token_create_writes_to_the_store_and_the_token_works_on_the_server() {
 async fn serve_runs_on_postgres() {
     let pg = junction_testkit::postgres().await;
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(
-        &dir.path().join("data"),
-        &["--database-url", &pg.url],
-        &[("JUNCTION_ADMIN_TOKEN", ADMIN)],
-    );
-    let js = write(
-        dir.path(),
-        "pg_step.js",
-        "module.exports = { run: async () => 'pg' };",
-    );
+    let serve =
+        Serve::start(&dir.path().join("data"), &["--database-url", &pg.url], &[("JUNCTION_ADMIN_TOKEN", ADMIN)]);
+    let js = write(dir.path(), "pg_step.js", "module.exports = { run: async () => 'pg' };");
     let out = ok(&serve.client(ADMIN, &["steps", "upload", js.to_str().unwrap()]));
     assert!(out.contains("step pg_step version 1"), "{out}");
     assert!(ok(&serve.client(ADMIN, &["steps", "list"])).contains("pg_step"));
     assert!(serve.terminate().success());
+}
+
+#[test]
+fn apps_run_follows_the_log_and_exits_with_the_run_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&dir.path().join("data"), &[], &[("JUNCTION_ADMIN_TOKEN", ADMIN)]);
+    let run = |args: &[&str]| serve.client(ADMIN, args);
+    let js = write(dir.path(), "greet.js", "module.exports = { run: async (args) => { console.log('hello', args.arguments.who); return 'greeted'; } };");
+    ok(&run(&["steps", "upload", js.to_str().unwrap()]));
+    let bad = write(dir.path(), "bad.js", "module.exports = { run: async () => { throw new Error('nope'); } };");
+    ok(&run(&["steps", "upload", bad.to_str().unwrap()]));
+    let app = write(dir.path(), "greeting.json", r#"{"name": "greeting", "app_variables": [{"name": "who", "value": "nobody"}], "steps": [{"name": "g", "file": "greet"}]}"#);
+    ok(&run(&["apps", "upload", app.to_str().unwrap()]));
+    let failing = write(dir.path(), "failing.json", r#"{"name": "failing", "steps": [{"name": "b", "file": "bad"}]}"#);
+    ok(&run(&["apps", "upload", failing.to_str().unwrap()]));
+
+    let out = run(&["apps", "run", "greeting", "--param", "who=world"]);
+    let stdout = ok(&out);
+    assert!(stdout.contains("[LOG] \u{2013} hello world"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(stderr.contains("SUCCESS"), "{stderr}");
+    let id = stderr.lines().next().unwrap().trim_start_matches("run ").to_string();
+    let shown: Value = serde_json::from_str(&ok(&run(&["tasks", "show", &id]))).unwrap();
+    assert_eq!(shown["state"], "SUCCESS");
+    assert_eq!(shown["app_vars"]["who"], "world");
+    assert!(ok(&run(&["tasks", "log", &id])).contains("hello world"));
+    let replayed = ok(&run(&["tasks", "replay", &id]));
+    assert!(replayed.trim().starts_with("isapp-"), "{replayed}");
+
+    let out = run(&["apps", "run", "failing"]);
+    assert_eq!(out.status.code(), Some(1), "a failed run exits 1");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("[ERROR] \u{2013} nope"));
+
+    let stepped = ok(&run(&["steps", "run", "greet", "--param", "who=solo"]));
+    assert!(stepped.contains("hello solo") && stepped.contains("SUCCESS greeted"), "{stepped}");
 }

@@ -21,16 +21,8 @@ use crate::validation::{Invalid, Violations};
 pub const SERVER_KEYS: [&str; 4] = ["revision", "created_at", "updated_at", "warnings"];
 
 /// Step keys that are not step parameters.
-const STEP_KEYS: [&str; 8] = [
-    "name",
-    "file",
-    "output_to",
-    "retry_max",
-    "retry_backoff",
-    "retry_jitter",
-    "retry_backoff_max",
-    "retry_countdown",
-];
+const STEP_KEYS: [&str; 8] =
+    ["name", "file", "output_to", "retry_max", "retry_backoff", "retry_jitter", "retry_backoff_max", "retry_countdown"];
 
 /// Retry options of one step, with spec 004's defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,13 +41,7 @@ pub struct RetryOptions {
 
 impl Default for RetryOptions {
     fn default() -> Self {
-        Self {
-            max: 0,
-            backoff: false,
-            jitter: false,
-            backoff_max: 600,
-            countdown: 180,
-        }
+        Self { max: 0, backoff: false, jitter: false, backoff_max: 600, countdown: 180 }
     }
 }
 
@@ -119,11 +105,7 @@ impl Application {
         }
         match doc.get("version") {
             None | Some(Value::Null | Value::String(_) | Value::Number(_)) => {}
-            Some(other) => v.push(
-                "version",
-                "type",
-                format!("must be a string, not {}", kind(other)),
-            ),
+            Some(other) => v.push("version", "type", format!("must be a string, not {}", kind(other))),
         }
         for key in ["configuration", "queue"] {
             if let Some(s) = document::string(&doc, key, key, None, &mut v) {
@@ -142,15 +124,8 @@ impl Application {
             return v.finish(unreachable_app());
         }
         check_graph(&steps, &mut v);
-        let application = Application {
-            document: doc,
-            steps,
-            variables,
-        };
-        v.finish(ApplicationUpload {
-            application,
-            secrets,
-        })
+        let application = Application { document: doc, steps, variables };
+        v.finish(ApplicationUpload { application, secrets })
     }
 
     /// Rebuilds an application from a document the store kept. The document
@@ -169,16 +144,12 @@ impl Application {
         }
         obj.insert("name".into(), Value::String(step.to_string()));
         obj.insert("file".into(), Value::String(step.to_string()));
-        let doc =
-            serde_json::json!({"name": format!(".step.{step}"), "steps": [Value::Object(obj)]});
+        let doc = serde_json::json!({"name": format!(".step.{step}"), "steps": [Value::Object(obj)]});
         Ok(Application::parse_with(doc, false)?.application)
     }
 
     pub fn name(&self) -> &str {
-        self.document
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
+        self.document.get("name").and_then(Value::as_str).unwrap_or_default()
     }
 
     /// The configuration the application names, if any (`""` means none).
@@ -199,10 +170,7 @@ impl Application {
     }
 
     fn str_key(&self, key: &str) -> Option<&str> {
-        self.document
-            .get(key)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
+        self.document.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
     }
 
     pub fn steps(&self) -> &[AppStep] {
@@ -220,16 +188,8 @@ impl Application {
 
     /// Checks this document's encrypted entries against what is sealed
     /// now (see [`crate::secret::check_against_sealed`]).
-    pub fn check_against_sealed(
-        &self,
-        sealed_now: &[String],
-        writes: &SecretWrites,
-    ) -> Result<(), Invalid> {
-        let entries = self
-            .variables
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (i, v.name.as_str(), v.encrypted));
+    pub fn check_against_sealed(&self, sealed_now: &[String], writes: &SecretWrites) -> Result<(), Invalid> {
+        let entries = self.variables.iter().enumerate().map(|(i, v)| (i, v.name.as_str(), v.encrypted));
         crate::secret::check_against_sealed(sealed_now, writes, "app_variables", entries)
     }
 
@@ -243,10 +203,7 @@ impl Application {
     /// checked acyclic on parse.
     pub fn waves(&self) -> Vec<Vec<&AppStep>> {
         let order = topological_waves(&self.steps).unwrap_or_default();
-        order
-            .into_iter()
-            .map(|w| w.into_iter().map(|i| &self.steps[i]).collect())
-            .collect()
+        order.into_iter().map(|w| w.into_iter().map(|i| &self.steps[i]).collect()).collect()
     }
 
     /// Every step downstream of `step` (through `output_to`, transitively),
@@ -263,31 +220,19 @@ impl Application {
                 }
             }
         }
-        self.steps
-            .iter()
-            .map(|s| s.name.as_str())
-            .filter(|n| seen.contains(n))
-            .collect()
+        self.steps.iter().map(|s| s.name.as_str()).filter(|n| seen.contains(n)).collect()
     }
 
     /// Names of the steps whose saved data reaches `step` (its inputs), in
     /// application order.
     pub fn inputs_of(&self, step: &str) -> Vec<&str> {
-        self.steps
-            .iter()
-            .filter(|s| s.output_to.iter().any(|t| t == step))
-            .map(|s| s.name.as_str())
-            .collect()
+        self.steps.iter().filter(|s| s.output_to.iter().any(|t| t == step)).map(|s| s.name.as_str()).collect()
     }
 }
 
 fn unreachable_app() -> ApplicationUpload {
     ApplicationUpload {
-        application: Application {
-            document: Map::new(),
-            steps: vec![],
-            variables: vec![],
-        },
+        application: Application { document: Map::new(), steps: vec![], variables: vec![] },
         secrets: vec![],
     }
 }
@@ -296,53 +241,31 @@ fn parse_steps(steps: Option<&Value>, v: &mut Violations) -> Vec<AppStep> {
     let list = match steps {
         Some(Value::Array(list)) => list,
         None | Some(Value::Null) => {
-            v.push(
-                "steps",
-                "required",
-                "an application needs at least one step",
-            );
+            v.push("steps", "required", "an application needs at least one step");
             return vec![];
         }
         Some(other) => {
-            v.push(
-                "steps",
-                "type",
-                format!("must be an array of step objects, not {}", kind(other)),
-            );
+            v.push("steps", "type", format!("must be an array of step objects, not {}", kind(other)));
             return vec![];
         }
     };
     if list.is_empty() {
-        v.push(
-            "steps",
-            "min_items",
-            "an application needs at least one step",
-        );
+        v.push("steps", "min_items", "an application needs at least one step");
     }
     let mut out = Vec::with_capacity(list.len());
     let mut seen = BTreeSet::new();
     for (i, step) in list.iter().enumerate() {
         let at = |k: &str| format!("steps[{i}].{k}");
         let Value::Object(obj) = step else {
-            v.push(
-                format!("steps[{i}]"),
-                "type",
-                format!("a step must be an object, not {}", kind(step)),
-            );
+            v.push(format!("steps[{i}]"), "type", format!("a step must be an object, not {}", kind(step)));
             continue;
         };
         let name = match obj.get("name") {
-            Some(Value::String(s))
-                if !s.trim().is_empty() && s.len() <= 128 && !s.chars().any(char::is_control) =>
-            {
+            Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 128 && !s.chars().any(char::is_control) => {
                 s.clone()
             }
             Some(Value::String(_)) => {
-                v.push(
-                    at("name"),
-                    "name_syntax",
-                    "must be 1 to 128 characters, not blank, without control characters",
-                );
+                v.push(at("name"), "name_syntax", "must be 1 to 128 characters, not blank, without control characters");
                 String::new()
             }
             None | Some(Value::Null) => {
@@ -350,46 +273,27 @@ fn parse_steps(steps: Option<&Value>, v: &mut Violations) -> Vec<AppStep> {
                 String::new()
             }
             Some(other) => {
-                v.push(
-                    at("name"),
-                    "type",
-                    format!("must be a string, not {}", kind(other)),
-                );
+                v.push(at("name"), "type", format!("must be a string, not {}", kind(other)));
                 String::new()
             }
         };
         if !name.is_empty() && !seen.insert(name.clone()) {
-            v.push(
-                at("name"),
-                "unique",
-                format!("another step is already named {name:?}"),
-            );
+            v.push(at("name"), "unique", format!("another step is already named {name:?}"));
         }
         let file = match obj.get("file") {
             Some(Value::String(s)) => {
-                let s = s
-                    .strip_suffix(".py")
-                    .or_else(|| s.strip_suffix(".js"))
-                    .unwrap_or(s);
+                let s = s.strip_suffix(".py").or_else(|| s.strip_suffix(".js")).unwrap_or(s);
                 if let Err(e) = check_name(&at("file"), s) {
                     v.add(e);
                 }
                 s.to_string()
             }
             None | Some(Value::Null) => {
-                v.push(
-                    at("file"),
-                    "required",
-                    "every step names the stored step it runs in \"file\"",
-                );
+                v.push(at("file"), "required", "every step names the stored step it runs in \"file\"");
                 String::new()
             }
             Some(other) => {
-                v.push(
-                    at("file"),
-                    "type",
-                    format!("must be a string, not {}", kind(other)),
-                );
+                v.push(at("file"), "type", format!("must be a string, not {}", kind(other)));
                 String::new()
             }
         };
@@ -411,73 +315,39 @@ fn parse_steps(steps: Option<&Value>, v: &mut Violations) -> Vec<AppStep> {
                 })
                 .collect(),
             Some(other) => {
-                v.push(
-                    at("output_to"),
-                    "type",
-                    format!("must be an array of step names, not {}", kind(other)),
-                );
+                v.push(at("output_to"), "type", format!("must be an array of step names, not {}", kind(other)));
                 vec![]
             }
         };
         let defaults = RetryOptions::default();
         let retry = RetryOptions {
-            max: document::opt_uint(obj, "retry_max", &at("retry_max"), 1_000, v)
-                .map_or(defaults.max, |n| n as u32),
-            backoff: document::opt_bool(obj, "retry_backoff", &at("retry_backoff"), v)
-                .unwrap_or(defaults.backoff),
-            jitter: document::opt_bool(obj, "retry_jitter", &at("retry_jitter"), v)
-                .unwrap_or(defaults.jitter),
-            backoff_max: document::opt_uint(
-                obj,
-                "retry_backoff_max",
-                &at("retry_backoff_max"),
-                86_400 * 7,
-                v,
-            )
-            .unwrap_or(defaults.backoff_max),
-            countdown: document::opt_uint(
-                obj,
-                "retry_countdown",
-                &at("retry_countdown"),
-                86_400 * 7,
-                v,
-            )
-            .unwrap_or(defaults.countdown),
+            max: document::opt_uint(obj, "retry_max", &at("retry_max"), 1_000, v).map_or(defaults.max, |n| n as u32),
+            backoff: document::opt_bool(obj, "retry_backoff", &at("retry_backoff"), v).unwrap_or(defaults.backoff),
+            jitter: document::opt_bool(obj, "retry_jitter", &at("retry_jitter"), v).unwrap_or(defaults.jitter),
+            backoff_max: document::opt_uint(obj, "retry_backoff_max", &at("retry_backoff_max"), 86_400 * 7, v)
+                .unwrap_or(defaults.backoff_max),
+            countdown: document::opt_uint(obj, "retry_countdown", &at("retry_countdown"), 86_400 * 7, v)
+                .unwrap_or(defaults.countdown),
         };
         let parameters = obj
             .iter()
             .filter(|(k, _)| !STEP_KEYS.contains(&k.as_str()))
             .map(|(k, val)| (k.clone(), val.clone()))
             .collect();
-        out.push(AppStep {
-            name,
-            file,
-            output_to,
-            retry,
-            parameters,
-        });
+        out.push(AppStep { name, file, output_to, retry, parameters });
     }
     out
 }
 
-fn parse_variables(
-    vars: Option<&mut Value>,
-    v: &mut Violations,
-) -> (Vec<AppVariable>, SecretWrites) {
+fn parse_variables(vars: Option<&mut Value>, v: &mut Violations) -> (Vec<AppVariable>, SecretWrites) {
     let mut out = Vec::new();
     let mut secrets = Vec::new();
     for mut entry in document::named_entries(vars, "app_variables", None, v) {
         let at = |k: &str| format!("app_variables[{}].{k}", entry.index);
-        let required =
-            document::opt_bool(entry.obj, "required", &at("required"), v).unwrap_or(false);
-        let encrypted =
-            document::opt_bool(entry.obj, "encrypted", &at("encrypted"), v).unwrap_or(false);
+        let required = document::opt_bool(entry.obj, "required", &at("required"), v).unwrap_or(false);
+        let encrypted = document::opt_bool(entry.obj, "encrypted", &at("encrypted"), v).unwrap_or(false);
         document::string(entry.obj, "description", &at("description"), None, v);
-        let default_value = entry
-            .obj
-            .get("default_value")
-            .filter(|d| !d.is_null())
-            .cloned();
+        let default_value = entry.obj.get("default_value").filter(|d| !d.is_null()).cloned();
         let mut value = entry.obj.get("value").filter(|d| !d.is_null()).cloned();
         if encrypted {
             if default_value.is_some() {
@@ -490,34 +360,20 @@ fn parse_variables(
             value = None;
             document::take_encrypted_value(&mut entry, "app_variables", &mut secrets, v);
         }
-        out.push(AppVariable {
-            name: entry.name,
-            value,
-            default_value,
-            required,
-            encrypted,
-        });
+        out.push(AppVariable { name: entry.name, value, default_value, required, encrypted });
     }
     (out, secrets)
 }
 
 fn check_graph(steps: &[AppStep], v: &mut Violations) {
-    let names: BTreeMap<&str, usize> = steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.as_str(), i))
-        .collect();
+    let names: BTreeMap<&str, usize> = steps.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
     let mut ok = true;
     for (i, step) in steps.iter().enumerate() {
         let mut targets = BTreeSet::new();
         for (j, target) in step.output_to.iter().enumerate() {
             let field = format!("steps[{i}].output_to[{j}]");
             if !names.contains_key(target.as_str()) {
-                v.push(
-                    field,
-                    "unknown_step",
-                    format!("no step of this application is named {target:?}"),
-                );
+                v.push(field, "unknown_step", format!("no step of this application is named {target:?}"));
                 ok = false;
             } else if target == &step.name {
                 v.push(field, "self_reference", "a step cannot output to itself");
@@ -529,14 +385,7 @@ fn check_graph(steps: &[AppStep], v: &mut Violations) {
     }
     if ok {
         if let Err(cycle) = topological_waves(steps) {
-            v.push(
-                "steps",
-                "acyclic",
-                format!(
-                    "output_to links form a cycle through steps {}",
-                    cycle.join(", ")
-                ),
-            );
+            v.push("steps", "acyclic", format!("output_to links form a cycle through steps {}", cycle.join(", ")));
         }
     }
 }
@@ -544,11 +393,7 @@ fn check_graph(steps: &[AppStep], v: &mut Violations) {
 /// Kahn's algorithm by waves. On a cycle, returns the names of the steps
 /// left on it (or downstream of it).
 fn topological_waves(steps: &[AppStep]) -> Result<Vec<Vec<usize>>, Vec<String>> {
-    let index: BTreeMap<&str, usize> = steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.as_str(), i))
-        .collect();
+    let index: BTreeMap<&str, usize> = steps.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
     let mut indegree = vec![0usize; steps.len()];
     for s in steps {
         for t in &s.output_to {
@@ -579,10 +424,7 @@ fn topological_waves(steps: &[AppStep]) -> Result<Vec<Vec<usize>>, Vec<String>> 
     if placed == steps.len() {
         Ok(waves)
     } else {
-        Err((0..steps.len())
-            .filter(|&i| indegree[i] > 0)
-            .map(|i| steps[i].name.clone())
-            .collect())
+        Err((0..steps.len()).filter(|&i| indegree[i] > 0).map(|i| steps[i].name.clone()).collect())
     }
 }
 
@@ -594,18 +436,11 @@ mod tests {
     use crate::secret::{SecretString, SecretWrite};
 
     fn violations(body: Value) -> Vec<(String, String)> {
-        Application::parse(body)
-            .unwrap_err()
-            .0
-            .into_iter()
-            .map(|v| (v.field, v.rule))
-            .collect()
+        Application::parse(body).unwrap_err().0.into_iter().map(|v| (v.field, v.rule)).collect()
     }
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
+        list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
     }
 
     #[test]
@@ -630,29 +465,16 @@ mod tests {
         });
         let up = Application::parse(body.clone()).unwrap();
         let app = &up.application;
-        assert_eq!(
-            Value::Object(app.document().clone()),
-            body,
-            "document kept as written"
-        );
+        assert_eq!(Value::Object(app.document().clone()), body, "document kept as written");
         assert_eq!(app.name(), "cache_em7_device_data");
         assert_eq!(app.configuration(), None);
         assert_eq!(app.queue(), Some("test_queue"));
         let first = &app.steps()[0];
         assert_eq!(
             first.retry,
-            RetryOptions {
-                max: 5,
-                backoff: true,
-                jitter: false,
-                backoff_max: 600,
-                countdown: 120
-            }
+            RetryOptions { max: 5, backoff: true, jitter: false, backoff_max: 600, countdown: 120 }
         );
-        assert_eq!(
-            first.parameters.keys().collect::<Vec<_>>(),
-            ["prefix_url", "method"]
-        );
+        assert_eq!(first.parameters.keys().collect::<Vec<_>>(), ["prefix_url", "method"]);
         assert_eq!(app.steps()[1].retry, RetryOptions::default());
         assert_eq!(app.inputs_of("next_step"), ["GETgoogle.com"]);
         assert!(up.secrets.is_empty());
@@ -667,12 +489,8 @@ mod tests {
             {"name": "d", "file": "S"},
         ]}))
         .unwrap();
-        let waves: Vec<Vec<&str>> = up
-            .application
-            .waves()
-            .iter()
-            .map(|w| w.iter().map(|s| s.name.as_str()).collect())
-            .collect();
+        let waves: Vec<Vec<&str>> =
+            up.application.waves().iter().map(|w| w.iter().map(|s| s.name.as_str()).collect()).collect();
         assert_eq!(waves, vec![vec!["a", "b"], vec!["c"], vec!["d"]]);
         assert_eq!(up.application.descendants_of("b"), ["c", "d"]);
         assert_eq!(up.application.descendants_of("d"), Vec::<&str>::new());
@@ -681,10 +499,7 @@ mod tests {
     #[test]
     fn refuses_bad_documents_naming_each_field_and_rule() {
         assert_eq!(violations(json!([])), pairs(&[("body", "type")]));
-        assert_eq!(
-            violations(json!({"steps": []})),
-            pairs(&[("name", "required"), ("steps", "min_items")])
-        );
+        assert_eq!(violations(json!({"steps": []})), pairs(&[("name", "required"), ("steps", "min_items")]));
         assert_eq!(
             violations(json!({"name": "x/../y", "queue": 3, "steps": [
                 {"name": "a", "file": "S", "retry_max": -1, "retry_backoff": "yes"},
@@ -709,10 +524,7 @@ mod tests {
             violations(json!({"name": "a", "steps": [
                 {"name": "a", "file": "S", "output_to": ["ghost", "a"]},
             ]})),
-            pairs(&[
-                ("steps[0].output_to[0]", "unknown_step"),
-                ("steps[0].output_to[1]", "self_reference")
-            ])
+            pairs(&[("steps[0].output_to[0]", "unknown_step"), ("steps[0].output_to[1]", "self_reference")])
         );
         let err = Application::parse(json!({"name": "a", "steps": [
             {"name": "x", "file": "S", "output_to": ["y"]},
@@ -722,25 +534,14 @@ mod tests {
         ]}))
         .unwrap_err();
         assert_eq!(err.0.len(), 1);
-        assert_eq!(
-            (err.0[0].field.as_str(), err.0[0].rule.as_str()),
-            ("steps", "acyclic")
-        );
+        assert_eq!((err.0[0].field.as_str(), err.0[0].rule.as_str()), ("steps", "acyclic"));
         assert!(err.0[0].message.contains("x, y, z"), "{}", err.0[0].message);
     }
 
     #[test]
     fn retry_options_must_be_whole_numbers_and_booleans() {
-        for bad in [
-            json!(1.5),
-            json!("3"),
-            json!(true),
-            json!(-2),
-            json!(1_000_000),
-        ] {
-            let got = violations(
-                json!({"name": "a", "steps": [{"name": "s", "file": "S", "retry_max": bad}]}),
-            );
+        for bad in [json!(1.5), json!("3"), json!(true), json!(-2), json!(1_000_000)] {
+            let got = violations(json!({"name": "a", "steps": [{"name": "s", "file": "S", "retry_max": bad}]}));
             assert_eq!(got, pairs(&[("steps[0].retry_max", "type")]), "{bad}");
         }
     }
@@ -757,24 +558,12 @@ mod tests {
         let text = serde_json::to_string(up.application.document()).unwrap();
         assert!(!text.contains("s3cr3t"), "{text}");
         assert_eq!(up.secrets.len(), 2);
-        assert_eq!(
-            up.secrets[0],
-            (
-                "token".to_string(),
-                SecretWrite::Set(SecretString::new("s3cr3t"))
-            )
-        );
+        assert_eq!(up.secrets[0], ("token".to_string(), SecretWrite::Set(SecretString::new("s3cr3t"))));
         assert_eq!(up.secrets[1], ("kept".to_string(), SecretWrite::Keep));
         assert!(up.application.variables()[0].value.is_none());
         let err = violations(json!({"name": "a", "steps": [{"name": "s", "file": "S"}],
             "app_variables": [{"name": "n", "value": 5, "encrypted": true}, {"name": "n"}]}));
-        assert_eq!(
-            err,
-            pairs(&[
-                ("app_variables[1].name", "unique"),
-                ("app_variables[0].value", "type")
-            ])
-        );
+        assert_eq!(err, pairs(&[("app_variables[1].name", "unique"), ("app_variables[0].value", "type")]));
     }
 
     #[test]

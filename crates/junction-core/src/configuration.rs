@@ -51,39 +51,20 @@ impl Configuration {
         let mut entries = Vec::new();
         let mut secrets = Vec::new();
         let required = "a configuration needs a configuration_data array (it may be empty)";
-        for mut entry in document::named_entries(
-            doc.get_mut("configuration_data"),
-            "configuration_data",
-            Some(required),
-            &mut v,
-        ) {
+        for mut entry in
+            document::named_entries(doc.get_mut("configuration_data"), "configuration_data", Some(required), &mut v)
+        {
             let field = format!("configuration_data[{}].encrypted", entry.index);
-            let encrypted =
-                document::opt_bool(entry.obj, "encrypted", &field, &mut v).unwrap_or(false);
+            let encrypted = document::opt_bool(entry.obj, "encrypted", &field, &mut v).unwrap_or(false);
             let value = if encrypted {
-                document::take_encrypted_value(
-                    &mut entry,
-                    "configuration_data",
-                    &mut secrets,
-                    &mut v,
-                );
+                document::take_encrypted_value(&mut entry, "configuration_data", &mut secrets, &mut v);
                 None
             } else {
                 entry.obj.get("value").filter(|x| !x.is_null()).cloned()
             };
-            entries.push(ConfigEntry {
-                name: entry.name,
-                value,
-                encrypted,
-            });
+            entries.push(ConfigEntry { name: entry.name, value, encrypted });
         }
-        v.finish(ConfigurationUpload {
-            configuration: Configuration {
-                document: doc,
-                entries,
-            },
-            secrets,
-        })
+        v.finish(ConfigurationUpload { configuration: Configuration { document: doc, entries }, secrets })
     }
 
     pub fn from_stored(document: Value) -> Result<Configuration, Invalid> {
@@ -91,10 +72,7 @@ impl Configuration {
     }
 
     pub fn name(&self) -> &str {
-        self.document
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
+        self.document.get("name").and_then(Value::as_str).unwrap_or_default()
     }
 
     pub fn friendly_name(&self) -> Option<&str> {
@@ -117,26 +95,14 @@ impl Configuration {
 
     /// Checks this document's encrypted entries against what is sealed
     /// now (see [`crate::secret::check_against_sealed`]).
-    pub fn check_against_sealed(
-        &self,
-        sealed_now: &[String],
-        writes: &SecretWrites,
-    ) -> Result<(), Invalid> {
-        let entries = self
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (i, e.name.as_str(), e.encrypted));
+    pub fn check_against_sealed(&self, sealed_now: &[String], writes: &SecretWrites) -> Result<(), Invalid> {
+        let entries = self.entries.iter().enumerate().map(|(i, e)| (i, e.name.as_str(), e.encrypted));
         crate::secret::check_against_sealed(sealed_now, writes, "configuration_data", entries)
     }
 
     /// Names of the entries stored in clear.
     pub fn plain_names(&self) -> Vec<&str> {
-        self.entries
-            .iter()
-            .filter(|e| !e.encrypted)
-            .map(|e| e.name.as_str())
-            .collect()
+        self.entries.iter().filter(|e| !e.encrypted).map(|e| e.name.as_str()).collect()
     }
 }
 
@@ -168,13 +134,7 @@ mod tests {
             c.document()["configuration_data"][2],
             json!({"encrypted": true, "name": "em7_password", "value": null})
         );
-        assert_eq!(
-            up.secrets,
-            vec![(
-                "em7_password".to_string(),
-                SecretWrite::Set(SecretString::new("em7pass"))
-            )]
-        );
+        assert_eq!(up.secrets, vec![("em7_password".to_string(), SecretWrite::Set(SecretString::new("em7pass")))]);
     }
 
     #[test]
@@ -186,11 +146,7 @@ mod tests {
             {"name": "p", "encrypted": true, "value": {"x": 1}},
         ]}))
         .unwrap_err();
-        let got: Vec<_> = err
-            .0
-            .iter()
-            .map(|v| (v.field.as_str(), v.rule.as_str()))
-            .collect();
+        let got: Vec<_> = err.0.iter().map(|v| (v.field.as_str(), v.rule.as_str())).collect();
         assert_eq!(
             got,
             [

@@ -24,17 +24,9 @@ pub fn kind(v: &Value) -> &'static str {
 }
 
 /// The body as an object, without the keys Junction adds on read-back.
-pub(crate) fn object(
-    body: Value,
-    what: &str,
-    server_keys: &[&str],
-) -> Result<Map<String, Value>, Invalid> {
+pub(crate) fn object(body: Value, what: &str, server_keys: &[&str]) -> Result<Map<String, Value>, Invalid> {
     let Value::Object(mut doc) = body else {
-        return Err(Invalid::one(
-            "body",
-            "type",
-            format!("{what} must be a JSON object"),
-        ));
+        return Err(Invalid::one("body", "type", format!("{what} must be a JSON object")));
     };
     for key in server_keys {
         doc.remove(*key);
@@ -70,52 +62,29 @@ pub(crate) fn string(
             None
         }
         Some(other) => {
-            v.push(
-                field,
-                "type",
-                format!("must be a string, not {}", kind(other)),
-            );
+            v.push(field, "type", format!("must be a string, not {}", kind(other)));
             None
         }
     }
 }
 
-pub(crate) fn opt_bool(
-    obj: &Map<String, Value>,
-    key: &str,
-    field: &str,
-    v: &mut Violations,
-) -> Option<bool> {
+pub(crate) fn opt_bool(obj: &Map<String, Value>, key: &str, field: &str, v: &mut Violations) -> Option<bool> {
     match obj.get(key) {
         None | Some(Value::Null) => None,
         Some(Value::Bool(b)) => Some(*b),
         Some(other) => {
-            v.push(
-                field,
-                "type",
-                format!("must be true or false, not {}", kind(other)),
-            );
+            v.push(field, "type", format!("must be true or false, not {}", kind(other)));
             None
         }
     }
 }
 
-pub(crate) fn opt_uint(
-    obj: &Map<String, Value>,
-    key: &str,
-    field: &str,
-    max: u64,
-    v: &mut Violations,
-) -> Option<u64> {
+pub(crate) fn opt_uint(obj: &Map<String, Value>, key: &str, field: &str, max: u64, v: &mut Violations) -> Option<u64> {
     match obj.get(key) {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) if n.as_u64().is_some_and(|x| x <= max) => n.as_u64(),
         Some(other) => {
-            v.push(
-                field,
-                "type",
-                format!("must be a whole number from 0 to {max}, not {other}"),
-            );
+            v.push(field, "type", format!("must be a whole number from 0 to {max}, not {other}"));
             None
         }
     }
@@ -151,10 +120,7 @@ pub(crate) fn named_entries<'a>(
             v.push(
                 list_field,
                 "type",
-                format!(
-                    "must be an array of {{name, value, ...}} objects, not {}",
-                    kind(other)
-                ),
+                format!("must be an array of {{name, value, ...}} objects, not {}", kind(other)),
             );
             return vec![];
         }
@@ -164,11 +130,7 @@ pub(crate) fn named_entries<'a>(
     for (index, item) in items.iter_mut().enumerate() {
         let at = format!("{list_field}[{index}]");
         let Value::Object(obj) = item else {
-            v.push(
-                &at,
-                "type",
-                format!("an entry must be an object, not {}", kind(item)),
-            );
+            v.push(&at, "type", format!("an entry must be an object, not {}", kind(item)));
             continue;
         };
         let field = format!("{at}.name");
@@ -179,11 +141,7 @@ pub(crate) fn named_entries<'a>(
             v.add(e);
         }
         if !seen.insert(name.clone()) {
-            v.push(
-                &field,
-                "unique",
-                format!("another entry is already named {name:?}"),
-            );
+            v.push(&field, "unique", format!("another entry is already named {name:?}"));
         }
         out.push(NamedEntry { index, name, obj });
     }
@@ -201,9 +159,7 @@ pub(crate) fn take_encrypted_value(
 ) {
     match entry.obj.insert("value".into(), Value::Null) {
         None | Some(Value::Null) => secrets.push((entry.name.clone(), SecretWrite::Keep)),
-        Some(Value::String(s)) => {
-            secrets.push((entry.name.clone(), SecretWrite::Set(SecretString::new(s))))
-        }
+        Some(Value::String(s)) => secrets.push((entry.name.clone(), SecretWrite::Set(SecretString::new(s)))),
         Some(other) => v.push(
             format!("{list_field}[{}].value", entry.index),
             "type",

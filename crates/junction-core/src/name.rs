@@ -22,13 +22,8 @@ pub fn check_name(field: &str, name: &str) -> Result<(), Violation> {
     if !(first.is_ascii_alphanumeric() || first == '_') {
         return rule("must start with a letter, a digit or '_'".into());
     }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
-    {
-        return rule(format!(
-            "may contain only letters, digits, '_', '-' and '.'; found {bad:?}"
-        ));
+    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))) {
+        return rule(format!("may contain only letters, digits, '_', '-' and '.'; found {bad:?}"));
     }
     Ok(())
 }
@@ -40,16 +35,9 @@ pub fn check_variable_name(field: &str, name: &str) -> Result<(), Violation> {
         return Err(Violation::new(field, "required", "must not be empty"));
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(Violation::new(
-            field,
-            "name_syntax",
-            format!("must be at most {MAX_NAME_LEN} characters"),
-        ));
+        return Err(Violation::new(field, "name_syntax", format!("must be at most {MAX_NAME_LEN} characters")));
     }
-    if name
-        .chars()
-        .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '$' | '{' | '}' | '/' | '\\'))
-    {
+    if name.chars().any(|c| c.is_control() || c.is_whitespace() || matches!(c, '$' | '{' | '}' | '/' | '\\')) {
         return Err(Violation::new(
             field,
             "name_syntax",
@@ -65,14 +53,7 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_names() {
-        for ok in [
-            "a",
-            "jira_sync",
-            "Jira-Sync.v2",
-            "_private",
-            "0day",
-            &"x".repeat(128),
-        ] {
+        for ok in ["a", "jira_sync", "Jira-Sync.v2", "_private", "0day", &"x".repeat(128)] {
             assert_eq!(check_name("name", ok), Ok(()), "{ok}");
         }
     }
@@ -94,10 +75,7 @@ mod tests {
             assert_eq!(v.rule, rule, "{bad:?}");
             assert_eq!(v.field, "name");
         }
-        assert_eq!(
-            check_name("name", &"x".repeat(129)).unwrap_err().rule,
-            "name_syntax"
-        );
+        assert_eq!(check_name("name", &"x".repeat(129)).unwrap_err().rule, "name_syntax");
     }
 
     #[test]

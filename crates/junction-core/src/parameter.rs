@@ -37,9 +37,7 @@ pub struct Parameter {
 
 /// Turns the whole list of global parameters into the `global`
 /// configuration it is stored as.
-pub fn global_parameters_to_configuration(
-    params: &[Parameter],
-) -> Result<ConfigurationUpload, Invalid> {
+pub fn global_parameters_to_configuration(params: &[Parameter]) -> Result<ConfigurationUpload, Invalid> {
     let mut v = Violations::default();
     let mut seen = BTreeSet::new();
     for (i, p) in params.iter().enumerate() {
@@ -47,11 +45,7 @@ pub fn global_parameters_to_configuration(
             v.add(e);
         }
         if !seen.insert(p.name.as_str()) {
-            v.push(
-                format!("[{i}].name"),
-                "unique",
-                format!("another parameter is already named {:?}", p.name),
-            );
+            v.push(format!("[{i}].name"), "unique", format!("another parameter is already named {:?}", p.name));
         }
     }
     v.finish(())?;
@@ -74,11 +68,7 @@ pub fn parameters_of(config: &Configuration) -> Vec<Parameter> {
         .iter()
         .map(|e| Parameter {
             name: e.name.clone(),
-            kind: if e.encrypted {
-                ParameterType::Masked
-            } else {
-                ParameterType::String
-            },
+            kind: if e.encrypted { ParameterType::Masked } else { ParameterType::String },
             value: match &e.value {
                 _ if e.encrypted => None,
                 Some(Value::String(s)) => Some(s.clone()),
@@ -97,51 +87,22 @@ mod tests {
     #[test]
     fn global_parameters_round_trip_without_masked_values() {
         let params = vec![
-            Parameter {
-                name: "JiraUrl".into(),
-                kind: ParameterType::String,
-                value: Some("http://jira".into()),
-            },
-            Parameter {
-                name: "JiraToken".into(),
-                kind: ParameterType::Masked,
-                value: Some("t0k3n".into()),
-            },
+            Parameter { name: "JiraUrl".into(), kind: ParameterType::String, value: Some("http://jira".into()) },
+            Parameter { name: "JiraToken".into(), kind: ParameterType::Masked, value: Some("t0k3n".into()) },
         ];
         let up = global_parameters_to_configuration(&params).unwrap();
         assert_eq!(up.configuration.name(), GLOBAL);
-        assert_eq!(
-            up.secrets,
-            vec![(
-                "JiraToken".to_string(),
-                SecretWrite::Set(SecretString::new("t0k3n"))
-            )]
-        );
+        assert_eq!(up.secrets, vec![("JiraToken".to_string(), SecretWrite::Set(SecretString::new("t0k3n")))]);
         let shown = parameters_of(&up.configuration);
         assert_eq!(shown[0], params[0]);
-        assert_eq!(
-            shown[1],
-            Parameter {
-                name: "JiraToken".into(),
-                kind: ParameterType::Masked,
-                value: None
-            }
-        );
+        assert_eq!(shown[1], Parameter { name: "JiraToken".into(), kind: ParameterType::Masked, value: None });
     }
 
     #[test]
     fn duplicate_and_bad_names_are_refused() {
-        let p = |n: &str| Parameter {
-            name: n.into(),
-            kind: ParameterType::String,
-            value: None,
-        };
+        let p = |n: &str| Parameter { name: n.into(), kind: ParameterType::String, value: None };
         let err = global_parameters_to_configuration(&[p("a"), p("a"), p("")]).unwrap_err();
-        let got: Vec<_> = err
-            .0
-            .iter()
-            .map(|v| (v.field.as_str(), v.rule.as_str()))
-            .collect();
+        let got: Vec<_> = err.0.iter().map(|v| (v.field.as_str(), v.rule.as_str())).collect();
         assert_eq!(got, [("[1].name", "unique"), ("[2].name", "required")]);
     }
 }

@@ -35,17 +35,9 @@ impl State {
     }
 
     pub fn parse(s: &str) -> Option<State> {
-        [
-            State::Waiting,
-            State::Pending,
-            State::Started,
-            State::Retry,
-            State::Success,
-            State::Failure,
-            State::Revoked,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
+        [State::Waiting, State::Pending, State::Started, State::Retry, State::Success, State::Failure, State::Revoked]
+            .into_iter()
+            .find(|st| st.as_str() == s)
     }
 
     /// The state as the API shows it: a waiting task is pending.
@@ -73,17 +65,11 @@ pub fn retry_delay(options: &RetryOptions, retry: u32, jitter: f64) -> Duration 
     let base = if options.backoff {
         // 2^(retry-1) without overflow: past 2^63 the cap has long won.
         let exp = retry.saturating_sub(1).min(63);
-        1u64.checked_shl(exp)
-            .unwrap_or(u64::MAX)
-            .min(options.backoff_max)
+        1u64.checked_shl(exp).unwrap_or(u64::MAX).min(options.backoff_max)
     } else {
         options.countdown
     };
-    let secs = if options.jitter {
-        (base as f64 * jitter.clamp(0.0, 1.0)).round() as u64
-    } else {
-        base
-    };
+    let secs = if options.jitter { (base as f64 * jitter.clamp(0.0, 1.0)).round() as u64 } else { base };
     Duration::from_secs(secs)
 }
 
@@ -92,25 +78,15 @@ mod tests {
     use super::*;
 
     fn opts(backoff: bool, jitter: bool) -> RetryOptions {
-        RetryOptions {
-            max: 20,
-            backoff,
-            jitter,
-            ..RetryOptions::default()
-        }
+        RetryOptions { max: 20, backoff, jitter, ..RetryOptions::default() }
     }
 
     #[test]
     fn backoff_doubles_from_one_second_up_to_the_cap() {
         let o = opts(true, false);
-        let delays: Vec<u64> = (1..=12)
-            .map(|n| retry_delay(&o, n, 0.0).as_secs())
-            .collect();
+        let delays: Vec<u64> = (1..=12).map(|n| retry_delay(&o, n, 0.0).as_secs()).collect();
         assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 600, 600]);
-        let small = RetryOptions {
-            backoff_max: 5,
-            ..o
-        };
+        let small = RetryOptions { backoff_max: 5, ..o };
         assert_eq!(retry_delay(&small, 4, 0.0).as_secs(), 5);
     }
 
@@ -120,10 +96,7 @@ mod tests {
         for n in [63, 64, 65, 1000, u32::MAX] {
             assert_eq!(retry_delay(&o, n, 0.0).as_secs(), 600, "retry {n}");
         }
-        let uncapped = RetryOptions {
-            backoff_max: u64::MAX,
-            ..o
-        };
+        let uncapped = RetryOptions { backoff_max: u64::MAX, ..o };
         assert_eq!(retry_delay(&uncapped, u32::MAX, 0.0).as_secs(), 1u64 << 63);
     }
 
@@ -144,9 +117,7 @@ mod tests {
 
     #[test]
     fn states_round_trip_and_waiting_shows_as_pending() {
-        for s in [
-            "WAITING", "PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED",
-        ] {
+        for s in ["WAITING", "PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED"] {
             assert_eq!(State::parse(s).unwrap().as_str(), s);
         }
         assert_eq!(State::Waiting.public(), State::Pending);

@@ -61,9 +61,7 @@ pub fn check_against_sealed<'a>(
                 format!("{name:?} is encrypted; an encrypted value can never be turned back to plain text"),
             );
         }
-        let keeps = writes
-            .iter()
-            .any(|(n, w)| n == name && *w == SecretWrite::Keep);
+        let keeps = writes.iter().any(|(n, w)| n == name && *w == SecretWrite::Keep);
         if encrypted && keeps && !is_sealed {
             v.push(
                 format!("{list_field}[{i}].value"),
@@ -83,46 +81,23 @@ mod tests {
     fn debug_never_shows_the_secret() {
         let s = SecretString::new("hunter2");
         assert_eq!(format!("{s:?}"), "SecretString(***)");
-        assert_eq!(
-            format!("{:?}", SecretWrite::Set(s)),
-            "Set(SecretString(***))"
-        );
+        assert_eq!(format!("{:?}", SecretWrite::Set(s)), "Set(SecretString(***))");
     }
 
     #[test]
     fn unmasking_and_keeping_nothing_are_refused_naming_the_entry() {
         let before = vec!["pw".to_string(), "key".to_string()];
-        let writes: SecretWrites = vec![
-            ("key".into(), SecretWrite::Keep),
-            ("fresh".into(), SecretWrite::Keep),
-        ];
-        let entries = [
-            (0, "user", false),
-            (1, "pw", false),
-            (2, "key", true),
-            (3, "fresh", true),
-        ];
-        let err = check_against_sealed(&before, &writes, "configuration_data", entries.into_iter())
-            .unwrap_err();
-        let got: Vec<_> = err
-            .0
-            .iter()
-            .map(|v| (v.field.as_str(), v.rule.as_str()))
-            .collect();
+        let writes: SecretWrites = vec![("key".into(), SecretWrite::Keep), ("fresh".into(), SecretWrite::Keep)];
+        let entries = [(0, "user", false), (1, "pw", false), (2, "key", true), (3, "fresh", true)];
+        let err = check_against_sealed(&before, &writes, "configuration_data", entries.into_iter()).unwrap_err();
+        let got: Vec<_> = err.0.iter().map(|v| (v.field.as_str(), v.rule.as_str())).collect();
         assert_eq!(
             got,
-            [
-                ("configuration_data[1].encrypted", "stays_encrypted"),
-                ("configuration_data[3].value", "value_required")
-            ]
+            [("configuration_data[1].encrypted", "stays_encrypted"), ("configuration_data[3].value", "value_required")]
         );
-        let writes: SecretWrites = vec![
-            ("pw".into(), SecretWrite::Keep),
-            ("new".into(), SecretWrite::Set(SecretString::new("v"))),
-        ];
+        let writes: SecretWrites =
+            vec![("pw".into(), SecretWrite::Keep), ("new".into(), SecretWrite::Set(SecretString::new("v")))];
         let fine = [(0, "pw", true), (1, "new", true), (2, "other", false)];
-        assert!(
-            check_against_sealed(&before, &writes, "configuration_data", fine.into_iter()).is_ok()
-        );
+        assert!(check_against_sealed(&before, &writes, "configuration_data", fine.into_iter()).is_ok());
     }
 }

@@ -123,32 +123,22 @@ impl StepUpload {
         if self.data.trim().is_empty() {
             v.push("data", "required", "the step source must not be empty");
         } else if self.data.len() > MAX_SOURCE_BYTES {
-            v.push(
-                "data",
-                "max_size",
-                format!("the step source must be at most {MAX_SOURCE_BYTES} bytes"),
-            );
+            v.push("data", "max_size", format!("the step source must be at most {MAX_SOURCE_BYTES} bytes"));
         }
         if self.name.ends_with(".js") || self.name.ends_with(".py") {
-            v.push(
-                "name",
-                "name_syntax",
-                "a step name has no file extension (applications name it without .js/.py)",
-            );
+            v.push("name", "name_syntax", "a step name has no file extension (applications name it without .js/.py)");
         }
         if let Some(d) = &self.description {
-            if d.len() > MAX_DESCRIPTION_BYTES
-                || d.chars().any(|c| c.is_control() && c != '\n' && c != '\t')
-            {
-                v.push("description", "text", format!("must be at most {MAX_DESCRIPTION_BYTES} bytes of text without control characters"));
+            if d.len() > MAX_DESCRIPTION_BYTES || d.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+                v.push(
+                    "description",
+                    "text",
+                    format!("must be at most {MAX_DESCRIPTION_BYTES} bytes of text without control characters"),
+                );
             }
         }
         if self.data.contains('\0') {
-            v.push(
-                "data",
-                "text",
-                "the step source must not contain NUL characters",
-            );
+            v.push("data", "text", "the step source must not contain NUL characters");
         }
         let language = self.language.or_else(|| Language::infer(&self.data));
         if language.is_none() && !self.data.trim().is_empty() {
@@ -222,14 +212,8 @@ mod tests {
     fn infers_language_only_from_unambiguous_sources() {
         let cases = [
             ("module.exports = { run };", Some(Language::Javascript)),
-            (
-                "const run = async (args) => 'ok';\nmodule.exports = { run };",
-                Some(Language::Javascript),
-            ),
-            (
-                "from ipaascore.BaseStep import BaseStep\nclass A(BaseStep):\n    pass\n",
-                Some(Language::Python),
-            ),
+            ("const run = async (args) => 'ok';\nmodule.exports = { run };", Some(Language::Javascript)),
+            ("from ipaascore.BaseStep import BaseStep\nclass A(BaseStep):\n    pass\n", Some(Language::Python)),
             ("import os\n", Some(Language::Python)),
             ("hello world", None),
             ("import os\nmodule.exports = 1", None),
@@ -240,51 +224,27 @@ mod tests {
     }
 
     fn upload(name: &str, language: Option<Language>, data: &str) -> StepUpload {
-        StepUpload {
-            name: name.into(),
-            language,
-            data: data.into(),
-            description: None,
-        }
+        StepUpload { name: name.into(), language, data: data.into(), description: None }
     }
 
     #[test]
     fn validation_reports_every_problem() {
         let err = upload("../x", None, "   ").validate().unwrap_err();
-        let fields: Vec<_> = err
-            .0
-            .iter()
-            .map(|v| (v.field.as_str(), v.rule.as_str()))
-            .collect();
+        let fields: Vec<_> = err.0.iter().map(|v| (v.field.as_str(), v.rule.as_str())).collect();
         assert_eq!(fields, [("name", "name_syntax"), ("data", "required")]);
     }
 
     #[test]
     fn python_steps_need_identifier_names() {
-        let err = upload("my-step", Some(Language::Python), "class X: pass")
-            .validate()
-            .unwrap_err();
+        let err = upload("my-step", Some(Language::Python), "class X: pass").validate().unwrap_err();
         assert_eq!(err.0[0].rule, "python_class_name");
-        assert_eq!(
-            upload("my-step", Some(Language::Javascript), "x").validate(),
-            Ok(Language::Javascript)
-        );
-        assert_eq!(
-            upload("MyStep", None, "import os").validate(),
-            Ok(Language::Python)
-        );
+        assert_eq!(upload("my-step", Some(Language::Javascript), "x").validate(), Ok(Language::Javascript));
+        assert_eq!(upload("MyStep", None, "import os").validate(), Ok(Language::Python));
     }
 
     #[test]
     fn names_with_extensions_and_binary_descriptions_are_refused() {
-        assert_eq!(
-            upload("x.js", Some(Language::Javascript), "1")
-                .validate()
-                .unwrap_err()
-                .0[0]
-                .rule,
-            "name_syntax"
-        );
+        assert_eq!(upload("x.js", Some(Language::Javascript), "1").validate().unwrap_err().0[0].rule, "name_syntax");
         let mut u = upload("x", Some(Language::Javascript), "1");
         u.description = Some("a\0b".into());
         assert_eq!(u.validate().unwrap_err().0[0].field, "description");

@@ -23,11 +23,7 @@ pub struct TokenInfo {
 /// Checks a token's label: 1..=128 characters, no control characters.
 pub fn check_token_name(name: &str) -> Result<(), crate::Invalid> {
     if name.trim().is_empty() {
-        return Err(crate::Invalid::one(
-            "name",
-            "required",
-            "a token needs a name",
-        ));
+        return Err(crate::Invalid::one("name", "required", "a token needs a name"));
     }
     if name.len() > 128 || name.chars().any(char::is_control) {
         return Err(crate::Invalid::one(

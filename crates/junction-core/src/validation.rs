@@ -18,11 +18,7 @@ pub struct Violation {
 
 impl Violation {
     pub fn new(field: impl Into<String>, rule: &str, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            rule: rule.to_string(),
-            message: message.into(),
-        }
+        Self { field: field.into(), rule: rule.to_string(), message: message.into() }
     }
 }
 
@@ -35,12 +31,7 @@ fn summary(v: &[Violation]) -> String {
     match v {
         [] => "invalid input".to_string(),
         [one] => format!("{}: {}", one.field, one.message),
-        [first, rest @ ..] => format!(
-            "{}: {} (and {} more)",
-            first.field,
-            first.message,
-            rest.len()
-        ),
+        [first, rest @ ..] => format!("{}: {} (and {} more)", first.field, first.message, rest.len()),
     }
 }
 
@@ -84,10 +75,7 @@ impl Violations {
 
 /// Deserializes `value` into `T`, reporting a type error with the JSON path
 /// of the value that did not fit (`steps[1].retry_max`), prefixed by `base`.
-pub fn from_json<T: serde::de::DeserializeOwned>(
-    base: &str,
-    value: serde_json::Value,
-) -> Result<T, Invalid> {
+pub fn from_json<T: serde::de::DeserializeOwned>(base: &str, value: serde_json::Value) -> Result<T, Invalid> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let field = match (base.is_empty(), path.as_str()) {
@@ -95,11 +83,7 @@ pub fn from_json<T: serde::de::DeserializeOwned>(
             (true, p) => p.to_string(),
             (false, p) => format!("{base}.{p}"),
         };
-        let field = if field.is_empty() {
-            "body".to_string()
-        } else {
-            field
-        };
+        let field = if field.is_empty() { "body".to_string() } else { field };
         Invalid::one(field, "type", e.into_inner().to_string())
     })
 }

@@ -28,20 +28,11 @@ impl Engine {
     pub async fn upload_step(&self, upload: StepUpload) -> Result<StepVersion> {
         let language = upload.validate()?;
         let script = Script::new(upload.name.as_str(), language, upload.data.as_str());
-        let found = self
-            .runtime
-            .introspect(&script)
-            .await
-            .map_err(|e| match e {
-                IntrospectError::Rejected(msg) => {
-                    EngineError::Invalid(Invalid::one("data", "loads", msg))
-                }
-                IntrospectError::Runtime(e) => EngineError::Unavailable(e.to_string()),
-            })?;
-        let description = upload
-            .description
-            .as_deref()
-            .or(found.description.as_deref());
+        let found = self.runtime.introspect(&script).await.map_err(|e| match e {
+            IntrospectError::Rejected(msg) => EngineError::Invalid(Invalid::one("data", "loads", msg)),
+            IntrospectError::Runtime(e) => EngineError::Unavailable(e.to_string()),
+        })?;
+        let description = upload.description.as_deref().or(found.description.as_deref());
         let version = self
             .store
             .put_step(&NewStepVersion {
@@ -102,10 +93,7 @@ impl Engine {
                 out.push(Violation::new(
                     format!("steps[{i}].file"),
                     "exists",
-                    format!(
-                        "no step named {:?} is stored yet; runs will fail until it is uploaded",
-                        step.file
-                    ),
+                    format!("no step named {:?} is stored yet; runs will fail until it is uploaded", step.file),
                 ));
             }
         }
@@ -149,11 +137,7 @@ impl Engine {
     /// Replaces the whole list of global parameters.
     pub async fn set_global_parameters(&self, params: &[Parameter]) -> Result<Vec<Parameter>> {
         let upload = global_parameters_to_configuration(params)?;
-        let record = self
-            .store
-            .put_configuration(&upload)
-            .await
-            .map_err(|e| relabel(e.into(), list_field))?;
+        let record = self.store.put_configuration(&upload).await.map_err(|e| relabel(e.into(), list_field))?;
         Ok(parameters_of(&record.configuration))
     }
 
@@ -177,12 +161,7 @@ impl Engine {
 
     /// Removes one global parameter (and its sealed value).
     pub async fn delete_global_parameter(&self, name: &str) -> Result<Vec<Parameter>> {
-        if !self
-            .global_parameters()
-            .await?
-            .iter()
-            .any(|p| p.name == name)
-        {
+        if !self.global_parameters().await?.iter().any(|p| p.name == name) {
             return Err(EngineError::NotFound(format!("global parameter {name:?}")));
         }
         let record = self
@@ -201,9 +180,7 @@ impl Engine {
 /// the caller sent them. For the whole list: `[1].type`, not
 /// `configuration_data[1].encrypted`.
 fn list_field(field: &str) -> String {
-    field
-        .replacen("configuration_data", "", 1)
-        .replace(".encrypted", ".type")
+    field.replacen("configuration_data", "", 1).replace(".encrypted", ".type")
 }
 
 /// For one parameter: `type`, `value`, `name`.

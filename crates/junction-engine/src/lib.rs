@@ -79,36 +79,21 @@ pub(crate) struct Signals {
 
 impl Signals {
     fn new() -> Signals {
-        Signals {
-            work_available: Notify::new(),
-            run_ended: broadcast::channel(1024).0,
-            running: Mutex::default(),
-        }
+        Signals { work_available: Notify::new(), run_ended: broadcast::channel(1024).0, running: Mutex::default() }
     }
 
     pub fn register(&self, task: &str) -> oneshot::Receiver<String> {
         let (tx, rx) = oneshot::channel();
-        self.running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(task.to_string(), tx);
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(task.to_string(), tx);
         rx
     }
 
     pub fn unregister(&self, task: &str) {
-        self.running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(task);
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(task);
     }
 
     pub fn stop(&self, task: &str, reason: &str) {
-        if let Some(tx) = self
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(task)
-        {
+        if let Some(tx) = self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(task) {
             let _ = tx.send(reason.to_string());
         }
     }
@@ -118,12 +103,7 @@ impl Engine {
     /// Must be called inside a Tokio runtime (it starts the log writer).
     pub fn new(store: Store, runtime: Runtime) -> Engine {
         let logs = worker::LogWriter::start(store.clone());
-        Engine {
-            store,
-            runtime,
-            signals: Arc::new(Signals::new()),
-            logs,
-        }
+        Engine { store, runtime, signals: Arc::new(Signals::new()), logs }
     }
 
     pub fn runtime(&self) -> &Runtime {

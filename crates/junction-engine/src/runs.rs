@@ -43,46 +43,27 @@ impl Engine {
             .get_application(app)
             .await?
             .ok_or_else(|| EngineError::NotFound(format!("application {app:?}")))?;
-        self.start_run_of(&record.application, record.revision, request)
-            .await
+        self.start_run_of(&record.application, record.revision, request).await
     }
 
-    async fn start_run_of(
-        &self,
-        app: &Application,
-        revision: i64,
-        request: RunRequest,
-    ) -> Result<RunRecord> {
+    async fn start_run_of(&self, app: &Application, revision: i64, request: RunRequest) -> Result<RunRecord> {
         let mut v = Violations::default();
         let mut params = request.params.clone();
-        let str_option =
-            |params: &mut Map<String, Value>, key: &str, v: &mut Violations| match params
-                .remove(key)
-            {
-                None | Some(Value::Null) => None,
-                Some(Value::String(s)) => Some(s),
-                Some(other) => {
-                    v.push(
-                        format!("params.{key}"),
-                        "type",
-                        format!("must be a string, not {other}"),
-                    );
-                    None
-                }
-            };
+        let str_option = |params: &mut Map<String, Value>, key: &str, v: &mut Violations| match params.remove(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(other) => {
+                v.push(format!("params.{key}"), "type", format!("must be a string, not {other}"));
+                None
+            }
+        };
         let queue_param = str_option(&mut params, "queue", &mut v);
         let config_param = str_option(&mut params, "configuration", &mut v);
         let log_level = match params.remove("log_level") {
             None | Some(Value::Null) => request.log_level,
-            Some(Value::Number(n)) if n.as_i64().is_some_and(|l| (0..=50).contains(&l)) => {
-                n.as_i64()
-            }
+            Some(Value::Number(n)) if n.as_i64().is_some_and(|l| (0..=50).contains(&l)) => n.as_i64(),
             Some(other) => {
-                v.push(
-                    "params.log_level",
-                    "type",
-                    format!("must be a whole number from 0 to 50, not {other}"),
-                );
+                v.push("params.log_level", "type", format!("must be a whole number from 0 to 50, not {other}"));
                 None
             }
         };
@@ -94,28 +75,16 @@ impl Engine {
             .or(queue_param)
             .or_else(|| app.queue().map(str::to_string))
             .unwrap_or_else(|| "default".into());
-        let configuration = request
-            .configuration
-            .or(config_param)
-            .or_else(|| app.configuration().map(str::to_string));
+        let configuration = request.configuration.or(config_param).or_else(|| app.configuration().map(str::to_string));
         if let Some(c) = &configuration {
             if self.store.get_configuration(c).await?.is_none() {
-                v.push(
-                    "configuration",
-                    "exists",
-                    format!("no configuration named {c:?} is stored"),
-                );
+                v.push("configuration", "exists", format!("no configuration named {c:?} is stored"));
             }
         }
 
         // Variables: this run's values override the application's.
-        let sealed: Vec<String> = self
-            .store
-            .application_secrets(app.name())
-            .await?
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
+        let sealed: Vec<String> =
+            self.store.application_secrets(app.name()).await?.into_iter().map(|(n, _)| n).collect();
         let mut plain = Map::new();
         let mut secret = Vec::new();
         for var in app.variables() {
@@ -123,11 +92,9 @@ impl Engine {
             if var.encrypted {
                 match given {
                     Some(Value::String(s)) => secret.push((var.name.clone(), SecretString::new(s))),
-                    Some(_) => v.push(
-                        format!("params.{}", var.name),
-                        "type",
-                        "an encrypted variable's value must be a string",
-                    ),
+                    Some(_) => {
+                        v.push(format!("params.{}", var.name), "type", "an encrypted variable's value must be a string")
+                    }
                     None if var.required && !sealed.contains(&var.name) => v.push(
                         format!("params.{}", var.name),
                         "required",
@@ -137,10 +104,7 @@ impl Engine {
                 }
                 continue;
             }
-            match given
-                .or_else(|| var.value.clone())
-                .or_else(|| var.default_value.clone())
-            {
+            match given.or_else(|| var.value.clone()).or_else(|| var.default_value.clone()) {
                 Some(value) => {
                     plain.insert(var.name.clone(), value);
                 }
@@ -160,11 +124,7 @@ impl Engine {
             let version = match self.store.get_step(&step.file).await? {
                 Some(s) => Some(s.version),
                 None => {
-                    v.push(
-                        format!("steps[{i}].file"),
-                        "exists",
-                        format!("no step named {:?} is stored", step.file),
-                    );
+                    v.push(format!("steps[{i}].file"), "exists", format!("no step named {:?} is stored", step.file));
                     None
                 }
             };
@@ -183,11 +143,7 @@ impl Engine {
             application: app.name().to_string(),
             app_revision: revision,
             queue,
-            trigger_kind: if request.trigger_kind.is_empty() {
-                "manual".into()
-            } else {
-                request.trigger_kind
-            },
+            trigger_kind: if request.trigger_kind.is_empty() { "manual".into() } else { request.trigger_kind },
             triggered_by: request.triggered_by,
             configuration,
             params: Value::Object(plain),
@@ -207,29 +163,12 @@ impl Engine {
     /// Runs one stored step alone (spec 004's `POST /steps/run`), with
     /// `parameters` as its parameters: checked against what the step
     /// declares (a missing required one is refused).
-    pub async fn run_step(
-        &self,
-        name: &str,
-        parameters: Map<String, Value>,
-        triggered_by: &str,
-    ) -> Result<RunRecord> {
-        let step = self
-            .store
-            .get_step(name)
-            .await?
-            .ok_or_else(|| EngineError::NotFound(format!("step {name:?}")))?;
+    pub async fn run_step(&self, name: &str, parameters: Map<String, Value>, triggered_by: &str) -> Result<RunRecord> {
+        let step = self.store.get_step(name).await?.ok_or_else(|| EngineError::NotFound(format!("step {name:?}")))?;
         let mut v = Violations::default();
-        for p in step
-            .parameters
-            .iter()
-            .filter(|p| p.required && p.default_value.is_none())
-        {
+        for p in step.parameters.iter().filter(|p| p.required && p.default_value.is_none()) {
             if parameters.get(&p.name).is_none_or(Value::is_null) {
-                v.push(
-                    p.name.clone(),
-                    "required",
-                    format!("the step requires parameter {:?}", p.name),
-                );
+                v.push(p.name.clone(), "required", format!("the step requires parameter {:?}", p.name));
             }
         }
         v.finish(())?;
@@ -249,11 +188,7 @@ impl Engine {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut ended = self.signals.run_ended.subscribe();
         loop {
-            let run = self
-                .store
-                .get_run(id)
-                .await?
-                .ok_or_else(|| EngineError::NotFound(format!("run {id:?}")))?;
+            let run = self.store.get_run(id).await?.ok_or_else(|| EngineError::NotFound(format!("run {id:?}")))?;
             if run.state.is_final() || tokio::time::Instant::now() >= deadline {
                 return Ok(run);
             }
@@ -294,21 +229,13 @@ impl Engine {
 
     /// A new run with the same variables, configuration and queue as `id`.
     pub async fn replay_run(&self, id: &str, who: &str) -> Result<RunRecord> {
-        let old = self
-            .store
-            .get_run(id)
-            .await?
-            .ok_or_else(|| EngineError::NotFound(format!("run {id:?}")))?;
-        let app = self
-            .store
-            .get_application(&old.application)
-            .await?
-            .ok_or_else(|| {
-                EngineError::Conflict(format!(
-                    "run {id} cannot be replayed: its application {:?} was deleted",
-                    old.application
-                ))
-            })?;
+        let old = self.store.get_run(id).await?.ok_or_else(|| EngineError::NotFound(format!("run {id:?}")))?;
+        let app = self.store.get_application(&old.application).await?.ok_or_else(|| {
+            EngineError::Conflict(format!(
+                "run {id} cannot be replayed: its application {:?} was deleted",
+                old.application
+            ))
+        })?;
         let mut params = old.params.as_object().cloned().unwrap_or_default();
         for (name, value) in self.store.run_secret_params(id).await? {
             params.insert(name, Value::String(value.expose().to_string()));
@@ -323,23 +250,15 @@ impl Engine {
             context: old.context.clone(),
             idempotency_key: None,
         };
-        self.start_run_of(&app.application, app.revision, request)
-            .await
+        self.start_run_of(&app.application, app.revision, request).await
     }
 
     /// The run a task id names: the run itself, or the run of a step task.
-    pub async fn find_run(
-        &self,
-        id: &str,
-    ) -> Result<(RunRecord, Option<junction_store::TaskRecord>)> {
+    pub async fn find_run(&self, id: &str) -> Result<(RunRecord, Option<junction_store::TaskRecord>)> {
         if let Some(run) = self.store.get_run(id).await? {
             return Ok((run, None));
         }
-        let task = self
-            .store
-            .get_task(id)
-            .await?
-            .ok_or_else(|| EngineError::NotFound(format!("task {id:?}")))?;
+        let task = self.store.get_task(id).await?.ok_or_else(|| EngineError::NotFound(format!("task {id:?}")))?;
         let run = self
             .store
             .get_run(&task.run_id)
@@ -355,13 +274,7 @@ pub(crate) fn uuid() -> String {
 
 /// Masked variables as the API shows them.
 pub fn masked_vars(run: &RunRecord, secret_names: &[String]) -> Value {
-    let mut vars: BTreeMap<String, Value> = run
-        .params
-        .as_object()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
+    let mut vars: BTreeMap<String, Value> = run.params.as_object().cloned().unwrap_or_default().into_iter().collect();
     for name in secret_names {
         vars.insert(name.clone(), Value::String(junction_runtime::MASK.into()));
     }

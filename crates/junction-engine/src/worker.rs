@@ -47,19 +47,13 @@ impl WorkerConfig {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "worker".into())
+    std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "worker".into())
 }
 
 impl Engine {
     /// Runs a worker until `shutdown` resolves; then lets running tasks
     /// finish (their leases would otherwise hand them to another worker).
-    pub async fn run_worker(
-        &self,
-        config: WorkerConfig,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) {
+    pub async fn run_worker(&self, config: WorkerConfig, shutdown: impl std::future::Future<Output = ()>) {
         let config = Arc::new(config);
         let slots = Arc::new(Semaphore::new(config.concurrency));
         let reaper = tokio::spawn(reap(self.clone(), config.lease));
@@ -72,11 +66,7 @@ impl Engine {
             // Registered before the claim, so an enqueue between the claim
             // and the wait is not missed.
             let notified = self.signals.work_available.notified();
-            match self
-                .store
-                .claim_task(&config.id, &config.queues, config.lease)
-                .await
-            {
+            match self.store.claim_task(&config.id, &config.queues, config.lease).await {
                 Ok(Some(task)) => {
                     let (engine, config) = (self.clone(), config.clone());
                     tokio::spawn(async move {
@@ -109,16 +99,9 @@ impl Engine {
             .get_run(&task.run_id)
             .await?
             .ok_or_else(|| EngineError::NotFound(format!("run {}", task.run_id)))?;
-        let app = self
-            .store
-            .get_application_revision(&run.application, run.app_revision)
-            .await?
-            .ok_or_else(|| {
-                EngineError::NotFound(format!(
-                    "application {} revision {}",
-                    run.application, run.app_revision
-                ))
-            })?;
+        let app = self.store.get_application_revision(&run.application, run.app_revision).await?.ok_or_else(|| {
+            EngineError::NotFound(format!("application {} revision {}", run.application, run.app_revision))
+        })?;
         let logs = self.logs.clone();
         let log = |level: &str, text: &str| {
             logs.line(LogLine {
@@ -126,39 +109,20 @@ impl Engine {
                 task_id: task.id.clone(),
                 ts: Timestamp::now(),
                 level: level.to_string(),
-                line: format!(
-                    "[{}] [{level}] \u{2013} {text}",
-                    Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
-                ),
+                line: format!("[{}] [{level}] \u{2013} {text}", Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ")),
             })
         };
         let Some(step) = app.steps().iter().find(|s| s.name == task.step_name) else {
-            log(
-                "ERROR",
-                &format!(
-                    "step {:?} is not in application revision {}",
-                    task.step_name, run.app_revision
-                ),
-            );
-            return self
-                .finish(config, &task, &app, &run.id, Err("unknown step".into()))
-                .await;
+            log("ERROR", &format!("step {:?} is not in application revision {}", task.step_name, run.app_revision));
+            return self.finish(config, &task, &app, &run.id, Err("unknown step".into())).await;
         };
         let stored = match task.step_version {
             Some(v) => self.store.get_step_version(&task.step_file, v).await?,
             None => None,
         };
         let Some(stored) = stored else {
-            log(
-                "ERROR",
-                &format!(
-                    "step {:?} (version {:?}) is not stored",
-                    task.step_file, task.step_version
-                ),
-            );
-            return self
-                .finish(config, &task, &app, &run.id, Err("step not stored".into()))
-                .await;
+            log("ERROR", &format!("step {:?} (version {:?}) is not stored", task.step_file, task.step_version));
+            return self.finish(config, &task, &app, &run.id, Err("step not stored".into())).await;
         };
 
         // Variables, configuration and global parameters, secrets unsealed
@@ -209,17 +173,12 @@ impl Engine {
                 }})
             }
         };
-        let mut execution = Execution::new(
-            Script::new(stored.name.clone(), stored.language, stored.data.clone()),
-            input,
-        );
+        let mut execution =
+            Execution::new(Script::new(stored.name.clone(), stored.language, stored.data.clone()), input);
         execution.secrets = secrets;
         execution.limits = Limits::default();
         if task.attempts > 1 {
-            log(
-                "INFO",
-                &format!("attempt {} of step {:?}", task.attempts, step.name),
-            );
+            log("INFO", &format!("attempt {} of step {:?}", task.attempts, step.name));
         }
 
         // Stop on revoke (in-process signal) or when the lease is lost
@@ -227,20 +186,14 @@ impl Engine {
         let stop_rx = self.signals.register(&task.id);
         let (lost_tx, lost_rx) = oneshot::channel::<String>();
         let heartbeat = {
-            let (store, id, worker, lease) = (
-                self.store.clone(),
-                task.id.clone(),
-                config.id.clone(),
-                config.lease,
-            );
+            let (store, id, worker, lease) = (self.store.clone(), task.id.clone(), config.id.clone(), config.lease);
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(lease / 3).await;
                     match store.heartbeat(&id, &worker, lease).await {
                         Ok(true) => {}
                         Ok(false) => {
-                            let _ =
-                                lost_tx.send("the task was revoked or its lease was lost".into());
+                            let _ = lost_tx.send("the task was revoked or its lease was lost".into());
                             return;
                         }
                         Err(e) => tracing::warn!(task = %id, error = %e, "heartbeat failed"),
@@ -261,19 +214,10 @@ impl Engine {
                 Event::Log { level, line } => (level, line),
                 Event::Progress { message } => (
                     "PROGRESS".to_string(),
-                    format!(
-                        "[{}] [PROGRESS] \u{2013} {message}",
-                        Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
-                    ),
+                    format!("[{}] [PROGRESS] \u{2013} {message}", Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ")),
                 ),
             };
-            logs2.line(LogLine {
-                run_id: run_id.clone(),
-                task_id: task_id.clone(),
-                ts: Timestamp::now(),
-                level,
-                line,
-            });
+            logs2.line(LogLine { run_id: run_id.clone(), task_id: task_id.clone(), ts: Timestamp::now(), level, line });
         };
         let outcome = self.runtime.execute(&execution, &mut on_event, stop).await;
         heartbeat.abort();
@@ -285,16 +229,12 @@ impl Engine {
                 self.logs.flush().await;
                 return Ok(());
             }
-            Ok(o) => Err(Failure {
-                error: o.error.unwrap_or_else(|| format!("{:?}", o.status)),
-                traceback: o.traceback,
-            }),
+            Ok(o) => {
+                Err(Failure { error: o.error.unwrap_or_else(|| format!("{:?}", o.status)), traceback: o.traceback })
+            }
             Err(e) => {
                 log("ERROR", &format!("the runtime failed: {e}"));
-                Err(Failure {
-                    error: e.to_string(),
-                    traceback: None,
-                })
+                Err(Failure { error: e.to_string(), traceback: None })
             }
         };
         self.finish(config, &task, &app, &run.id, result).await
@@ -322,10 +262,7 @@ impl Engine {
                     let jitter = if retry.jitter { rand_fraction() } else { 0.0 };
                     let delay = retry_delay(&retry, retries_done + 1, jitter);
                     let due = Timestamp::now()
-                        .checked_add(
-                            jiff::SignedDuration::try_from(delay)
-                                .unwrap_or(jiff::SignedDuration::MAX),
-                        )
+                        .checked_add(jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX))
                         .unwrap_or(Timestamp::MAX);
                     self.log_line(
                         run_id,
@@ -340,31 +277,16 @@ impl Engine {
                             delay.as_secs()
                         ),
                     );
-                    Finish::Retry {
-                        due_at: due,
-                        result: Some(failure.error),
-                        traceback: failure.traceback,
-                    }
+                    Finish::Retry { due_at: due, result: Some(failure.error), traceback: failure.traceback }
                 } else {
-                    let skip = app
-                        .descendants_of(&task.step_name)
-                        .into_iter()
-                        .map(str::to_string)
-                        .collect();
-                    Finish::Failure {
-                        result: Some(failure.error),
-                        traceback: failure.traceback,
-                        skip,
-                    }
+                    let skip = app.descendants_of(&task.step_name).into_iter().map(str::to_string).collect();
+                    Finish::Failure { result: Some(failure.error), traceback: failure.traceback, skip }
                 }
             }
         };
         // The log is in the store before the state says the task ended.
         self.logs.flush().await;
-        let ended = self
-            .store
-            .finish_task(&task.id, &config.id, &finish)
-            .await?;
+        let ended = self.store.finish_task(&task.id, &config.id, &finish).await?;
         if matches!(finish, Finish::Success { .. } | Finish::Retry { .. }) {
             self.signals.work_available.notify_waiters();
         }
@@ -380,10 +302,7 @@ impl Engine {
             task_id: task_id.to_string(),
             ts: Timestamp::now(),
             level: level.to_string(),
-            line: format!(
-                "[{}] [{level}] \u{2013} {text}",
-                Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
-            ),
+            line: format!("[{}] [{level}] \u{2013} {text}", Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ")),
         });
     }
 
@@ -401,11 +320,7 @@ impl Engine {
 
     /// A configuration's values with encrypted ones unsealed (and noted as
     /// secrets to mask).
-    async fn configuration_values(
-        &self,
-        name: &str,
-        secrets: &mut Vec<String>,
-    ) -> Result<Map<String, Value>> {
+    async fn configuration_values(&self, name: &str, secrets: &mut Vec<String>) -> Result<Map<String, Value>> {
         let mut values = Map::new();
         if let Some(record) = self.store.get_configuration(name).await? {
             for e in record.configuration.entries() {
@@ -430,19 +345,13 @@ struct Failure {
 
 impl From<String> for Failure {
     fn from(error: String) -> Self {
-        Failure {
-            error,
-            traceback: None,
-        }
+        Failure { error, traceback: None }
     }
 }
 
 impl From<&str> for Failure {
     fn from(error: &str) -> Self {
-        Failure {
-            error: error.to_string(),
-            traceback: None,
-        }
+        Failure { error: error.to_string(), traceback: None }
     }
 }
 
@@ -459,9 +368,12 @@ async fn reap(engine: Engine, lease: Duration) {
         match engine.store.requeue_expired().await {
             Ok(lost) => {
                 for (run_id, task_id, attempts) in &lost {
-                    engine.log_line(run_id, task_id, "WARN", &format!(
-                        "attempt {attempts} was lost (its worker stopped answering); the step will run again"
-                    ));
+                    engine.log_line(
+                        run_id,
+                        task_id,
+                        "WARN",
+                        &format!("attempt {attempts} was lost (its worker stopped answering); the step will run again"),
+                    );
                 }
                 if !lost.is_empty() {
                     engine.signals.work_available.notify_waiters();

@@ -12,46 +12,16 @@ use crate::RuntimeError;
 /// Files written under `DIR/assets/`.
 const FILES: &[(&str, &str)] = &[
     ("node/harness.js", include_str!("../assets/node/harness.js")),
-    (
-        "node/package.json",
-        include_str!("../assets/node/package.json"),
-    ),
-    (
-        "node/package-lock.json",
-        include_str!("../assets/node/package-lock.json"),
-    ),
-    (
-        "python/junction_harness.py",
-        include_str!("../assets/python/junction_harness.py"),
-    ),
-    (
-        "python/ipaascore/__init__.py",
-        include_str!("../assets/python/ipaascore/__init__.py"),
-    ),
-    (
-        "python/ipaascore/BaseStep.py",
-        include_str!("../assets/python/ipaascore/BaseStep.py"),
-    ),
-    (
-        "python/ipaascore/parameter_types.py",
-        include_str!("../assets/python/ipaascore/parameter_types.py"),
-    ),
-    (
-        "python/ipaascore/_runtime.py",
-        include_str!("../assets/python/ipaascore/_runtime.py"),
-    ),
-    (
-        "python/ipaascommon/__init__.py",
-        include_str!("../assets/python/ipaascommon/__init__.py"),
-    ),
-    (
-        "python/ipaascommon/ipaas_exceptions.py",
-        include_str!("../assets/python/ipaascommon/ipaas_exceptions.py"),
-    ),
-    (
-        "python/ipaascommon/ipaas_utils.py",
-        include_str!("../assets/python/ipaascommon/ipaas_utils.py"),
-    ),
+    ("node/package.json", include_str!("../assets/node/package.json")),
+    ("node/package-lock.json", include_str!("../assets/node/package-lock.json")),
+    ("python/junction_harness.py", include_str!("../assets/python/junction_harness.py")),
+    ("python/ipaascore/__init__.py", include_str!("../assets/python/ipaascore/__init__.py")),
+    ("python/ipaascore/BaseStep.py", include_str!("../assets/python/ipaascore/BaseStep.py")),
+    ("python/ipaascore/parameter_types.py", include_str!("../assets/python/ipaascore/parameter_types.py")),
+    ("python/ipaascore/_runtime.py", include_str!("../assets/python/ipaascore/_runtime.py")),
+    ("python/ipaascommon/__init__.py", include_str!("../assets/python/ipaascommon/__init__.py")),
+    ("python/ipaascommon/ipaas_exceptions.py", include_str!("../assets/python/ipaascommon/ipaas_exceptions.py")),
+    ("python/ipaascommon/ipaas_utils.py", include_str!("../assets/python/ipaascommon/ipaas_utils.py")),
 ];
 
 /// Writes the embedded files under `dir/assets`, rewriting only those that
@@ -77,16 +47,8 @@ pub fn install_assets(dir: &Path) -> Result<(), RuntimeError> {
 /// `progress` hears a sentence before a (slow) install. Several processes
 /// may call this at once: an exclusive file lock makes one install and the
 /// others wait. Returns the `node_modules` path.
-pub async fn ensure_node_modules(
-    npm: &Path,
-    target: &Path,
-    progress: impl Fn(&str),
-) -> Result<PathBuf, RuntimeError> {
-    let lock_text = FILES
-        .iter()
-        .find(|(p, _)| *p == "node/package-lock.json")
-        .map(|(_, c)| *c)
-        .unwrap_or_default();
+pub async fn ensure_node_modules(npm: &Path, target: &Path, progress: impl Fn(&str)) -> Result<PathBuf, RuntimeError> {
+    let lock_text = FILES.iter().find(|(p, _)| *p == "node/package-lock.json").map(|(_, c)| *c).unwrap_or_default();
     let want = hex::encode(Sha256::digest(lock_text.as_bytes()));
     let modules = target.join("node_modules");
     let stamp = target.join(".installed-lock-sha256");
@@ -94,16 +56,11 @@ pub async fn ensure_node_modules(
         return Ok(modules);
     }
     std::fs::create_dir_all(target)?;
-    let lock_file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(target.join(".install.lock"))?;
+    let lock_file =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(target.join(".install.lock"))?;
     let lock_file = tokio::task::spawn_blocking(move || lock_file.lock().map(|()| lock_file))
         .await
-        .map_err(|e| {
-            RuntimeError::Unavailable(format!("waiting for the module install lock: {e}"))
-        })??;
+        .map_err(|e| RuntimeError::Unavailable(format!("waiting for the module install lock: {e}")))??;
     if std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == want) && modules.is_dir() {
         return Ok(modules);
     }
@@ -112,14 +69,7 @@ pub async fn ensure_node_modules(
         std::fs::write(target.join(rel.trim_start_matches("node/")), content)?;
     }
     let out = tokio::process::Command::new(npm)
-        .args([
-            "ci",
-            "--omit=dev",
-            "--no-audit",
-            "--no-fund",
-            "--ignore-scripts",
-            "--loglevel=error",
-        ])
+        .args(["ci", "--omit=dev", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"])
         .current_dir(target)
         .stdin(Stdio::null())
         .output()

@@ -16,10 +16,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// A log line in the harness's format, for lines the worker itself adds.
 fn worker_line(level: &str, text: &str) -> Event {
     let ts = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ");
-    Event::Log {
-        level: level.to_string(),
-        line: format!("[{ts}] [{level}] \u{2013} {text}"),
-    }
+    Event::Log { level: level.to_string(), line: format!("[{ts}] [{level}] \u{2013} {text}") }
 }
 
 /// What happens to the process after the execution.
@@ -38,15 +35,10 @@ pub(crate) async fn run(
     let config = &runtime.config;
     let script = &execution.script;
     let started = Instant::now();
-    let (mut process, warm) = runtime
-        .pool
-        .acquire(config, script.language, &script.sha256, execution.fresh)
-        .await?;
+    let (mut process, warm) = runtime.pool.acquire(config, script.language, &script.sha256, execution.fresh).await?;
     process.script = Some(script.sha256.clone());
     process.uses += 1;
-    let workdir = tempfile::Builder::new()
-        .prefix("exec-")
-        .tempdir_in(config.dir.join("work"))?;
+    let workdir = tempfile::Builder::new().prefix("exec-").tempdir_in(config.dir.join("work"))?;
     let id = format!("x{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
     let request = Request::Exec {
         v: protocol::VERSION,
@@ -63,12 +55,7 @@ pub(crate) async fn run(
         input: &execution.input,
     };
     let redactor = Redactor::new(&execution.secrets);
-    let mut relay = Relay {
-        on_event,
-        redactor: &redactor,
-        budget: execution.limits.max_log_bytes,
-        truncated: false,
-    };
+    let mut relay = Relay { on_event, redactor: &redactor, budget: execution.limits.max_log_bytes, truncated: false };
     let mut outcome = Outcome {
         status: Status::Crashed,
         message: String::new(),
@@ -201,10 +188,7 @@ impl Relay<'_> {
             }
             if line.len() > self.budget {
                 self.truncated = true;
-                (self.on_event)(worker_line(
-                    "WARN",
-                    "log truncated: the execution's log size limit was reached",
-                ));
+                (self.on_event)(worker_line("WARN", "log truncated: the execution's log size limit was reached"));
                 return;
             }
             self.budget -= line.len();

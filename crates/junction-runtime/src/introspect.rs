@@ -40,10 +40,7 @@ impl Runtime {
     /// Loads `script` in its runtime and reports what it declares.
     pub async fn introspect(&self, script: &Script) -> Result<Introspection, IntrospectError> {
         let config = &self.config;
-        let (mut process, _) = self
-            .pool
-            .acquire(config, script.language, &script.sha256, false)
-            .await?;
+        let (mut process, _) = self.pool.acquire(config, script.language, &script.sha256, false).await?;
         process.script = Some(script.sha256.clone());
         let workdir = tempfile::Builder::new()
             .prefix("introspect-")
@@ -65,14 +62,10 @@ impl Runtime {
         let answer = tokio::time::timeout(config.check_timeout, async {
             loop {
                 match next_event(&mut process.stdout).await? {
-                    Some(Wire::Introspection {
-                        ok, info, error, ..
-                    }) => return Ok((ok, info, error)),
+                    Some(Wire::Introspection { ok, info, error, .. }) => return Ok((ok, info, error)),
                     Some(_) => continue,
                     None => {
-                        return Err(RuntimeError::Crashed(
-                            "the runtime process exited while loading the step".into(),
-                        ))
+                        return Err(RuntimeError::Crashed("the runtime process exited while loading the step".into()))
                     }
                 }
             }
@@ -81,11 +74,8 @@ impl Runtime {
         match answer {
             Ok(Ok((true, info, _))) => {
                 let info = info.unwrap_or_default();
-                let parsed = serde_json::from_value(info).map_err(|e| {
-                    RuntimeError::Crashed(format!(
-                        "the runtime's introspection does not parse: {e}"
-                    ))
-                });
+                let parsed = serde_json::from_value(info)
+                    .map_err(|e| RuntimeError::Crashed(format!("the runtime's introspection does not parse: {e}")));
                 match parsed {
                     Ok(parsed) => {
                         self.pool.release(config, process);
@@ -99,9 +89,7 @@ impl Runtime {
             }
             Ok(Ok((false, _, error))) => {
                 process.kill().await;
-                Err(IntrospectError::Rejected(
-                    error.unwrap_or_else(|| "the step does not load".into()),
-                ))
+                Err(IntrospectError::Rejected(error.unwrap_or_else(|| "the step does not load".into())))
             }
             Ok(Err(e)) => {
                 process.kill().await;

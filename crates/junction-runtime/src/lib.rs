@@ -89,9 +89,7 @@ impl RuntimeConfig {
     }
 
     pub fn node_modules_dir(&self) -> PathBuf {
-        self.node_modules
-            .clone()
-            .unwrap_or_else(|| self.dir.join("node/node_modules"))
+        self.node_modules.clone().unwrap_or_else(|| self.dir.join("node/node_modules"))
     }
 }
 
@@ -132,13 +130,7 @@ impl Script {
             hash.update(code.as_bytes());
         }
         let sha256 = hex::encode(hash.finalize());
-        Script {
-            name: name.into(),
-            language,
-            sha256,
-            source,
-            modules,
-        }
+        Script { name: name.into(), language, sha256, source, modules }
     }
 }
 
@@ -154,11 +146,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            wall_time: Duration::from_secs(300),
-            max_log_bytes: 4 * 1024 * 1024,
-            max_data_bytes: 16 * 1024 * 1024,
-        }
+        Limits { wall_time: Duration::from_secs(300), max_log_bytes: 4 * 1024 * 1024, max_data_bytes: 16 * 1024 * 1024 }
     }
 }
 
@@ -179,14 +167,7 @@ pub struct Execution {
 
 impl Execution {
     pub fn new(script: Script, input: Value) -> Execution {
-        Execution {
-            script,
-            entry: "run".into(),
-            input,
-            limits: Limits::default(),
-            secrets: vec![],
-            fresh: false,
-        }
+        Execution { script, entry: "run".into(), input, limits: Limits::default(), secrets: vec![], fresh: false }
     }
 }
 
@@ -252,9 +233,7 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime")
-            .field("dir", &self.config.dir)
-            .finish()
+        f.debug_struct("Runtime").field("dir", &self.config.dir).finish()
     }
 }
 
@@ -270,15 +249,8 @@ impl Runtime {
         if let Some(m) = &config.node_modules {
             config.node_modules = Some(std::fs::canonicalize(m).unwrap_or_else(|_| m.clone()));
         }
-        config.hidden_paths = config
-            .hidden_paths
-            .iter()
-            .filter_map(|p| std::fs::canonicalize(p).ok())
-            .collect();
-        let runtime = Runtime {
-            config: Arc::new(config),
-            pool: Arc::default(),
-        };
+        config.hidden_paths = config.hidden_paths.iter().filter_map(|p| std::fs::canonicalize(p).ok()).collect();
+        let runtime = Runtime { config: Arc::new(config), pool: Arc::default() };
         if runtime.config.spare {
             for language in [Language::Javascript, Language::Python] {
                 runtime.pool.refill_spare(&runtime.config, language);

@@ -32,18 +32,11 @@ impl Pool {
     ) -> Result<(Process, bool), RuntimeError> {
         if !fresh {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(i) = idle
-                .iter()
-                .rposition(|p| p.language == language && p.script.as_deref() == Some(script))
-            {
+            if let Some(i) = idle.iter().rposition(|p| p.language == language && p.script.as_deref() == Some(script)) {
                 return Ok((idle.remove(i), true));
             }
         }
-        let spare = self
-            .spares
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&language);
+        let spare = self.spares.lock().unwrap_or_else(|e| e.into_inner()).remove(&language);
         if config.spare {
             self.refill_spare(config, language);
         }
@@ -55,23 +48,14 @@ impl Pool {
 
     /// Starts a spare for `language` in the background, if none is there.
     pub fn refill_spare(self: &Arc<Self>, config: &Arc<RuntimeConfig>, language: Language) {
-        if self
-            .spares
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&language)
-        {
+        if self.spares.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&language) {
             return;
         }
         let (pool, config) = (self.clone(), config.clone());
         tokio::spawn(async move {
             match Process::spawn(&config, language).await {
                 Ok(p) => {
-                    let previous = pool
-                        .spares
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(language, p);
+                    let previous = pool.spares.lock().unwrap_or_else(|e| e.into_inner()).insert(language, p);
                     if let Some(extra) = previous {
                         extra.shutdown().await;
                     }
@@ -105,15 +89,9 @@ impl Pool {
 
     /// Ends every pooled process.
     pub async fn drain(&self) {
-        let idle: Vec<Process> =
-            std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
-        let spares: Vec<Process> = self
-            .spares
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain()
-            .map(|(_, p)| p)
-            .collect();
+        let idle: Vec<Process> = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
+        let spares: Vec<Process> =
+            self.spares.lock().unwrap_or_else(|e| e.into_inner()).drain().map(|(_, p)| p).collect();
         for p in idle.into_iter().chain(spares) {
             p.shutdown().await;
         }

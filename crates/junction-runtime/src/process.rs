@@ -32,29 +32,18 @@ pub(crate) struct Process {
 }
 
 impl Process {
-    pub async fn spawn(
-        config: &RuntimeConfig,
-        language: Language,
-    ) -> Result<Process, RuntimeError> {
+    pub async fn spawn(config: &RuntimeConfig, language: Language) -> Result<Process, RuntimeError> {
         let assets = config.dir.join("assets");
         let (program, args): (&Path, Vec<PathBuf>) = match language {
             Language::Javascript => (&config.node, vec![assets.join("node/harness.js")]),
-            Language::Python => (
-                &config.python,
-                vec![
-                    "-u".into(),
-                    "-B".into(),
-                    assets.join("python/junction_harness.py"),
-                ],
-            ),
+            Language::Python => {
+                (&config.python, vec!["-u".into(), "-B".into(), assets.join("python/junction_harness.py")])
+            }
         };
         let mut cmd = match bwrap(config) {
             Some(bwrap) => {
                 let mut c = Command::new(bwrap);
-                c.args(sandbox_args(config))
-                    .arg("--")
-                    .arg(program)
-                    .args(&args);
+                c.args(sandbox_args(config)).arg("--").arg(program).args(&args);
                 c
             }
             None => {
@@ -88,14 +77,10 @@ impl Process {
             }
         }
         let program = cmd.as_std().get_program().to_string_lossy().into_owned();
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| RuntimeError::Unavailable(format!("cannot start {program}: {e}")))?;
+        let mut child = cmd.spawn().map_err(|e| RuntimeError::Unavailable(format!("cannot start {program}: {e}")))?;
         let pgid = child.id().map(|id| id as i32).unwrap_or(0);
         let stdin = child.stdin.take().expect("stdin is piped");
-        let stdout =
-            BufReader::with_capacity(64 * 1024, child.stdout.take().expect("stdout is piped"))
-                .lines();
+        let stdout = BufReader::with_capacity(64 * 1024, child.stdout.take().expect("stdout is piped")).lines();
         let stderr_pipe = child.stderr.take().expect("stderr is piped");
         let (tx, stderr) = mpsc::unbounded_channel();
         tokio::spawn(async move {
@@ -106,16 +91,7 @@ impl Process {
                 }
             }
         });
-        let mut process = Process {
-            child,
-            stdin,
-            stdout,
-            stderr,
-            pgid,
-            language,
-            script: None,
-            uses: 0,
-        };
+        let mut process = Process { child, stdin, stdout, stderr, pgid, language, script: None, uses: 0 };
         match tokio::time::timeout(config.start_timeout, next_event(&mut process.stdout)).await {
             Ok(Ok(Some(Event::Ready { v, .. }))) if v == protocol::VERSION => Ok(process),
             Ok(Ok(Some(Event::Ready { v, .. }))) => {
@@ -127,10 +103,7 @@ impl Process {
             }
             other => {
                 let mut why = match other {
-                    Err(_) => format!(
-                        "{program} did not become ready within {:?}",
-                        config.start_timeout
-                    ),
+                    Err(_) => format!("{program} did not become ready within {:?}", config.start_timeout),
                     Ok(Err(e)) => e.to_string(),
                     Ok(Ok(_)) => format!("{program} exited before becoming ready"),
                 };
@@ -147,14 +120,8 @@ impl Process {
     pub async fn send(&mut self, request: &Request<'_>) -> Result<(), RuntimeError> {
         let mut line = serde_json::to_vec(request).expect("requests serialize");
         line.push(b'\n');
-        self.stdin
-            .write_all(&line)
-            .await
-            .map_err(|e| RuntimeError::Crashed(format!("writing to the runtime: {e}")))?;
-        self.stdin
-            .flush()
-            .await
-            .map_err(|e| RuntimeError::Crashed(format!("writing to the runtime: {e}")))
+        self.stdin.write_all(&line).await.map_err(|e| RuntimeError::Crashed(format!("writing to the runtime: {e}")))?;
+        self.stdin.flush().await.map_err(|e| RuntimeError::Crashed(format!("writing to the runtime: {e}")))
     }
 
     pub fn signal(&self, signal: i32) {
@@ -176,25 +143,15 @@ impl Process {
     /// SIGTERM to the group; SIGKILL after `grace`.
     pub async fn terminate(mut self, grace: Duration) {
         self.signal(libc::SIGTERM);
-        if tokio::time::timeout(grace, self.child.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
             self.kill().await;
         }
     }
 
     /// Asks the harness to exit; kills it if it does not within a second.
     pub async fn shutdown(mut self) {
-        let _ = self
-            .send(&Request::Shutdown {
-                v: protocol::VERSION,
-            })
-            .await;
-        if tokio::time::timeout(Duration::from_secs(1), self.child.wait())
-            .await
-            .is_err()
-        {
+        let _ = self.send(&Request::Shutdown { v: protocol::VERSION }).await;
+        if tokio::time::timeout(Duration::from_secs(1), self.child.wait()).await.is_err() {
             self.kill().await;
         } else {
             // The harness is gone; anything it started goes with the group.
@@ -204,29 +161,19 @@ impl Process {
 }
 
 /// The next protocol event; `None` when the process closed stdout.
-pub(crate) async fn next_event(
-    stdout: &mut Lines<BufReader<ChildStdout>>,
-) -> Result<Option<Event>, RuntimeError> {
+pub(crate) async fn next_event(stdout: &mut Lines<BufReader<ChildStdout>>) -> Result<Option<Event>, RuntimeError> {
     loop {
-        let line = stdout
-            .next_line()
-            .await
-            .map_err(|e| RuntimeError::Crashed(format!("reading from the runtime: {e}")))?;
+        let line =
+            stdout.next_line().await.map_err(|e| RuntimeError::Crashed(format!("reading from the runtime: {e}")))?;
         let Some(line) = line else { return Ok(None) };
         if line.len() > MAX_LINE {
-            return Err(RuntimeError::Crashed(format!(
-                "the runtime sent a line of {} bytes",
-                line.len()
-            )));
+            return Err(RuntimeError::Crashed(format!("the runtime sent a line of {} bytes", line.len())));
         }
         if line.trim().is_empty() {
             continue;
         }
         return serde_json::from_str(&line).map(Some).map_err(|e| {
-            RuntimeError::Crashed(format!(
-                "the runtime broke the protocol ({e}): {}",
-                truncate(&line, 200)
-            ))
+            RuntimeError::Crashed(format!("the runtime broke the protocol ({e}): {}", truncate(&line, 200)))
         });
     }
 }
@@ -237,9 +184,7 @@ pub(crate) fn bwrap(config: &RuntimeConfig) -> Option<PathBuf> {
         return None;
     }
     let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths)
-        .map(|d| d.join("bwrap"))
-        .find(|p| p.is_file())
+    std::env::split_paths(&paths).map(|d| d.join("bwrap")).find(|p| p.is_file())
 }
 
 /// The whole file system read-only, a private /tmp, the hidden paths
@@ -265,20 +210,12 @@ fn sandbox_args(config: &RuntimeConfig) -> Vec<std::ffi::OsString> {
     let modules = config.node_modules_dir();
     push(&["--ro-bind".as_ref(), assets.as_os_str(), assets.as_os_str()]);
     if modules.is_dir() {
-        push(&[
-            "--ro-bind".as_ref(),
-            modules.as_os_str(),
-            modules.as_os_str(),
-        ]);
+        push(&["--ro-bind".as_ref(), modules.as_os_str(), modules.as_os_str()]);
     }
     for rw in [config.dir.join("work"), config.dir.join("home")] {
         push(&["--bind".as_ref(), rw.as_os_str(), rw.as_os_str()]);
     }
-    push(&[
-        "--die-with-parent".as_ref(),
-        "--unshare-pid".as_ref(),
-        "--unshare-ipc".as_ref(),
-    ]);
+    push(&["--die-with-parent".as_ref(), "--unshare-pid".as_ref(), "--unshare-ipc".as_ref()]);
     a
 }
 

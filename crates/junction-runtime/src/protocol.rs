@@ -20,23 +20,9 @@ pub(crate) struct StepRef<'a> {
 #[derive(Debug, Serialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub(crate) enum Request<'a> {
-    Exec {
-        v: u32,
-        id: &'a str,
-        step: StepRef<'a>,
-        workdir: &'a str,
-        entry: &'a str,
-        input: &'a Value,
-    },
-    Introspect {
-        v: u32,
-        id: &'a str,
-        step: StepRef<'a>,
-        workdir: &'a str,
-    },
-    Shutdown {
-        v: u32,
-    },
+    Exec { v: u32, id: &'a str, step: StepRef<'a>, workdir: &'a str, entry: &'a str, input: &'a Value },
+    Introspect { v: u32, id: &'a str, step: StepRef<'a>, workdir: &'a str },
+    Shutdown { v: u32 },
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,19 +10,12 @@ pub struct Redactor(Option<AhoCorasick>);
 
 impl Redactor {
     pub fn new<S: AsRef<str>>(secrets: &[S]) -> Redactor {
-        let patterns: Vec<&str> = secrets
-            .iter()
-            .map(AsRef::as_ref)
-            .filter(|s| !s.is_empty())
-            .collect();
+        let patterns: Vec<&str> = secrets.iter().map(AsRef::as_ref).filter(|s| !s.is_empty()).collect();
         if patterns.is_empty() {
             return Redactor(None);
         }
         // Leftmost-longest: a secret that contains another is masked whole.
-        let ac = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(&patterns)
-            .ok();
+        let ac = AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(&patterns).ok();
         Redactor(ac)
     }
 
@@ -41,10 +34,7 @@ mod tests {
     #[test]
     fn masks_every_occurrence_of_every_secret() {
         let r = Redactor::new(&["hunter2", "hunter22", ""]);
-        assert_eq!(
-            r.apply("pw=hunter22 and hunter2."),
-            "pw=******** and ********."
-        );
+        assert_eq!(r.apply("pw=hunter22 and hunter2."), "pw=******** and ********.");
         assert_eq!(Redactor::new::<&str>(&[]).apply("plain"), "plain");
     }
 }

@@ -11,24 +11,15 @@ use junction_runtime::{Event, Execution, Limits, Script, Status};
 use serde_json::{json, Value};
 
 fn js(name: &str, source: &str, args: Value) -> Execution {
-    Execution::new(
-        Script::new(name, Language::Javascript, source),
-        json!({ "args": args }),
-    )
+    Execution::new(Script::new(name, Language::Javascript, source), json!({ "args": args }))
 }
 
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect()
+    list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
 }
 
 fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/tests/fixtures/spec000/{name}.js",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
+    std::fs::read_to_string(format!("{}/tests/fixtures/spec000/{name}.js", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
 /// The automated-job context of spec 000 with every field its examples read.
@@ -58,22 +49,11 @@ async fn every_spec_000_example_runs_unchanged() {
         "lastRunDateUtc": "2026-11-24T10:00:00Z",
         "lastSuccessfulRunDateUtc": "2026-11-24T10:00:00Z"
     });
-    for name in [
-        "global_parameters",
-        "job_parameters",
-        "job_name",
-        "build",
-        "tecr",
-        "deployment_plan_activity",
-    ] {
+    for name in ["global_parameters", "job_parameters", "job_name", "build", "tecr", "deployment_plan_activity"] {
         let (outcome, events) = h.run(&js(name, &fixture(name), args.clone())).await;
         assert_eq!(outcome.status, Status::Succeeded, "{name}: {outcome:?}");
         assert_eq!(outcome.message, "Done", "{name}");
-        assert_eq!(
-            texts(&events),
-            pairs(&[("LOG", "Starting script"), ("LOG", "Ending script")]),
-            "{name}"
-        );
+        assert_eq!(texts(&events), pairs(&[("LOG", "Starting script"), ("LOG", "Ending script")]), "{name}");
     }
 }
 
@@ -92,95 +72,47 @@ async fn log_lines_follow_spec_000_format_for_every_console_method() {
         return 'finished';
     } };"#;
     let (outcome, events) = h.run(&js("fmt", src, json!({}))).await;
-    assert_eq!(
-        (outcome.status, outcome.message.as_str()),
-        (Status::Succeeded, "finished")
-    );
+    assert_eq!((outcome.status, outcome.message.as_str()), (Status::Succeeded, "finished"));
     let all = lines(&events);
     let first = &all[0];
     // [2018-07-10T02:46:01.798Z] [LOG] – Logging at interval: 1
-    assert_eq!(
-        first.len(),
-        "[2018-07-10T02:46:01.798Z] [LOG] – Logging at interval: 1".len(),
-        "{first}"
-    );
-    assert!(
-        first.starts_with('[') && first[1..25].ends_with('Z') && &first[25..33] == "] [LOG] ",
-        "{first}"
-    );
-    assert!(
-        first.ends_with(" \u{2013} Logging at interval: 1"),
-        "{first}"
-    );
+    assert_eq!(first.len(), "[2018-07-10T02:46:01.798Z] [LOG] – Logging at interval: 1".len(), "{first}");
+    assert!(first.starts_with('[') && first[1..25].ends_with('Z') && &first[25..33] == "] [LOG] ", "{first}");
+    assert!(first.ends_with(" \u{2013} Logging at interval: 1"), "{first}");
     let got = texts(&events);
     assert_eq!(got[1], ("INFO".into(), "info { a: 1 }".into()));
     assert_eq!(got[2], ("WARN".into(), "warn".into()));
     assert_eq!(got[3], ("ERROR".into(), "bad".into()));
-    assert_eq!(
-        got[4],
-        ("DIR".into(), "{ deep: { list: [ 1, 2 ] } }".into())
-    );
+    assert_eq!(got[4], ("DIR".into(), "{ deep: { list: [ 1, 2 ] } }".into()));
     assert_eq!(got[5].0, "TRACE");
     assert!(got[5].1.starts_with("Trace: here\n"), "{}", got[5].1);
     assert_eq!(got[6], ("LOG".into(), "raw write".into()));
-    assert!(events.contains(&Event::Progress {
-        message: "half way".into()
-    }));
+    assert!(events.contains(&Event::Progress { message: "half way".into() }));
 }
 
 #[tokio::test]
 async fn failures_end_with_a_clear_message_in_the_log() {
     let h = Harness::new().await;
     let cases = [
-        (
-            "module.exports = { run: () => Promise.reject('this is the fail message') };",
-            "this is the fail message",
-        ),
-        (
-            "module.exports = { run: async () => { throw new Error('boom'); } };",
-            "boom",
-        ),
-        (
-            "module.exports = { run: () => { throw new TypeError('sync throw'); } };",
-            "sync throw",
-        ),
-        (
-            "module.exports = { run: () => Promise.reject({code: 7}) };",
-            r#"{"code":7}"#,
-        ),
-        (
-            "module.exports = { notRun: async () => 1 };",
-            "the script does not export a function named 'run'",
-        ),
-        (
-            "module.exports = { run: () => 'not a promise' };",
-            "run must return a promise; it returned string",
-        ),
-        (
-            "module.exports = { run: ( };",
-            "the script does not load: SyntaxError: Unexpected token '}'",
-        ),
+        ("module.exports = { run: () => Promise.reject('this is the fail message') };", "this is the fail message"),
+        ("module.exports = { run: async () => { throw new Error('boom'); } };", "boom"),
+        ("module.exports = { run: () => { throw new TypeError('sync throw'); } };", "sync throw"),
+        ("module.exports = { run: () => Promise.reject({code: 7}) };", r#"{"code":7}"#),
+        ("module.exports = { notRun: async () => 1 };", "the script does not export a function named 'run'"),
+        ("module.exports = { run: () => 'not a promise' };", "run must return a promise; it returned string"),
+        ("module.exports = { run: ( };", "the script does not load: SyntaxError: Unexpected token '}'"),
         (
             "const cp = require('child_process'); module.exports = { run: async () => 1 };",
             "module 'child_process' is not supported",
         ),
-        (
-            "module.exports = { run: async () => require('vm') };",
-            "module 'vm' is not supported",
-        ),
-        (
-            "module.exports = { run: async () => require('./local') };",
-            "module './local' is not supported",
-        ),
+        ("module.exports = { run: async () => require('vm') };", "module 'vm' is not supported"),
+        ("module.exports = { run: async () => require('./local') };", "module './local' is not supported"),
     ];
     for (src, expect) in cases {
         let (outcome, events) = h.run(&js("failing", src, json!({}))).await;
         assert_eq!(outcome.status, Status::Failed, "{src}: {outcome:?}");
         let error = outcome.error.clone().unwrap_or_default();
-        assert!(
-            error.contains(expect),
-            "{src}: error {error:?} should contain {expect:?}"
-        );
+        assert!(error.contains(expect), "{src}: error {error:?} should contain {expect:?}");
         let last = texts(&events).pop().expect("a log line");
         assert_eq!(last.0, "ERROR", "{src}");
         assert!(last.1.contains(expect), "{src}: last log line {last:?}");
@@ -191,10 +123,7 @@ async fn failures_end_with_a_clear_message_in_the_log() {
 async fn a_promise_that_never_settles_hits_the_time_limit() {
     let h = Harness::new().await;
     let mut exec = js("wrapper", &fixture("wrapper"), json!({}));
-    exec.limits = Limits {
-        wall_time: Duration::from_millis(700),
-        ..Limits::default()
-    };
+    exec.limits = Limits { wall_time: Duration::from_millis(700), ..Limits::default() };
     let (outcome, events) = h.run(&exec).await;
     assert_eq!(outcome.status, Status::TimedOut);
     assert!(outcome.duration >= Duration::from_millis(700));
@@ -211,23 +140,13 @@ async fn stop_ends_the_process_group_and_logs_it_last() {
     let mut events = Vec::new();
     let outcome = h
         .runtime
-        .execute(
-            &exec,
-            &mut |e| events.push(e),
-            tokio::time::sleep(Duration::from_millis(400)),
-        )
+        .execute(&exec, &mut |e| events.push(e), tokio::time::sleep(Duration::from_millis(400)))
         .await
         .unwrap();
     assert_eq!(outcome.status, Status::Stopped);
     let got = texts(&events);
-    assert!(
-        got.iter().filter(|(_, t)| t == "tick").count() >= 3,
-        "{got:?}"
-    );
-    assert_eq!(
-        got.last().unwrap(),
-        &("ERROR".to_string(), "Job was stopped by user".to_string())
-    );
+    assert!(got.iter().filter(|(_, t)| t == "tick").count() >= 3, "{got:?}");
+    assert_eq!(got.last().unwrap(), &("ERROR".to_string(), "Job was stopped by user".to_string()));
 }
 
 #[tokio::test]
@@ -237,26 +156,14 @@ async fn warm_processes_keep_module_state_for_one_script_only() {
     let (first, _) = h.run(&js("counter", counter, json!({}))).await;
     let (second, _) = h.run(&js("counter", counter, json!({}))).await;
     assert_eq!((first.message.as_str(), first.warm), ("1", false));
-    assert_eq!(
-        (second.message.as_str(), second.warm),
-        ("2", true),
-        "same version: warm, state kept"
-    );
+    assert_eq!((second.message.as_str(), second.warm), ("2", true), "same version: warm, state kept");
     let other = "let n = 100; module.exports = { run: async () => String(++n) };";
     let (third, _) = h.run(&js("counter", other, json!({}))).await;
-    assert_eq!(
-        (third.message.as_str(), third.warm),
-        ("101", false),
-        "another version never shares a process"
-    );
+    assert_eq!((third.message.as_str(), third.warm), ("101", false), "another version never shares a process");
     let mut fresh = js("counter", counter, json!({}));
     fresh.fresh = true;
     let (fourth, _) = h.run(&fresh).await;
-    assert_eq!(
-        (fourth.message.as_str(), fourth.warm),
-        ("1", false),
-        "fresh: a new process"
-    );
+    assert_eq!((fourth.message.as_str(), fourth.warm), ("1", false), "fresh: a new process");
 }
 
 #[tokio::test]
@@ -277,37 +184,26 @@ async fn hooks_are_called_in_callback_and_promise_style() {
         postMap: async (options) => options.postMapData.map(() => ({})),
         failing: (options, callback) => callback(new Error('hook failed')),
     };"#;
-    let mut exec = Execution::new(
-        Script::new("hooks", Language::Javascript, src),
-        json!({"options": {"data": [{"id": 1}]}}),
-    );
+    let mut exec =
+        Execution::new(Script::new("hooks", Language::Javascript, src), json!({"options": {"data": [{"id": 1}]}}));
     exec.entry = "preSavePage".into();
     let (outcome, _) = h.run(&exec).await;
     assert_eq!(outcome.status, Status::Succeeded, "{outcome:?}");
-    assert_eq!(
-        outcome.data,
-        Some(json!({"data": [{"id": 1, "seen": true}], "errors": []}))
-    );
+    assert_eq!(outcome.data, Some(json!({"data": [{"id": 1, "seen": true}], "errors": []})));
     exec.entry = "postMap".into();
     exec.input = json!({"options": {"postMapData": [1, 2]}});
     assert_eq!(h.run(&exec).await.0.data, Some(json!([{}, {}])));
     exec.entry = "failing".into();
     let (outcome, _) = h.run(&exec).await;
-    assert_eq!(
-        (outcome.status, outcome.error.as_deref()),
-        (Status::Failed, Some("hook failed"))
-    );
+    assert_eq!((outcome.status, outcome.error.as_deref()), (Status::Failed, Some("hook failed")));
 }
 
 #[tokio::test]
 async fn secrets_are_masked_in_logs_and_messages() {
     let h = Harness::new().await;
     let src = "module.exports = { run: async (args) => { console.log('token is', args.arguments.token); throw new Error('bad ' + args.globalArguments.pw); } };";
-    let mut exec = js(
-        "leaky",
-        src,
-        json!({"arguments": {"token": "tok-SECRET-1"}, "globalArguments": {"pw": "pw-SECRET-2"}}),
-    );
+    let mut exec =
+        js("leaky", src, json!({"arguments": {"token": "tok-SECRET-1"}, "globalArguments": {"pw": "pw-SECRET-2"}}));
     exec.secrets = vec!["tok-SECRET-1".into(), "pw-SECRET-2".into()];
     let (outcome, events) = h.run(&exec).await;
     let everything = format!("{:?} {:?}", events, outcome);
@@ -327,21 +223,14 @@ async fn the_log_is_cut_at_its_size_limit_with_a_marker() {
     assert!(outcome.log_truncated);
     let all = lines(&events);
     assert!(all.len() < 50, "{}", all.len());
-    assert!(
-        all.last().unwrap().contains("log truncated"),
-        "{:?}",
-        all.last()
-    );
+    assert!(all.last().unwrap().contains("log truncated"), "{:?}", all.last());
 }
 
 #[tokio::test]
 async fn saved_data_over_the_limit_fails_the_execution() {
     let h = Harness::new().await;
     let src = "module.exports = { big: async () => 'y'.repeat(10000) };";
-    let mut exec = Execution::new(
-        Script::new("big", Language::Javascript, src),
-        json!({"options": {}}),
-    );
+    let mut exec = Execution::new(Script::new("big", Language::Javascript, src), json!({"options": {}}));
     exec.entry = "big".into();
     exec.limits.max_data_bytes = 1_000;
     let (outcome, _) = h.run(&exec).await;
@@ -359,12 +248,7 @@ async fn scripts_see_a_clean_environment_and_their_own_working_directory() {
     } };"#;
     let (first, _) = h.run(&js("envcheck", src, json!({}))).await;
     let seen: Value = serde_json::from_str(&first.message).unwrap();
-    let env: Vec<&str> = seen["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let env: Vec<&str> = seen["env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert!(!env.contains(&"JUNCTION_SECRET_KEY"), "{env:?}");
     assert!(
         env.iter().all(|k| [
@@ -382,19 +266,9 @@ async fn scripts_see_a_clean_environment_and_their_own_working_directory() {
     assert_eq!(seen["files"], json!(["scratch.txt"]));
     let (second, _) = h.run(&js("envcheck", src, json!({}))).await;
     let seen2: Value = serde_json::from_str(&second.message).unwrap();
-    assert_ne!(
-        seen["cwd"], seen2["cwd"],
-        "each execution has its own directory"
-    );
-    assert_eq!(
-        seen2["files"],
-        json!(["scratch.txt"]),
-        "the previous directory was not reused"
-    );
-    assert!(
-        !std::path::Path::new(seen["cwd"].as_str().unwrap()).exists(),
-        "removed afterwards"
-    );
+    assert_ne!(seen["cwd"], seen2["cwd"], "each execution has its own directory");
+    assert_eq!(seen2["files"], json!(["scratch.txt"]), "the previous directory was not reused");
+    assert!(!std::path::Path::new(seen["cwd"].as_str().unwrap()).exists(), "removed afterwards");
 }
 
 /// A tiny HTTP server on loopback answering every request with `body`.
@@ -445,9 +319,7 @@ module.exports = { run: async (args) => {
     const fetched = await (await fetch(args.arguments.url)).json();
     return JSON.stringify({ keys, xml: xml.r.k[0], rows, sub, hash: hash.slice(0, 8), uuid: /^[0-9a-f-]{36}$/.test(id), fetched: fetched.issues.length });
 } };"#;
-    let (outcome, events) = h
-        .run(&js("modules", src, json!({"arguments": {"url": url}})))
-        .await;
+    let (outcome, events) = h.run(&js("modules", src, json!({"arguments": {"url": url}}))).await;
     assert_eq!(outcome.status, Status::Succeeded, "{outcome:?} {events:?}");
     let got: Value = serde_json::from_str(&outcome.message).unwrap();
     assert_eq!(

@@ -13,11 +13,7 @@ use junction_runtime::{Execution, IntrospectError, Script, Status};
 use serde_json::{json, Value};
 
 fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/tests/fixtures/spec004/{name}.py",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
+    std::fs::read_to_string(format!("{}/tests/fixtures/spec004/{name}.py", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
 fn py(name: &str, source: &str, input: Value) -> Execution {
@@ -64,13 +60,7 @@ async fn a_query_rest_style_step_reads_substituted_parameters_and_saves_data() {
     assert_eq!(outcome.data, Some(json!({"devices": [{"id": 7}]})));
     let log = texts(&events);
     assert_eq!(log.len(), 1, "{log:?}");
-    assert_eq!(
-        log[0],
-        (
-            "INFO".to_string(),
-            format!("QueryREST: GET {url}/api/device")
-        )
-    );
+    assert_eq!(log[0], ("INFO".to_string(), format!("QueryREST: GET {url}/api/device")));
 }
 
 #[tokio::test]
@@ -79,10 +69,7 @@ async fn a_missing_required_parameter_stops_the_step_before_execute() {
     let input = json!({"step_name": "GET", "parameters": {"prefix_url": "http://127.0.0.1:9"}, "log_level": 20});
     let (outcome, _) = h.run(&py("QueryREST", &fixture("QueryREST"), input)).await;
     assert_eq!(outcome.status, Status::Failed);
-    assert_eq!(
-        outcome.kind.as_deref(),
-        Some("MissingRequiredStepParameter")
-    );
+    assert_eq!(outcome.kind.as_deref(), Some("MissingRequiredStepParameter"));
     assert!(outcome.error.unwrap().contains("method"));
 }
 
@@ -90,60 +77,29 @@ async fn a_missing_required_parameter_stops_the_step_before_execute() {
 async fn the_extension_pattern_runs_the_spec_example_unchanged() {
     let h = Harness::new().await;
     let mut modules = BTreeMap::new();
-    modules.insert(
-        "base_steps_syncpack.steps.QueryGQL".to_string(),
-        Arc::<str>::from(fixture("QueryGQL_standin")),
-    );
-    let script = Script::with_modules(
-        "OptionalQueryGQL",
-        Language::Python,
-        fixture("OptionalQueryGQL"),
-        modules,
-    );
+    modules.insert("base_steps_syncpack.steps.QueryGQL".to_string(), Arc::<str>::from(fixture("QueryGQL_standin")));
+    let script = Script::with_modules("OptionalQueryGQL", Language::Python, fixture("OptionalQueryGQL"), modules);
 
-    let enabled = Execution::new(
-        script.clone(),
-        json!({"parameters": {"query": "{ devices { id } }"}, "log_level": 20}),
-    );
+    let enabled =
+        Execution::new(script.clone(), json!({"parameters": {"query": "{ devices { id } }"}, "log_level": 20}));
     let (outcome, events) = h.run(&enabled).await;
     assert_eq!(outcome.status, Status::Succeeded, "{outcome:?} {events:?}");
-    assert_eq!(
-        outcome.data,
-        Some(json!({"query": "{ devices { id } }", "devices": [{"id": 1}, {"id": 2}]}))
-    );
+    assert_eq!(outcome.data, Some(json!({"query": "{ devices { id } }", "devices": [{"id": 1}, {"id": 2}]})));
 
-    let disabled = Execution::new(
-        script.clone(),
-        json!({"parameters": {"query": "q", "enable": "false"}, "log_level": 20}),
-    );
+    let disabled =
+        Execution::new(script.clone(), json!({"parameters": {"query": "q", "enable": "false"}, "log_level": 20}));
     let (outcome, events) = h.run(&disabled).await;
     assert_eq!(outcome.data, Some(json!({})));
     assert_eq!(
         texts(&events),
-        vec![(
-            "FLOW".to_string(),
-            "OptionalQueryGQL: Step is Disabled. Returning empty dict.".to_string()
-        )]
+        vec![("FLOW".to_string(), "OptionalQueryGQL: Step is Disabled. Returning empty dict.".to_string())]
     );
 
     let found = h.runtime.introspect(&script).await.unwrap();
-    assert_eq!(
-        found.friendly_name.as_deref(),
-        Some("Optional QueryGQL Call")
-    );
+    assert_eq!(found.friendly_name.as_deref(), Some("Optional QueryGQL Call"));
     assert_eq!(found.version.as_deref(), Some("1.0.0"));
-    let names: Vec<_> = found
-        .parameters
-        .iter()
-        .map(|p| (p.name.as_str(), p.required, p.kind.as_deref()))
-        .collect();
-    assert_eq!(
-        names,
-        [
-            ("query", true, Some("string")),
-            ("enable", false, Some("bool"))
-        ]
-    );
+    let names: Vec<_> = found.parameters.iter().map(|p| (p.name.as_str(), p.required, p.kind.as_deref())).collect();
+    assert_eq!(names, [("query", true, Some("string")), ("enable", false, Some("bool"))]);
 }
 
 const DATA_STEP: &str = r#"
@@ -201,10 +157,7 @@ async fn data_flows_from_previous_steps_through_the_base_step_api() {
     assert_eq!(data["greeting"], "hello", "default value");
     assert_eq!(data["sum"], 3, "stepfunc substitution returns the object");
     assert_eq!(data["joined"], json!([1, 2, 3]));
-    assert_eq!(
-        (data["first"].clone(), data["second"].clone()),
-        (json!([1, 2]), json!([3]))
-    );
+    assert_eq!((data["first"].clone(), data["second"].clone()), (json!([1, 2]), json!([3])));
     assert_eq!(data["missing_raises"], true);
     assert_eq!(data["tuple"], json!([1, 2]));
     assert_eq!(data["set"], json!([3]));
@@ -223,13 +176,7 @@ async fn data_flows_from_previous_steps_through_the_base_step_api() {
     );
     debug.fresh = true;
     let (_, events) = h.run(&debug).await;
-    assert_eq!(
-        texts(&events)[0],
-        (
-            "DEBUG".to_string(),
-            "Merge: debug is hidden at level 20".to_string()
-        )
-    );
+    assert_eq!(texts(&events)[0], ("DEBUG".to_string(), "Merge: debug is hidden at level 20".to_string()));
 }
 
 #[tokio::test]
@@ -238,83 +185,35 @@ async fn exceptions_fail_with_the_traceback_and_bad_data_is_named() {
     let raising = "from ipaascore.BaseStep import BaseStep\n\nclass Boom(BaseStep):\n    def execute(self):\n        raise ValueError('bad value')\n";
     let (outcome, _) = h.run(&py("Boom", raising, json!({}))).await;
     assert_eq!(
-        (
-            outcome.status,
-            outcome.kind.as_deref(),
-            outcome.error.as_deref()
-        ),
+        (outcome.status, outcome.kind.as_deref(), outcome.error.as_deref()),
         (Status::Failed, Some("ValueError"), Some("bad value"))
     );
     let tb = outcome.traceback.unwrap();
-    assert!(
-        tb.contains("Traceback")
-            && tb.contains("Boom.py")
-            && tb.contains("raise ValueError('bad value')"),
-        "{tb}"
-    );
+    assert!(tb.contains("Traceback") && tb.contains("Boom.py") && tb.contains("raise ValueError('bad value')"), "{tb}");
 
     let bad = "import datetime\nfrom ipaascore.BaseStep import BaseStep\n\nclass Dt(BaseStep):\n    def execute(self):\n        self.save_data_for_next_step({'when': datetime.datetime.now()})\n";
     let (outcome, _) = h.run(&py("Dt", bad, json!({}))).await;
     assert_eq!(outcome.status, Status::Failed);
-    assert!(
-        outcome.error.unwrap().contains("datetime"),
-        "the type is named"
-    );
+    assert!(outcome.error.unwrap().contains("datetime"), "the type is named");
 }
 
 #[tokio::test]
 async fn introspection_reports_declarations_and_refuses_incomplete_steps() {
     let h = Harness::new().await;
-    let found = h
-        .runtime
-        .introspect(&Script::new(
-            "QueryREST",
-            Language::Python,
-            fixture("QueryREST"),
-        ))
-        .await
-        .unwrap();
+    let found = h.runtime.introspect(&Script::new("QueryREST", Language::Python, fixture("QueryREST"))).await.unwrap();
     assert_eq!(found.friendly_name.as_deref(), Some("Query REST"));
     assert_eq!(found.version.as_deref(), Some("1.0.0"));
-    let params: Vec<_> = found
-        .parameters
-        .iter()
-        .map(|p| (p.name.as_str(), p.required))
-        .collect();
-    assert_eq!(
-        params,
-        [
-            ("prefix_url", true),
-            ("method", true),
-            ("relative_url", false)
-        ]
-    );
-    assert_eq!(
-        found.parameters[0].sample_value,
-        Some(json!("http://10.2.11.253"))
-    );
+    let params: Vec<_> = found.parameters.iter().map(|p| (p.name.as_str(), p.required)).collect();
+    assert_eq!(params, [("prefix_url", true), ("method", true), ("relative_url", false)]);
+    assert_eq!(found.parameters[0].sample_value, Some(json!("http://10.2.11.253")));
 
     for (name, src, expect) in [
-        (
-            "Missing",
-            "x = 1\n",
-            "incomplete step: no class named Missing",
-        ),
-        (
-            "NoExec",
-            "from ipaascore.BaseStep import BaseStep\nclass NoExec(BaseStep):\n    pass\n",
-            "incomplete step",
-        ),
+        ("Missing", "x = 1\n", "incomplete step: no class named Missing"),
+        ("NoExec", "from ipaascore.BaseStep import BaseStep\nclass NoExec(BaseStep):\n    pass\n", "incomplete step"),
         ("Bad", "class Bad(:\n", "syntax error"),
     ] {
-        let err = h
-            .runtime
-            .introspect(&Script::new(name, Language::Python, src))
-            .await
-            .unwrap_err();
-        let IntrospectError::Rejected(msg) = err else {
-            panic!("{err}")
-        };
+        let err = h.runtime.introspect(&Script::new(name, Language::Python, src)).await.unwrap_err();
+        let IntrospectError::Rejected(msg) = err else { panic!("{err}") };
         assert!(msg.contains(expect), "{name}: {msg}");
     }
 }
@@ -332,18 +231,7 @@ async fn javascript_introspection_lists_exports_and_refuses_what_does_not_load()
         .await
         .unwrap();
     assert_eq!(found.exports, ["run", "preMap"]);
-    let err = h
-        .runtime
-        .introspect(&Script::new(
-            "job",
-            Language::Javascript,
-            "require('child_process')",
-        ))
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("module 'child_process' is not supported"),
-        "{err}"
-    );
+    let err =
+        h.runtime.introspect(&Script::new("job", Language::Javascript, "require('child_process')")).await.unwrap_err();
+    assert!(err.to_string().contains("module 'child_process' is not supported"), "{err}");
 }

@@ -92,14 +92,6 @@ async fn scripts_cannot_read_the_database_or_the_key_file_inside_the_sandbox() {
     assert_eq!(py[&db], "DATABASE-BYTES");
 
     let (js, py) = reads(Sandbox::Auto, &d).await;
-    assert_eq!(
-        (js[&db].as_str(), js[&key].as_str()),
-        (Some("ENOENT"), Some("ENOENT")),
-        "{js}"
-    );
-    assert_eq!(
-        (py[&db].as_str(), py[&key].as_str()),
-        (Some("FileNotFoundError"), Some("FileNotFoundError")),
-        "{py}"
-    );
+    assert_eq!((js[&db].as_str(), js[&key].as_str()), (Some("ENOENT"), Some("ENOENT")), "{js}");
+    assert_eq!((py[&db].as_str(), py[&key].as_str()), (Some("FileNotFoundError"), Some("FileNotFoundError")), "{py}");
 }

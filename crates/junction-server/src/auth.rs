@@ -55,16 +55,11 @@ pub async fn require_token(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .filter(|t| !t.is_empty());
     let Some(presented) = presented else {
-        return Err(ApiError::unauthorized(
-            "a bearer token is required: Authorization: Bearer <token>",
-        ));
+        return Err(ApiError::unauthorized("a bearer token is required: Authorization: Bearer <token>"));
     };
     let token = state
         .engine
@@ -72,9 +67,7 @@ pub async fn require_token(
         .authenticate(presented)
         .await?
         .ok_or_else(|| ApiError::unauthorized("the bearer token is not valid"))?;
-    let route = route
-        .as_ref()
-        .map_or_else(|| req.uri().path(), MatchedPath::as_str);
+    let route = route.as_ref().map_or_else(|| req.uri().path(), MatchedPath::as_str);
     check(&token, capability(req.method(), route))?;
     req.extensions_mut().insert(Caller(token));
     Ok(next.run(req).await)
@@ -92,22 +85,10 @@ mod tests {
             (Method::POST, "/api/v1/steps", Capability::Edit),
             (Method::DELETE, "/api/v1/steps/{name}", Capability::Edit),
             (Method::PUT, "/api/v1/global-parameters", Capability::Edit),
-            (
-                Method::POST,
-                "/api/v1/applications/{name}/run",
-                Capability::Operate,
-            ),
-            (
-                Method::POST,
-                "/api/v1/jobs/{name}/stop",
-                Capability::Operate,
-            ),
+            (Method::POST, "/api/v1/applications/{name}/run", Capability::Operate),
+            (Method::POST, "/api/v1/jobs/{name}/stop", Capability::Operate),
             (Method::GET, "/api/v1/tokens", Capability::Administer),
-            (
-                Method::DELETE,
-                "/api/v1/tokens/{id}",
-                Capability::Administer,
-            ),
+            (Method::DELETE, "/api/v1/tokens/{id}", Capability::Administer),
         ];
         for (method, route, want) in cases {
             assert_eq!(capability(&method, route), want, "{method} {route}");

@@ -31,8 +31,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             .and_then(|v| v.split(';').next())
             .map(|mime| {
                 let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json"
-                    || (mime.starts_with("application/") && mime.ends_with("+json"))
+                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
             })
             .unwrap_or(false);
         if !is_json {
@@ -42,36 +41,26 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 "the body must be JSON, sent with Content-Type: application/json",
             ));
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e: BytesRejection| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload_too_large",
-                        format!("the body must be at most {BODY_LIMIT} bytes"),
-                    )
-                } else {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "bad_body",
-                        format!("the body could not be read: {e}"),
-                    )
-                }
-            })?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e: BytesRejection| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("the body must be at most {BODY_LIMIT} bytes"),
+                )
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("the body could not be read: {e}"))
+            }
+        })?;
         parse_json(&bytes).map(JsonBody)
     }
 }
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let malformed = |e: serde_json::Error| {
-        let mut err = ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
-            format!("the body is not valid JSON: {e}"),
-        );
-        err.details
-            .push(Violation::new("body", "json", e.to_string()));
+        let mut err =
+            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid JSON: {e}"));
+        err.details.push(Violation::new("body", "json", e.to_string()));
         err
     };
     let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -96,16 +85,11 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::OptionalFromRequest<S> 
     async fn from_request(req: Request, state: &S) -> Result<Option<Self>, ApiError> {
         let headers = req.headers();
         let empty = headers.get(header::CONTENT_TYPE).is_none()
-            && headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .is_none_or(|v| v.trim() == "0");
+            && headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_none_or(|v| v.trim() == "0");
         if empty {
             return Ok(None);
         }
-        <JsonBody<T> as FromRequest<S>>::from_request(req, state)
-            .await
-            .map(Some)
+        <JsonBody<T> as FromRequest<S>>::from_request(req, state).await.map(Some)
     }
 }
 
@@ -121,28 +105,16 @@ fn data_violation(path: &str, message: &str) -> Violation {
             format!("{base}.{key}")
         }
     };
-    let quoted = |prefix: &str| {
-        message
-            .strip_prefix(prefix)
-            .and_then(|rest| rest.split('`').next())
-    };
+    let quoted = |prefix: &str| message.strip_prefix(prefix).and_then(|rest| rest.split('`').next());
     if let Some(key) = quoted("missing field `") {
         return Violation::new(join(key), "required", message);
     }
     if let Some(key) = quoted("unknown field `") {
         // Here serde_path_to_error has already put the key in the path.
-        let field = if base.ends_with(key) {
-            base.to_string()
-        } else {
-            join(key)
-        };
+        let field = if base.ends_with(key) { base.to_string() } else { join(key) };
         return Violation::new(field, "unknown_field", message);
     }
-    let field = if base.is_empty() {
-        "body".to_string()
-    } else {
-        base.to_string()
-    };
+    let field = if base.is_empty() { "body".to_string() } else { base.to_string() };
     Violation::new(field, "type", without_quoted_values(message))
 }
 
@@ -182,11 +154,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathPar
             .await
             .map_err(|e| ApiError::invalid(Invalid::one("path", "path_syntax", e.body_text())))?;
         if let Some((key, _)) = raw.iter().find(|(_, v)| v.chars().any(char::is_control)) {
-            return Err(ApiError::invalid(Invalid::one(
-                key,
-                "name_syntax",
-                "must not contain control characters",
-            )));
+            return Err(ApiError::invalid(Invalid::one(key, "name_syntax", "must not contain control characters")));
         }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
@@ -209,11 +177,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        parts
-            .extensions
-            .get::<Caller>()
-            .cloned()
-            .ok_or_else(|| ApiError::unauthorized("a bearer token is required"))
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| ApiError::unauthorized("a bearer token is required"))
     }
 }
 

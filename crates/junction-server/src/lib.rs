@@ -33,14 +33,8 @@ pub struct AppState {
 /// Builds the whole HTTP application.
 pub fn app(engine: Engine) -> Router {
     let (api, openapi) = routes::api_router().split_for_parts();
-    let state = AppState {
-        engine,
-        openapi: Arc::new(openapi),
-    };
-    let api = api.route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_token,
-    ));
+    let state = AppState { engine, openapi: Arc::new(openapi) };
+    let api = api.route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .merge(api)
         .merge(routes::meta::public_router())
@@ -56,11 +50,7 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this route does not take that method",
-    )
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
 }
 
 /// Serves `engine` on `listener` until `shutdown` completes, then lets
@@ -70,7 +60,5 @@ pub async fn serve(
     engine: Engine,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(engine))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, app(engine)).with_graceful_shutdown(shutdown).await
 }

@@ -7,13 +7,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect()
+    list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
 }
 
-const JS_STEP: &str =
-    "module.exports = { run: async (args) => { console.log(args.arguments); return 'ok'; } };\n";
+const JS_STEP: &str = "module.exports = { run: async (args) => { console.log(args.arguments); return 'ok'; } };\n";
 const PY_STEP: &str = "from ipaascore.BaseStep import BaseStep\n\nclass QueryREST(BaseStep):\n    def __init__(self):\n        self.friendly_name = 'Query REST'\n\n    def execute(self):\n        self.save_data_for_next_step({})\n";
 
 #[tokio::test]
@@ -55,39 +52,17 @@ async fn every_documented_route_requires_a_token_and_the_right_role() {
     }
     let mut checked = 0;
     for (path, item) in paths {
-        let concrete = path
-            .replace("{name}", "x")
-            .replace("{version}", "1")
-            .replace("{id}", "x");
+        let concrete = path.replace("{name}", "x").replace("{version}", "1").replace("{id}", "x");
         for method in item.as_object().unwrap().keys() {
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let (status, body) = s.send(m.clone(), &concrete, None, Some(&json!({}))).await;
-            assert_eq!(
-                status,
-                StatusCode::UNAUTHORIZED,
-                "{method} {path} without token: {body}"
-            );
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} without token: {body}");
             assert_eq!(body["error"]["code"], "unauthorized");
-            let (status, _) = s
-                .send(
-                    m.clone(),
-                    &concrete,
-                    Some("jct_not-a-real-token"),
-                    Some(&json!({})),
-                )
-                .await;
-            assert_eq!(
-                status,
-                StatusCode::UNAUTHORIZED,
-                "{method} {path} with a bad token"
-            );
+            let (status, _) = s.send(m.clone(), &concrete, Some("jct_not-a-real-token"), Some(&json!({}))).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} with a bad token");
             if m != Method::GET || path.starts_with("/api/v1/tokens") {
                 let (status, body) = s.send(m, &concrete, Some(&viewer), Some(&json!({}))).await;
-                assert_eq!(
-                    status,
-                    StatusCode::FORBIDDEN,
-                    "{method} {path} as viewer: {body}"
-                );
+                assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path} as viewer: {body}");
             }
             checked += 1;
         }
@@ -101,61 +76,41 @@ async fn roles_decide_who_may_change_content_and_manage_tokens() {
     let step = json!({"name": "hello", "data": JS_STEP});
     for role in ["viewer", "operator"] {
         let t = s.token(role).await;
-        let (status, _) = s
-            .send(Method::POST, "/api/v1/steps", Some(&t), Some(&step))
-            .await;
+        let (status, _) = s.send(Method::POST, "/api/v1/steps", Some(&t), Some(&step)).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{role} uploads");
         let (status, _) = s.send(Method::GET, "/api/v1/steps", Some(&t), None).await;
         assert_eq!(status, StatusCode::OK, "{role} reads");
     }
     let editor = s.token("editor").await;
-    let (status, _) = s
-        .send(Method::POST, "/api/v1/steps", Some(&editor), Some(&step))
-        .await;
+    let (status, _) = s.send(Method::POST, "/api/v1/steps", Some(&editor), Some(&step)).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = s
-        .send(Method::GET, "/api/v1/tokens", Some(&editor), None)
-        .await;
+    let (status, _) = s.send(Method::GET, "/api/v1/tokens", Some(&editor), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "only admins list tokens");
 }
 
 #[tokio::test]
 async fn tokens_are_shown_once_listed_without_secret_and_revoked() {
     let s = TestServer::sqlite().await;
-    let (status, created) = s
-        .post("/api/v1/tokens", json!({"name": "ci", "role": "editor"}))
-        .await;
+    let (status, created) = s.post("/api/v1/tokens", json!({"name": "ci", "role": "editor"})).await;
     assert_eq!(status, StatusCode::CREATED);
     let secret = created["token"].as_str().unwrap().to_string();
     assert!(secret.starts_with("jct_"));
-    assert_eq!(
-        (created["name"].as_str(), created["role"].as_str()),
-        (Some("ci"), Some("editor"))
-    );
+    assert_eq!((created["name"].as_str(), created["role"].as_str()), (Some("ci"), Some("editor")));
     let id = created["id"].as_str().unwrap().to_string();
     let (status, list) = s.get("/api/v1/tokens").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list.as_array().unwrap().len(), 2);
     assert!(!list.to_string().contains(&secret));
-    let (status, _) = s
-        .send(Method::GET, "/api/v1/steps", Some(&secret), None)
-        .await;
+    let (status, _) = s.send(Method::GET, "/api/v1/steps", Some(&secret), None).await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = s.delete(&format!("/api/v1/tokens/{id}")).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = s
-        .send(Method::GET, "/api/v1/steps", Some(&secret), None)
-        .await;
+    let (status, _) = s.send(Method::GET, "/api/v1/steps", Some(&secret), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, body) = s
-        .post("/api/v1/tokens", json!({"name": "x", "role": "root"}))
-        .await;
+    let (status, body) = s.post("/api/v1/tokens", json!({"name": "x", "role": "root"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(details(&body)[0].0, "role");
-    let admin_id = s.get("/api/v1/tokens").await.1[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let admin_id = s.get("/api/v1/tokens").await.1[0]["id"].as_str().unwrap().to_string();
     let (status, body) = s.delete(&format!("/api/v1/tokens/{admin_id}")).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     let (status, _) = s.delete("/api/v1/tokens/no-such-id").await;
@@ -165,74 +120,33 @@ async fn tokens_are_shown_once_listed_without_secret_and_revoked() {
 #[tokio::test]
 async fn steps_are_versioned_checked_by_their_interpreter_and_readable() {
     let s = TestServer::sqlite().await;
-    let (status, v1) = s
-        .post(
-            "/api/v1/steps",
-            json!({"name": "hello", "data": JS_STEP, "description": "says hi"}),
-        )
-        .await;
+    let (status, v1) =
+        s.post("/api/v1/steps", json!({"name": "hello", "data": JS_STEP, "description": "says hi"})).await;
     assert_eq!(status, StatusCode::OK, "{v1}");
-    assert_eq!(
-        (v1["version"].as_i64(), v1["language"].as_str()),
-        (Some(1), Some("javascript"))
-    );
+    assert_eq!((v1["version"].as_i64(), v1["language"].as_str()), (Some(1), Some("javascript")));
     assert_eq!(v1["sha256"].as_str().unwrap().len(), 64);
-    let (_, same) = s
-        .post(
-            "/api/v1/steps",
-            json!({"name": "hello", "data": JS_STEP, "description": "says hi"}),
-        )
-        .await;
+    let (_, same) = s.post("/api/v1/steps", json!({"name": "hello", "data": JS_STEP, "description": "says hi"})).await;
     assert_eq!(same["version"], 1);
-    let (_, v2) = s
-        .post(
-            "/api/v1/steps",
-            json!({"name": "hello", "data": JS_STEP.replace("ok", "ok2")}),
-        )
-        .await;
+    let (_, v2) = s.post("/api/v1/steps", json!({"name": "hello", "data": JS_STEP.replace("ok", "ok2")})).await;
     assert_eq!(v2["version"], 2);
     let (status, latest) = s.get("/api/v1/steps/hello").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(latest["version"], 2);
     assert!(latest["data"].as_str().unwrap().contains("ok2"));
     let (_, versions) = s.get("/api/v1/steps/hello/versions").await;
-    assert_eq!(
-        versions
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v["version"].as_i64().unwrap())
-            .collect::<Vec<_>>(),
-        [2, 1]
-    );
+    assert_eq!(versions.as_array().unwrap().iter().map(|v| v["version"].as_i64().unwrap()).collect::<Vec<_>>(), [2, 1]);
     let (status, old) = s.get("/api/v1/steps/hello/versions/1").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(old["data"], JS_STEP);
     let (status, body) = s.get("/api/v1/steps/hello/versions/one").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert_eq!(
-        s.get("/api/v1/steps/hello/versions/9").await.0,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(s.get("/api/v1/steps/hello/versions/9").await.0, StatusCode::NOT_FOUND);
 
-    let (status, py) = s
-        .post(
-            "/api/v1/steps",
-            json!({"name": "QueryREST", "data": PY_STEP}),
-        )
-        .await;
+    let (status, py) = s.post("/api/v1/steps", json!({"name": "QueryREST", "data": PY_STEP})).await;
     assert_eq!(status, StatusCode::OK, "{py}");
-    assert_eq!(
-        py["language"], "python",
-        "language inferred from the source"
-    );
+    assert_eq!(py["language"], "python", "language inferred from the source");
     let (_, list) = s.get("/api/v1/steps").await;
-    let names: Vec<_> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["name"].as_str().unwrap().to_string())
-        .collect();
+    let names: Vec<_> = list.as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap().to_string()).collect();
     assert_eq!(names, ["QueryREST", "hello"]);
     assert!(list[0].get("data").is_none(), "listings carry no source");
 }
@@ -241,38 +155,14 @@ async fn steps_are_versioned_checked_by_their_interpreter_and_readable() {
 async fn bad_step_uploads_are_refused_with_the_field_and_rule() {
     let s = TestServer::sqlite().await;
     let cases = [
-        (
-            json!({"name": "js", "language": "javascript", "data": "module.exports = {run: ("}),
-            ("data", "loads"),
-        ),
-        (
-            json!({"name": "Other", "language": "python", "data": PY_STEP}),
-            ("data", "loads"),
-        ),
-        (
-            json!({"name": "py", "language": "python", "data": "def broken(:\n"}),
-            ("data", "loads"),
-        ),
-        (
-            json!({"name": "x", "data": "just words"}),
-            ("language", "inferable"),
-        ),
-        (
-            json!({"name": "../../etc/passwd", "data": JS_STEP}),
-            ("name", "name_syntax"),
-        ),
-        (
-            json!({"name": "my-step", "language": "python", "data": PY_STEP}),
-            ("name", "python_class_name"),
-        ),
-        (
-            json!({"name": "x", "language": "ruby", "data": "puts 1"}),
-            ("language", "type"),
-        ),
-        (
-            json!({"name": "x", "data": JS_STEP, "extra": 1}),
-            ("extra", "unknown_field"),
-        ),
+        (json!({"name": "js", "language": "javascript", "data": "module.exports = {run: ("}), ("data", "loads")),
+        (json!({"name": "Other", "language": "python", "data": PY_STEP}), ("data", "loads")),
+        (json!({"name": "py", "language": "python", "data": "def broken(:\n"}), ("data", "loads")),
+        (json!({"name": "x", "data": "just words"}), ("language", "inferable")),
+        (json!({"name": "../../etc/passwd", "data": JS_STEP}), ("name", "name_syntax")),
+        (json!({"name": "my-step", "language": "python", "data": PY_STEP}), ("name", "python_class_name")),
+        (json!({"name": "x", "language": "ruby", "data": "puts 1"}), ("language", "type")),
+        (json!({"name": "x", "data": JS_STEP, "extra": 1}), ("extra", "unknown_field")),
         (json!({"name": 5, "data": JS_STEP}), ("name", "type")),
         (json!({"data": JS_STEP}), ("name", "required")),
     ];
@@ -281,10 +171,7 @@ async fn bad_step_uploads_are_refused_with_the_field_and_rule() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body} -> {answer}");
         assert_eq!(answer["error"]["code"], "validation_failed");
         let got = details(&answer);
-        assert!(
-            got.contains(&(field.to_string(), rule.to_string())),
-            "{body}: expected {field}/{rule}, got {got:?}"
-        );
+        assert!(got.contains(&(field.to_string(), rule.to_string())), "{body}: expected {field}/{rule}, got {got:?}");
     }
     let (_, list) = s.get("/api/v1/steps").await;
     assert_eq!(list, json!([]), "nothing refused was stored");
@@ -321,24 +208,11 @@ async fn applications_round_trip_with_warnings_revisions_and_masked_variables() 
     assert_eq!(stored["revision"], 1);
     assert_eq!(
         details(&json!({"error": {"details": stored["warnings"]}})),
-        pairs(&[
-            ("steps[0].file", "exists"),
-            ("steps[1].file", "exists"),
-            ("configuration", "exists")
-        ])
+        pairs(&[("steps[0].file", "exists"), ("steps[1].file", "exists"), ("configuration", "exists")])
     );
-    s.post("/api/v1/steps", json!({"name": "hello", "data": JS_STEP}))
-        .await;
-    s.post(
-        "/api/v1/steps",
-        json!({"name": "QueryREST", "data": PY_STEP}),
-    )
-    .await;
-    s.post(
-        "/api/v1/configurations",
-        json!({"name": "em7", "configuration_data": []}),
-    )
-    .await;
+    s.post("/api/v1/steps", json!({"name": "hello", "data": JS_STEP})).await;
+    s.post("/api/v1/steps", json!({"name": "QueryREST", "data": PY_STEP})).await;
+    s.post("/api/v1/configurations", json!({"name": "em7", "configuration_data": []})).await;
     let (status, got) = s.get("/api/v1/applications/cache_em7_device_data").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(got["warnings"], json!([]));
@@ -347,10 +221,7 @@ async fn applications_round_trip_with_warnings_revisions_and_masked_variables() 
     for key in ["revision", "created_at", "updated_at", "warnings"] {
         expected[key] = got[key].clone();
     }
-    assert_eq!(
-        got, expected,
-        "the document comes back as uploaded, masked value hidden, bookkeeping added"
-    );
+    assert_eq!(got, expected, "the document comes back as uploaded, masked value hidden, bookkeeping added");
     // What was read can be uploaded again unchanged: same revision, secret kept.
     let (status, again) = s.post("/api/v1/applications", got.clone()).await;
     assert_eq!(status, StatusCode::OK, "{again}");
@@ -362,20 +233,9 @@ async fn applications_round_trip_with_warnings_revisions_and_masked_variables() 
     // A step in use cannot be deleted.
     let (status, body) = s.delete("/api/v1/steps/hello").await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    assert_eq!(
-        s.delete("/api/v1/applications/cache_em7_device_data")
-            .await
-            .0,
-        StatusCode::NO_CONTENT
-    );
-    assert_eq!(
-        s.get("/api/v1/applications/cache_em7_device_data").await.0,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        s.delete("/api/v1/steps/hello").await.0,
-        StatusCode::NO_CONTENT
-    );
+    assert_eq!(s.delete("/api/v1/applications/cache_em7_device_data").await.0, StatusCode::NO_CONTENT);
+    assert_eq!(s.get("/api/v1/applications/cache_em7_device_data").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(s.delete("/api/v1/steps/hello").await.0, StatusCode::NO_CONTENT);
     assert_eq!(s.get("/api/v1/steps/hello").await.0, StatusCode::NOT_FOUND);
     s.assert_never_sent("APP-SECRET-VALUE-1");
 }
@@ -384,21 +244,14 @@ async fn applications_round_trip_with_warnings_revisions_and_masked_variables() 
 async fn invalid_applications_list_every_violation_and_change_nothing() {
     let s = TestServer::sqlite().await;
     let good = json!({"name": "app", "steps": [{"name": "a", "file": "S"}]});
-    assert_eq!(
-        s.post("/api/v1/applications", good.clone()).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(s.post("/api/v1/applications", good.clone()).await.0, StatusCode::OK);
     let cases = [
         (
             json!({"name": "app", "steps": [
                 {"name": "a", "file": "S", "output_to": ["ghost"], "retry_max": "3"},
                 {"name": "a", "file": "S", "retry_jitter": 1},
             ]}),
-            pairs(&[
-                ("steps[0].retry_max", "type"),
-                ("steps[1].name", "unique"),
-                ("steps[1].retry_jitter", "type"),
-            ]),
+            pairs(&[("steps[0].retry_max", "type"), ("steps[1].name", "unique"), ("steps[1].retry_jitter", "type")]),
         ),
         (
             json!({"name": "app", "steps": [
@@ -411,10 +264,7 @@ async fn invalid_applications_list_every_violation_and_change_nothing() {
             json!({"name": "app", "steps": [{"name": "a", "file": "S", "output_to": ["ghost"]}]}),
             pairs(&[("steps[0].output_to[0]", "unknown_step")]),
         ),
-        (
-            json!({"name": "../app", "steps": []}),
-            pairs(&[("name", "name_syntax"), ("steps", "min_items")]),
-        ),
+        (json!({"name": "../app", "steps": []}), pairs(&[("name", "name_syntax"), ("steps", "min_items")])),
         (
             json!({"name": "app", "steps": [{"name": "a", "file": "S"}], "app_variables": [{"value": 1}]}),
             pairs(&[("app_variables[0].name", "required")]),
@@ -427,10 +277,7 @@ async fn invalid_applications_list_every_violation_and_change_nothing() {
         assert_eq!(details(&answer), want, "{body}");
     }
     let (_, stored) = s.get("/api/v1/applications/app").await;
-    assert_eq!(
-        stored["revision"], 1,
-        "refused uploads left the stored application alone"
-    );
+    assert_eq!(stored["revision"], 1, "refused uploads left the stored application alone");
     assert_eq!(stored["steps"], good["steps"]);
 }
 
@@ -442,40 +289,21 @@ async fn encrypted_configuration_values_are_write_only_and_never_unmasked() {
         {"name": "password", "value": "CONFIG-SECRET-VALUE-1", "encrypted": true}]});
     let (status, stored) = s.post("/api/v1/configurations", doc).await;
     assert_eq!(status, StatusCode::OK, "{stored}");
-    assert_eq!(
-        stored["configuration_data"][1],
-        json!({"name": "password", "value": null, "encrypted": true})
-    );
+    assert_eq!(stored["configuration_data"][1], json!({"name": "password", "value": null, "encrypted": true}));
     let (_, got) = s.get("/api/v1/configurations/em7").await;
     let (status, _) = s.post("/api/v1/configurations", got.clone()).await;
     assert_eq!(status, StatusCode::OK, "a read document uploads again");
     let mut unmask = got.clone();
-    unmask["configuration_data"][1] =
-        json!({"name": "password", "value": "plain now", "encrypted": false});
+    unmask["configuration_data"][1] = json!({"name": "password", "value": "plain now", "encrypted": false});
     let (status, answer) = s.post("/api/v1/configurations", unmask).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        details(&answer),
-        pairs(&[("configuration_data[1].encrypted", "stays_encrypted")])
-    );
+    assert_eq!(details(&answer), pairs(&[("configuration_data[1].encrypted", "stays_encrypted")]));
     let (_, list) = s.get("/api/v1/configurations").await;
-    assert_eq!(
-        (
-            list[0]["entries"].as_u64(),
-            list[0]["encrypted_entries"].as_u64()
-        ),
-        (Some(2), Some(1))
-    );
+    assert_eq!((list[0]["entries"].as_u64(), list[0]["encrypted_entries"].as_u64()), (Some(2), Some(1)));
     let (status, _) = s.delete("/api/v1/configurations/global").await;
     assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(
-        s.delete("/api/v1/configurations/em7").await.0,
-        StatusCode::NO_CONTENT
-    );
-    assert_eq!(
-        s.delete("/api/v1/configurations/em7").await.0,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(s.delete("/api/v1/configurations/em7").await.0, StatusCode::NO_CONTENT);
+    assert_eq!(s.delete("/api/v1/configurations/em7").await.0, StatusCode::NOT_FOUND);
     s.assert_never_sent("CONFIG-SECRET-VALUE-1");
 }
 
@@ -493,33 +321,18 @@ async fn global_parameters_keep_masked_values_hidden_and_masked() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{saved}");
-    assert_eq!(
-        saved[1],
-        json!({"name": "JiraToken", "type": "masked", "value": null})
-    );
+    assert_eq!(saved[1], json!({"name": "JiraToken", "type": "masked", "value": null}));
     let (_, shown) = s.get("/api/v1/global-parameters").await;
     assert_eq!(shown, saved);
-    let (status, answer) = s
-        .put(
-            "/api/v1/global-parameters",
-            json!([{"name": "JiraToken", "type": "string", "value": "x"}]),
-        )
-        .await;
+    let (status, answer) =
+        s.put("/api/v1/global-parameters", json!([{"name": "JiraToken", "type": "string", "value": "x"}])).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(details(&answer), pairs(&[("[0].type", "stays_encrypted")]));
-    let (status, answer) = s
-        .put(
-            "/api/v1/global-parameters",
-            json!([{"name": "a", "type": "secret"}]),
-        )
-        .await;
+    let (status, answer) = s.put("/api/v1/global-parameters", json!([{"name": "a", "type": "secret"}])).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(details(&answer)[0].0, "[0].type");
     // Sending the list back as read keeps the masked value.
-    assert_eq!(
-        s.put("/api/v1/global-parameters", shown.clone()).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(s.put("/api/v1/global-parameters", shown.clone()).await.0, StatusCode::OK);
     let (_, config) = s.get("/api/v1/configurations/global").await;
     assert_eq!(config["configuration_data"][1]["encrypted"], true);
     s.assert_never_sent("GLOBAL-SECRET-VALUE-1");
@@ -530,79 +343,30 @@ async fn malformed_oversized_and_non_json_bodies_get_json_errors() {
     let s = TestServer::sqlite().await;
     let url = format!("{}/api/v1/applications", s.base);
     let send = |body: Vec<u8>, ctype: &'static str| {
-        s.http
-            .post(&url)
-            .bearer_auth(ADMIN)
-            .header("content-type", ctype)
-            .body(body)
-            .send()
+        s.http.post(&url).bearer_auth(ADMIN).header("content-type", ctype).body(body).send()
     };
-    let (status, body) = s
-        .read(
-            send(b"{\"name\": ".to_vec(), "application/json")
-                .await
-                .unwrap(),
-        )
-        .await;
+    let (status, body) = s.read(send(b"{\"name\": ".to_vec(), "application/json").await.unwrap()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], "malformed_json");
-    let (status, body) = s
-        .read(
-            send(b"{\"name\": \"a\"} trailing".to_vec(), "application/json")
-                .await
-                .unwrap(),
-        )
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("malformed_json"))
-    );
-    let (status, body) = s
-        .read(
-            send(b"{\"name\": \"\xff\xfe\"}".to_vec(), "application/json")
-                .await
-                .unwrap(),
-        )
-        .await;
+    let (status, body) = s.read(send(b"{\"name\": \"a\"} trailing".to_vec(), "application/json").await.unwrap()).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("malformed_json")));
+    let (status, body) = s.read(send(b"{\"name\": \"\xff\xfe\"}".to_vec(), "application/json").await.unwrap()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "non-UTF-8: {body}");
-    let (status, body) = s
-        .read(
-            send(b"name=a".to_vec(), "application/x-www-form-urlencoded")
-                .await
-                .unwrap(),
-        )
-        .await;
+    let (status, body) = s.read(send(b"name=a".to_vec(), "application/x-www-form-urlencoded").await.unwrap()).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
-        (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Some("unsupported_media_type")
-        )
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, Some("unsupported_media_type"))
     );
     let mut big = b"{\"name\": \"".to_vec();
     big.extend(std::iter::repeat_n(b'a', 11 * 1024 * 1024));
     big.extend(b"\"}");
     let (status, body) = s.read(send(big, "application/json").await.unwrap()).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
-    );
-    let (status, body) = s
-        .send(Method::GET, "/api/v1/nothing-here", Some(ADMIN), None)
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("not_found"))
-    );
-    let (status, body) = s
-        .send(Method::PATCH, "/api/v1/steps", Some(ADMIN), None)
-        .await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")));
+    let (status, body) = s.send(Method::GET, "/api/v1/nothing-here", Some(ADMIN), None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    let (status, body) = s.send(Method::PATCH, "/api/v1/steps", Some(ADMIN), None).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
-    assert_eq!(
-        s.get("/api/v1/applications").await.1,
-        json!([]),
-        "nothing was stored"
-    );
+    assert_eq!(s.get("/api/v1/applications").await.1, json!([]), "nothing was stored");
 }
 
 /// The acceptance check of the foundation: three kinds of secret, sent in
@@ -610,11 +374,7 @@ async fn malformed_oversized_and_non_json_bodies_get_json_errors() {
 #[tokio::test]
 async fn secrets_never_leave_in_clear_in_responses_or_the_database_file() {
     let mut s = TestServer::sqlite().await;
-    let secrets = [
-        "LEAK-CHECK-CONFIG-7f3a",
-        "LEAK-CHECK-APPVAR-9b1c",
-        "LEAK-CHECK-GLOBAL-2d4e",
-    ];
+    let secrets = ["LEAK-CHECK-CONFIG-7f3a", "LEAK-CHECK-APPVAR-9b1c", "LEAK-CHECK-GLOBAL-2d4e"];
     s.post(
         "/api/v1/configurations",
         json!({"name": "c", "configuration_data": [
@@ -627,11 +387,7 @@ async fn secrets_never_leave_in_clear_in_responses_or_the_database_file() {
         "app_variables": [{"name": "token", "value": secrets[1], "encrypted": true}]}),
     )
     .await;
-    s.put(
-        "/api/v1/global-parameters",
-        json!([{"name": "pw", "type": "masked", "value": secrets[2]}]),
-    )
-    .await;
+    s.put("/api/v1/global-parameters", json!([{"name": "pw", "type": "masked", "value": secrets[2]}])).await;
     for path in [
         "/api/v1/configurations",
         "/api/v1/configurations/c",
@@ -655,11 +411,7 @@ async fn secrets_never_leave_in_clear_in_responses_or_the_database_file() {
     for secret in secrets {
         s.assert_never_sent(secret);
         for (path, bytes) in &files {
-            assert!(
-                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-                "{secret} in {}",
-                path.display()
-            );
+            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{secret} in {}", path.display());
         }
     }
 }
@@ -669,42 +421,21 @@ async fn secrets_never_leave_in_clear_in_responses_or_the_database_file() {
 async fn content_api_works_on_postgres() {
     let s = TestServer::postgres().await;
     let (status, health) = s.send(Method::GET, "/healthz", None, None).await;
-    assert_eq!(
-        (status, health["store"].as_str()),
-        (StatusCode::OK, Some("postgres"))
-    );
-    assert_eq!(
-        s.post("/api/v1/steps", json!({"name": "hello", "data": JS_STEP}))
-            .await
-            .0,
-        StatusCode::OK
-    );
+    assert_eq!((status, health["store"].as_str()), (StatusCode::OK, Some("postgres")));
+    assert_eq!(s.post("/api/v1/steps", json!({"name": "hello", "data": JS_STEP})).await.0, StatusCode::OK);
     let doc: Value = serde_json::from_str(SPEC_APP).unwrap();
     let (status, stored) = s.post("/api/v1/applications", doc).await;
     assert_eq!(status, StatusCode::OK, "{stored}");
     assert_eq!(stored["app_variables"][1]["value"], Value::Null);
     let (status, answer) = s
-        .post(
-            "/api/v1/applications",
-            json!({"name": "a", "steps": [{"name": "x", "file": "S", "output_to": ["x"]}]}),
-        )
+        .post("/api/v1/applications", json!({"name": "a", "steps": [{"name": "x", "file": "S", "output_to": ["x"]}]}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        details(&answer),
-        pairs(&[("steps[0].output_to[0]", "self_reference")])
-    );
-    let (status, _) = s
-        .put(
-            "/api/v1/global-parameters",
-            json!([{"name": "k", "type": "masked", "value": "PG-SECRET-1"}]),
-        )
-        .await;
+    assert_eq!(details(&answer), pairs(&[("steps[0].output_to[0]", "self_reference")]));
+    let (status, _) =
+        s.put("/api/v1/global-parameters", json!([{"name": "k", "type": "masked", "value": "PG-SECRET-1"}])).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        s.get("/api/v1/global-parameters").await.1[0]["value"],
-        Value::Null
-    );
+    assert_eq!(s.get("/api/v1/global-parameters").await.1[0]["value"], Value::Null);
     s.assert_never_sent("PG-SECRET-1");
     s.assert_never_sent("APP-SECRET-VALUE-1");
 }
@@ -730,73 +461,28 @@ async fn one_global_parameter_at_a_time_loses_no_concurrent_edit() {
     }
     let (_, list) = s.get("/api/v1/global-parameters").await;
     assert_eq!(list.as_array().unwrap().len(), 10, "{list}");
-    let (status, list) = s
-        .put(
-            "/api/v1/global-parameters/p3",
-            json!({"type": "masked", "value": "PER-NAME-SECRET"}),
-        )
-        .await;
+    let (status, list) =
+        s.put("/api/v1/global-parameters/p3", json!({"type": "masked", "value": "PER-NAME-SECRET"})).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        list.as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == "p3")
-            .unwrap()["value"],
-        Value::Null
-    );
-    let (status, body) = s
-        .put(
-            "/api/v1/global-parameters/p3",
-            json!({"type": "string", "value": "x"}),
-        )
-        .await;
+    assert_eq!(list.as_array().unwrap().iter().find(|p| p["name"] == "p3").unwrap()["value"], Value::Null);
+    let (status, body) = s.put("/api/v1/global-parameters/p3", json!({"type": "string", "value": "x"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(details(&body), pairs(&[("type", "stays_encrypted")]));
-    let (status, body) = s
-        .put(
-            "/api/v1/global-parameters/p3",
-            json!({"name": "p4", "type": "string"}),
-        )
-        .await;
-    assert_eq!(
-        (status, details(&body)),
-        (StatusCode::BAD_REQUEST, pairs(&[("name", "matches_path")]))
-    );
-    let (status, body) = s
-        .put(
-            "/api/v1/global-parameters/new",
-            json!({"type": "masked", "value": null}),
-        )
-        .await;
-    assert_eq!(
-        (status, details(&body)),
-        (
-            StatusCode::BAD_REQUEST,
-            pairs(&[("value", "value_required")])
-        )
-    );
+    let (status, body) = s.put("/api/v1/global-parameters/p3", json!({"name": "p4", "type": "string"})).await;
+    assert_eq!((status, details(&body)), (StatusCode::BAD_REQUEST, pairs(&[("name", "matches_path")])));
+    let (status, body) = s.put("/api/v1/global-parameters/new", json!({"type": "masked", "value": null})).await;
+    assert_eq!((status, details(&body)), (StatusCode::BAD_REQUEST, pairs(&[("value", "value_required")])));
     let (status, list) = s.delete("/api/v1/global-parameters/p0").await;
-    assert_eq!(
-        (status, list.as_array().unwrap().len()),
-        (StatusCode::OK, 9)
-    );
-    assert_eq!(
-        s.delete("/api/v1/global-parameters/p0").await.0,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!((status, list.as_array().unwrap().len()), (StatusCode::OK, 9));
+    assert_eq!(s.delete("/api/v1/global-parameters/p0").await.0, StatusCode::NOT_FOUND);
     s.assert_never_sent("PER-NAME-SECRET");
 }
 
 #[tokio::test]
 async fn a_wrongly_typed_secret_is_not_echoed_in_the_error() {
     let s = TestServer::sqlite().await;
-    let (status, body) = s
-        .put(
-            "/api/v1/global-parameters",
-            json!([{"name": "k", "type": "masked", "value": 987654321}]),
-        )
-        .await;
+    let (status, body) =
+        s.put("/api/v1/global-parameters", json!([{"name": "k", "type": "masked", "value": 987654321}])).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(details(&body), pairs(&[("[0].value", "type")]));
     s.assert_never_sent("987654321");
@@ -816,14 +502,7 @@ async fn control_characters_in_path_names_are_refused_before_the_store() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
         assert_eq!(body["error"]["code"], "validation_failed");
     }
-    let (status, body) = s
-        .post(
-            "/api/v1/steps",
-            json!({"name": "d", "data": JS_STEP, "description": "nul\u{0}here"}),
-        )
-        .await;
-    assert_eq!(
-        (status, details(&body)),
-        (StatusCode::BAD_REQUEST, pairs(&[("description", "text")]))
-    );
+    let (status, body) =
+        s.post("/api/v1/steps", json!({"name": "d", "data": JS_STEP, "description": "nul\u{0}here"})).await;
+    assert_eq!((status, details(&body)), (StatusCode::BAD_REQUEST, pairs(&[("description", "text")])));
 }

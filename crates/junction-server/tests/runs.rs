@@ -57,9 +57,7 @@ class Join(BaseStep):
 "#;
 
 async fn upload(s: &TestServer, name: &str, data: &str) {
-    let (status, body) = s
-        .post("/api/v1/steps", json!({"name": name, "data": data}))
-        .await;
+    let (status, body) = s.post("/api/v1/steps", json!({"name": name, "data": data})).await;
     assert_eq!(status, StatusCode::OK, "{name}: {body}");
 }
 
@@ -71,14 +69,13 @@ async fn diamond(s: &TestServer) {
     upload(s, "middle", JS_MIDDLE).await;
     upload(s, "Left", PY_LEFT).await;
     upload(s, "Join", PY_JOIN).await;
-    s.post("/api/v1/configurations", json!({"name": "conn", "configuration_data": [
-        {"name": "host", "value": "10.0.0.5"}, {"name": "pw", "value": "CONF-SECRET-9", "encrypted": true}]}))
-        .await;
-    s.put(
-        "/api/v1/global-parameters",
-        json!([{"name": "Org", "type": "string", "value": "ACME"}]),
+    s.post(
+        "/api/v1/configurations",
+        json!({"name": "conn", "configuration_data": [
+        {"name": "host", "value": "10.0.0.5"}, {"name": "pw", "value": "CONF-SECRET-9", "encrypted": true}]}),
     )
     .await;
+    s.put("/api/v1/global-parameters", json!([{"name": "Org", "type": "string", "value": "ACME"}])).await;
     let (status, body) = s
         .post("/api/v1/applications", json!({
             "name": "diamond", "configuration": "conn",
@@ -96,68 +93,30 @@ async fn diamond(s: &TestServer) {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
-    let (status, body) = s
-        .post("/api/v1/applications/diamond/run", json!({"params": {}}))
-        .await;
+    let (status, body) = s.post("/api/v1/applications/diamond/run", json!({"params": {}})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "who is required: {body}");
-    assert_eq!(
-        details(&body),
-        vec![("params.who".to_string(), "required".to_string())]
-    );
+    assert_eq!(details(&body), vec![("params.who".to_string(), "required".to_string())]);
 
-    let (status, run) = s
-        .post(
-            "/api/v1/applications/diamond/run?wait=30",
-            json!({"params": {"who": "ops"}}),
-        )
-        .await;
+    let (status, run) = s.post("/api/v1/applications/diamond/run?wait=30", json!({"params": {"who": "ops"}})).await;
     assert_eq!(status, StatusCode::OK, "{run}");
     assert_eq!(run["state"], "SUCCESS", "{run}");
     let steps = run["steps"].as_array().unwrap();
-    assert_eq!(
-        steps
-            .iter()
-            .map(|s| s["state"].as_str().unwrap())
-            .collect::<Vec<_>>(),
-        ["SUCCESS"; 4]
-    );
+    assert_eq!(steps.iter().map(|s| s["state"].as_str().unwrap()).collect::<Vec<_>>(), ["SUCCESS"; 4]);
     assert_eq!(run["app_vars"]["who"], "ops");
     let join_id = steps[3]["id"].as_str().unwrap();
     let (_, join) = s.get(&format!("/api/v1/tasks/{join_id}")).await;
-    assert_eq!(
-        join["data"]["first_input"],
-        json!({"left": [1, 2, 5], "who": "ops"}),
-        "{join}"
-    );
+    assert_eq!(join["data"]["first_input"], json!({"left": [1, 2, 5], "who": "ops"}), "{join}");
     assert_eq!(
         join["data"]["joined"],
         json!({"left": [1, 2, 5], "who": "ops"}),
         "the JS step saved nothing; the dicts merge"
     );
-    assert_eq!(
-        join["data"]["secret_len"], 12,
-        "the encrypted variable reached the step"
-    );
-    let (_, first) = s
-        .get(&format!(
-            "/api/v1/tasks/{}",
-            steps[0]["id"].as_str().unwrap()
-        ))
-        .await;
-    assert!(
-        first["log"][0]
-            .as_str()
-            .unwrap()
-            .ends_with("First: host is 10.0.0.5"),
-        "{first}"
-    );
+    assert_eq!(join["data"]["secret_len"], 12, "the encrypted variable reached the step");
+    let (_, first) = s.get(&format!("/api/v1/tasks/{}", steps[0]["id"].as_str().unwrap())).await;
+    assert!(first["log"][0].as_str().unwrap().ends_with("First: host is 10.0.0.5"), "{first}");
     let resp = s
         .http
-        .get(format!(
-            "{}/api/v1/tasks/{}/log",
-            s.base,
-            run["id"].as_str().unwrap()
-        ))
+        .get(format!("{}/api/v1/tasks/{}/log", s.base, run["id"].as_str().unwrap()))
         .bearer_auth(ADMIN)
         .send()
         .await
@@ -194,14 +153,8 @@ async fn flaky_server(fail: usize) -> (String, std::sync::Arc<std::sync::atomic:
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 4096];
                 let _ = sock.read(&mut buf).await;
-                let status = if n < fail {
-                    "500 Internal Server Error"
-                } else {
-                    "200 OK"
-                };
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
-                );
+                let status = if n < fail { "500 Internal Server Error" } else { "200 OK" };
+                let resp = format!("HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
                 let _ = sock.write_all(resp.as_bytes()).await;
             });
         }
@@ -221,27 +174,14 @@ async fn failed_attempts_are_retried_with_backoff() {
     )
     .await;
     let started = std::time::Instant::now();
-    let (status, run) = s
-        .post("/api/v1/applications/retrying/run?wait=30", json!({}))
-        .await;
-    assert_eq!(
-        (status, run["state"].as_str()),
-        (StatusCode::OK, Some("SUCCESS")),
-        "{run}"
-    );
-    assert!(
-        started.elapsed() >= Duration::from_secs(3),
-        "waited 1 s then 2 s"
-    );
+    let (status, run) = s.post("/api/v1/applications/retrying/run?wait=30", json!({})).await;
+    assert_eq!((status, run["state"].as_str()), (StatusCode::OK, Some("SUCCESS")), "{run}");
+    assert!(started.elapsed() >= Duration::from_secs(3), "waited 1 s then 2 s");
     assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 3);
     assert_eq!(run["steps"][0]["attempts"], 3);
     let log = s
         .http
-        .get(format!(
-            "{}/api/v1/tasks/{}/log",
-            s.base,
-            run["id"].as_str().unwrap()
-        ))
+        .get(format!("{}/api/v1/tasks/{}/log", s.base, run["id"].as_str().unwrap()))
         .bearer_auth(ADMIN)
         .send()
         .await
@@ -249,40 +189,22 @@ async fn failed_attempts_are_retried_with_backoff() {
         .text()
         .await
         .unwrap();
-    assert!(
-        log.contains("attempt 1 failed: status 500; retry 1 of 3 in 1 s"),
-        "{log}"
-    );
-    assert!(
-        log.contains("attempt 2 failed: status 500; retry 2 of 3 in 2 s"),
-        "{log}"
-    );
+    assert!(log.contains("attempt 1 failed: status 500; retry 1 of 3 in 1 s"), "{log}");
+    assert!(log.contains("attempt 2 failed: status 500; retry 2 of 3 in 2 s"), "{log}");
 }
 
 #[tokio::test]
 async fn a_failed_step_fails_the_run_and_its_dependants_do_not_run() {
     let s = TestServer::sqlite().await;
-    upload(
-        &s,
-        "boom",
-        "module.exports = { run: async () => { throw new Error('exploded'); } };",
-    )
-    .await;
-    upload(
-        &s,
-        "after",
-        "module.exports = { run: async () => 'never' };",
-    )
-    .await;
+    upload(&s, "boom", "module.exports = { run: async () => { throw new Error('exploded'); } };").await;
+    upload(&s, "after", "module.exports = { run: async () => 'never' };").await;
     s.post(
         "/api/v1/applications",
         json!({"name": "failing", "steps": [
         {"name": "a", "file": "boom", "output_to": ["b"]}, {"name": "b", "file": "after"}]}),
     )
     .await;
-    let (status, run) = s
-        .post("/api/v1/applications/failing/run?wait=30", json!({}))
-        .await;
+    let (status, run) = s.post("/api/v1/applications/failing/run?wait=30", json!({})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(run["state"], "FAILURE");
     assert_eq!(run["steps"][0]["state"], "FAILURE");
@@ -294,19 +216,19 @@ async fn a_failed_step_fails_the_run_and_its_dependants_do_not_run() {
 #[tokio::test]
 async fn a_long_step_is_revoked_and_a_run_is_replayed() {
     let s = TestServer::sqlite().await;
-    upload(&s, "sleeper", "module.exports = { run: () => new Promise(() => { setInterval(() => console.log('working'), 50); }) };").await;
+    upload(
+        &s,
+        "sleeper",
+        "module.exports = { run: () => new Promise(() => { setInterval(() => console.log('working'), 50); }) };",
+    )
+    .await;
     s.post(
         "/api/v1/applications",
         json!({"name": "long", "app_variables": [{"name": "k", "value": "v"}],
         "steps": [{"name": "sleep", "file": "sleeper"}]}),
     )
     .await;
-    let (status, run) = s
-        .post(
-            "/api/v1/applications/long/run",
-            json!({"params": {"k": "given"}}),
-        )
-        .await;
+    let (status, run) = s.post("/api/v1/applications/long/run", json!({"params": {"k": "given"}})).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let id = run["id"].as_str().unwrap().to_string();
     for _ in 0..100 {
@@ -316,9 +238,7 @@ async fn a_long_step_is_revoked_and_a_run_is_replayed() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let (status, revoked) = s
-        .post(&format!("/api/v1/tasks/{id}/revoke"), json!({}))
-        .await;
+    let (status, revoked) = s.post(&format!("/api/v1/tasks/{id}/revoke"), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{revoked}");
     assert_eq!(revoked["state"], "REVOKED");
     assert_eq!(revoked["steps"][0]["state"], "REVOKED");
@@ -341,35 +261,18 @@ async fn a_long_step_is_revoked_and_a_run_is_replayed() {
     }
     assert!(log.contains("working"), "{log}");
     assert!(log.trim_end().ends_with("Job was stopped by user"), "{log}");
-    let (status, _) = s
-        .post(&format!("/api/v1/tasks/{id}/revoke"), json!({}))
-        .await;
-    assert_eq!(
-        status,
-        StatusCode::CONFLICT,
-        "a finished run cannot be revoked"
-    );
+    let (status, _) = s.post(&format!("/api/v1/tasks/{id}/revoke"), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a finished run cannot be revoked");
 
-    let (status, replayed) = s
-        .post(&format!("/api/v1/tasks/{id}/replay"), json!({}))
-        .await;
+    let (status, replayed) = s.post(&format!("/api/v1/tasks/{id}/replay"), json!({})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{replayed}");
     assert_ne!(replayed["id"], run["id"]);
     assert_eq!(replayed["app_vars"]["k"], "given", "same variables");
-    s.post(
-        &format!("/api/v1/tasks/{}/revoke", replayed["id"].as_str().unwrap()),
-        json!({}),
-    )
-    .await;
+    s.post(&format!("/api/v1/tasks/{}/revoke", replayed["id"].as_str().unwrap()), json!({})).await;
     s.delete("/api/v1/applications/long").await;
-    let (status, body) = s
-        .post(&format!("/api/v1/tasks/{id}/replay"), json!({}))
-        .await;
+    let (status, body) = s.post(&format!("/api/v1/tasks/{id}/replay"), json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("was deleted"));
+    assert!(body["error"]["message"].as_str().unwrap().contains("was deleted"));
 }
 
 #[tokio::test]
@@ -378,42 +281,13 @@ async fn run_requests_are_checked_and_idempotency_keys_reuse_runs() {
     let (status, _) = s.post("/api/v1/applications/nope/run", json!({})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     upload(&s, "quick", "module.exports = { run: async () => 'ok' };").await;
-    s.post(
-        "/api/v1/applications",
-        json!({"name": "quick", "steps": [{"name": "q", "file": "quick"}]}),
-    )
-    .await;
-    let (status, body) = s
-        .post("/api/v1/applications/quick/run?wait=99", json!({}))
-        .await;
-    assert_eq!(
-        (status, details(&body)),
-        (
-            StatusCode::BAD_REQUEST,
-            vec![("wait".to_string(), "range".to_string())]
-        )
-    );
-    let (status, body) = s
-        .post("/api/v1/applications/run", json!({"params": {}}))
-        .await;
-    assert_eq!(
-        (status, details(&body)),
-        (
-            StatusCode::BAD_REQUEST,
-            vec![("name".to_string(), "required".to_string())]
-        )
-    );
-    let (status, run) = s
-        .post(
-            "/api/v1/applications/run?wait=30",
-            json!({"name": "quick", "params": {}}),
-        )
-        .await;
-    assert_eq!(
-        (status, run["state"].as_str()),
-        (StatusCode::OK, Some("SUCCESS")),
-        "{run}"
-    );
+    s.post("/api/v1/applications", json!({"name": "quick", "steps": [{"name": "q", "file": "quick"}]})).await;
+    let (status, body) = s.post("/api/v1/applications/quick/run?wait=99", json!({})).await;
+    assert_eq!((status, details(&body)), (StatusCode::BAD_REQUEST, vec![("wait".to_string(), "range".to_string())]));
+    let (status, body) = s.post("/api/v1/applications/run", json!({"params": {}})).await;
+    assert_eq!((status, details(&body)), (StatusCode::BAD_REQUEST, vec![("name".to_string(), "required".to_string())]));
+    let (status, run) = s.post("/api/v1/applications/run?wait=30", json!({"name": "quick", "params": {}})).await;
+    assert_eq!((status, run["state"].as_str()), (StatusCode::OK, Some("SUCCESS")), "{run}");
     assert_eq!(run["steps"][0]["result"], "ok");
     let send = || {
         s.http
@@ -430,9 +304,7 @@ async fn run_requests_are_checked_and_idempotency_keys_reuse_runs() {
     let (status, last) = s.get("/api/v1/applications/quick/logs").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(last["id"], runs[0]["id"]);
-    let (status, _) = s
-        .send(Method::GET, "/api/v1/tasks/no-such-task", Some(ADMIN), None)
-        .await;
+    let (status, _) = s.send(Method::GET, "/api/v1/tasks/no-such-task", Some(ADMIN), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -440,52 +312,18 @@ async fn run_requests_are_checked_and_idempotency_keys_reuse_runs() {
 async fn a_lone_step_runs_with_its_parameters() {
     let s = TestServer::sqlite().await;
     upload(&s, "Greeter", "from ipaascore.BaseStep import BaseStep\n\nclass Greeter(BaseStep):\n    def __init__(self):\n        self.new_step_parameter(name='who', description='', sample_value='', default_value=None, required=True)\n\n    def execute(self):\n        self.logger.info('hello ' + self.get_parameter('who'))\n        self.save_data_for_next_step({'greeted': self.get_parameter('who')})\n").await;
-    upload(
-        &s,
-        "jsgreet",
-        "module.exports = { run: async (args) => 'hi ' + args.arguments.who };",
-    )
-    .await;
-    let (status, body) = s
-        .post("/api/v1/steps/run", json!({"name": "Greeter"}))
-        .await;
-    assert_eq!(
-        (status, details(&body)),
-        (
-            StatusCode::BAD_REQUEST,
-            vec![("who".to_string(), "required".to_string())]
-        )
-    );
+    upload(&s, "jsgreet", "module.exports = { run: async (args) => 'hi ' + args.arguments.who };").await;
+    let (status, body) = s.post("/api/v1/steps/run", json!({"name": "Greeter"})).await;
+    assert_eq!((status, details(&body)), (StatusCode::BAD_REQUEST, vec![("who".to_string(), "required".to_string())]));
     let (status, body) = s.post("/api/v1/steps/run", json!({"name": "nope"})).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    let (status, body) = s
-        .post(
-            "/api/v1/steps/run?wait=30",
-            json!({"name": "Greeter", "who": "world"}),
-        )
-        .await;
+    let (status, body) = s.post("/api/v1/steps/run?wait=30", json!({"name": "Greeter", "who": "world"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["state"], "SUCCESS");
     assert_eq!(body["output"], json!({"greeted": "world"}));
-    assert!(
-        body["logs"][0]
-            .as_str()
-            .unwrap()
-            .ends_with("Greeter: hello world"),
-        "{body}"
-    );
-    let (status, body) = s
-        .post("/api/v1/steps/run", json!({"name": "jsgreet", "who": "js"}))
-        .await;
-    assert_eq!(
-        (status, body["result"].as_str()),
-        (StatusCode::OK, Some("hi js")),
-        "{body}"
-    );
+    assert!(body["logs"][0].as_str().unwrap().ends_with("Greeter: hello world"), "{body}");
+    let (status, body) = s.post("/api/v1/steps/run", json!({"name": "jsgreet", "who": "js"})).await;
+    assert_eq!((status, body["result"].as_str()), (StatusCode::OK, Some("hi js")), "{body}");
     let (_, apps) = s.get("/api/v1/applications").await;
-    assert_eq!(
-        apps,
-        json!([]),
-        "lone step runs create no visible application"
-    );
+    assert_eq!(apps, json!([]), "lone step runs create no visible application");
 }

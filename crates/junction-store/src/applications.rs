@@ -22,12 +22,7 @@ type Row = (String, i64, i64, i64);
 fn record_from_row((document, revision, created_at, updated_at): Row) -> Result<ApplicationRecord> {
     let application = Application::from_stored(json_of(&document)?)
         .map_err(|e| StoreError::Corrupt(format!("stored application: {e}")))?;
-    Ok(ApplicationRecord {
-        application,
-        revision,
-        created_at: ts(created_at)?,
-        updated_at: ts(updated_at)?,
-    })
+    Ok(ApplicationRecord { application, revision, created_at: ts(created_at)?, updated_at: ts(updated_at)? })
 }
 
 /// Nulls `value` and `default_value` of the named variables in a stored
@@ -35,16 +30,9 @@ fn record_from_row((document, revision, created_at, updated_at): Row) -> Result<
 fn scrub_variables(doc: &str, names: &[&str]) -> Result<Option<String>> {
     let mut value = json_of(doc)?;
     let mut changed = false;
-    if let Some(vars) = value
-        .get_mut("app_variables")
-        .and_then(|v| v.as_array_mut())
-    {
+    if let Some(vars) = value.get_mut("app_variables").and_then(|v| v.as_array_mut()) {
         for var in vars.iter_mut().filter_map(|v| v.as_object_mut()) {
-            if var
-                .get("name")
-                .and_then(|n| n.as_str())
-                .is_some_and(|n| names.contains(&n))
-            {
+            if var.get("name").and_then(|n| n.as_str()).is_some_and(|n| names.contains(&n)) {
                 for key in ["value", "default_value"] {
                     if var.get(key).is_some_and(|v| !v.is_null()) {
                         var.insert(key.into(), serde_json::Value::Null);
@@ -165,17 +153,12 @@ impl Store {
 
     pub async fn get_application(&self, name: &str) -> Result<Option<ApplicationRecord>> {
         let sql = format!("{SELECT} WHERE a.name = $1");
-        let row: Option<Row> =
-            read!(self, db => sqlx::query_as(&sql).bind(name).fetch_optional(db).await)?;
+        let row: Option<Row> = read!(self, db => sqlx::query_as(&sql).bind(name).fetch_optional(db).await)?;
         row.map(record_from_row).transpose()
     }
 
     /// One revision of an application, also of a deleted one.
-    pub async fn get_application_revision(
-        &self,
-        name: &str,
-        revision: i64,
-    ) -> Result<Option<Application>> {
+    pub async fn get_application_revision(&self, name: &str, revision: i64) -> Result<Option<Application>> {
         let doc: Option<String> = read!(self, db => {
             sqlx::query_scalar("SELECT document FROM application_revisions WHERE name = $1 AND revision = $2")
                 .bind(name)
@@ -184,8 +167,7 @@ impl Store {
                 .await
         })?;
         doc.map(|d| {
-            Application::from_stored(json_of(&d)?)
-                .map_err(|e| StoreError::Corrupt(format!("stored application: {e}")))
+            Application::from_stored(json_of(&d)?).map_err(|e| StoreError::Corrupt(format!("stored application: {e}")))
         })
         .transpose()
     }

@@ -20,33 +20,21 @@ type Row = (String, i64, i64);
 fn record_from_row((document, created_at, updated_at): Row) -> Result<ConfigurationRecord> {
     let configuration = Configuration::from_stored(json_of(&document)?)
         .map_err(|e| StoreError::Corrupt(format!("stored configuration: {e}")))?;
-    Ok(ConfigurationRecord {
-        configuration,
-        created_at: ts(created_at)?,
-        updated_at: ts(updated_at)?,
-    })
+    Ok(ConfigurationRecord { configuration, created_at: ts(created_at)?, updated_at: ts(updated_at)? })
 }
 
 impl Store {
     /// Adds or replaces a configuration, sealing its encrypted entries in
     /// the same transaction.
-    pub async fn put_configuration(
-        &self,
-        upload: &ConfigurationUpload,
-    ) -> Result<ConfigurationRecord> {
-        self.update_configuration(upload.configuration.name(), |_| Ok(upload.clone()))
-            .await
+    pub async fn put_configuration(&self, upload: &ConfigurationUpload) -> Result<ConfigurationRecord> {
+        self.update_configuration(upload.configuration.name(), |_| Ok(upload.clone())).await
     }
 
     /// Read-modify-write of one configuration, atomic against other
     /// writers of the same name: `change` sees the stored configuration
     /// (if any) and returns the upload to store. The upload must keep the
     /// name.
-    pub async fn update_configuration<F>(
-        &self,
-        name: &str,
-        change: F,
-    ) -> Result<ConfigurationRecord>
+    pub async fn update_configuration<F>(&self, name: &str, change: F) -> Result<ConfigurationRecord>
     where
         F: FnOnce(Option<&Configuration>) -> std::result::Result<ConfigurationUpload, Invalid>,
     {

@@ -29,9 +29,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use junction_core::{Clock, Invalid};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 pub use applications::ApplicationRecord;
 pub use configurations::ConfigurationRecord;
@@ -55,19 +53,14 @@ impl Location {
     pub fn from_url(url: &str) -> Result<Location, StoreError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Location::Postgres(url.to_string()))
-        } else if let Some(path) = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-        {
+        } else if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
             let path = path.split('?').next().unwrap_or(path);
             if path.is_empty() {
                 return Err(StoreError::Config("a sqlite URL needs a file path".into()));
             }
             Ok(Location::Sqlite(PathBuf::from(path)))
         } else {
-            Err(StoreError::Config(
-                "the database URL must start with postgres://, postgresql:// or sqlite://".into(),
-            ))
+            Err(StoreError::Config("the database URL must start with postgres://, postgresql:// or sqlite://".into()))
         }
     }
 
@@ -193,10 +186,7 @@ macro_rules! write_tx {
 macro_rules! lock_key {
     ($store:expr, $tx:ident, $key:expr) => {
         if $store.is_postgres() {
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                .bind($key)
-                .execute(&mut *$tx)
-                .await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))").bind($key).execute(&mut *$tx).await?;
         }
     };
 }
@@ -209,9 +199,8 @@ impl Store {
         let backend = match location {
             Location::Sqlite(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        StoreError::Config(format!("cannot create {}: {e}", dir.display()))
-                    })?;
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
                 }
                 let opts = SqliteConnectOptions::new()
                     .filename(path)
@@ -220,14 +209,8 @@ impl Store {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true);
-                let write = SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .connect_with(opts.clone())
-                    .await?;
-                let read = SqlitePoolOptions::new()
-                    .max_connections(4)
-                    .connect_with(opts.read_only(true))
-                    .await?;
+                let write = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
+                let read = SqlitePoolOptions::new().max_connections(4).connect_with(opts.read_only(true)).await?;
                 Backend::Sqlite { read, write }
             }
             Location::Postgres(url) => {
@@ -240,13 +223,7 @@ impl Store {
                 Backend::Postgres { pool }
             }
         };
-        let store = Store {
-            inner: Arc::new(Inner {
-                backend,
-                sealer,
-                clock,
-            }),
-        };
+        let store = Store { inner: Arc::new(Inner { backend, sealer, clock }) };
         migrate::run(&store).await?;
         store.check_key().await?;
         Ok(store)
@@ -318,9 +295,7 @@ impl Store {
                 });
                 // Read back: another server starting at the same moment
                 // may have written its own check value first.
-                read_check()
-                    .await?
-                    .ok_or_else(|| StoreError::Corrupt("key check value vanished".into()))?
+                read_check().await?.ok_or_else(|| StoreError::Corrupt("key check value vanished".into()))?
             }
         };
         match self.inner.sealer.unseal("system", "key_check", &stored) {

@@ -89,12 +89,7 @@ mod tests {
                 .collect()
         }
         for m in MIGRATIONS {
-            assert_eq!(
-                columns(m.sqlite),
-                columns(m.postgres),
-                "migration {}",
-                m.version
-            );
+            assert_eq!(columns(m.sqlite), columns(m.postgres), "migration {}", m.version);
         }
     }
 }

@@ -118,8 +118,7 @@ pub struct LogLine {
     pub line: String,
 }
 
-const RUN_COLUMNS: &str =
-    "id, application, app_revision, state, queue, trigger_kind, triggered_by, configuration, \
+const RUN_COLUMNS: &str = "id, application, app_revision, state, queue, trigger_kind, triggered_by, configuration, \
                            params, context, log_level, error, created_at, started_at, finished_at";
 type RunRow = (
     String,
@@ -229,12 +228,14 @@ macro_rules! finalize_run {
                 .fetch_one(&mut *$tx)
                 .await?;
             let final_state = if failed > 0 { State::Failure } else { State::Success };
-            sqlx::query("UPDATE runs SET state = $1, finished_at = $2 WHERE id = $3 AND state IN ('PENDING', 'STARTED')")
-                .bind(final_state.as_str())
-                .bind($now)
-                .bind(&$run_id)
-                .execute(&mut *$tx)
-                .await?;
+            sqlx::query(
+                "UPDATE runs SET state = $1, finished_at = $2 WHERE id = $3 AND state IN ('PENDING', 'STARTED')",
+            )
+            .bind(final_state.as_str())
+            .bind($now)
+            .bind(&$run_id)
+            .execute(&mut *$tx)
+            .await?;
             Ok(Some(final_state))
         }
     }};
@@ -242,10 +243,7 @@ macro_rules! finalize_run {
 
 /// `$from, $from+1, ...` placeholders for an IN list.
 fn placeholders(from: usize, n: usize) -> String {
-    (from..from + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
 impl Store {
@@ -257,17 +255,10 @@ impl Store {
         let sealed = if run.secret_params.is_empty() {
             None
         } else {
-            let map: serde_json::Map<String, Value> = run
-                .secret_params
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.expose().to_string())))
-                .collect();
+            let map: serde_json::Map<String, Value> =
+                run.secret_params.iter().map(|(k, v)| (k.clone(), Value::String(v.expose().to_string()))).collect();
             let clear = SecretString::new(Value::Object(map).to_string());
-            Some(
-                self.inner
-                    .sealer
-                    .seal(&format!("run:{}", run.id), "params", clear.expose()),
-            )
+            Some(self.inner.sealer.seal(&format!("run:{}", run.id), "params", clear.expose()))
         };
         let existing = write_tx!(self, tx => {
             let mut existing = None;
@@ -333,10 +324,7 @@ impl Store {
             existing
         });
         let id = existing.as_deref().unwrap_or(&run.id);
-        let record = self
-            .get_run(id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("run {id} vanished")))?;
+        let record = self.get_run(id).await?.ok_or_else(|| StoreError::Corrupt(format!("run {id} vanished")))?;
         Ok((record, existing.is_none()))
     }
 
@@ -348,37 +336,22 @@ impl Store {
         let Some(Some(sealed)) = sealed else {
             return Ok(vec![]);
         };
-        let clear = self
-            .inner
-            .sealer
-            .unseal(&format!("run:{run_id}"), "params", &sealed)?;
-        let map: serde_json::Map<String, Value> = serde_json::from_str(clear.expose())
-            .map_err(|e| StoreError::Corrupt(format!("sealed run params: {e}")))?;
-        Ok(map
-            .into_iter()
-            .map(|(k, v)| (k, SecretString::new(v.as_str().unwrap_or_default())))
-            .collect())
+        let clear = self.inner.sealer.unseal(&format!("run:{run_id}"), "params", &sealed)?;
+        let map: serde_json::Map<String, Value> =
+            serde_json::from_str(clear.expose()).map_err(|e| StoreError::Corrupt(format!("sealed run params: {e}")))?;
+        Ok(map.into_iter().map(|(k, v)| (k, SecretString::new(v.as_str().unwrap_or_default()))).collect())
     }
 
     /// Claims the next due task of one of `queues` for `worker`, with a
     /// lease of `lease`. Marks the task and (if new) its run `STARTED`.
-    pub async fn claim_task(
-        &self,
-        worker: &str,
-        queues: &[String],
-        lease: Duration,
-    ) -> Result<Option<TaskRecord>> {
+    pub async fn claim_task(&self, worker: &str, queues: &[String], lease: Duration) -> Result<Option<TaskRecord>> {
         if queues.is_empty() {
             return Ok(None);
         }
         let now = self.now_ms();
         let expires = now + lease.as_millis() as i64;
         let list = placeholders(4, queues.len());
-        let lock = if self.is_postgres() {
-            "FOR UPDATE SKIP LOCKED"
-        } else {
-            ""
-        };
+        let lock = if self.is_postgres() { "FOR UPDATE SKIP LOCKED" } else { "" };
         let sql = format!(
             "UPDATE tasks SET state = 'STARTED', lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, \
              started_at = COALESCE(started_at, $3) \
@@ -423,12 +396,7 @@ impl Store {
     /// transaction with its consequences. Returns the run's final state
     /// when this ended the run. `None` result and no change when the task
     /// is no longer this worker's (its lease was lost, or it was revoked).
-    pub async fn finish_task(
-        &self,
-        task_id: &str,
-        worker: &str,
-        finish: &Finish,
-    ) -> Result<Option<State>> {
+    pub async fn finish_task(&self, task_id: &str, worker: &str, finish: &Finish) -> Result<Option<State>> {
         let now = self.now_ms();
         let run_lock = if self.is_postgres() { "FOR UPDATE" } else { "" };
         write_tx!(self, tx => {
@@ -578,20 +546,10 @@ impl Store {
         // 5 binds a row; SQLite allows 32766 binds a statement.
         for chunk in lines.chunks(1000) {
             let values = (0..chunk.len())
-                .map(|i| {
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${})",
-                        i * 5 + 1,
-                        i * 5 + 2,
-                        i * 5 + 3,
-                        i * 5 + 4,
-                        i * 5 + 5
-                    )
-                })
+                .map(|i| format!("(${}, ${}, ${}, ${}, ${})", i * 5 + 1, i * 5 + 2, i * 5 + 3, i * 5 + 4, i * 5 + 5))
                 .collect::<Vec<_>>()
                 .join(", ");
-            let sql =
-                format!("INSERT INTO task_logs (run_id, task_id, ts, level, line) VALUES {values}");
+            let sql = format!("INSERT INTO task_logs (run_id, task_id, ts, level, line) VALUES {values}");
             write_tx!(self, tx => {
                 let mut q = sqlx::query(&sql);
                 for l in chunk {
@@ -605,22 +563,17 @@ impl Store {
 
     pub async fn get_run(&self, id: &str) -> Result<Option<RunRecord>> {
         let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
-        let row: Option<RunRow> =
-            read!(self, db => sqlx::query_as(&sql).bind(id).fetch_optional(db).await)?;
+        let row: Option<RunRow> = read!(self, db => sqlx::query_as(&sql).bind(id).fetch_optional(db).await)?;
         row.map(run_from_row).transpose()
     }
 
     /// Runs of an application, newest first.
-    pub async fn list_runs(
-        &self,
-        application: &str,
-        limit: i64,
-        offset: i64,
-    ) -> Result<Vec<RunRecord>> {
+    pub async fn list_runs(&self, application: &str, limit: i64, offset: i64) -> Result<Vec<RunRecord>> {
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE application = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
         );
-        let rows: Vec<RunRow> = read!(self, db => sqlx::query_as(&sql).bind(application).bind(limit).bind(offset).fetch_all(db).await)?;
+        let rows: Vec<RunRow> =
+            read!(self, db => sqlx::query_as(&sql).bind(application).bind(limit).bind(offset).fetch_all(db).await)?;
         rows.into_iter().map(run_from_row).collect()
     }
 
@@ -634,16 +587,14 @@ impl Store {
 
     pub async fn get_task(&self, id: &str) -> Result<Option<TaskRecord>> {
         let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1");
-        let row: Option<TaskRow> =
-            read!(self, db => sqlx::query_as(&sql).bind(id).fetch_optional(db).await)?;
+        let row: Option<TaskRow> = read!(self, db => sqlx::query_as(&sql).bind(id).fetch_optional(db).await)?;
         row.map(task_from_row).transpose()
     }
 
     /// A run's tasks in application order.
     pub async fn run_tasks(&self, run_id: &str) -> Result<Vec<TaskRecord>> {
         let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE run_id = $1 ORDER BY step_index");
-        let rows: Vec<TaskRow> =
-            read!(self, db => sqlx::query_as(&sql).bind(run_id).fetch_all(db).await)?;
+        let rows: Vec<TaskRow> = read!(self, db => sqlx::query_as(&sql).bind(run_id).fetch_all(db).await)?;
         rows.into_iter().map(task_from_row).collect()
     }
 
@@ -678,18 +629,7 @@ impl Store {
             }
         })?;
         rows.into_iter()
-            .map(|(id, run_id, task_id, t, level, line)| {
-                Ok((
-                    id,
-                    LogLine {
-                        run_id,
-                        task_id,
-                        ts: ts(t)?,
-                        level,
-                        line,
-                    },
-                ))
-            })
+            .map(|(id, run_id, task_id, t, level, line)| Ok((id, LogLine { run_id, task_id, ts: ts(t)?, level, line })))
             .collect()
     }
 }

@@ -48,9 +48,7 @@ pub enum KeySource {
 
 impl Sealer {
     pub fn from_key(key: [u8; 32]) -> Sealer {
-        Sealer {
-            cipher: XChaCha20Poly1305::new(&key.into()),
-        }
+        Sealer { cipher: XChaCha20Poly1305::new(&key.into()) }
     }
 
     /// The key from `env_key` (base64 of 32 bytes) when given; otherwise
@@ -61,14 +59,10 @@ impl Sealer {
             let key = decode_key(k).ok_or(KeyError::BadEnvKey)?;
             return Ok((Sealer::from_key(key), KeySource::Env));
         }
-        let bad = |reason: String| KeyError::BadKeyFile {
-            path: key_file.display().to_string(),
-            reason,
-        };
+        let bad = |reason: String| KeyError::BadKeyFile { path: key_file.display().to_string(), reason };
         match std::fs::read_to_string(key_file) {
             Ok(text) => {
-                let key =
-                    decode_key(text.trim()).ok_or_else(|| bad("not base64 of 32 bytes".into()))?;
+                let key = decode_key(text.trim()).ok_or_else(|| bad("not base64 of 32 bytes".into()))?;
                 Ok((Sealer::from_key(key), KeySource::ExistingFile))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -87,13 +81,7 @@ impl Sealer {
         let aad = aad(scope, name);
         let ct = self
             .cipher
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext.as_bytes(),
-                    aad: &aad,
-                },
-            )
+            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext.as_bytes(), aad: &aad })
             .expect("XChaCha20-Poly1305 encryption does not fail for in-memory sizes");
         let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
         out.push(VERSION);
@@ -112,9 +100,7 @@ impl Sealer {
             .cipher
             .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
             .map_err(|_| KeyError::Open)?;
-        String::from_utf8(plain)
-            .map(SecretString::new)
-            .map_err(|_| KeyError::Open)
+        String::from_utf8(plain).map(SecretString::new).map_err(|_| KeyError::Open)
     }
 }
 
@@ -156,20 +142,11 @@ mod tests {
         let s = Sealer::from_key([7; 32]);
         let sealed = s.seal("config:c", "pw", "hunter2");
         assert!(!sealed.windows(7).any(|w| w == b"hunter2"));
-        assert_eq!(
-            s.unseal("config:c", "pw", &sealed).unwrap().expose(),
-            "hunter2"
-        );
+        assert_eq!(s.unseal("config:c", "pw", &sealed).unwrap().expose(), "hunter2");
         assert!(s.unseal("config:c", "other", &sealed).is_err());
         assert!(s.unseal("config:d", "pw", &sealed).is_err());
-        assert!(Sealer::from_key([8; 32])
-            .unseal("config:c", "pw", &sealed)
-            .is_err());
-        assert_ne!(
-            sealed,
-            s.seal("config:c", "pw", "hunter2"),
-            "fresh nonce each time"
-        );
+        assert!(Sealer::from_key([8; 32]).unseal("config:c", "pw", &sealed).is_err());
+        assert_ne!(sealed, s.seal("config:c", "pw", "hunter2"), "fresh nonce each time");
     }
 
     #[test]
@@ -181,17 +158,11 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
         let (b, src) = Sealer::load(None, &path).unwrap();
         assert_eq!(src, KeySource::ExistingFile);
-        assert_eq!(
-            b.unseal("s", "n", &a.seal("s", "n", "v")).unwrap().expose(),
-            "v"
-        );
+        assert_eq!(b.unseal("s", "n", &a.seal("s", "n", "v")).unwrap().expose(), "v");
     }
 
     #[test]
@@ -202,9 +173,6 @@ mod tests {
         let (_, src) = Sealer::load(Some(&key), &path).unwrap();
         assert_eq!(src, KeySource::Env);
         assert!(!path.exists());
-        assert!(matches!(
-            Sealer::load(Some("c2hvcnQ="), &path),
-            Err(KeyError::BadEnvKey)
-        ));
+        assert!(matches!(Sealer::load(Some("c2hvcnQ="), &path), Err(KeyError::BadEnvKey)));
     }
 }

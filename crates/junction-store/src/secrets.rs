@@ -84,11 +84,7 @@ impl Store {
         })?;
         rows.into_iter()
             .map(|(name, sealed)| {
-                let value = self
-                    .inner
-                    .sealer
-                    .unseal(scope, &name, &sealed)
-                    .map_err(StoreError::Key)?;
+                let value = self.inner.sealer.unseal(scope, &name, &sealed).map_err(StoreError::Key)?;
                 Ok((name, value))
             })
             .collect()

@@ -17,38 +17,15 @@ pub struct NewStepVersion<'a> {
     pub declared_version: Option<&'a str>,
 }
 
-type VersionRow = (
-    String,
-    i64,
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    i64,
-    Option<String>,
-    Option<String>,
-);
-const VERSION_COLUMNS: &str =
-    "v.name, v.version, v.language, v.source, v.sha256, v.description, v.parameters, \
+type VersionRow = (String, i64, String, String, String, Option<String>, String, i64, Option<String>, Option<String>);
+const VERSION_COLUMNS: &str = "v.name, v.version, v.language, v.source, v.sha256, v.description, v.parameters, \
                                v.created_at, v.friendly_name, v.declared_version";
 
 fn version_from_row(row: VersionRow) -> Result<StepVersion> {
-    let (
-        name,
-        version,
-        language,
-        source,
-        sha256,
-        description,
-        parameters,
-        created_at,
-        friendly_name,
-        declared_version,
-    ) = row;
+    let (name, version, language, source, sha256, description, parameters, created_at, friendly_name, declared_version) =
+        row;
     Ok(StepVersion {
-        language: Language::parse(&language)
-            .ok_or_else(|| StoreError::Corrupt(format!("language {language:?}")))?,
+        language: Language::parse(&language).ok_or_else(|| StoreError::Corrupt(format!("language {language:?}")))?,
         parameters: serde_json::from_value(json_of(&parameters)?)
             .map_err(|e| StoreError::Corrupt(format!("step parameters: {e}")))?,
         name,
@@ -67,8 +44,7 @@ type SummaryRow = (String, i64, String, String, Option<String>, i64, i64);
 fn summary_from_row(row: SummaryRow) -> Result<StepSummary> {
     let (name, version, language, sha256, description, created_at, updated_at) = row;
     Ok(StepSummary {
-        language: Language::parse(&language)
-            .ok_or_else(|| StoreError::Corrupt(format!("language {language:?}")))?,
+        language: Language::parse(&language).ok_or_else(|| StoreError::Corrupt(format!("language {language:?}")))?,
         name,
         version,
         sha256,
@@ -138,9 +114,7 @@ impl Store {
         });
         self.get_step_version(new.name, version)
             .await?
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!("step {} version {version} vanished", new.name))
-            })
+            .ok_or_else(|| StoreError::Corrupt(format!("step {} version {version} vanished", new.name)))
     }
 
     /// The latest version of a step that exists (not deleted).
@@ -149,18 +123,16 @@ impl Store {
             "SELECT {VERSION_COLUMNS} FROM steps s JOIN step_versions v ON v.name = s.name AND v.version = s.latest_version \
              WHERE s.name = $1"
         );
-        let row: Option<VersionRow> =
-            read!(self, db => sqlx::query_as(&sql).bind(name).fetch_optional(db).await)?;
+        let row: Option<VersionRow> = read!(self, db => sqlx::query_as(&sql).bind(name).fetch_optional(db).await)?;
         row.map(version_from_row).transpose()
     }
 
     /// One version of a step, also of a deleted step (runs refer to the
     /// version they ran).
     pub async fn get_step_version(&self, name: &str, version: i64) -> Result<Option<StepVersion>> {
-        let sql = format!(
-            "SELECT {VERSION_COLUMNS} FROM step_versions v WHERE v.name = $1 AND v.version = $2"
-        );
-        let row: Option<VersionRow> = read!(self, db => sqlx::query_as(&sql).bind(name).bind(version).fetch_optional(db).await)?;
+        let sql = format!("SELECT {VERSION_COLUMNS} FROM step_versions v WHERE v.name = $1 AND v.version = $2");
+        let row: Option<VersionRow> =
+            read!(self, db => sqlx::query_as(&sql).bind(name).bind(version).fetch_optional(db).await)?;
         row.map(version_from_row).transpose()
     }
 
@@ -192,10 +164,7 @@ impl Store {
             .fetch_all(db)
             .await
         })?;
-        rows.into_iter()
-            .map(summary_from_row)
-            .collect::<Result<_>>()
-            .map(Some)
+        rows.into_iter().map(summary_from_row).collect::<Result<_>>().map(Some)
     }
 
     /// Deletes a step. Its versions stay readable by number for the runs

@@ -55,13 +55,9 @@ where
     Ok(TokenInfo {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
-        role: Role::parse(&role)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown role {role:?}")))?,
+        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("unknown role {role:?}")))?,
         created_at: ts(row.try_get("created_at")?)?,
-        last_used_at: row
-            .try_get::<Option<i64>, _>("last_used_at")?
-            .map(ts)
-            .transpose()?,
+        last_used_at: row.try_get::<Option<i64>, _>("last_used_at")?.map(ts).transpose()?,
     })
 }
 
@@ -101,9 +97,7 @@ impl Store {
     pub async fn bootstrap_admin(&self, given: Option<&str>) -> Result<Bootstrap> {
         let given = given.map(str::trim).filter(|g| !g.is_empty());
         if let Some(g) = given {
-            if g.len() < MIN_GIVEN_TOKEN_LEN
-                || g.chars().any(|c| c.is_control() || c.is_whitespace())
-            {
+            if g.len() < MIN_GIVEN_TOKEN_LEN || g.chars().any(|c| c.is_control() || c.is_whitespace()) {
                 return Err(Invalid::one(
                     "JUNCTION_ADMIN_TOKEN",
                     "token_syntax",
@@ -152,9 +146,7 @@ impl Store {
         });
         if let Some(info) = &info {
             let now = self.now_ms();
-            let stale = info
-                .last_used_at
-                .is_none_or(|t| now - t.as_millisecond() >= LAST_USED_GRANULARITY_MS);
+            let stale = info.last_used_at.is_none_or(|t| now - t.as_millisecond() >= LAST_USED_GRANULARITY_MS);
             if stale {
                 write_tx!(self, tx => {
                     sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2")

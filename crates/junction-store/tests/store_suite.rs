@@ -34,24 +34,10 @@ impl Harness {
         Harness::open(location, tempfile::tempdir().unwrap(), Some(pg)).await
     }
 
-    async fn open(
-        location: Location,
-        dir: tempfile::TempDir,
-        pg: Option<junction_testkit::PgSchema>,
-    ) -> Harness {
-        let clock = Arc::new(ManualClock::new(
-            Timestamp::from_second(1_800_000_000).unwrap(),
-        ));
-        let store = Store::open(&location, Sealer::from_key(KEY), clock.clone())
-            .await
-            .expect("store opens");
-        Harness {
-            store,
-            clock,
-            location,
-            _dir: dir,
-            _pg: pg,
-        }
+    async fn open(location: Location, dir: tempfile::TempDir, pg: Option<junction_testkit::PgSchema>) -> Harness {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_second(1_800_000_000).unwrap()));
+        let store = Store::open(&location, Sealer::from_key(KEY), clock.clone()).await.expect("store opens");
+        Harness { store, clock, location, _dir: dir, _pg: pg }
     }
 
     async fn reopen(&self, key: [u8; 32]) -> Result<Store, StoreError> {
@@ -115,28 +101,17 @@ async fn step_versions_keep_what_introspection_found(h: &Harness) {
     let got = h.store.get_step("QueryREST").await.unwrap().unwrap();
     assert_eq!(got, stored);
     assert_eq!(got.parameters, params);
-    assert_eq!(
-        (
-            got.friendly_name.as_deref(),
-            got.declared_version.as_deref()
-        ),
-        (Some("Query REST"), Some("1.0.0"))
-    );
+    assert_eq!((got.friendly_name.as_deref(), got.declared_version.as_deref()), (Some("Query REST"), Some("1.0.0")));
 }
 
 async fn concurrent_uploads_of_one_name_all_land_with_distinct_versions(h: &Harness) {
-    let sources: Vec<String> = (0..8)
-        .map(|i| format!("module.exports = {{ n: {i} }};"))
-        .collect();
+    let sources: Vec<String> = (0..8).map(|i| format!("module.exports = {{ n: {i} }};")).collect();
     let uploads = sources.into_iter().map(|src| {
         let store = h.store.clone();
         async move { store.put_step(&step("busy", &src)).await }
     });
     let results = futures_join_all(uploads).await;
-    let mut versions: Vec<i64> = results
-        .into_iter()
-        .map(|r| r.expect("every upload lands").version)
-        .collect();
+    let mut versions: Vec<i64> = results.into_iter().map(|r| r.expect("every upload lands").version).collect();
     versions.sort();
     assert_eq!(versions, (1..=8).collect::<Vec<_>>());
 
@@ -149,18 +124,10 @@ async fn concurrent_uploads_of_one_name_all_land_with_distinct_versions(h: &Harn
                 .await
         }
     });
-    let mut revisions: Vec<i64> = futures_join_all(apps)
-        .await
-        .into_iter()
-        .map(|r| r.unwrap().revision)
-        .collect();
+    let mut revisions: Vec<i64> = futures_join_all(apps).await.into_iter().map(|r| r.unwrap().revision).collect();
     revisions.sort();
     revisions.dedup();
-    assert_eq!(
-        revisions.len(),
-        6,
-        "six changing uploads make six revisions"
-    );
+    assert_eq!(revisions.len(), 6, "six changing uploads make six revisions");
 }
 
 /// Runs futures concurrently on the test's runtime.
@@ -187,11 +154,7 @@ async fn concurrent_admins_cannot_revoke_each_other_to_zero(h: &Harness) {
         Box::pin(async move { s2.revoke_token(&b.id).await }),
     ])
     .await;
-    assert_eq!(
-        results.iter().filter(|r| r.is_ok()).count(),
-        1,
-        "{results:?}"
-    );
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
     assert_eq!(h.store.list_tokens().await.unwrap().len(), 1);
 }
 
@@ -200,13 +163,8 @@ async fn an_encrypted_entry_needs_a_value_the_first_time(h: &Harness) {
         {"name": "pw", "value": null, "encrypted": true}]}))
     .unwrap();
     let err = h.store.put_configuration(&up).await.unwrap_err();
-    let StoreError::Invalid(inv) = err else {
-        panic!("{err}")
-    };
-    assert_eq!(
-        (inv.0[0].field.as_str(), inv.0[0].rule.as_str()),
-        ("configuration_data[0].value", "value_required")
-    );
+    let StoreError::Invalid(inv) = err else { panic!("{err}") };
+    assert_eq!((inv.0[0].field.as_str(), inv.0[0].rule.as_str()), ("configuration_data[0].value", "value_required"));
     assert!(h.store.get_configuration("c").await.unwrap().is_none());
 }
 
@@ -214,37 +172,19 @@ async fn a_variable_that_becomes_encrypted_is_scrubbed_from_older_revisions(h: &
     let doc = |var: serde_json::Value| {
         app(json!({"name": "a", "steps": [{"name": "s", "file": "S"}], "app_variables": [var]}))
     };
-    h.store.put_application(&doc(json!({"name": "key", "value": "WAS-PLAIN-VALUE", "default_value": "WAS-PLAIN-DEFAULT"}))).await.unwrap();
     h.store
-        .put_application(&doc(json!({"name": "other", "value": "x"})))
+        .put_application(&doc(json!({"name": "key", "value": "WAS-PLAIN-VALUE", "default_value": "WAS-PLAIN-DEFAULT"})))
         .await
         .unwrap();
-    let r3 = h
-        .store
-        .put_application(&doc(
-            json!({"name": "key", "value": "now-secret", "encrypted": true}),
-        ))
-        .await
-        .unwrap();
+    h.store.put_application(&doc(json!({"name": "other", "value": "x"}))).await.unwrap();
+    let r3 =
+        h.store.put_application(&doc(json!({"name": "key", "value": "now-secret", "encrypted": true}))).await.unwrap();
     assert_eq!(r3.revision, 3);
-    let old = h
-        .store
-        .get_application_revision("a", 1)
-        .await
-        .unwrap()
-        .unwrap();
+    let old = h.store.get_application_revision("a", 1).await.unwrap().unwrap();
     let text = serde_json::to_string(old.document()).unwrap();
     assert!(!text.contains("WAS-PLAIN"), "{text}");
-    let untouched = h
-        .store
-        .get_application_revision("a", 2)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        untouched.document()["app_variables"][0]["value"],
-        json!("x")
-    );
+    let untouched = h.store.get_application_revision("a", 2).await.unwrap().unwrap();
+    assert_eq!(untouched.document()["app_variables"][0]["value"], json!("x"));
 }
 
 async fn update_configuration_is_a_read_modify_write(h: &Harness) {
@@ -254,12 +194,7 @@ async fn update_configuration_is_a_read_modify_write(h: &Harness) {
             store
                 .update_configuration("shared", |current| {
                     let mut data: Vec<serde_json::Value> = current
-                        .map(|c| {
-                            c.document()["configuration_data"]
-                                .as_array()
-                                .cloned()
-                                .unwrap_or_default()
-                        })
+                        .map(|c| c.document()["configuration_data"].as_array().cloned().unwrap_or_default())
                         .unwrap_or_default();
                     data.push(json!({"name": name, "value": name}));
                     Configuration::parse(json!({"name": "shared", "configuration_data": data}))
@@ -270,11 +205,7 @@ async fn update_configuration_is_a_read_modify_write(h: &Harness) {
     let results = futures_join_all(["a", "b", "c", "d", "e"].map(add)).await;
     assert!(results.iter().all(|r| r.is_ok()));
     let stored = h.store.get_configuration("shared").await.unwrap().unwrap();
-    assert_eq!(
-        stored.configuration.entries().len(),
-        5,
-        "no concurrent edit was lost"
-    );
+    assert_eq!(stored.configuration.entries().len(), 5, "no concurrent edit was lost");
 }
 
 async fn first_start_creates_one_admin_token(h: &Harness) {
@@ -283,88 +214,38 @@ async fn first_start_creates_one_admin_token(h: &Harness) {
     };
     assert!(secret.expose().starts_with("jct_"));
     assert!(secret.expose().len() >= 40);
-    assert!(matches!(
-        h.store.bootstrap_admin(None).await.unwrap(),
-        Bootstrap::AlreadyDone
-    ));
-    assert!(matches!(
-        h.store
-            .bootstrap_admin(Some("another-token-1234567"))
-            .await
-            .unwrap(),
-        Bootstrap::AlreadyDone
-    ));
+    assert!(matches!(h.store.bootstrap_admin(None).await.unwrap(), Bootstrap::AlreadyDone));
+    assert!(matches!(h.store.bootstrap_admin(Some("another-token-1234567")).await.unwrap(), Bootstrap::AlreadyDone));
     let tokens = h.store.list_tokens().await.unwrap();
     assert_eq!(tokens.len(), 1);
     assert_eq!(tokens[0].role, Role::Admin);
-    let who = h
-        .store
-        .authenticate(secret.expose())
-        .await
-        .unwrap()
-        .expect("generated token works");
+    let who = h.store.authenticate(secret.expose()).await.unwrap().expect("generated token works");
     assert_eq!(who.id, tokens[0].id);
 }
 
 async fn given_admin_token_is_used_and_checked(h: &Harness) {
     let err = h.store.bootstrap_admin(Some("short")).await.unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err}");
-    assert!(matches!(
-        h.store
-            .bootstrap_admin(Some("my-admin-token-0123456789"))
-            .await
-            .unwrap(),
-        Bootstrap::Given
-    ));
-    let who = h
-        .store
-        .authenticate("my-admin-token-0123456789")
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(matches!(h.store.bootstrap_admin(Some("my-admin-token-0123456789")).await.unwrap(), Bootstrap::Given));
+    let who = h.store.authenticate("my-admin-token-0123456789").await.unwrap().unwrap();
     assert_eq!(who.role, Role::Admin);
-    assert!(h
-        .store
-        .authenticate("my-admin-token-012345678")
-        .await
-        .unwrap()
-        .is_none());
+    assert!(h.store.authenticate("my-admin-token-012345678").await.unwrap().is_none());
 }
 
 async fn tokens_are_created_listed_authenticated_and_revoked(h: &Harness) {
-    let (info, secret) = h
-        .store
-        .create_token("ci bot", Role::Operator)
-        .await
-        .unwrap();
+    let (info, secret) = h.store.create_token("ci bot", Role::Operator).await.unwrap();
     assert_eq!((info.name.as_str(), info.role), ("ci bot", Role::Operator));
     assert_eq!(info.last_used_at, None);
     h.clock.advance(SignedDuration::from_secs(5));
-    let who = h
-        .store
-        .authenticate(secret.expose())
-        .await
-        .unwrap()
-        .unwrap();
+    let who = h.store.authenticate(secret.expose()).await.unwrap().unwrap();
     assert_eq!(who.id, info.id);
     let listed = h.store.list_tokens().await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].last_used_at, Some(h.clock_now()));
-    assert!(matches!(
-        h.store.create_token(" ", Role::Viewer).await,
-        Err(StoreError::Invalid(_))
-    ));
+    assert!(matches!(h.store.create_token(" ", Role::Viewer).await, Err(StoreError::Invalid(_))));
     h.store.revoke_token(&info.id).await.unwrap();
-    assert!(h
-        .store
-        .authenticate(secret.expose())
-        .await
-        .unwrap()
-        .is_none());
-    assert!(matches!(
-        h.store.revoke_token(&info.id).await,
-        Err(StoreError::NotFound(_))
-    ));
+    assert!(h.store.authenticate(secret.expose()).await.unwrap().is_none());
+    assert!(matches!(h.store.revoke_token(&info.id).await, Err(StoreError::NotFound(_))));
 }
 
 impl Harness {
@@ -378,10 +259,7 @@ async fn last_admin_token_cannot_be_revoked(h: &Harness) {
     let (a, _) = h.store.create_token("a", Role::Admin).await.unwrap();
     let (b, _) = h.store.create_token("b", Role::Admin).await.unwrap();
     h.store.revoke_token(&a.id).await.unwrap();
-    assert!(matches!(
-        h.store.revoke_token(&b.id).await,
-        Err(StoreError::Conflict(_))
-    ));
+    assert!(matches!(h.store.revoke_token(&b.id).await, Err(StoreError::Conflict(_))));
     assert_eq!(h.store.list_tokens().await.unwrap().len(), 1);
 }
 
@@ -398,46 +276,23 @@ fn step<'a>(name: &'a str, source: &'a str) -> NewStepVersion<'a> {
 }
 
 async fn step_uploads_make_versions_and_identical_uploads_do_not(h: &Harness) {
-    let v1 = h
-        .store
-        .put_step(&step("sync", "module.exports = {run: async () => 'a'};"))
-        .await
-        .unwrap();
+    let v1 = h.store.put_step(&step("sync", "module.exports = {run: async () => 'a'};")).await.unwrap();
     assert_eq!(v1.version, 1);
     assert_eq!(v1.sha256.len(), 64);
     assert_eq!(v1.created_at, h.clock_now());
     h.clock.advance(SignedDuration::from_secs(60));
-    let again = h
-        .store
-        .put_step(&step("sync", "module.exports = {run: async () => 'a'};"))
-        .await
-        .unwrap();
+    let again = h.store.put_step(&step("sync", "module.exports = {run: async () => 'a'};")).await.unwrap();
     assert_eq!(again, v1, "identical upload is the same version");
-    let v2 = h
-        .store
-        .put_step(&step("sync", "module.exports = {run: async () => 'b'};"))
-        .await
-        .unwrap();
+    let v2 = h.store.put_step(&step("sync", "module.exports = {run: async () => 'b'};")).await.unwrap();
     assert_eq!(v2.version, 2);
     assert_ne!(v2.sha256, v1.sha256);
     assert_eq!(h.store.get_step("sync").await.unwrap().unwrap(), v2);
-    assert_eq!(
-        h.store.get_step_version("sync", 1).await.unwrap().unwrap(),
-        v1
-    );
+    assert_eq!(h.store.get_step_version("sync", 1).await.unwrap().unwrap(), v1);
     let versions = h.store.list_step_versions("sync").await.unwrap().unwrap();
-    assert_eq!(
-        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
-        [2, 1]
-    );
+    assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), [2, 1]);
     h.store.put_step(&step("another", "x")).await.unwrap();
     let list = h.store.list_steps().await.unwrap();
-    assert_eq!(
-        list.iter()
-            .map(|s| (s.name.as_str(), s.version))
-            .collect::<Vec<_>>(),
-        [("another", 1), ("sync", 2)]
-    );
+    assert_eq!(list.iter().map(|s| (s.name.as_str(), s.version)).collect::<Vec<_>>(), [("another", 1), ("sync", 2)]);
     assert_eq!(list[1].created_at, v1.created_at);
     assert_eq!(list[1].updated_at, v2.created_at);
 }
@@ -449,19 +304,8 @@ async fn deleted_steps_keep_their_versions_and_numbering(h: &Harness) {
     assert!(h.store.get_step("s").await.unwrap().is_none());
     assert!(h.store.list_step_versions("s").await.unwrap().is_none());
     assert!(h.store.list_steps().await.unwrap().is_empty());
-    assert_eq!(
-        h.store
-            .get_step_version("s", 2)
-            .await
-            .unwrap()
-            .unwrap()
-            .data,
-        "2"
-    );
-    assert!(matches!(
-        h.store.delete_step("s").await,
-        Err(StoreError::NotFound(_))
-    ));
+    assert_eq!(h.store.get_step_version("s", 2).await.unwrap().unwrap().data, "2");
+    assert!(matches!(h.store.delete_step("s").await, Err(StoreError::NotFound(_))));
     assert_eq!(h.store.put_step(&step("s", "3")).await.unwrap().version, 3);
 }
 
@@ -474,10 +318,7 @@ async fn applications_get_revisions_and_keep_their_document(h: &Harness) {
                      "steps": [{"name": "a b", "file": "S", "method": "GET", "output_to": ["c"]}, {"name": "c", "file": "T"}]});
     let r1 = h.store.put_application(&app(doc.clone())).await.unwrap();
     assert_eq!(r1.revision, 1);
-    assert_eq!(
-        serde_json::Value::Object(r1.application.document().clone()),
-        doc
-    );
+    assert_eq!(serde_json::Value::Object(r1.application.document().clone()), doc);
     let same = h.store.put_application(&app(doc.clone())).await.unwrap();
     assert_eq!(same.revision, 1, "identical upload makes no revision");
     let mut changed = doc.clone();
@@ -493,21 +334,10 @@ async fn applications_get_revisions_and_keep_their_document(h: &Harness) {
     assert_eq!(listed[0].revision, 2);
     h.store.delete_application("sync").await.unwrap();
     assert!(h.store.get_application("sync").await.unwrap().is_none());
-    let old = h
-        .store
-        .get_application_revision("sync", 1)
-        .await
-        .unwrap()
-        .expect("revision kept for runs");
+    let old = h.store.get_application_revision("sync", 1).await.unwrap().expect("revision kept for runs");
     assert_eq!(old.description(), None);
-    assert!(matches!(
-        h.store.delete_application("sync").await,
-        Err(StoreError::NotFound(_))
-    ));
-    assert_eq!(
-        h.store.put_application(&app(doc)).await.unwrap().revision,
-        3
-    );
+    assert!(matches!(h.store.delete_application("sync").await, Err(StoreError::NotFound(_))));
+    assert_eq!(h.store.put_application(&app(doc)).await.unwrap().revision, 3);
 }
 
 async fn encrypted_app_variables_are_sealed_and_kept_on_null(h: &Harness) {
@@ -515,44 +345,17 @@ async fn encrypted_app_variables_are_sealed_and_kept_on_null(h: &Harness) {
         app(json!({"name": "job", "steps": [{"name": "s", "file": "S"}],
                    "app_variables": [{"name": "token", "value": value, "encrypted": true}, {"name": "url", "value": "http://x"}]}))
     };
-    let r1 = h
-        .store
-        .put_application(&with(json!("s3cr3t-app-token")))
-        .await
-        .unwrap();
-    assert_eq!(
-        r1.application.document()["app_variables"][0]["value"],
-        json!(null)
-    );
+    let r1 = h.store.put_application(&with(json!("s3cr3t-app-token"))).await.unwrap();
+    assert_eq!(r1.application.document()["app_variables"][0]["value"], json!(null));
     let secrets = h.store.application_secrets("job").await.unwrap();
     assert_eq!(secrets.len(), 1);
-    assert_eq!(
-        (secrets[0].0.as_str(), secrets[0].1.expose()),
-        ("token", "s3cr3t-app-token")
-    );
+    assert_eq!((secrets[0].0.as_str(), secrets[0].1.expose()), ("token", "s3cr3t-app-token"));
     let r2 = h.store.put_application(&with(json!(null))).await.unwrap();
-    assert_eq!(
-        r2.revision, 1,
-        "sending the masked value back as null changes nothing"
-    );
-    assert_eq!(
-        h.store.application_secrets("job").await.unwrap()[0]
-            .1
-            .expose(),
-        "s3cr3t-app-token"
-    );
-    let r3 = h
-        .store
-        .put_application(&with(json!("rotated")))
-        .await
-        .unwrap();
+    assert_eq!(r2.revision, 1, "sending the masked value back as null changes nothing");
+    assert_eq!(h.store.application_secrets("job").await.unwrap()[0].1.expose(), "s3cr3t-app-token");
+    let r3 = h.store.put_application(&with(json!("rotated"))).await.unwrap();
     assert_eq!(r3.revision, 2, "a new secret value is a new revision");
-    assert_eq!(
-        h.store.application_secrets("job").await.unwrap()[0]
-            .1
-            .expose(),
-        "rotated"
-    );
+    assert_eq!(h.store.application_secrets("job").await.unwrap()[0].1.expose(), "rotated");
     h.store.delete_application("job").await.unwrap();
     assert!(h.store.application_secrets("job").await.unwrap().is_empty());
 }
@@ -563,47 +366,22 @@ async fn encrypted_values_never_turn_plain_and_the_refusal_changes_nothing(h: &H
             {"name": "user", "value": "u"}, {"name": "pw", "value": value, "encrypted": encrypted}]}))
         .unwrap()
     };
-    h.store
-        .put_configuration(&config(true, "pw-one"))
-        .await
-        .unwrap();
-    let err = h
-        .store
-        .put_configuration(&config(false, "pw-plain"))
-        .await
-        .unwrap_err();
-    let StoreError::Invalid(inv) = err else {
-        panic!("expected a validation error, got {err}")
-    };
+    h.store.put_configuration(&config(true, "pw-one")).await.unwrap();
+    let err = h.store.put_configuration(&config(false, "pw-plain")).await.unwrap_err();
+    let StoreError::Invalid(inv) = err else { panic!("expected a validation error, got {err}") };
     assert_eq!(inv.0[0].field, "configuration_data[1].encrypted");
     assert_eq!(inv.0[0].rule, "stays_encrypted");
     let stored = h.store.get_configuration("c").await.unwrap().unwrap();
     assert!(stored.configuration.entries()[1].encrypted);
-    assert_eq!(
-        h.store.configuration_secrets("c").await.unwrap()[0]
-            .1
-            .expose(),
-        "pw-one"
-    );
+    assert_eq!(h.store.configuration_secrets("c").await.unwrap()[0].1.expose(), "pw-one");
 
     let a = |encrypted: bool| {
         app(json!({"name": "a", "steps": [{"name": "s", "file": "S"}],
                    "app_variables": [{"name": "k", "value": "v-value", "encrypted": encrypted}]}))
     };
     h.store.put_application(&a(true)).await.unwrap();
-    assert!(matches!(
-        h.store.put_application(&a(false)).await,
-        Err(StoreError::Invalid(_))
-    ));
-    assert_eq!(
-        h.store
-            .get_application("a")
-            .await
-            .unwrap()
-            .unwrap()
-            .revision,
-        1
-    );
+    assert!(matches!(h.store.put_application(&a(false)).await, Err(StoreError::Invalid(_))));
+    assert_eq!(h.store.get_application("a").await.unwrap().unwrap().revision, 1);
 }
 
 async fn configurations_are_replaced_and_deleted_with_their_secrets(h: &Harness) {
@@ -622,28 +400,13 @@ async fn configurations_are_replaced_and_deleted_with_their_secrets(h: &Harness)
     assert_eq!(r2.created_at, r.created_at);
     assert_eq!(r2.configuration.entries()[0].value, Some(json!("10.0.0.2")));
     let secrets = h.store.configuration_secrets("em7").await.unwrap();
-    assert_eq!(
-        secrets.len(),
-        1,
-        "a removed encrypted entry loses its sealed value"
-    );
-    assert_eq!(
-        (secrets[0].0.as_str(), secrets[0].1.expose()),
-        ("pw", "em7-password")
-    );
+    assert_eq!(secrets.len(), 1, "a removed encrypted entry loses its sealed value");
+    assert_eq!((secrets[0].0.as_str(), secrets[0].1.expose()), ("pw", "em7-password"));
     assert_eq!(h.store.list_configurations().await.unwrap().len(), 1);
     h.store.delete_configuration("em7").await.unwrap();
     assert!(h.store.get_configuration("em7").await.unwrap().is_none());
-    assert!(h
-        .store
-        .configuration_secrets("em7")
-        .await
-        .unwrap()
-        .is_empty());
-    assert!(matches!(
-        h.store.delete_configuration("em7").await,
-        Err(StoreError::NotFound(_))
-    ));
+    assert!(h.store.configuration_secrets("em7").await.unwrap().is_empty());
+    assert!(matches!(h.store.delete_configuration("em7").await, Err(StoreError::NotFound(_))));
 }
 
 async fn reopening_applies_no_migration_twice_and_checks_the_key(h: &Harness) {
@@ -659,19 +422,15 @@ async fn reopening_applies_no_migration_twice_and_checks_the_key(h: &Harness) {
 #[tokio::test]
 async fn sqlite_files_hold_no_clear_secret() {
     let h = Harness::sqlite().await;
-    let Bootstrap::Generated(admin) = h.store.bootstrap_admin(None).await.unwrap() else {
-        panic!()
-    };
+    let Bootstrap::Generated(admin) = h.store.bootstrap_admin(None).await.unwrap() else { panic!() };
     let (_, token) = h.store.create_token("t", Role::Viewer).await.unwrap();
     let cfg = Configuration::parse(json!({"name": "c", "configuration_data": [
         {"name": "pw", "value": "PLAINTEXT-CONFIG-SECRET", "encrypted": true}]}))
     .unwrap();
     h.store.put_configuration(&cfg).await.unwrap();
     h.store
-        .put_application(&app(
-            json!({"name": "a", "steps": [{"name": "s", "file": "S"}],
-            "app_variables": [{"name": "k", "value": "PLAINTEXT-APP-SECRET", "encrypted": true}]}),
-        ))
+        .put_application(&app(json!({"name": "a", "steps": [{"name": "s", "file": "S"}],
+            "app_variables": [{"name": "k", "value": "PLAINTEXT-APP-SECRET", "encrypted": true}]})))
         .await
         .unwrap();
     h.store.close().await;
@@ -680,15 +439,7 @@ async fn sqlite_files_hold_no_clear_secret() {
         bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
     }
     assert!(bytes.len() > 10_000, "the database files were read");
-    for needle in [
-        "PLAINTEXT-CONFIG-SECRET",
-        "PLAINTEXT-APP-SECRET",
-        admin.expose(),
-        token.expose(),
-    ] {
-        assert!(
-            !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
-            "{needle} found in the database files"
-        );
+    for needle in ["PLAINTEXT-CONFIG-SECRET", "PLAINTEXT-APP-SECRET", admin.expose(), token.expose()] {
+        assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} found in the database files");
     }
 }

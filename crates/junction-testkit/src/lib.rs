@@ -49,13 +49,8 @@ pub async fn postgres() -> PgSchema {
     );
     let mut conn = sqlx::PgConnection::connect(&base)
         .await
-        .unwrap_or_else(|e| {
-            panic!("cannot connect to test PostgreSQL at {base}: {e}\n{INSTALL_HINT}")
-        });
-    sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
-        .execute(&mut conn)
-        .await
-        .expect("create test schema");
+        .unwrap_or_else(|e| panic!("cannot connect to test PostgreSQL at {base}: {e}\n{INSTALL_HINT}"));
+    sqlx::raw_sql(&format!("CREATE SCHEMA {schema}")).execute(&mut conn).await.expect("create test schema");
     let _ = conn.close().await;
     let sep = if base.contains('?') { '&' } else { '?' };
     // The application name marks this test's connections so that dropping
@@ -93,17 +88,14 @@ fn base_url() -> String {
         }
     }
     static CLUSTER: OnceLock<String> = OnceLock::new();
-    CLUSTER
-        .get_or_init(|| start_cluster().unwrap_or_else(|e| panic!("{e}\n{INSTALL_HINT}")))
-        .clone()
+    CLUSTER.get_or_init(|| start_cluster().unwrap_or_else(|e| panic!("{e}\n{INSTALL_HINT}"))).clone()
 }
 
 /// Finds PostgreSQL's server binaries: on `PATH`, or in Debian's
 /// versioned directory.
 fn pg_bin_dir() -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .find(|d| d.join("initdb").is_file() && d.join("pg_ctl").is_file())
+        std::env::split_paths(&paths).find(|d| d.join("initdb").is_file() && d.join("pg_ctl").is_file())
     });
     on_path.or_else(|| {
         let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
@@ -117,10 +109,7 @@ fn pg_bin_dir() -> Option<PathBuf> {
 }
 
 fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
 
 /// `initdb` refuses to run as root; as root the cluster runs as the
@@ -140,22 +129,11 @@ fn as_cluster_user(program: &Path, root: bool) -> Command {
 pub fn start_cluster() -> Result<String, String> {
     let bin = pg_bin_dir().ok_or("no PostgreSQL server binaries (initdb, pg_ctl) were found")?;
     let root = is_root();
-    let dir = tempfile::Builder::new()
-        .prefix("junction-pg-")
-        .tempdir()
-        .map_err(|e| e.to_string())?
-        .keep();
+    let dir = tempfile::Builder::new().prefix("junction-pg-").tempdir().map_err(|e| e.to_string())?.keep();
     if root {
-        let ok = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(&dir)
-            .status()
-            .is_ok_and(|s| s.success());
+        let ok = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status().is_ok_and(|s| s.success());
         if !ok {
-            return Err(format!(
-                "cannot hand {} to the postgres user",
-                dir.display()
-            ));
+            return Err(format!("cannot hand {} to the postgres user", dir.display()));
         }
     }
     let data = dir.join("data");
@@ -166,10 +144,7 @@ pub fn start_cluster() -> Result<String, String> {
         .output()
         .map_err(|e| format!("initdb: {e}"))?;
     if !out.status.success() {
-        return Err(format!(
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
+        return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr)));
     }
     let port = free_port()?;
     let opts = format!(
@@ -186,24 +161,13 @@ pub fn start_cluster() -> Result<String, String> {
         .map_err(|e| format!("pg_ctl: {e}"))?;
     if !out.status.success() {
         let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
-        return Err(format!(
-            "pg_ctl start failed: {}{log}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
+        return Err(format!("pg_ctl start failed: {}{log}", String::from_utf8_lossy(&out.stderr)));
     }
     let pg_ctl = bin.join("pg_ctl");
     let stop = if root {
-        format!(
-            "runuser -u postgres -- {} -D {} -m immediate stop",
-            pg_ctl.display(),
-            data.display()
-        )
+        format!("runuser -u postgres -- {} -D {} -m immediate stop", pg_ctl.display(), data.display())
     } else {
-        format!(
-            "{} -D {} -m immediate stop",
-            pg_ctl.display(),
-            data.display()
-        )
+        format!("{} -D {} -m immediate stop", pg_ctl.display(), data.display())
     };
     let watchdog = format!(
         "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf {dir}",
@@ -235,7 +199,5 @@ fn wait_ready(port: u16) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Err(format!(
-        "throwaway PostgreSQL did not listen on port {port} within 30 s"
-    ))
+    Err(format!("throwaway PostgreSQL did not listen on port {port} within 30 s"))
 }

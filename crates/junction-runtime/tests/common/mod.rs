@@ -16,11 +16,9 @@ pub struct Harness {
 /// `npm ci` of the pinned module list into the build's temp dir, once.
 pub async fn node_modules() -> PathBuf {
     let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("junction-node-modules");
-    ensure_node_modules(std::path::Path::new("npm"), &target, |msg| {
-        eprintln!("{msg}")
-    })
-    .await
-    .expect("the supported Node.js modules install")
+    ensure_node_modules(std::path::Path::new("npm"), &target, |msg| eprintln!("{msg}"))
+        .await
+        .expect("the supported Node.js modules install")
 }
 
 impl Harness {
@@ -68,10 +66,7 @@ pub fn texts(events: &[Event]) -> Vec<(String, String)> {
         .iter()
         .filter_map(|e| match e {
             Event::Log { level, line } => {
-                let text = line
-                    .split_once(" \u{2013} ")
-                    .map(|(_, t)| t.to_string())
-                    .unwrap_or_default();
+                let text = line.split_once(" \u{2013} ").map(|(_, t)| t.to_string()).unwrap_or_default();
                 Some((level.clone(), text))
             }
             _ => None,

@@ -83,9 +83,7 @@ async fn put_application(
 
 #[utoipa::path(get, path = "/api/v1/applications", tag = "applications",
     responses((status = 200, body = [ApplicationSummary]), CommonErrors))]
-async fn list_applications(
-    State(state): State<AppState>,
-) -> ApiResult<Json<Vec<ApplicationSummary>>> {
+async fn list_applications(State(state): State<AppState>) -> ApiResult<Json<Vec<ApplicationSummary>>> {
     let apps = state.engine.store().list_applications().await?;
     Ok(Json(
         apps.into_iter()

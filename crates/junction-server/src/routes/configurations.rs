@@ -72,9 +72,7 @@ async fn put_configuration(
 
 #[utoipa::path(get, path = "/api/v1/configurations", tag = "configurations",
     responses((status = 200, body = [ConfigurationSummary]), CommonErrors))]
-async fn list_configurations(
-    State(state): State<AppState>,
-) -> ApiResult<Json<Vec<ConfigurationSummary>>> {
+async fn list_configurations(State(state): State<AppState>) -> ApiResult<Json<Vec<ConfigurationSummary>>> {
     let configs = state.engine.store().list_configurations().await?;
     Ok(Json(
         configs
@@ -102,9 +100,7 @@ async fn get_configuration(
     PathParam(name): PathParam<String>,
 ) -> ApiResult<Json<ConfigurationView>> {
     let record = state.engine.store().get_configuration(&name).await?;
-    record
-        .map(|r| Json(r.into()))
-        .ok_or_else(|| ApiError::not_found(format!("configuration {name:?}")))
+    record.map(|r| Json(r.into())).ok_or_else(|| ApiError::not_found(format!("configuration {name:?}")))
 }
 
 /// Delete a configuration and its sealed values. `global` cannot be

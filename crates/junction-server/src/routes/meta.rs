@@ -34,14 +34,7 @@ async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
         }
     };
-    (
-        code,
-        Json(Health {
-            status,
-            version: env!("CARGO_PKG_VERSION"),
-            store: store.backend_name(),
-        }),
-    )
+    (code, Json(Health { status, version: env!("CARGO_PKG_VERSION"), store: store.backend_name() }))
 }
 
 pub fn api_router() -> OpenApiRouter<AppState> {

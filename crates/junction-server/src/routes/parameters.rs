@@ -63,18 +63,9 @@ async fn put_parameter(
     JsonBody(body): JsonBody<ParameterBody>,
 ) -> ApiResult<Json<Vec<Parameter>>> {
     if body.name.as_deref().is_some_and(|n| n != name) {
-        return Err(Invalid::one(
-            "name",
-            "matches_path",
-            "the body's name differs from the name in the path",
-        )
-        .into());
+        return Err(Invalid::one("name", "matches_path", "the body's name differs from the name in the path").into());
     }
-    let param = Parameter {
-        name,
-        kind: body.kind,
-        value: body.value,
-    };
+    let param = Parameter { name, kind: body.kind, value: body.value };
     Ok(Json(state.engine.set_global_parameter(param).await?))
 }
 

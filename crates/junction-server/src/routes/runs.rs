@@ -140,12 +140,7 @@ fn step_view(t: &TaskRecord) -> StepView {
 async fn run_view(state: &AppState, run: RunRecord) -> ApiResult<RunView> {
     let store = state.engine.store();
     let tasks = store.run_tasks(&run.id).await?;
-    let secret_names: Vec<String> = store
-        .run_secret_params(&run.id)
-        .await?
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
+    let secret_names: Vec<String> = store.run_secret_params(&run.id).await?.into_iter().map(|(n, _)| n).collect();
     Ok(RunView {
         href: format!("/api/v1/tasks/{}", run.id),
         app_name: run.application.clone(),
@@ -161,10 +156,7 @@ async fn run_view(state: &AppState, run: RunRecord) -> ApiResult<RunView> {
         steps: tasks.iter().map(step_view).collect(),
         triggered_by: vec![TriggeredBy {
             application_id: run.id.clone(),
-            triggered_by: run
-                .triggered_by
-                .clone()
-                .unwrap_or_else(|| run.trigger_kind.to_uppercase()),
+            triggered_by: run.triggered_by.clone().unwrap_or_else(|| run.trigger_kind.to_uppercase()),
         }],
         id: run.id,
     })
@@ -173,15 +165,8 @@ async fn run_view(state: &AppState, run: RunRecord) -> ApiResult<RunView> {
 fn wait_of(q: &WaitQuery) -> ApiResult<Duration> {
     match q.wait {
         None => Ok(Duration::ZERO),
-        Some(w) if w.is_finite() && (0.0..=MAX_WAIT_SECS as f64).contains(&w) => {
-            Ok(Duration::from_secs_f64(w))
-        }
-        Some(_) => Err(Invalid::one(
-            "wait",
-            "range",
-            format!("must be between 0 and {MAX_WAIT_SECS} seconds"),
-        )
-        .into()),
+        Some(w) if w.is_finite() && (0.0..=MAX_WAIT_SECS as f64).contains(&w) => Ok(Duration::from_secs_f64(w)),
+        Some(_) => Err(Invalid::one("wait", "range", format!("must be between 0 and {MAX_WAIT_SECS} seconds")).into()),
     }
 }
 
@@ -196,9 +181,7 @@ async fn start(
     let idempotency_key = headers
         .get("idempotency-key")
         .map(|v| {
-            v.to_str()
-                .map(str::to_string)
-                .map_err(|_| Invalid::one("Idempotency-Key", "text", "must be visible ASCII"))
+            v.to_str().map(str::to_string).map_err(|_| Invalid::one("Idempotency-Key", "text", "must be visible ASCII"))
         })
         .transpose()?;
     let request = RunRequest {
@@ -212,16 +195,8 @@ async fn start(
         idempotency_key,
     };
     let run = state.engine.start_run(&name, request).await?;
-    let run = if wait > Duration::ZERO {
-        state.engine.wait_run(&run.id, wait).await?
-    } else {
-        run
-    };
-    let status = if run.state.is_final() {
-        StatusCode::OK
-    } else {
-        StatusCode::ACCEPTED
-    };
+    let run = if wait > Duration::ZERO { state.engine.wait_run(&run.id, wait).await? } else { run };
+    let status = if run.state.is_final() { StatusCode::OK } else { StatusCode::ACCEPTED };
     let view = run_view(&state, run).await?;
     Ok((status, Json(view)).into_response())
 }
@@ -244,12 +219,7 @@ async fn run_named(
 ) -> ApiResult<Response> {
     let body = body.map(|b| b.0).unwrap_or_default();
     if body.name.as_deref().is_some_and(|n| n != name) {
-        return Err(Invalid::one(
-            "name",
-            "matches_path",
-            "the body's name differs from the name in the path",
-        )
-        .into());
+        return Err(Invalid::one("name", "matches_path", "the body's name differs from the name in the path").into());
     }
     let wait = wait_of(&q)?;
     start(state, caller, name, body, wait, &headers).await
@@ -267,10 +237,7 @@ async fn run_by_body(
     headers: HeaderMap,
     JsonBody(body): JsonBody<RunBody>,
 ) -> ApiResult<Response> {
-    let name = body
-        .name
-        .clone()
-        .ok_or_else(|| Invalid::one("name", "required", "name the application to run"))?;
+    let name = body.name.clone().ok_or_else(|| Invalid::one("name", "required", "name the application to run"))?;
     let wait = wait_of(&q)?;
     start(state, caller, name, body, wait, &headers).await
 }
@@ -280,19 +247,12 @@ async fn run_by_body(
     params(("id" = String, Path, description = "Run id (isapp-...) or task id")),
     responses((status = 200, description = "A RunView for a run id, a TaskView for a task id", body = RunView),
         (status = 404, body = ErrorBody), CommonErrors))]
-async fn get_task(
-    State(state): State<AppState>,
-    PathParam(id): PathParam<String>,
-) -> ApiResult<Response> {
+async fn get_task(State(state): State<AppState>, PathParam(id): PathParam<String>) -> ApiResult<Response> {
     let (run, task) = state.engine.find_run(&id).await?;
     match task {
         None => Ok(Json(run_view(&state, run).await?).into_response()),
         Some(t) => {
-            let log = state
-                .engine
-                .store()
-                .logs(&run.id, Some(&t.id), 0, 100_000)
-                .await?;
+            let log = state.engine.store().logs(&run.id, Some(&t.id), 0, 100_000).await?;
             Ok(Json(TaskView {
                 href: format!("/api/v1/tasks/{}", t.id),
                 run_href: format!("/api/v1/tasks/{}", run.id),
@@ -331,20 +291,9 @@ async fn task_log(
     Query(q): Query<LogQuery>,
 ) -> ApiResult<Response> {
     let (run, task) = state.engine.find_run(&id).await?;
-    let lines = state
-        .engine
-        .store()
-        .logs(
-            &run.id,
-            task.as_ref().map(|t| t.id.as_str()),
-            q.after.unwrap_or(0),
-            100_000,
-        )
-        .await?;
-    let last = lines
-        .last()
-        .map(|(n, _)| *n)
-        .unwrap_or(q.after.unwrap_or(0));
+    let lines =
+        state.engine.store().logs(&run.id, task.as_ref().map(|t| t.id.as_str()), q.after.unwrap_or(0), 100_000).await?;
+    let last = lines.last().map(|(n, _)| *n).unwrap_or(q.after.unwrap_or(0));
     let mut text = String::new();
     for (_, l) in &lines {
         text.push_str(&l.line);
@@ -352,19 +301,10 @@ async fn task_log(
     }
     Ok((
         [
-            (
-                header::CONTENT_TYPE,
-                "text/plain; charset=utf-8".to_string(),
-            ),
-            (
-                header::HeaderName::from_static("x-last-line"),
-                last.to_string(),
-            ),
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_string()),
+            (header::HeaderName::from_static("x-last-line"), last.to_string()),
         ],
-        [(
-            header::HeaderName::from_static("x-run-state"),
-            run.state.public().as_str().to_string(),
-        )],
+        [(header::HeaderName::from_static("x-run-state"), run.state.public().as_str().to_string())],
         text,
     )
         .into_response())
@@ -374,17 +314,8 @@ async fn task_log(
 #[utoipa::path(get, path = "/api/v1/applications/{name}/logs", tag = "runs",
     params(("name" = String, Path, description = "Application name")),
     responses((status = 200, body = RunView), (status = 404, body = ErrorBody), CommonErrors))]
-async fn last_run(
-    State(state): State<AppState>,
-    PathParam(name): PathParam<String>,
-) -> ApiResult<Json<RunView>> {
-    let run = state
-        .engine
-        .store()
-        .list_runs(&name, 1, 0)
-        .await?
-        .into_iter()
-        .next();
+async fn last_run(State(state): State<AppState>, PathParam(name): PathParam<String>) -> ApiResult<Json<RunView>> {
+    let run = state.engine.store().list_runs(&name, 1, 0).await?.into_iter().next();
     let run = run.ok_or_else(|| ApiError::not_found(format!("a run of application {name:?}")))?;
     Ok(Json(run_view(&state, run).await?))
 }
@@ -430,12 +361,7 @@ async fn revoke(
 ) -> ApiResult<Json<RunView>> {
     let (run, _) = state.engine.find_run(&id).await?;
     state.engine.revoke_run(&run.id, &caller.0.name).await?;
-    let run = state
-        .engine
-        .store()
-        .get_run(&run.id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("run"))?;
+    let run = state.engine.store().get_run(&run.id).await?.ok_or_else(|| ApiError::not_found("run"))?;
     Ok(Json(run_view(&state, run).await?))
 }
 
@@ -447,9 +373,7 @@ pub struct Revoked {
 /// Revoke every run that has not ended.
 #[utoipa::path(delete, path = "/api/v1/tasks", tag = "runs", responses((status = 200, body = Revoked), CommonErrors))]
 async fn revoke_all(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Revoked>> {
-    Ok(Json(Revoked {
-        revoked: state.engine.revoke_all(&caller.0.name).await?,
-    }))
+    Ok(Json(Revoked { revoked: state.engine.revoke_all(&caller.0.name).await? }))
 }
 
 /// A new run with the same variables, configuration and queue. 409 when the
@@ -500,11 +424,7 @@ async fn run_step(
         Some(Value::String(n)) => n,
         _ => return Err(Invalid::one("name", "required", "name the step to run").into()),
     };
-    let wait = if q.wait.is_none() {
-        Duration::from_secs(5)
-    } else {
-        wait_of(&q)?
-    };
+    let wait = if q.wait.is_none() { Duration::from_secs(5) } else { wait_of(&q)? };
     let run = state.engine.run_step(&name, body, &caller.0.name).await?;
     let run = state.engine.wait_run(&run.id, wait).await?;
     if !run.state.is_final() {
@@ -512,19 +432,8 @@ async fn run_step(
     }
     let store = state.engine.store();
     let task = store.run_tasks(&run.id).await?.into_iter().next();
-    let logs = store
-        .logs(&run.id, None, 0, 100_000)
-        .await?
-        .into_iter()
-        .map(|(_, l)| l.line)
-        .collect();
+    let logs = store.logs(&run.id, None, 0, 100_000).await?.into_iter().map(|(_, l)| l.line).collect();
     let (output, result) = task.map(|t| (t.output, t.result)).unwrap_or_default();
     let view = run_view(&state, run).await?;
-    Ok(Json(StepRunView {
-        run: view,
-        logs,
-        output,
-        result,
-    })
-    .into_response())
+    Ok(Json(StepRunView { run: view, logs, output, result }).into_response())
 }

@@ -48,13 +48,9 @@ async fn list_steps(State(state): State<AppState>) -> ApiResult<Json<Vec<StepSum
 #[utoipa::path(get, path = "/api/v1/steps/{name}", tag = "steps",
     params(("name" = String, Path, description = "Step name")),
     responses((status = 200, body = StepVersion), (status = 404, body = ErrorBody), CommonErrors))]
-async fn get_step(
-    State(state): State<AppState>,
-    PathParam(name): PathParam<String>,
-) -> ApiResult<Json<StepVersion>> {
+async fn get_step(State(state): State<AppState>, PathParam(name): PathParam<String>) -> ApiResult<Json<StepVersion>> {
     let step = state.engine.store().get_step(&name).await?;
-    step.map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("step {name:?}")))
+    step.map(Json).ok_or_else(|| ApiError::not_found(format!("step {name:?}")))
 }
 
 /// Delete a step. Refused (409) while an application runs it. Versions stay
@@ -63,10 +59,7 @@ async fn get_step(
     params(("name" = String, Path, description = "Step name")),
     responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody),
         (status = 409, description = "An application uses the step", body = ErrorBody), CommonErrors))]
-async fn delete_step(
-    State(state): State<AppState>,
-    PathParam(name): PathParam<String>,
-) -> ApiResult<StatusCode> {
+async fn delete_step(State(state): State<AppState>, PathParam(name): PathParam<String>) -> ApiResult<StatusCode> {
     state.engine.delete_step(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -80,9 +73,7 @@ async fn list_versions(
     PathParam(name): PathParam<String>,
 ) -> ApiResult<Json<Vec<StepSummary>>> {
     let versions = state.engine.store().list_step_versions(&name).await?;
-    versions
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("step {name:?}")))
+    versions.map(Json).ok_or_else(|| ApiError::not_found(format!("step {name:?}")))
 }
 
 /// One version of a step, with its source.
@@ -98,6 +89,5 @@ async fn get_version(
         return Err(ApiError::not_found(format!("step {name:?}")));
     }
     let step = store.get_step_version(&name, version).await?;
-    step.map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("version {version} of step {name:?}")))
+    step.map(Json).ok_or_else(|| ApiError::not_found(format!("version {version} of step {name:?}")))
 }

@@ -16,9 +16,7 @@ use crate::routes::CommonErrors;
 use crate::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(create_token, list_tokens))
-        .routes(routes!(revoke_token))
+    OpenApiRouter::new().routes(routes!(create_token, list_tokens)).routes(routes!(revoke_token))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -44,17 +42,8 @@ async fn create_token(
     State(state): State<AppState>,
     JsonBody(new): JsonBody<NewToken>,
 ) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
-    let (info, secret) = state
-        .engine
-        .store()
-        .create_token(&new.name, new.role)
-        .await?;
-    let created = CreatedToken {
-        id: info.id,
-        name: info.name,
-        role: info.role,
-        token: secret.expose().to_string(),
-    };
+    let (info, secret) = state.engine.store().create_token(&new.name, new.role).await?;
+    let created = CreatedToken { id: info.id, name: info.name, role: info.role, token: secret.expose().to_string() };
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -67,10 +56,7 @@ async fn list_tokens(State(state): State<AppState>) -> ApiResult<Json<Vec<TokenI
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens",
     params(("id" = String, Path, description = "Token id")),
     responses((status = 204, description = "Revoked"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), CommonErrors))]
-async fn revoke_token(
-    State(state): State<AppState>,
-    PathParam(id): PathParam<String>,
-) -> ApiResult<StatusCode> {
+async fn revoke_token(State(state): State<AppState>, PathParam(id): PathParam<String>) -> ApiResult<StatusCode> {
     state.engine.store().revoke_token(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

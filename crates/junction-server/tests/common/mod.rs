@@ -38,23 +38,12 @@ impl TestServer {
 
     pub async fn postgres() -> TestServer {
         let pg = junction_testkit::postgres().await;
-        TestServer::start(
-            Location::Postgres(pg.url.clone()),
-            tempfile::tempdir().unwrap(),
-            Some(pg),
-        )
-        .await
+        TestServer::start(Location::Postgres(pg.url.clone()), tempfile::tempdir().unwrap(), Some(pg)).await
     }
 
-    async fn start(
-        location: Location,
-        dir: tempfile::TempDir,
-        pg: Option<junction_testkit::PgSchema>,
-    ) -> TestServer {
+    async fn start(location: Location, dir: tempfile::TempDir, pg: Option<junction_testkit::PgSchema>) -> TestServer {
         let (sealer, _) = Sealer::load(None, &dir.path().join("secret.key")).unwrap();
-        let store = Store::open(&location, sealer, Arc::new(SystemClock))
-            .await
-            .unwrap();
+        let store = Store::open(&location, sealer, Arc::new(SystemClock)).await.unwrap();
         store.bootstrap_admin(Some(ADMIN)).await.unwrap();
         let engine = Engine::new(store.clone(), test_runtime(dir.path()).await);
         let (worker_stop, worker_rx) = tokio::sync::oneshot::channel::<()>();
@@ -119,11 +108,8 @@ impl TestServer {
         let status = resp.status();
         let text = resp.text().await.unwrap();
         self.seen.lock().unwrap().push(text.clone());
-        let value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
+        let value =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         (status, value)
     }
 
@@ -132,8 +118,7 @@ impl TestServer {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.send(Method::POST, path, Some(ADMIN), Some(&body))
-            .await
+        self.send(Method::POST, path, Some(ADMIN), Some(&body)).await
     }
 
     pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
@@ -146,12 +131,7 @@ impl TestServer {
 
     /// A token of `role`, created through the API.
     pub async fn token(&self, role: &str) -> String {
-        let (status, body) = self
-            .post(
-                "/api/v1/tokens",
-                serde_json::json!({"name": role, "role": role}),
-            )
-            .await;
+        let (status, body) = self.post("/api/v1/tokens", serde_json::json!({"name": role, "role": role})).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["token"].as_str().unwrap().to_string()
     }
@@ -173,10 +153,7 @@ impl TestServer {
     /// Asserts that `needle` appears in no response body seen so far.
     pub fn assert_never_sent(&self, needle: &str) {
         for body in self.seen.lock().unwrap().iter() {
-            assert!(
-                !body.contains(needle),
-                "{needle:?} was sent in a response: {body}"
-            );
+            assert!(!body.contains(needle), "{needle:?} was sent in a response: {body}");
         }
     }
 }
@@ -185,14 +162,9 @@ impl TestServer {
 /// installs once for all tests, without spare processes (many servers run
 /// at once in the tests).
 pub async fn test_runtime(data_dir: &Path) -> Runtime {
-    let shared =
-        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("junction-node-modules");
+    let shared = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("junction-node-modules");
     let mut config = RuntimeConfig::new(data_dir.join("runtime"));
-    config.node_modules = Some(
-        ensure_node_modules(Path::new("npm"), &shared, |m| eprintln!("{m}"))
-            .await
-            .unwrap(),
-    );
+    config.node_modules = Some(ensure_node_modules(Path::new("npm"), &shared, |m| eprintln!("{m}")).await.unwrap());
     config.spare = false;
     Runtime::start(config).await.unwrap()
 }
@@ -204,10 +176,7 @@ pub fn details(body: &Value) -> Vec<(String, String)> {
         .into_iter()
         .flatten()
         .map(|d| {
-            (
-                d["field"].as_str().unwrap_or_default().to_string(),
-                d["rule"].as_str().unwrap_or_default().to_string(),
-            )
+            (d["field"].as_str().unwrap_or_default().to_string(), d["rule"].as_str().unwrap_or_default().to_string())
         })
         .collect()
 }
