@@ -30,6 +30,10 @@ pub struct ServeArgs {
     /// Queues the in-process workers serve.
     #[arg(long, value_delimiter = ',', default_value = "default")]
     queues: Vec<String>,
+    /// Seconds a claimed task stays a worker's without a heartbeat; after
+    /// that another worker may run it.
+    #[arg(long, default_value_t = 30)]
+    lease: u64,
     /// Where the Node.js modules scripts may require are installed (a
     /// directory holding node_modules); default DATA_DIR/runtime/node,
     /// installed with npm on first start.
@@ -107,6 +111,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let worker = (workers > 0).then(|| {
         let mut config = WorkerConfig::new(workers);
         config.queues = args.queues.clone();
+        config.lease = std::time::Duration::from_secs(args.lease.max(1));
         tracing::info!(concurrency = workers, queues = ?config.queues, "starting in-process workers");
         let (engine, mut stop) = (engine.clone(), stop_rx.clone());
         tokio::spawn(async move {
@@ -204,6 +209,9 @@ pub struct WorkerArgs {
     /// Tasks run at once; default one per core.
     #[arg(long)]
     concurrency: Option<usize>,
+    /// Seconds a claimed task stays this worker's without a heartbeat.
+    #[arg(long, default_value_t = 30)]
+    lease: u64,
     #[arg(long, env = "JUNCTION_MODULES_DIR")]
     modules_dir: Option<PathBuf>,
 }
@@ -219,6 +227,7 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
         args.concurrency.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let mut config = WorkerConfig::new(concurrency);
     config.queues = args.queues;
+    config.lease = std::time::Duration::from_secs(args.lease.max(1));
     eprintln!("junction worker {} serving {:?} with {} slots", config.id, config.queues, concurrency);
     engine.run_worker(config, shutdown_signal()).await;
     runtime.shutdown().await;

@@ -300,11 +300,19 @@ fn apps_run_follows_the_log_and_exits_with_the_run_state() {
     let dir = tempfile::tempdir().unwrap();
     let serve = Serve::start(&dir.path().join("data"), &[], &[("JUNCTION_ADMIN_TOKEN", ADMIN)]);
     let run = |args: &[&str]| serve.client(ADMIN, args);
-    let js = write(dir.path(), "greet.js", "module.exports = { run: async (args) => { console.log('hello', args.arguments.who); return 'greeted'; } };");
+    let js = write(
+        dir.path(),
+        "greet.js",
+        "module.exports = { run: async (args) => { console.log('hello', args.arguments.who); return 'greeted'; } };",
+    );
     ok(&run(&["steps", "upload", js.to_str().unwrap()]));
     let bad = write(dir.path(), "bad.js", "module.exports = { run: async () => { throw new Error('nope'); } };");
     ok(&run(&["steps", "upload", bad.to_str().unwrap()]));
-    let app = write(dir.path(), "greeting.json", r#"{"name": "greeting", "app_variables": [{"name": "who", "value": "nobody"}], "steps": [{"name": "g", "file": "greet"}]}"#);
+    let app = write(
+        dir.path(),
+        "greeting.json",
+        r#"{"name": "greeting", "app_variables": [{"name": "who", "value": "nobody"}], "steps": [{"name": "g", "file": "greet"}]}"#,
+    );
     ok(&run(&["apps", "upload", app.to_str().unwrap()]));
     let failing = write(dir.path(), "failing.json", r#"{"name": "failing", "steps": [{"name": "b", "file": "bad"}]}"#);
     ok(&run(&["apps", "upload", failing.to_str().unwrap()]));
@@ -328,4 +336,127 @@ fn apps_run_follows_the_log_and_exits_with_the_run_state() {
 
     let stepped = ok(&run(&["steps", "run", "greet", "--param", "who=solo"]));
     assert!(stepped.contains("hello solo") && stepped.contains("SUCCESS greeted"), "{stepped}");
+}
+
+/// A loopback HTTP server counting the requests it answers.
+fn counting_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = count.clone();
+    std::thread::spawn(move || {
+        for mut sock in listener.incoming().map_while(Result::ok) {
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf);
+            let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    (url, count)
+}
+
+/// A `junction worker` child process.
+fn start_worker(data_dir: &Path) -> Child {
+    let mut child = junction()
+        .args(["worker", "--lease", "2", "--concurrency", "1", "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("worker starts").unwrap();
+        if line.starts_with("junction worker ") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    child
+}
+
+fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_killed_worker_loses_its_attempt_and_the_run_still_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let serve = Serve::start(&data, &["--workers", "0"], &[("JUNCTION_ADMIN_TOKEN", ADMIN)]);
+    let run = |args: &[&str]| serve.client(ADMIN, args);
+    let (url, hits) = counting_server();
+    let js = write(dir.path(), "slow.js", "const http = require('http');\nmodule.exports = { run: (args) => new Promise((ok) => http.get(args.arguments.url, () => setTimeout(() => ok('done'), 1500))) };");
+    ok(&run(&["steps", "upload", js.to_str().unwrap()]));
+    let app = write(
+        dir.path(),
+        "slow_app.json",
+        &format!(
+            r#"{{"name": "slow_app", "app_variables": [{{"name": "url", "value": "{url}"}}], "steps": [{{"name": "s", "file": "slow"}}]}}"#
+        ),
+    );
+    ok(&run(&["apps", "upload", app.to_str().unwrap()]));
+    let out = run(&["apps", "run", "slow_app", "--wait", "0"]);
+    let id = String::from_utf8_lossy(&out.stderr).lines().next().unwrap().trim_start_matches("run ").to_string();
+
+    let mut first = start_worker(&data);
+    wait_for("the first attempt to start", || hits.load(std::sync::atomic::Ordering::SeqCst) == 1);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let mut second = start_worker(&data);
+    wait_for("the run to finish", || {
+        let shown: Value = serde_json::from_str(&ok(&run(&["tasks", "show", &id]))).unwrap();
+        shown["state"] == "SUCCESS"
+    });
+    let shown: Value = serde_json::from_str(&ok(&run(&["tasks", "show", &id]))).unwrap();
+    assert_eq!(shown["steps"][0]["attempts"], 2, "{shown}");
+    let log = ok(&run(&["tasks", "log", &id]));
+    assert!(log.contains("attempt 1 was lost"), "{log}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 2);
+    second.kill().unwrap();
+    let _ = second.wait();
+}
+
+#[test]
+fn runs_queued_before_a_restart_all_run_after_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (url, hits) = counting_server();
+    let ids: Vec<String> = {
+        let serve = Serve::start(&data, &["--workers", "0"], &[("JUNCTION_ADMIN_TOKEN", ADMIN)]);
+        let run = |args: &[&str]| serve.client(ADMIN, args);
+        let js = write(dir.path(), "hit.js", "const http = require('http');\nmodule.exports = { run: (args) => new Promise((ok, fail) => http.get(args.arguments.url, () => ok('hit')).on('error', fail)) };");
+        ok(&run(&["steps", "upload", js.to_str().unwrap()]));
+        let app = write(
+            dir.path(),
+            "hit_app.json",
+            &format!(
+                r#"{{"name": "hit_app", "app_variables": [{{"name": "url", "value": "{url}"}}], "steps": [{{"name": "h", "file": "hit"}}]}}"#
+            ),
+        );
+        ok(&run(&["apps", "upload", app.to_str().unwrap()]));
+        let ids = (0..5)
+            .map(|_| {
+                let out = run(&["apps", "run", "hit_app", "--wait", "0"]);
+                String::from_utf8_lossy(&out.stderr).lines().next().unwrap().trim_start_matches("run ").to_string()
+            })
+            .collect();
+        assert!(serve.terminate().success());
+        ids
+    };
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing ran without workers");
+    let serve = Serve::start(&data, &[], &[]);
+    wait_for("every queued run to finish", || {
+        ids.iter().all(|id| {
+            let shown: Value = serde_json::from_str(&ok(&serve.client(ADMIN, &["tasks", "show", id]))).unwrap();
+            shown["state"] == "SUCCESS"
+        })
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 5, "each run ran exactly once");
 }
