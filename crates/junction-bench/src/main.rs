@@ -1,8 +1,13 @@
-//! `junction-bench runtime [--iterations N] [--out FILE]`: the cost of
-//! running a no-op step in each runtime — cold (a new process), warm
-//! (a process that has the script loaded; p50/p99 over N runs) and
-//! throughput with one and two concurrent workers. Prints a table and
-//! writes JSON (default `target/bench/runtime.json`).
+//! Junction's benchmarks. Each prints a table and writes JSON; none asserts
+//! on time.
+//!
+//! - `junction-bench runtime [--iterations N] [--out FILE]`: a no-op step in
+//!   each runtime — cold (a new process), warm (p50/p99 over N runs),
+//!   throughput with one and two concurrent executions.
+//! - `junction-bench engine [--runs N] [--samples N] [--out FILE]`:
+//!   applications end to end on SQLite and PostgreSQL (see `engine.rs`).
+
+mod engine;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -16,23 +21,28 @@ const NOOP_JS: &str = "module.exports = { run: async () => 'ok' };";
 const NOOP_PY: &str = "from ipaascore.BaseStep import BaseStep\n\nclass Noop(BaseStep):\n    def __init__(self):\n        self.friendly_name = 'Noop'\n\n    def execute(self):\n        pass\n";
 
 struct Options {
+    command: String,
     iterations: usize,
-    out: PathBuf,
+    runs: usize,
+    samples: usize,
+    out: Option<PathBuf>,
 }
 
 fn options() -> Result<Options> {
     let mut args = std::env::args().skip(1);
-    let mut o = Options { iterations: 2000, out: PathBuf::from("target/bench/runtime.json") };
-    match args.next().as_deref() {
-        Some("runtime") => {}
-        other => {
-            bail!("usage: junction-bench runtime [--iterations N] [--out FILE] (got {other:?})")
-        }
-    }
+    let command = match args.next().as_deref() {
+        Some(c @ ("runtime" | "engine")) => c.to_string(),
+        other => bail!(
+            "usage: junction-bench runtime|engine [--iterations N] [--runs N] [--samples N] [--out FILE] (got {other:?})"
+        ),
+    };
+    let mut o = Options { command, iterations: 2000, runs: 10_000, samples: 200, out: None };
     while let Some(a) = args.next() {
         match a.as_str() {
             "--iterations" => o.iterations = args.next().context("--iterations N")?.parse()?,
-            "--out" => o.out = args.next().context("--out FILE")?.into(),
+            "--runs" => o.runs = args.next().context("--runs N")?.parse()?,
+            "--samples" => o.samples = args.next().context("--samples N")?.parse()?,
+            "--out" => o.out = Some(args.next().context("--out FILE")?.into()),
             other => bail!("unknown argument {other}"),
         }
     }
@@ -111,6 +121,9 @@ async fn measure(runtime: &Runtime, language: Language, iterations: usize) -> Re
 #[tokio::main]
 async fn main() -> Result<()> {
     let o = options()?;
+    if o.command == "engine" {
+        return engine_main(&o).await;
+    }
     let dir = tempfile::tempdir()?;
     let mut config = RuntimeConfig::new(dir.path().join("runtime"));
     config.spare = false; // cold means a new process, not a pre-started one
@@ -139,11 +152,44 @@ async fn main() -> Result<()> {
             r["executions_per_second"]["workers_2"].as_f64().unwrap_or_default(),
         );
     }
-    if let Some(parent) = o.out.parent() {
+    let out = o.out.clone().unwrap_or_else(|| PathBuf::from("target/bench/runtime.json"));
+    if let Some(parent) = out.parent() {
         std::fs::create_dir_all(parent)?;
     }
     let report = json!({"benchmark": "runtime", "machine_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "results": results});
-    std::fs::write(&o.out, serde_json::to_string_pretty(&report)?)?;
-    println!("wrote {}", o.out.display());
+    std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+async fn engine_main(o: &Options) -> Result<()> {
+    let modules = ensure_node_modules(std::path::Path::new("npm"), &PathBuf::from("target/tmp/junction-node-modules"), |m| eprintln!("{m}")).await?;
+    let results = engine::run(&engine::Options { runs: o.runs, latency_samples: o.samples }, modules).await?;
+    println!(
+        "{:<9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>11} {:>11}",
+        "backend", "1step p50", "1step p99", "runs/s 1", "runs/s 2", "3step p50", "3step p99", "40step s", "ms/step"
+    );
+    for r in &results {
+        let f = |k: &str| r[k].as_f64().unwrap_or_default();
+        println!(
+            "{:<9} {:>10.2} {:>10.2} {:>10.0} {:>10.0} {:>10.2} {:>10.2} {:>11.3} {:>11.2}",
+            r["backend"].as_str().unwrap_or_default(),
+            f("one_step_ms_p50"),
+            f("one_step_ms_p99"),
+            f("runs_per_second_1_slot"),
+            f("runs_per_second_2_slots"),
+            f("chain3_ms_p50"),
+            f("chain3_ms_p99"),
+            f("chain40_seconds_median"),
+            f("chain40_per_step_ms"),
+        );
+    }
+    let out = o.out.clone().unwrap_or_else(|| PathBuf::from("target/bench/engine.json"));
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let report = json!({"benchmark": "engine", "machine_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "results": results});
+    std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
+    println!("wrote {}", out.display());
     Ok(())
 }

@@ -57,6 +57,14 @@ impl Engine {
         let config = Arc::new(config);
         let slots = Arc::new(Semaphore::new(config.concurrency));
         let reaper = tokio::spawn(reap(self.clone(), config.lease));
+        // Other processes' enqueues (PostgreSQL LISTEN); SQLite polls.
+        let mut wakeups = match self.store.work_wakeups().await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot LISTEN for work; polling instead");
+                None
+            }
+        };
         tokio::pin!(shutdown);
         loop {
             let permit = tokio::select! {
@@ -85,6 +93,7 @@ impl Engine {
             drop(permit);
             tokio::select! {
                 _ = notified => {}
+                _ = next_wakeup(&mut wakeups) => {}
                 _ = tokio::time::sleep(config.poll) => {}
                 _ = &mut shutdown => break,
             }
@@ -352,6 +361,17 @@ impl From<String> for Failure {
 impl From<&str> for Failure {
     fn from(error: &str) -> Self {
         Failure { error: error.to_string(), traceback: None }
+    }
+}
+
+async fn next_wakeup(wakeups: &mut Option<mpsc::Receiver<()>>) {
+    match wakeups {
+        Some(rx) => {
+            if rx.recv().await.is_none() {
+                *wakeups = None;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 

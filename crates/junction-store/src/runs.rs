@@ -241,6 +241,20 @@ macro_rules! finalize_run {
     }};
 }
 
+/// PostgreSQL channel that tells every worker there may be work.
+pub(crate) const WORK_CHANNEL: &str = "junction_work";
+
+/// Inside a write transaction: on PostgreSQL, wakes the workers of every
+/// process when the transaction commits (NOTIFY is transactional). SQLite
+/// workers share one machine and poll.
+macro_rules! notify_work {
+    ($store:expr, $tx:ident) => {
+        if $store.is_postgres() {
+            sqlx::query("SELECT pg_notify($1, '')").bind(WORK_CHANNEL).execute(&mut *$tx).await?;
+        }
+    };
+}
+
 /// `$from, $from+1, ...` placeholders for an IN list.
 fn placeholders(from: usize, n: usize) -> String {
     (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
@@ -320,6 +334,9 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 }
+            }
+            if existing.is_none() {
+                notify_work!(self, tx);
             }
             existing
         });
@@ -480,6 +497,9 @@ impl Store {
                     }
                 }
             }
+            if !matches!(finish, Finish::Failure { .. }) {
+                notify_work!(self, tx);
+            }
             finalize_run!(tx, run_id, now)
         })
     }
@@ -496,6 +516,9 @@ impl Store {
             .bind(now)
             .fetch_all(&mut *tx)
             .await?;
+            if !rows.is_empty() {
+                notify_work!(self, tx);
+            }
             Ok::<_, StoreError>(rows)
         })
     }
@@ -631,5 +654,34 @@ impl Store {
         rows.into_iter()
             .map(|(id, run_id, task_id, t, level, line)| Ok((id, LogLine { run_id, task_id, ts: ts(t)?, level, line })))
             .collect()
+    }
+}
+
+impl Store {
+    /// Wakeups for workers: on PostgreSQL a receiver that yields whenever
+    /// another process (or this one) made work claimable (`LISTEN`); on
+    /// SQLite `None` (poll).
+    pub async fn work_wakeups(&self) -> Result<Option<tokio::sync::mpsc::Receiver<()>>> {
+        let crate::Backend::Postgres { pool } = &self.inner.backend else { return Ok(None) };
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+        listener.listen(WORK_CHANNEL).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            loop {
+                match listener.recv().await {
+                    Ok(_) => {
+                        // A full channel already holds a wakeup.
+                        if let Err(tokio::sync::mpsc::error::TrySendError::Closed(())) = tx.try_send(()) {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Ok(Some(rx))
     }
 }
