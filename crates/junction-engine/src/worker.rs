@@ -20,6 +20,9 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::{Engine, EngineError, Result};
 
+/// How long a stopping worker waits for its running tasks.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// How a worker runs.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -99,7 +102,12 @@ impl Engine {
             }
         }
         reaper.abort();
-        let _ = slots.acquire_many(config.concurrency as u32).await;
+        // Running tasks get a while to finish; past that, their leases hand
+        // them to another worker (or to this one after a restart).
+        let drained = slots.acquire_many(config.concurrency as u32);
+        if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
+            tracing::warn!("stopping with tasks still running; they will run again when their leases expire");
+        }
     }
 
     async fn run_task(&self, config: &WorkerConfig, task: TaskRecord) -> Result<()> {
