@@ -43,13 +43,7 @@ pub(crate) async fn run(
     let request = Request::Exec {
         v: protocol::VERSION,
         id: &id,
-        step: StepRef {
-            name: &script.name,
-            language: script.language.as_str(),
-            sha256: &script.sha256,
-            source: &script.source,
-            modules: &script.modules,
-        },
+        step: StepRef::of(script),
         workdir: &workdir.path().to_string_lossy(),
         entry: &execution.entry,
         input: &execution.input,

@@ -49,13 +49,7 @@ impl Runtime {
         let request = Request::Introspect {
             v: protocol::VERSION,
             id: "introspect",
-            step: StepRef {
-                name: &script.name,
-                language: script.language.as_str(),
-                sha256: &script.sha256,
-                source: &script.source,
-                modules: &script.modules,
-            },
+            step: StepRef::of(script),
             workdir: &workdir.path().to_string_lossy(),
         };
         process.send(&request).await?;

@@ -66,3 +66,15 @@ pub(crate) enum Event {
         error: Option<String>,
     },
 }
+
+impl<'a> StepRef<'a> {
+    pub fn of(script: &'a crate::Script) -> StepRef<'a> {
+        StepRef {
+            name: &script.name,
+            language: script.language.as_str(),
+            sha256: &script.sha256,
+            source: &script.source,
+            modules: &script.modules,
+        }
+    }
+}

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{lines, texts, Harness};
+use common::{http_server, lines, texts, Harness};
 use junction_core::step::Language;
 use junction_runtime::{Event, Execution, Limits, Script, Status};
 use serde_json::{json, Value};
@@ -269,28 +269,6 @@ async fn scripts_see_a_clean_environment_and_their_own_working_directory() {
     assert_ne!(seen["cwd"], seen2["cwd"], "each execution has its own directory");
     assert_eq!(seen2["files"], json!(["scratch.txt"]), "the previous directory was not reused");
     assert!(!std::path::Path::new(seen["cwd"].as_str().unwrap()).exists(), "removed afterwards");
-}
-
-/// A tiny HTTP server on loopback answering every request with `body`.
-async fn http_server(body: &'static str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let _ = sock.read(&mut buf).await;
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
-                    body.len(),
-                    body
-                );
-                let _ = sock.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
-    format!("http://{addr}")
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use common::{texts, Harness};
+use common::{http_server, texts, Harness};
 use junction_core::step::Language;
 use junction_runtime::{Execution, IntrospectError, Script, Status};
 use serde_json::{json, Value};
@@ -18,28 +18,6 @@ fn fixture(name: &str) -> String {
 
 fn py(name: &str, source: &str, input: Value) -> Execution {
     Execution::new(Script::new(name, Language::Python, source), input)
-}
-
-/// A loopback HTTP server answering every request with `body`.
-async fn http_server(body: &'static str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let _ = sock.read(&mut buf).await;
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
-                    body.len(),
-                    body
-                );
-                let _ = sock.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
-    format!("http://{addr}")
 }
 
 #[tokio::test]
