@@ -163,7 +163,11 @@ async fn main() -> Result<()> {
 }
 
 async fn engine_main(o: &Options) -> Result<()> {
-    let modules = ensure_node_modules(std::path::Path::new("npm"), &PathBuf::from("target/tmp/junction-node-modules"), |m| eprintln!("{m}")).await?;
+    let modules =
+        ensure_node_modules(std::path::Path::new("npm"), &PathBuf::from("target/tmp/junction-node-modules"), |m| {
+            eprintln!("{m}")
+        })
+        .await?;
     let results = engine::run(&engine::Options { runs: o.runs, latency_samples: o.samples }, modules).await?;
     println!(
         "{:<9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>11} {:>11}",
