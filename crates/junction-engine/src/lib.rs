@@ -63,6 +63,7 @@ pub struct Engine {
     runtime: Runtime,
     signals: Arc<Signals>,
     logs: worker::LogWriter,
+    cache: Arc<Mutex<worker::Cache>>,
 }
 
 /// In-process wakeups. Across processes the same facts travel through the
@@ -103,7 +104,7 @@ impl Engine {
     /// Must be called inside a Tokio runtime (it starts the log writer).
     pub fn new(store: Store, runtime: Runtime) -> Engine {
         let logs = worker::LogWriter::start(store.clone());
-        Engine { store, runtime, signals: Arc::new(Signals::new()), logs }
+        Engine { store, runtime, signals: Arc::new(Signals::new()), logs, cache: Arc::default() }
     }
 
     pub fn runtime(&self) -> &Runtime {

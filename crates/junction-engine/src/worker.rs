@@ -12,13 +12,23 @@ use jiff::Timestamp;
 use junction_core::application::Application;
 use junction_core::configuration::GLOBAL;
 use junction_core::run::{retry_delay, State};
-use junction_core::step::Language;
+use junction_core::step::{Language, StepVersion};
 use junction_runtime::{Event, Execution, Limits, Script, Status};
 use junction_store::{Finish, LogLine, TaskRecord};
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::{Engine, EngineError, Result};
+
+/// Most application revisions (and step versions) a worker keeps parsed.
+const CACHE_ENTRIES: usize = 256;
+
+/// Immutable stored things a worker has read.
+#[derive(Debug, Default)]
+pub(crate) struct Cache {
+    apps: std::collections::HashMap<(String, i64), Arc<Application>>,
+    steps: std::collections::HashMap<(String, i64), Arc<StepVersion>>,
+}
 
 /// How long a stopping worker waits for its running tasks.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -116,9 +126,7 @@ impl Engine {
             .get_run(&task.run_id)
             .await?
             .ok_or_else(|| EngineError::NotFound(format!("run {}", task.run_id)))?;
-        let app = self.store.get_application_revision(&run.application, run.app_revision).await?.ok_or_else(|| {
-            EngineError::NotFound(format!("application {} revision {}", run.application, run.app_revision))
-        })?;
+        let app = self.cached_revision(&run.application, run.app_revision).await?;
         let logs = self.logs.clone();
         let log = |level: &str, text: &str| {
             logs.line(LogLine {
@@ -134,7 +142,7 @@ impl Engine {
             return self.finish(config, &task, &app, &run.id, Err("unknown step".into())).await;
         };
         let stored = match task.step_version {
-            Some(v) => self.store.get_step_version(&task.step_file, v).await?,
+            Some(v) => self.cached_step(&task.step_file, v).await?,
             None => None,
         };
         let Some(stored) = stored else {
@@ -311,6 +319,42 @@ impl Engine {
             let _ = self.signals.run_ended.send(run_id.to_string());
         }
         Ok(())
+    }
+
+    /// Application revisions and step versions never change once stored,
+    /// so each worker process reads and parses each one once.
+    async fn cached_revision(&self, name: &str, revision: i64) -> Result<Arc<Application>> {
+        let key = (name.to_string(), revision);
+        if let Some(app) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).apps.get(&key) {
+            return Ok(app.clone());
+        }
+        let app = self
+            .store
+            .get_application_revision(name, revision)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("application {name} revision {revision}")))?;
+        let app = Arc::new(app);
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.apps.len() >= CACHE_ENTRIES {
+            cache.apps.clear();
+        }
+        cache.apps.insert(key, app.clone());
+        Ok(app)
+    }
+
+    async fn cached_step(&self, name: &str, version: i64) -> Result<Option<Arc<StepVersion>>> {
+        let key = (name.to_string(), version);
+        if let Some(step) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).steps.get(&key) {
+            return Ok(Some(step.clone()));
+        }
+        let Some(step) = self.store.get_step_version(name, version).await? else { return Ok(None) };
+        let step = Arc::new(step);
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.steps.len() >= CACHE_ENTRIES {
+            cache.steps.clear();
+        }
+        cache.steps.insert(key, step.clone());
+        Ok(Some(step))
     }
 
     fn log_line(&self, run_id: &str, task_id: &str, level: &str, text: &str) {
