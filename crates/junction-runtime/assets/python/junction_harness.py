@@ -31,6 +31,10 @@ PROTOCOL_VERSION = 1
 HARNESS_FILE = os.path.abspath(__file__)
 # The worker parses events with a JSON parser that may limit nesting (serde_json: 128 levels).
 MAX_DATA_DEPTH = 100
+# The worker's JSON parser keeps integers exact only in this range; it would turn larger ones into
+# floats and lose digits.
+MIN_DATA_INT = -(2 ** 63)
+MAX_DATA_INT = 2 ** 64 - 1
 # A print() without a newline is sent once this much text has piled up.
 MAX_PENDING_PRINT = 64 * 1024
 
@@ -173,6 +177,9 @@ def _json_safe(value, strict, path, depth, active):
     if isinstance(value, str):
         return str(value)  # a str subclass becomes a plain str
     if isinstance(value, int):
+        if not MIN_DATA_INT <= value <= MAX_DATA_INT:
+            return reject("is an integer of {} bits; the worker's JSON carries integers exactly "
+                          "only from -2**63 to 2**64-1 (save it as a string)".format(value.bit_length()))
         return int(value)
     if isinstance(value, float):
         if not math.isfinite(value):

@@ -27,6 +27,9 @@ _STEP_FUNCTION_PREFIXES = ("stepfunc.", "step_func.")  # the spec uses both spel
 _APPVAR_PREFIXES = ("appvar.", "_appvar.")
 _CONFIG_PREFIX = "config."
 
+# Marks an argument that was not passed (None can be a real value).
+_UNSET = object()
+
 
 class StepParameter:
     """One parameter declared with ``new_step_parameter``."""
@@ -172,11 +175,17 @@ class BaseStep:
     def validate_parameter_value(self):
         return self.validate_parameter_values()
 
-    def get_parameter_from_previous_step(self, parameter_name, step_name):
+    def get_parameter_from_previous_step(self, parameter_name=_UNSET, step_name=_UNSET, *,
+                                         param_name=_UNSET):
         """A parameter value of a previous step, as given in the application (unsubstituted).
+        The spec calls the first argument both ``parameter_name`` (syntax) and ``param_name``
+        (its description); either keyword works.
 
         Raises DataNotAvailableException when no previous step has that name or when the
         worker did not pass that step's parameters."""
+        parameter_name = _argument("get_parameter_from_previous_step",
+                                   ("parameter_name", parameter_name), ("param_name", param_name))
+        step_name = _argument("get_parameter_from_previous_step", ("step_name", step_name))
         entry = self._ipaas_previous_entry(step_name)
         parameters = entry.get("parameters")
         if not isinstance(parameters, dict):
@@ -186,8 +195,11 @@ class BaseStep:
 
     # ------------------------------------------------------------------ variables
 
-    def get_app_variable(self, name):
-        """The value of an application variable, or None if the application has none by that name."""
+    def get_app_variable(self, name=_UNSET, *, variable_name=_UNSET):
+        """The value of an application variable, or None if the application has none by that name.
+        The spec calls the argument both ``name`` (chapter 5 syntax) and ``variable_name``
+        (chapter 2 and the chapter 5 description); either keyword works."""
+        name = _argument("get_app_variable", ("name", name), ("variable_name", variable_name))
         return self._ipaas_context.app_variables.get(name)
 
     def get_app_variables(self, name=None):
@@ -224,9 +236,12 @@ class BaseStep:
         """The data saved by the previous step of that name."""
         return self._ipaas_previous_entry(step_name).get("data")
 
-    def get_data_from_step_by_order(self, position):
-        """The data saved by the previous step at ``position`` (1 = first in application order);
-        position 0 is this step's own arguments (its parameters as given in the application)."""
+    def get_data_from_step_by_order(self, pos=_UNSET, *, position=_UNSET):
+        """The data saved by the previous step at ``pos`` (1 = first in application order);
+        position 0 is this step's own arguments (its parameters as given in the application).
+        The spec calls the argument both ``pos`` (chapter 5 syntax) and ``position`` (chapter 2
+        and the chapter 5 description); either keyword works."""
+        position = _argument("get_data_from_step_by_order", ("pos", pos), ("position", position))
         previous = self._ipaas_context.previous
         if isinstance(position, bool) or not isinstance(position, int):
             raise DataNotAvailableException(
@@ -239,11 +254,16 @@ class BaseStep:
                     position, "1-{}".format(len(previous)) if previous else "none"))
         return previous[position - 1].get("data")
 
-    def join_previous_step_data(self, data_from=None):
+    def join_previous_step_data(self, data_from=None, *, step_name=None):
         """Join the data of previous steps (all of them, or those named in ``data_from``) that
         saved something: lists are concatenated, dicts merged (later steps win on equal keys),
         other values of one type collected into a list. One step's data comes back as is;
-        no data at all is None. Mixing types raises TypeError."""
+        no data at all is None. Mixing types raises TypeError. Chapter 2 of the spec calls the
+        argument ``step_name``, chapter 5 ``data_from``; either keyword works."""
+        if data_from is not None and step_name is not None:
+            raise TypeError("join_previous_step_data() got the steps twice, as data_from and step_name")
+        if data_from is None:
+            data_from = step_name
         if data_from is None:
             entries = self._ipaas_context.previous
         else:
@@ -354,6 +374,18 @@ class BaseStep:
         # Arguments are strings, except an argument that is exactly one ${...}, which passes
         # the substituted object.
         return function(*[self._ipaas_expand(arg, lookup_data) for arg in raw_args])
+
+
+def _argument(function, *spellings):
+    """The one argument given under one of its ``(keyword, value)`` spellings (the spec names
+    some arguments differently in different chapters)."""
+    given = [(keyword, value) for keyword, value in spellings if value is not _UNSET]
+    if len(given) == 1:
+        return given[0][1]
+    if not given:
+        raise TypeError("{}() missing required argument: '{}'".format(function, spellings[0][0]))
+    raise TypeError("{}() got the same argument twice, as {}".format(
+        function, " and ".join("'{}'".format(keyword) for keyword, _ in given)))
 
 
 def _as_text(value):
