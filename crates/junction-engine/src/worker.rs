@@ -173,12 +173,19 @@ impl Engine {
                 let previous: Vec<Value> = app
                     .inputs_of(&step.name)
                     .into_iter()
-                    .map(|name| json!({"name": name, "data": outputs.get(name).cloned().unwrap_or(Value::Null)}))
+                    .map(|name| {
+                        // The input step's own parameters serve
+                        // get_parameter_from_previous_step.
+                        let parameters = app.steps().iter().find(|s| s.name == name).map(|s| s.parameters.clone());
+                        json!({"name": name, "data": outputs.get(name).cloned().unwrap_or(Value::Null), "parameters": parameters})
+                    })
                     .collect();
+                let mut parameters = step.parameters.clone();
+                parameters.insert("output_to".into(), json!(step.output_to));
                 json!({
                     "step_name": step.name,
                     "app_name": run.application,
-                    "parameters": step.parameters,
+                    "parameters": parameters,
                     "app_variables": app_vars,
                     "config": config_values,
                     "previous": previous,
