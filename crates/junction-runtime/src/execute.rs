@@ -13,6 +13,10 @@ use crate::{Event, Execution, Outcome, Runtime, RuntimeError, Status};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+fn rand_u64() -> u64 {
+    rand::random()
+}
+
 /// A log line in the harness's format, for lines the worker itself adds.
 fn worker_line(level: &str, text: &str) -> Event {
     let ts = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ");
@@ -39,7 +43,9 @@ pub(crate) async fn run(
     process.script = Some(script.sha256.clone());
     process.uses += 1;
     let workdir = tempfile::Builder::new().prefix("exec-").tempdir_in(config.dir.join("work"))?;
-    let id = format!("x{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
+    // Unguessable, so a script writing to the protocol stream cannot forge
+    // this execution's result.
+    let id = format!("x{}-{:016x}", NEXT_ID.fetch_add(1, Ordering::Relaxed), rand_u64());
     let request = Request::Exec {
         v: protocol::VERSION,
         id: &id,
@@ -81,7 +87,7 @@ pub(crate) async fn run(
                         Ok(Some(Wire::Result { id: Some(eid), ok, message, data, error, kind, traceback })) if eid == id => {
                             outcome.message = redactor.apply(message.as_deref().unwrap_or_default());
                             outcome.error = error.map(|e| redactor.apply(&e));
-                            outcome.kind = kind;
+                            outcome.kind = kind.map(|k| redactor.apply(&k));
                             outcome.traceback = traceback.map(|t| redactor.apply(&t));
                             outcome.status = if ok { Status::Succeeded } else { Status::Failed };
                             if let Some(data) = data.filter(|d| !d.is_null()) {
@@ -91,7 +97,7 @@ pub(crate) async fn run(
                                         "saved data is {size} bytes; the limit is {} bytes",
                                         execution.limits.max_data_bytes
                                     );
-                                    relay.emit(worker_line("ERROR", &msg));
+                                    relay.own(worker_line("ERROR", &msg));
                                     outcome.status = Status::Failed;
                                     outcome.error = Some(msg);
                                 } else {
@@ -106,24 +112,24 @@ pub(crate) async fn run(
                         // process (a timer that fired late): not ours.
                         Ok(Some(_)) => {}
                         Ok(None) => {
-                            outcome.error = Some(crash_message(&mut process, "the runtime process exited"));
+                            outcome.error = Some(crash_message(&mut process, "the runtime process exited").await);
                             break Fate::Discard;
                         }
                         Err(e) => {
-                            outcome.error = Some(crash_message(&mut process, &e.to_string()));
+                            outcome.error = Some(crash_message(&mut process, &e.to_string()).await);
                             break Fate::Discard;
                         }
                     },
                     Some(line) = process.stderr.recv() => relay.log("ERROR".into(), &line),
                     _ = &mut deadline => {
                         let msg = format!("time limit of {} s exceeded; the execution was ended", execution.limits.wall_time.as_secs_f64());
-                        relay.emit(worker_line("ERROR", &msg));
+                        relay.own(worker_line("ERROR", &msg));
                         outcome.status = Status::TimedOut;
                         outcome.error = Some(msg);
                         break Fate::Discard;
                     }
                     _ = &mut stop => {
-                        relay.emit(worker_line("ERROR", "Job was stopped by user"));
+                        relay.own(worker_line("ERROR", "Job was stopped by user"));
                         outcome.status = Status::Stopped;
                         outcome.error = Some("stopped by user".into());
                         break Fate::Stop;
@@ -136,9 +142,10 @@ pub(crate) async fn run(
     while let Ok(line) = process.stderr.try_recv() {
         relay.log("ERROR".into(), &line);
     }
+    outcome.error = outcome.error.map(|e| redactor.apply(&e));
     if let Some(err) = &outcome.error {
         if outcome.status == Status::Crashed {
-            relay.emit(worker_line("ERROR", err));
+            relay.own(worker_line("ERROR", err));
         }
     }
     match fate {
@@ -152,9 +159,12 @@ pub(crate) async fn run(
     Ok(outcome)
 }
 
-fn crash_message(process: &mut Process, what: &str) -> String {
+/// What a dead process said last on stderr: read until the pipe closes
+/// (briefly; the reader may still be forwarding its last lines).
+async fn crash_message(process: &mut Process, what: &str) -> String {
     let mut msg = what.to_string();
-    while let Ok(line) = process.stderr.try_recv() {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(300);
+    while let Ok(Some(line)) = tokio::time::timeout_at(deadline, process.stderr.recv()).await {
         msg.push_str("\n  ");
         msg.push_str(&line);
     }
@@ -170,23 +180,28 @@ struct Relay<'a> {
 }
 
 impl Relay<'_> {
+    /// A line of the script's: masked, and counted against the budget.
     fn log(&mut self, level: String, line: &str) {
+        if self.truncated {
+            return;
+        }
         let line = self.redactor.apply(line);
-        self.emit(Event::Log { level, line });
+        if line.len() > self.budget {
+            self.truncated = true;
+            (self.on_event)(worker_line("WARN", "log truncated: the execution's log size limit was reached"));
+            return;
+        }
+        self.budget -= line.len();
+        (self.on_event)(Event::Log { level, line });
     }
 
-    fn emit(&mut self, event: Event) {
-        if let Event::Log { line, .. } = &event {
-            if self.truncated {
-                return;
-            }
-            if line.len() > self.budget {
-                self.truncated = true;
-                (self.on_event)(worker_line("WARN", "log truncated: the execution's log size limit was reached"));
-                return;
-            }
-            self.budget -= line.len();
-        }
+    /// A line of the worker's own (time limit, stop, crash): always kept,
+    /// masked too (a crash message quotes the script's output).
+    fn own(&mut self, event: Event) {
+        let event = match event {
+            Event::Log { level, line } => Event::Log { level, line: self.redactor.apply(&line) },
+            other => other,
+        };
         (self.on_event)(event);
     }
 }

@@ -17,6 +17,8 @@ pub(crate) struct Pool {
     /// Idle processes with a script loaded, oldest first.
     idle: Mutex<Vec<Process>>,
     spares: Mutex<HashMap<Language, Process>>,
+    /// Languages whose spare is being started (one at a time).
+    starting: Mutex<std::collections::HashSet<Language>>,
 }
 
 impl Pool {
@@ -32,28 +34,39 @@ impl Pool {
     ) -> Result<(Process, bool), RuntimeError> {
         if !fresh {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            // A process that died while idle is dropped (with its group).
+            idle.retain_mut(|p| !p.exited());
             if let Some(i) = idle.iter().rposition(|p| p.language == language && p.script.as_deref() == Some(script)) {
-                return Ok((idle.remove(i), true));
+                let mut p = idle.remove(i);
+                p.discard_stderr();
+                return Ok((p, true));
             }
         }
         let spare = self.spares.lock().unwrap_or_else(|e| e.into_inner()).remove(&language);
         if config.spare {
             self.refill_spare(config, language);
         }
-        match spare {
-            Some(p) => Ok((p, false)),
-            None => Ok((Process::spawn(config, language).await?, false)),
+        match spare.map(|mut p| (p.exited(), p)) {
+            Some((false, mut p)) => {
+                p.discard_stderr();
+                Ok((p, false))
+            }
+            _ => Ok((Process::spawn(config, language).await?, false)),
         }
     }
 
     /// Starts a spare for `language` in the background, if none is there.
     pub fn refill_spare(self: &Arc<Self>, config: &Arc<RuntimeConfig>, language: Language) {
-        if self.spares.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&language) {
+        if self.spares.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&language)
+            || !self.starting.lock().unwrap_or_else(|e| e.into_inner()).insert(language)
+        {
             return;
         }
         let (pool, config) = (self.clone(), config.clone());
         tokio::spawn(async move {
-            match Process::spawn(&config, language).await {
+            let spawned = Process::spawn(&config, language).await;
+            pool.starting.lock().unwrap_or_else(|e| e.into_inner()).remove(&language);
+            match spawned {
                 Ok(p) => {
                     let previous = pool.spares.lock().unwrap_or_else(|e| e.into_inner()).insert(language, p);
                     if let Some(extra) = previous {

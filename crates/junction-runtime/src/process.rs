@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use junction_core::step::Language;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::mpsc;
 
@@ -15,14 +15,23 @@ use crate::protocol::{self, Event, Request};
 use crate::{RuntimeConfig, RuntimeError, Sandbox};
 
 /// Longest protocol line accepted (a result with saved data can be long;
-/// the data limit is checked after parsing).
+/// the data limit is checked after parsing). Enforced while reading.
 const MAX_LINE: usize = 64 * 1024 * 1024;
+/// Longest stderr line kept; the rest of a longer line is dropped.
+const MAX_STDERR_LINE: usize = 64 * 1024;
+/// Stderr lines held for an execution; more are dropped (the reader keeps
+/// draining the pipe so the process never blocks on it).
+const MAX_STDERR_QUEUED: usize = 1024;
 
 pub(crate) struct Process {
     child: Child,
     stdin: ChildStdin,
-    pub stdout: Lines<BufReader<ChildStdout>>,
-    pub stderr: mpsc::UnboundedReceiver<String>,
+    pub stdout: BufReader<ChildStdout>,
+    pub stderr: mpsc::Receiver<String>,
+    /// This process's own home directory (removed with it), so nothing one
+    /// script leaves in `$HOME` (`.node_modules`, Python user site, tool
+    /// configs) reaches another script.
+    _home: tempfile::TempDir,
     pgid: i32,
     pub language: Language,
     /// The script this process has loaded (sha256); a process never serves
@@ -35,15 +44,32 @@ impl Process {
     pub async fn spawn(config: &RuntimeConfig, language: Language) -> Result<Process, RuntimeError> {
         let assets = config.dir.join("assets");
         let (program, args): (&Path, Vec<PathBuf>) = match language {
-            Language::Javascript => (&config.node, vec![assets.join("node/harness.js")]),
+            Language::Javascript => {
+                // Node's permission model: the script reads only the
+                // harness, the modules and the working directories, writes
+                // only the latter, and cannot spawn processes, start
+                // workers or load native addons, however it reaches
+                // `require`.
+                let work = config.dir.join("work");
+                let mut args: Vec<PathBuf> =
+                    vec!["--experimental-permission".into(), "--disable-warning=ExperimentalWarning".into()];
+                // One flag per path: Node 20 takes no list in one flag.
+                for p in [assets.as_path(), config.node_modules_dir().as_path(), work.as_path()] {
+                    args.push(format!("--allow-fs-read={}", p.display()).into());
+                }
+                args.push(format!("--allow-fs-write={}", work.display()).into());
+                args.push(assets.join("node/harness.js"));
+                (&config.node, args)
+            }
             Language::Python => {
-                (&config.python, vec!["-u".into(), "-B".into(), assets.join("python/junction_harness.py")])
+                (&config.python, vec!["-u".into(), "-B".into(), "-s".into(), assets.join("python/junction_harness.py")])
             }
         };
+        let home = tempfile::Builder::new().prefix("h-").tempdir_in(config.dir.join("home"))?;
         let mut cmd = match bwrap(config) {
             Some(bwrap) => {
                 let mut c = Command::new(bwrap);
-                c.args(sandbox_args(config)).arg("--").arg(program).args(&args);
+                c.args(sandbox_args(config, home.path())).arg("--").arg(program).args(&args);
                 c
             }
             None => {
@@ -52,13 +78,12 @@ impl Process {
                 c
             }
         };
-        let home = config.dir.join("home");
         cmd.env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env("HOME", &home)
+            .env("HOME", home.path())
             .env("LANG", "C.UTF-8")
             .env("TZ", "UTC")
-            .current_dir(&home)
+            .current_dir(home.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -71,6 +96,7 @@ impl Process {
             }
             Language::Python => {
                 cmd.env("PYTHONPATH", assets.join("python"))
+                    .env("PYTHONNOUSERSITE", "1")
                     .env("PYTHONDONTWRITEBYTECODE", "1")
                     .env("PYTHONUNBUFFERED", "1")
                     .env("PYTHONIOENCODING", "utf-8");
@@ -80,18 +106,24 @@ impl Process {
         let mut child = cmd.spawn().map_err(|e| RuntimeError::Unavailable(format!("cannot start {program}: {e}")))?;
         let pgid = child.id().map(|id| id as i32).unwrap_or(0);
         let stdin = child.stdin.take().expect("stdin is piped");
-        let stdout = BufReader::with_capacity(64 * 1024, child.stdout.take().expect("stdout is piped")).lines();
+        let stdout = BufReader::with_capacity(64 * 1024, child.stdout.take().expect("stdout is piped"));
         let stderr_pipe = child.stderr.take().expect("stderr is piped");
-        let (tx, stderr) = mpsc::unbounded_channel();
+        let (tx, stderr) = mpsc::channel(MAX_STDERR_QUEUED);
         tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr_pipe).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if tx.send(line).is_err() {
-                    break;
+            let mut reader = BufReader::new(stderr_pipe);
+            loop {
+                match read_line_capped(&mut reader, MAX_STDERR_LINE, false).await {
+                    Ok(Some(line)) => {
+                        // Full: the line is dropped, the pipe still drained.
+                        if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(line) {
+                            break;
+                        }
+                    }
+                    _ => break,
                 }
             }
         });
-        let mut process = Process { child, stdin, stdout, stderr, pgid, language, script: None, uses: 0 };
+        let mut process = Process { child, stdin, stdout, stderr, _home: home, pgid, language, script: None, uses: 0 };
         match tokio::time::timeout(config.start_timeout, next_event(&mut process.stdout)).await {
             Ok(Ok(Some(Event::Ready { v, .. }))) if v == protocol::VERSION => Ok(process),
             Ok(Ok(Some(Event::Ready { v, .. }))) => {
@@ -148,6 +180,17 @@ impl Process {
         }
     }
 
+    /// Whether the process has exited (a pooled one may have died idle).
+    pub fn exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Drops stderr lines left from earlier work (a late timer), so they
+    /// are not logged in the next execution.
+    pub fn discard_stderr(&mut self) {
+        while self.stderr.try_recv().is_ok() {}
+    }
+
     /// Asks the harness to exit; kills it if it does not within a second.
     pub async fn shutdown(mut self) {
         let _ = self.send(&Request::Shutdown { v: protocol::VERSION }).await;
@@ -160,21 +203,62 @@ impl Process {
     }
 }
 
-/// The next protocol event; `None` when the process closed stdout.
-pub(crate) async fn next_event(stdout: &mut Lines<BufReader<ChildStdout>>) -> Result<Option<Event>, RuntimeError> {
+/// One line, at most `max` bytes kept, invalid UTF-8 replaced; `None` at
+/// the end of the stream. A longer line is an error when `strict`, else cut.
+async fn read_line_capped<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+    strict: bool,
+) -> std::io::Result<Option<String>> {
+    let mut line: Vec<u8> = Vec::new();
+    let mut seen_any = false;
     loop {
-        let line =
-            stdout.next_line().await.map_err(|e| RuntimeError::Crashed(format!("reading from the runtime: {e}")))?;
-        let Some(line) = line else { return Ok(None) };
-        if line.len() > MAX_LINE {
-            return Err(RuntimeError::Crashed(format!("the runtime sent a line of {} bytes", line.len())));
+        let buf = reader.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(seen_any.then(|| String::from_utf8_lossy(&line).into_owned()));
         }
+        seen_any = true;
+        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], Some(i + 1)),
+            None => (buf, None),
+        };
+        let room = max.saturating_sub(line.len());
+        if chunk.len() > room && strict {
+            return Err(std::io::Error::other(format!("a line longer than {max} bytes")));
+        }
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let used = done.unwrap_or(buf.len());
+        reader.consume(used);
+        if done.is_some() {
+            return Ok(Some(String::from_utf8_lossy(&line).into_owned()));
+        }
+    }
+}
+
+/// The next protocol event; `None` when the process closed stdout.
+pub(crate) async fn next_event(stdout: &mut BufReader<ChildStdout>) -> Result<Option<Event>, RuntimeError> {
+    loop {
+        let line = read_line_capped(stdout, MAX_LINE, true)
+            .await
+            .map_err(|e| RuntimeError::Crashed(format!("reading from the runtime: {e}")))?;
+        let Some(line) = line else { return Ok(None) };
         if line.trim().is_empty() {
             continue;
         }
         return serde_json::from_str(&line).map(Some).map_err(|e| {
             RuntimeError::Crashed(format!("the runtime broke the protocol ({e}): {}", truncate(&line, 200)))
         });
+    }
+}
+
+impl Drop for Process {
+    /// However a process is let go (an execution cancelled midway, an
+    /// early return), its whole group goes with it; `kill_on_drop` alone
+    /// would reach only the leader.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.signal(libc::SIGKILL);
+        }
     }
 }
 
@@ -191,7 +275,7 @@ pub(crate) fn bwrap(config: &RuntimeConfig) -> Option<PathBuf> {
 /// replaced by empty directories, and only the runtime's own directories
 /// mounted back (harness files and modules read-only; working directories
 /// and home writable). The network stays: scripts call remote APIs.
-fn sandbox_args(config: &RuntimeConfig) -> Vec<std::ffi::OsString> {
+fn sandbox_args(config: &RuntimeConfig, home: &Path) -> Vec<std::ffi::OsString> {
     let mut a: Vec<std::ffi::OsString> = Vec::new();
     let mut push = |parts: &[&std::ffi::OsStr]| a.extend(parts.iter().map(|p| p.to_os_string()));
     push(&["--ro-bind".as_ref(), "/".as_ref(), "/".as_ref()]);
@@ -204,7 +288,11 @@ fn sandbox_args(config: &RuntimeConfig) -> Vec<std::ffi::OsString> {
         "/tmp".as_ref(),
     ]);
     for hidden in &config.hidden_paths {
-        push(&["--tmpfs".as_ref(), hidden.as_os_str()]);
+        if hidden.is_dir() {
+            push(&["--tmpfs".as_ref(), hidden.as_os_str()]);
+        } else {
+            push(&["--ro-bind".as_ref(), "/dev/null".as_ref(), hidden.as_os_str()]);
+        }
     }
     let assets = config.dir.join("assets");
     let modules = config.node_modules_dir();
@@ -212,7 +300,8 @@ fn sandbox_args(config: &RuntimeConfig) -> Vec<std::ffi::OsString> {
     if modules.is_dir() {
         push(&["--ro-bind".as_ref(), modules.as_os_str(), modules.as_os_str()]);
     }
-    for rw in [config.dir.join("work"), config.dir.join("home")] {
+    let work = config.dir.join("work");
+    for rw in [work.as_path(), home] {
         push(&["--bind".as_ref(), rw.as_os_str(), rw.as_os_str()]);
     }
     push(&["--die-with-parent".as_ref(), "--unshare-pid".as_ref(), "--unshare-ipc".as_ref()]);

@@ -306,3 +306,51 @@ module.exports = { run: async (args) => {
                "hash": "ba7816bf", "uuid": true, "fetched": 2})
     );
 }
+
+/// The `require` allowlist is a courtesy; Node's permission model is the
+/// wall. Every known way around the allowlist reaches a process spawn, and
+/// every one is refused.
+#[tokio::test]
+async fn no_way_around_require_spawns_a_process_or_reads_outside_files() {
+    let h = Harness::new().await;
+    let src = r#"const fs = require('fs'); module.exports = { run: async () => {
+        const tries = {
+            main: () => require.main.require('child_process').execSync('id'),
+            constructor: () => module.constructor._load('child_process').execSync('id'),
+            mainModule: () => process.mainModule.require('child_process').execSync('id'),
+            binding: () => process.binding('spawn_sync').spawn({ file: '/bin/id', args: ['id'], stdio: [] }),
+            dynamicImport: async () => (await import('child_process')).execSync('id'),
+            worker: () => new (module.constructor._load('worker_threads').Worker)('1', { eval: true }),
+            readEtc: () => fs.readFileSync('/etc/passwd', 'utf8'),
+        };
+        const seen = {};
+        for (const [name, attempt] of Object.entries(tries)) {
+            try { await attempt(); seen[name] = 'ESCAPED'; } catch (e) { seen[name] = e.code || e.message; }
+        }
+        return JSON.stringify(seen);
+    } };"#;
+    let (outcome, events) = h.run(&js("escape", src, json!({}))).await;
+    assert_eq!(outcome.status, Status::Succeeded, "{outcome:?} {events:?}");
+    let seen: Value = serde_json::from_str(&outcome.message).unwrap();
+    for (name, result) in seen.as_object().unwrap() {
+        assert_ne!(result, "ESCAPED", "{name} got through: {seen}");
+    }
+}
+
+#[tokio::test]
+async fn half_an_emoji_and_split_writes_do_not_break_the_log() {
+    let h = Harness::new().await;
+    let src = r#"module.exports = { run: async (args) => {
+        console.log('half: ' + '\ud83d');
+        process.stdout.write('tok-' + 'SEC');
+        process.stdout.write('RET-9 end\n');
+        return 'ok \ud83d';
+    } };"#;
+    let mut exec = js("emoji", src, json!({}));
+    exec.secrets = vec!["tok-SECRET-9".into()];
+    let (outcome, events) = h.run(&exec).await;
+    assert_eq!(outcome.status, Status::Succeeded, "{outcome:?}");
+    let got = texts(&events);
+    assert_eq!(got[0].1, "half: \u{fffd}");
+    assert_eq!(got[1].1, "******** end", "a line written in pieces is one line, masked");
+}

@@ -11,9 +11,15 @@ const readline = require('readline');
 const PROTOCOL = 1;
 
 // The protocol owns stdout. The user's writes to it become log lines.
+// The functions the protocol relies on are captured now, before any script
+// can replace them.
 const protocolWrite = process.stdout.write.bind(process.stdout);
+const stringify = JSON.stringify;
+// A lone surrogate (half an emoji) would make the line invalid JSON for
+// the worker; it becomes U+FFFD.
+const wellFormed = (key, value) => (typeof value === 'string' ? value.toWellFormed() : value);
 function send(event) {
-  protocolWrite(JSON.stringify(event) + '\n');
+  protocolWrite(stringify(event, wellFormed) + '\n');
 }
 
 let current = null; // id of the request being served
@@ -26,9 +32,20 @@ function log(level, text) {
   send({ t: 'log', id: current, level, line: `[${stamp()}] [${level}] \u2013 ${text}` });
 }
 
+// Raw writes are buffered up to each newline, so a line written in pieces
+// is one log line (and a secret split across pieces is still masked).
+let pending = '';
+function flushPending() {
+  if (pending) {
+    log('LOG', pending);
+    pending = '';
+  }
+}
 process.stdout.write = function (chunk, encoding, callback) {
   const text = Buffer.isBuffer(chunk) ? chunk.toString('utf8') : String(chunk);
-  log('LOG', text.replace(/\n$/, ''));
+  const parts = (pending + text).split('\n');
+  pending = parts.pop();
+  for (const part of parts) log('LOG', part);
   const cb = typeof encoding === 'function' ? encoding : callback;
   if (typeof cb === 'function') cb();
   return true;
@@ -157,6 +174,7 @@ function serve(request) {
       if (done) return;
       done = true;
       settle = null;
+      flushPending();
       if (!event.ok && event.error) log('ERROR', event.error);
       send(Object.assign({ t: 'result', id: request.id }, event));
       resolve();
