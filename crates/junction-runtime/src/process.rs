@@ -111,15 +111,10 @@ impl Process {
         let (tx, stderr) = mpsc::channel(MAX_STDERR_QUEUED);
         tokio::spawn(async move {
             let mut reader = BufReader::new(stderr_pipe);
-            loop {
-                match read_line_capped(&mut reader, MAX_STDERR_LINE, false).await {
-                    Ok(Some(line)) => {
-                        // Full: the line is dropped, the pipe still drained.
-                        if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(line) {
-                            break;
-                        }
-                    }
-                    _ => break,
+            while let Ok(Some(line)) = read_line_capped(&mut reader, MAX_STDERR_LINE, false).await {
+                // Full: the line is dropped, the pipe still drained.
+                if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(line) {
+                    break;
                 }
             }
         });

@@ -476,7 +476,7 @@ async fn saved_data_of_the_listed_types_reaches_the_next_step() {
             "false": false,
             "integer": 42,
             "long_integer": 9223372036854775807i64,
-            "float": 3.14,
+            "float": 2.5,
             "string": "plain",
             "unicode": "Grüße – ✓",
             "tuple": [1, "two"],
