@@ -67,7 +67,13 @@ pub(crate) async fn run(
         warm,
         duration: Default::default(),
     };
-    let fate = match process.send(&request).await {
+    // Bounded: a process whose stdout pipe is full (a leftover timer of an
+    // earlier execution) could otherwise block the write for ever.
+    let sent = match tokio::time::timeout(execution.limits.wall_time, process.send(&request)).await {
+        Ok(r) => r,
+        Err(_) => Err(RuntimeError::Crashed("the runtime process did not take the request".into())),
+    };
+    let fate = match sent {
         Err(e) => {
             outcome.error = Some(e.to_string());
             Fate::Discard
