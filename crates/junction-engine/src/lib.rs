@@ -63,6 +63,7 @@ pub struct Engine {
     runtime: Runtime,
     signals: Arc<Signals>,
     logs: worker::LogWriter,
+    completions: worker::CompletionWriter,
     cache: Arc<Mutex<worker::Cache>>,
 }
 
@@ -104,7 +105,8 @@ impl Engine {
     /// Must be called inside a Tokio runtime (it starts the log writer).
     pub fn new(store: Store, runtime: Runtime) -> Engine {
         let logs = worker::LogWriter::start(store.clone());
-        Engine { store, runtime, signals: Arc::new(Signals::new()), logs, cache: Arc::default() }
+        let completions = worker::CompletionWriter::start(store.clone());
+        Engine { store, runtime, signals: Arc::new(Signals::new()), logs, completions, cache: Arc::default() }
     }
 
     pub fn runtime(&self) -> &Runtime {

@@ -14,7 +14,7 @@ use junction_core::configuration::GLOBAL;
 use junction_core::run::{retry_delay, State};
 use junction_core::step::{Language, StepVersion};
 use junction_runtime::{Event, Execution, Limits, Script, Status};
-use junction_store::{Finish, LogLine, TaskRecord};
+use junction_store::{Finish, FinishItem, LogLine, TaskRecord};
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -318,7 +318,8 @@ impl Engine {
         };
         // The log is in the store before the state says the task ended.
         self.logs.flush().await;
-        let ended = self.store.finish_task(&task.id, &config.id, &finish).await?;
+        let item = FinishItem { task_id: task.id.clone(), worker: config.id.clone(), finish: finish.clone() };
+        let ended = self.completions.finish(item).await?;
         if matches!(finish, Finish::Success { .. } | Finish::Retry { .. }) {
             self.signals.work_available.notify_waiters();
         }
@@ -514,6 +515,57 @@ impl LogWriter {
         let (ack, done) = oneshot::channel();
         if self.tx.send(LogCommand::Flush(ack)).is_ok() {
             let _ = done.await;
+        }
+    }
+}
+
+/// Group commit for completions: tasks that finish together are recorded
+/// in one transaction by a single writer, each caller getting its own
+/// answer.
+#[derive(Clone, Debug)]
+pub(crate) struct CompletionWriter {
+    tx: mpsc::UnboundedSender<(FinishItem, oneshot::Sender<std::result::Result<Option<State>, String>>)>,
+}
+
+impl CompletionWriter {
+    pub fn start(store: junction_store::Store) -> CompletionWriter {
+        type Waiter = oneshot::Sender<std::result::Result<Option<State>, String>>;
+        let (tx, mut rx) = mpsc::unbounded_channel::<(FinishItem, Waiter)>();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < 256 {
+                    match rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let (items, waiters): (Vec<FinishItem>, Vec<Waiter>) = batch.into_iter().unzip();
+                match store.finish_tasks(&items).await {
+                    Ok(states) => {
+                        for (w, s) in waiters.into_iter().zip(states) {
+                            let _ = w.send(Ok(s));
+                        }
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        for w in waiters {
+                            let _ = w.send(Err(msg.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        CompletionWriter { tx }
+    }
+
+    pub async fn finish(&self, item: FinishItem) -> Result<Option<State>> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send((item, tx)).map_err(|_| EngineError::Unavailable("the completion writer stopped".into()))?;
+        match rx.await {
+            Ok(Ok(state)) => Ok(state),
+            Ok(Err(e)) => Err(EngineError::Unavailable(format!("recording a completion failed: {e}"))),
+            Err(_) => Err(EngineError::Unavailable("the completion writer stopped".into())),
         }
     }
 }

@@ -33,7 +33,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub use applications::ApplicationRecord;
 pub use configurations::ConfigurationRecord;
-pub use runs::{Finish, LogLine, NewRun, NewTask, RunRecord, TaskRecord};
+pub use runs::{Finish, FinishItem, LogLine, NewRun, NewTask, RunRecord, TaskRecord};
 pub use seal::Sealer;
 pub use steps::NewStepVersion;
 pub use tokens::{Bootstrap, MIN_GIVEN_TOKEN_LEN};

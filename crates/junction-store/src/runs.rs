@@ -108,6 +108,14 @@ pub enum Finish {
     },
 }
 
+/// One completion for [`Store::finish_tasks`].
+#[derive(Debug, Clone)]
+pub struct FinishItem {
+    pub task_id: String,
+    pub worker: String,
+    pub finish: Finish,
+}
+
 /// One log line of a task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogLine {
@@ -409,99 +417,140 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Records how `worker`'s attempt at `task_id` ended, in one
-    /// transaction with its consequences. Returns the run's final state
-    /// when this ended the run. `None` result and no change when the task
-    /// is no longer this worker's (its lease was lost, or it was revoked).
+    /// Records how `worker`'s attempt at `task_id` ended; see
+    /// [`Store::finish_tasks`].
     pub async fn finish_task(&self, task_id: &str, worker: &str, finish: &Finish) -> Result<Option<State>> {
+        let item = FinishItem { task_id: task_id.to_string(), worker: worker.to_string(), finish: finish.clone() };
+        Ok(self.finish_tasks(std::slice::from_ref(&item)).await?.pop().flatten())
+    }
+
+    /// Records how attempts ended, all in one transaction (group commit:
+    /// the engine batches the completions that arrive together), each with
+    /// its consequences: dependants released, a retry scheduled, waiting
+    /// descendants revoked, the run ended. For each item, the run's final
+    /// state when that item ended the run; `None` also when the task is no
+    /// longer that worker's (lease lost, revoked), which changes nothing.
+    pub async fn finish_tasks(&self, items: &[FinishItem]) -> Result<Vec<Option<State>>> {
         let now = self.now_ms();
         let run_lock = if self.is_postgres() { "FOR UPDATE" } else { "" };
-        write_tx!(self, tx => {
-            let run_id: Option<String> = sqlx::query_scalar(
-                "SELECT run_id FROM tasks WHERE id = $1 AND lease_owner = $2 AND state = 'STARTED'",
-            )
-            .bind(task_id)
-            .bind(worker)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(run_id) = run_id else { return Ok(None) };
-            // Completions of one run are serialized, so exactly one of them
-            // sees the run's last task finish.
-            sqlx::query(&format!("SELECT id FROM runs WHERE id = $1 {run_lock}")).bind(&run_id).fetch_one(&mut *tx).await?;
-            match finish {
-                Finish::Success { output, result, children } => {
-                    sqlx::query(
-                        "UPDATE tasks SET state = 'SUCCESS', output = $1, result = $2, traceback = NULL, finished_at = $3, \
-                         lease_owner = NULL, lease_expires_at = NULL WHERE id = $4",
-                    )
-                    .bind(output.as_ref().map(Value::to_string))
-                    .bind(result)
-                    .bind(now)
-                    .bind(task_id)
-                    .execute(&mut *tx)
-                    .await?;
-                    if !children.is_empty() {
-                        let list = placeholders(2, children.len());
-                        let dec = format!(
-                            "UPDATE tasks SET waiting_on = waiting_on - 1 WHERE run_id = $1 AND state = 'WAITING' \
-                             AND step_name IN ({list})"
-                        );
-                        let mut q = sqlx::query(&dec).bind(&run_id);
-                        for c in children {
-                            q = q.bind(c);
-                        }
-                        q.execute(&mut *tx).await?;
+        let mut results: Vec<Option<State>> = vec![None; items.len()];
+        if items.is_empty() {
+            return Ok(results);
+        }
+        let list = placeholders(1, items.len());
+        let sql = format!("SELECT id, run_id FROM tasks WHERE id IN ({list})");
+        let sorted = write_tx!(self, tx => {
+            // Run rows are locked in run-id order, so two batches (from two
+            // processes) cannot deadlock on each other.
+            let mut q = sqlx::query_as::<_, (String, String)>(&sql);
+            for item in items {
+                q = q.bind(&item.task_id);
+            }
+            let runs: std::collections::HashMap<String, String> = q.fetch_all(&mut *tx).await?.into_iter().collect();
+            let mut order: Vec<usize> = (0..items.len()).collect();
+            order.sort_by_key(|&i| runs.get(&items[i].task_id).cloned().unwrap_or_default());
+            let mut ended = Vec::with_capacity(items.len());
+            let mut released = false;
+            for &i in &order {
+                let FinishItem { task_id, worker, finish } = &items[i];
+                let run_id: Option<String> = sqlx::query_scalar(
+                    "SELECT run_id FROM tasks WHERE id = $1 AND lease_owner = $2 AND state = 'STARTED'",
+                )
+                .bind(task_id)
+                .bind(worker)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(run_id) = run_id else {
+                    ended.push(None);
+                    continue;
+                };
+                // Completions of one run are serialized, so exactly one of them
+                // sees the run's last task finish.
+                sqlx::query(&format!("SELECT id FROM runs WHERE id = $1 {run_lock}")).bind(&run_id).fetch_one(&mut *tx).await?;
+                match finish {
+                    Finish::Success { output, result, children } => {
                         sqlx::query(
-                            "UPDATE tasks SET state = 'PENDING', due_at = $1 WHERE run_id = $2 AND state = 'WAITING' AND waiting_on <= 0",
+                            "UPDATE tasks SET state = 'SUCCESS', output = $1, result = $2, traceback = NULL, finished_at = $3, \
+                             lease_owner = NULL, lease_expires_at = NULL WHERE id = $4",
                         )
+                        .bind(output.as_ref().map(Value::to_string))
+                        .bind(result)
                         .bind(now)
-                        .bind(&run_id)
+                        .bind(task_id)
+                        .execute(&mut *tx)
+                        .await?;
+                        if !children.is_empty() {
+                            let list = placeholders(2, children.len());
+                            let dec = format!(
+                                "UPDATE tasks SET waiting_on = waiting_on - 1 WHERE run_id = $1 AND state = 'WAITING' \
+                                 AND step_name IN ({list})"
+                            );
+                            let mut q = sqlx::query(&dec).bind(&run_id);
+                            for c in children {
+                                q = q.bind(c);
+                            }
+                            q.execute(&mut *tx).await?;
+                            sqlx::query(
+                                "UPDATE tasks SET state = 'PENDING', due_at = $1 WHERE run_id = $2 AND state = 'WAITING' AND waiting_on <= 0",
+                            )
+                            .bind(now)
+                            .bind(&run_id)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                    }
+                    Finish::Retry { due_at, result, traceback } => {
+                        sqlx::query(
+                            "UPDATE tasks SET state = 'RETRY', due_at = $1, result = $2, traceback = $3, lease_owner = NULL, \
+                             lease_expires_at = NULL WHERE id = $4",
+                        )
+                        .bind(due_at.as_millisecond())
+                        .bind(result)
+                        .bind(traceback)
+                        .bind(task_id)
                         .execute(&mut *tx)
                         .await?;
                     }
-                }
-                Finish::Retry { due_at, result, traceback } => {
-                    sqlx::query(
-                        "UPDATE tasks SET state = 'RETRY', due_at = $1, result = $2, traceback = $3, lease_owner = NULL, \
-                         lease_expires_at = NULL WHERE id = $4",
-                    )
-                    .bind(due_at.as_millisecond())
-                    .bind(result)
-                    .bind(traceback)
-                    .bind(task_id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Finish::Failure { result, traceback, skip } => {
-                    sqlx::query(
-                        "UPDATE tasks SET state = 'FAILURE', result = $1, traceback = $2, finished_at = $3, lease_owner = NULL, \
-                         lease_expires_at = NULL WHERE id = $4",
-                    )
-                    .bind(result)
-                    .bind(traceback)
-                    .bind(now)
-                    .bind(task_id)
-                    .execute(&mut *tx)
-                    .await?;
-                    if !skip.is_empty() {
-                        let list = placeholders(4, skip.len());
-                        let sql = format!(
-                            "UPDATE tasks SET state = 'REVOKED', result = $1, finished_at = $2 WHERE run_id = $3 \
-                             AND state = 'WAITING' AND step_name IN ({list})"
-                        );
-                        let mut q = sqlx::query(&sql).bind("not run: an input step failed").bind(now).bind(&run_id);
-                        for s in skip {
-                            q = q.bind(s);
+                    Finish::Failure { result, traceback, skip } => {
+                        sqlx::query(
+                            "UPDATE tasks SET state = 'FAILURE', result = $1, traceback = $2, finished_at = $3, lease_owner = NULL, \
+                             lease_expires_at = NULL WHERE id = $4",
+                        )
+                        .bind(result)
+                        .bind(traceback)
+                        .bind(now)
+                        .bind(task_id)
+                        .execute(&mut *tx)
+                        .await?;
+                        if !skip.is_empty() {
+                            let list = placeholders(4, skip.len());
+                            let sql = format!(
+                                "UPDATE tasks SET state = 'REVOKED', result = $1, finished_at = $2 WHERE run_id = $3 \
+                                 AND state = 'WAITING' AND step_name IN ({list})"
+                            );
+                            let mut q = sqlx::query(&sql).bind("not run: an input step failed").bind(now).bind(&run_id);
+                            for s in skip {
+                                q = q.bind(s);
+                            }
+                            q.execute(&mut *tx).await?;
                         }
-                        q.execute(&mut *tx).await?;
                     }
                 }
+                if !matches!(finish, Finish::Failure { .. }) {
+                    released = true;
+                }
+                let run_ended = finalize_run!(tx, run_id, now)?;
+                ended.push(run_ended);
             }
-            if !matches!(finish, Finish::Failure { .. }) {
+            if released {
                 notify_work!(self, tx);
             }
-            finalize_run!(tx, run_id, now)
-        })
+            order.into_iter().zip(ended).collect::<Vec<_>>()
+        });
+        for (i, state) in sorted {
+            results[i] = state;
+        }
+        Ok(results)
     }
 
     /// Puts back tasks whose lease expired (their worker died), as due

@@ -58,7 +58,31 @@ queue_suite!(
     idempotency_keys_return_the_same_run_for_a_day,
     logs_are_appended_in_batches_and_read_in_order,
     secret_run_params_are_sealed,
+    completions_of_many_runs_commit_together,
 );
+
+async fn completions_of_many_runs_commit_together(h: &Harness) {
+    for i in 0..4 {
+        h.store.create_run(&run(&format!("b{i}"), "default", vec![task(&format!("b{i}-a"), "a", 0, 0)])).await.unwrap();
+        claim(h).await.unwrap();
+    }
+    let item = |id: &str, worker: &str| junction_store::FinishItem {
+        task_id: id.into(),
+        worker: worker.into(),
+        finish: ok(&[]),
+    };
+    let ended = h
+        .store
+        .finish_tasks(&[item("b2-a", W), item("b0-a", W), item("b3-a", "someone-else"), item("b1-a", W)])
+        .await
+        .unwrap();
+    assert_eq!(
+        ended,
+        [Some(State::Success), Some(State::Success), None, Some(State::Success)],
+        "results in input order"
+    );
+    assert_eq!(h.store.get_run("b3").await.unwrap().unwrap().state, State::Started, "a stale item changes nothing");
+}
 
 const W: &str = "worker-1";
 const LEASE: Duration = Duration::from_secs(30);
