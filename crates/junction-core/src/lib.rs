@@ -15,6 +15,7 @@ pub mod role;
 pub mod run;
 pub mod secret;
 pub mod step;
+pub mod substitute;
 pub mod token;
 pub mod validation;
 

@@ -13,6 +13,7 @@ use junction_core::application::Application;
 use junction_core::configuration::GLOBAL;
 use junction_core::run::{retry_delay, State};
 use junction_core::step::{Language, StepVersion};
+use junction_core::substitute::{substitute, Scope};
 use junction_runtime::{Event, Execution, Limits, Script, Status};
 use junction_store::{Finish, FinishItem, LogLine, TaskRecord};
 use serde_json::{json, Map, Value};
@@ -194,8 +195,27 @@ impl Engine {
             }
             Language::Javascript => {
                 let globals = self.configuration_values(GLOBAL, &mut secrets).await?;
+                // The step's own parameters, `${...}` resolved here (the
+                // Python SDK does it itself).
+                let outputs = self.outputs(&run.id).await?;
+                let previous: Vec<Value> =
+                    app.inputs_of(&step.name).into_iter().filter_map(|n| outputs.get(n).cloned()).collect();
+                let scope = Scope { config: &config_values, app_vars: &app_vars, previous: &previous };
+                let mut resolved = Map::new();
+                for (name, value) in &step.parameters {
+                    match substitute(value, scope) {
+                        Ok(v) => {
+                            resolved.insert(name.clone(), v);
+                        }
+                        Err(e) => {
+                            log("ERROR", &format!("parameter {name:?}: {e}"));
+                            let failure = Failure { error: format!("parameter {name:?}: {e}"), traceback: None };
+                            return self.finish(config, &task, &app, &run.id, Err(failure)).await;
+                        }
+                    }
+                }
                 let mut arguments = app_vars;
-                arguments.extend(step.parameters.clone());
+                arguments.extend(resolved);
                 json!({"args": {
                     "arguments": arguments,
                     "globalArguments": globals,

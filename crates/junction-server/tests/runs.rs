@@ -24,7 +24,7 @@ class First(BaseStep):
 "#;
 
 const JS_MIDDLE: &str = r#"module.exports = { run: async (args) => {
-    console.log('middle for', args.arguments.region, 'global', args.globalArguments.Org);
+    console.log('middle for', args.arguments.region, 'global', args.globalArguments.Org, args.arguments.greeting, args.arguments.items);
     return 'middle done';
 } };"#;
 
@@ -87,7 +87,7 @@ async fn diamond(s: &TestServer) {
             "steps": [
                 {"name": "first", "file": "First", "host": "${config.host}", "who": "${appvar.who}", "output_to": ["left", "middle"]},
                 {"name": "left", "file": "Left", "sum": "${stepfunc.add_numbers 2 3}", "who": "${who}", "output_to": ["join"]},
-                {"name": "middle", "file": "middle", "output_to": ["join"]},
+                {"name": "middle", "file": "middle", "greeting": "hi ${appvar.who}@${config.host}", "items": "${items}", "output_to": ["join"]},
                 {"name": "join", "file": "Join"}
             ]}))
         .await;
@@ -123,7 +123,7 @@ async fn diamond(s: &TestServer) {
         .unwrap();
     assert_eq!(resp.headers()["content-type"], "text/plain; charset=utf-8");
     let text = resp.text().await.unwrap();
-    assert!(text.contains("middle for eu global ACME"), "{text}");
+    assert!(text.contains("middle for eu global ACME hi ops@10.0.0.5 [ 1, 2 ]"), "{text}");
     s.assert_never_sent("APP-SECRET-7");
     s.assert_never_sent("CONF-SECRET-9");
 }
