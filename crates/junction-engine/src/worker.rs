@@ -542,15 +542,17 @@ impl LogWriter {
 /// Group commit for completions: tasks that finish together are recorded
 /// in one transaction by a single writer, each caller getting its own
 /// answer.
+/// Where a completion's caller waits for its answer.
+type CompletionWaiter = oneshot::Sender<std::result::Result<Option<State>, String>>;
+
 #[derive(Clone, Debug)]
 pub(crate) struct CompletionWriter {
-    tx: mpsc::UnboundedSender<(FinishItem, oneshot::Sender<std::result::Result<Option<State>, String>>)>,
+    tx: mpsc::UnboundedSender<(FinishItem, CompletionWaiter)>,
 }
 
 impl CompletionWriter {
     pub fn start(store: junction_store::Store) -> CompletionWriter {
-        type Waiter = oneshot::Sender<std::result::Result<Option<State>, String>>;
-        let (tx, mut rx) = mpsc::unbounded_channel::<(FinishItem, Waiter)>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<(FinishItem, CompletionWaiter)>();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
@@ -560,7 +562,7 @@ impl CompletionWriter {
                         Err(_) => break,
                     }
                 }
-                let (items, waiters): (Vec<FinishItem>, Vec<Waiter>) = batch.into_iter().unzip();
+                let (items, waiters): (Vec<FinishItem>, Vec<CompletionWaiter>) = batch.into_iter().unzip();
                 match store.finish_tasks(&items).await {
                     Ok(states) => {
                         for (w, s) in waiters.into_iter().zip(states) {
