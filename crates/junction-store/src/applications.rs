@@ -45,6 +45,27 @@ fn scrub_variables(doc: &str, names: &[&str]) -> Result<Option<String>> {
     Ok(changed.then(|| value.to_string()))
 }
 
+/// Inside a write transaction holding the application's lock: stores the
+/// next revision of `$name` and evaluates to its number (numbering goes on
+/// across deletes, as runs refer to revisions).
+macro_rules! insert_revision {
+    ($tx:ident, $name:expr, $document:expr, $now:expr) => {{
+        let next: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(revision), 0) + 1 FROM application_revisions WHERE name = $1")
+                .bind($name)
+                .fetch_one(&mut *$tx)
+                .await?;
+        sqlx::query("INSERT INTO application_revisions (name, revision, document, created_at) VALUES ($1, $2, $3, $4)")
+            .bind($name)
+            .bind(next)
+            .bind($document)
+            .bind($now)
+            .execute(&mut *$tx)
+            .await?;
+        next
+    }};
+}
+
 const SELECT: &str = "SELECT r.document, a.latest_revision, a.created_at, a.updated_at FROM applications a \
                       JOIN application_revisions r ON r.name = a.name AND r.revision = a.latest_revision";
 
@@ -96,17 +117,7 @@ impl Store {
             .await?;
             let unchanged = latest.as_deref() == Some(document.as_str()) && !secrets_changed && !sets_any(&upload.secrets);
             if !unchanged {
-                let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(revision), 0) + 1 FROM application_revisions WHERE name = $1")
-                    .bind(name)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                sqlx::query("INSERT INTO application_revisions (name, revision, document, created_at) VALUES ($1, $2, $3, $4)")
-                    .bind(name)
-                    .bind(next)
-                    .bind(&document)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                let next = insert_revision!(tx, name, &document, now);
                 sqlx::query(
                     "INSERT INTO applications (name, latest_revision, created_at, updated_at) VALUES ($1, $2, $3, $3) \
                      ON CONFLICT (name) DO UPDATE SET latest_revision = excluded.latest_revision, updated_at = excluded.updated_at",
@@ -135,18 +146,7 @@ impl Store {
         let key = app_scope(name);
         let revision = write_tx!(self, tx => {
             lock_key!(self, tx, &key);
-            let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(revision), 0) + 1 FROM application_revisions WHERE name = $1")
-                .bind(name)
-                .fetch_one(&mut *tx)
-                .await?;
-            sqlx::query("INSERT INTO application_revisions (name, revision, document, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(name)
-                .bind(next)
-                .bind(&document)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            next
+            insert_revision!(tx, name, &document, now)
         });
         Ok(revision)
     }
