@@ -20,6 +20,10 @@ use crate::validation::{Invalid, Violations};
 /// ignored on upload so a downloaded document can be uploaded again.
 pub const SERVER_KEYS: [&str; 4] = ["revision", "created_at", "updated_at", "warnings"];
 
+/// Keys of a run's `params` that are run options (spec 004), so no
+/// variable may have these names.
+pub const RUN_OPTIONS: [&str; 4] = ["queue", "configuration", "log_level", "wait"];
+
 /// Step keys that are not step parameters.
 const STEP_KEYS: [&str; 8] =
     ["name", "file", "output_to", "retry_max", "retry_backoff", "retry_jitter", "retry_backoff_max", "retry_countdown"];
@@ -344,6 +348,13 @@ fn parse_variables(vars: Option<&mut Value>, v: &mut Violations) -> (Vec<AppVari
     let mut secrets = Vec::new();
     for mut entry in document::named_entries(vars, "app_variables", None, v) {
         let at = |k: &str| format!("app_variables[{}].{k}", entry.index);
+        if RUN_OPTIONS.contains(&entry.name.as_str()) {
+            v.push(
+                at("name"),
+                "reserved",
+                format!("{:?} is a run option (params.{0}), not a variable name", entry.name),
+            );
+        }
         let required = document::opt_bool(entry.obj, "required", &at("required"), v).unwrap_or(false);
         let encrypted = document::opt_bool(entry.obj, "encrypted", &at("encrypted"), v).unwrap_or(false);
         document::string(entry.obj, "description", &at("description"), None, v);

@@ -14,10 +14,6 @@ use serde_json::{Map, Value};
 
 use crate::{Engine, EngineError, Result};
 
-/// Run options that arrive among `params` (spec 004) and are not
-/// variables.
-const OPTION_KEYS: [&str; 4] = ["queue", "configuration", "log_level", "wait"];
-
 /// What starts a run.
 #[derive(Debug, Clone, Default)]
 pub struct RunRequest {
@@ -33,6 +29,9 @@ pub struct RunRequest {
     /// Trigger context (spec 000's plutoraValues).
     pub context: Option<Value>,
     pub idempotency_key: Option<String>,
+    /// Secret values for this run (a replay's), sealed whatever the
+    /// application says now.
+    pub secret_params: Vec<(String, SecretString)>,
 }
 
 impl Engine {
@@ -67,15 +66,29 @@ impl Engine {
                 None
             }
         };
-        for key in OPTION_KEYS {
+        for key in junction_core::application::RUN_OPTIONS {
             params.remove(key);
         }
-        let queue = request
-            .queue
-            .or(queue_param)
+        if let Some(l) = log_level.filter(|l| !(0..=50).contains(l)) {
+            v.push("log_level", "range", format!("must be a whole number from 0 to 50, not {l}"));
+        }
+        // An empty name means "not given"; any other must be a valid name, so
+        // a run never waits on a queue no worker can serve.
+        let named = |field: &str, given: Option<String>, v: &mut Violations| match given.filter(|s| !s.is_empty()) {
+            Some(n) => match junction_core::name::check_name(field, &n) {
+                Ok(()) => Some(n),
+                Err(e) => {
+                    v.add(e);
+                    None
+                }
+            },
+            None => None,
+        };
+        let queue = named("queue", request.queue.or(queue_param), &mut v)
             .or_else(|| app.queue().map(str::to_string))
             .unwrap_or_else(|| "default".into());
-        let configuration = request.configuration.or(config_param).or_else(|| app.configuration().map(str::to_string));
+        let configuration = named("configuration", request.configuration.or(config_param), &mut v)
+            .or_else(|| app.configuration().map(str::to_string));
         if let Some(c) = &configuration {
             if self.store.get_configuration(c).await?.is_none() {
                 v.push("configuration", "exists", format!("no configuration named {c:?} is stored"));
@@ -86,7 +99,7 @@ impl Engine {
         let sealed: Vec<String> =
             self.store.application_secrets(app.name()).await?.into_iter().map(|(n, _)| n).collect();
         let mut plain = Map::new();
-        let mut secret = Vec::new();
+        let mut secret = request.secret_params.clone();
         for var in app.variables() {
             let given = params.remove(&var.name).filter(|x| !x.is_null());
             if var.encrypted {
@@ -95,11 +108,16 @@ impl Engine {
                     Some(_) => {
                         v.push(format!("params.{}", var.name), "type", "an encrypted variable's value must be a string")
                     }
-                    None if var.required && !sealed.contains(&var.name) => v.push(
-                        format!("params.{}", var.name),
-                        "required",
-                        format!("{:?} is required and has no value", var.name),
-                    ),
+                    None if var.required
+                        && !sealed.contains(&var.name)
+                        && !secret.iter().any(|(n, _)| *n == var.name) =>
+                    {
+                        v.push(
+                            format!("params.{}", var.name),
+                            "required",
+                            format!("{:?} is required and has no value", var.name),
+                        )
+                    }
                     None => {}
                 }
                 continue;
@@ -237,8 +255,9 @@ impl Engine {
             ))
         })?;
         let mut params = old.params.as_object().cloned().unwrap_or_default();
-        for (name, value) in self.store.run_secret_params(id).await? {
-            params.insert(name, Value::String(value.expose().to_string()));
+        let secret_params = self.store.run_secret_params(id).await?;
+        for (name, _) in &secret_params {
+            params.remove(name);
         }
         let request = RunRequest {
             params,
@@ -249,6 +268,7 @@ impl Engine {
             triggered_by: Some(format!("{who} (replay of {id})")),
             context: old.context.clone(),
             idempotency_key: None,
+            secret_params,
         };
         self.start_run_of(&app.application, app.revision, request).await
     }

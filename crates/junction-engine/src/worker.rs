@@ -31,6 +31,9 @@ pub(crate) struct Cache {
     steps: std::collections::HashMap<(String, i64), Arc<StepVersion>>,
 }
 
+/// Lost attempts (worker died) tolerated beyond a step's retries.
+const MAX_LOST_ATTEMPTS: i64 = 3;
+
 /// How long a stopping worker waits for its running tasks.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -92,9 +95,10 @@ impl Engine {
                 Ok(Some(task)) => {
                     let (engine, config) = (self.clone(), config.clone());
                     tokio::spawn(async move {
-                        let id = task.id.clone();
+                        let failed = task.clone();
                         if let Err(e) = engine.run_task(&config, task).await {
-                            tracing::error!(task = %id, error = %e, "task execution failed inside the engine");
+                            tracing::error!(task = %failed.id, error = %e, "task execution failed inside the engine");
+                            engine.fail_inside(&config, &failed, &e.to_string()).await;
                         }
                         drop(permit);
                     });
@@ -142,6 +146,13 @@ impl Engine {
             log("ERROR", &format!("step {:?} is not in application revision {}", task.step_name, run.app_revision));
             return self.finish(config, &task, &app, &run.id, Err("unknown step".into())).await;
         };
+        // Attempts beyond the retries are lost ones (a worker died); a step
+        // that keeps killing its worker is failed rather than retried for ever.
+        if task.attempts > i64::from(step.retry.max) + 1 + MAX_LOST_ATTEMPTS {
+            let msg = format!("{} attempts were lost; the step is failed", task.attempts - 1);
+            log("ERROR", &msg);
+            return self.finish(config, &task, &app, &run.id, Err(msg.as_str().into())).await;
+        }
         let stored = match task.step_version {
             Some(v) => self.cached_step(&task.step_file, v).await?,
             None => None,
@@ -254,9 +265,11 @@ impl Engine {
             })
         };
         let stop = async {
+            // A dropped sender is no signal: wait for a real one.
             tokio::select! {
-                _ = stop_rx => {}
-                _ = lost_rx => {}
+                Ok(_) = stop_rx => {}
+                Ok(_) = lost_rx => {}
+                else => std::future::pending::<()>().await,
             }
         };
         let (run_id, task_id) = (run.id.clone(), task.id.clone());
@@ -272,12 +285,12 @@ impl Engine {
             logs2.line(LogLine { run_id: run_id.clone(), task_id: task_id.clone(), ts: Timestamp::now(), level, line });
         };
         let outcome = self.runtime.execute(&execution, &mut on_event, stop).await;
-        heartbeat.abort();
         self.signals.unregister(&task.id);
         let result = match outcome {
             Ok(o) if o.status == Status::Succeeded => Ok((o.data, o.message)),
             Ok(o) if o.status == Status::Stopped => {
                 // The revoke already wrote the task's state.
+                heartbeat.abort();
                 self.logs.flush().await;
                 return Ok(());
             }
@@ -289,7 +302,35 @@ impl Engine {
                 Err(Failure { error: e.to_string(), traceback: None })
             }
         };
-        self.finish(config, &task, &app, &run.id, result).await
+        // The lease is kept until the completion is recorded, so a slow
+        // batch cannot hand a finished task to another worker.
+        let finished = self.finish(config, &task, &app, &run.id, result).await;
+        heartbeat.abort();
+        finished
+    }
+
+    /// A task whose execution failed inside the engine (a store error, an
+    /// unreadable revision) is failed for good, so it is not put back and
+    /// retried for ever when its lease expires.
+    async fn fail_inside(&self, config: &WorkerConfig, task: &TaskRecord, error: &str) {
+        let skip = match self.store.get_run(&task.run_id).await {
+            Ok(Some(run)) => match self.cached_revision(&run.application, run.app_revision).await {
+                Ok(app) => app.descendants_of(&task.step_name).into_iter().map(str::to_string).collect(),
+                Err(_) => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        self.log_line(&task.run_id, &task.id, "ERROR", &format!("the engine could not run this step: {error}"));
+        self.logs.flush().await;
+        let finish = Finish::Failure { result: Some(clean(error)), traceback: None, skip };
+        let item = FinishItem { task_id: task.id.clone(), worker: config.id.clone(), finish };
+        match self.completions.finish(item).await {
+            Ok(Some(_)) => {
+                let _ = self.signals.run_ended.send(task.run_id.clone());
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(task = %task.id, error = %e, "could not record the failure"),
+        }
     }
 
     async fn finish(
@@ -304,7 +345,7 @@ impl Engine {
         let finish = match result {
             Ok((data, message)) => Finish::Success {
                 output: data,
-                result: Some(message),
+                result: Some(clean(&message)),
                 children: step.map(|s| s.output_to.clone()).unwrap_or_default(),
             },
             Err(failure) => {
@@ -329,10 +370,18 @@ impl Engine {
                             delay.as_secs()
                         ),
                     );
-                    Finish::Retry { due_at: due, result: Some(failure.error), traceback: failure.traceback }
+                    Finish::Retry {
+                        due_at: due,
+                        result: Some(clean(&failure.error)),
+                        traceback: failure.traceback.as_deref().map(clean),
+                    }
                 } else {
                     let skip = app.descendants_of(&task.step_name).into_iter().map(str::to_string).collect();
-                    Finish::Failure { result: Some(failure.error), traceback: failure.traceback, skip }
+                    Finish::Failure {
+                        result: Some(clean(&failure.error)),
+                        traceback: failure.traceback.as_deref().map(clean),
+                        skip,
+                    }
                 }
             }
         };
@@ -455,6 +504,12 @@ async fn next_wakeup(wakeups: &mut Option<mpsc::Receiver<()>>) {
     }
 }
 
+/// Text for the store: PostgreSQL refuses NUL in text, and a script may
+/// print one.
+fn clean(text: &str) -> String {
+    text.replace('\0', "\u{fffd}")
+}
+
 fn rand_fraction() -> f64 {
     use rand::Rng;
     rand::thread_rng().gen::<f64>()
@@ -526,7 +581,10 @@ impl LogWriter {
         LogWriter { tx }
     }
 
-    pub fn line(&self, line: LogLine) {
+    pub fn line(&self, mut line: LogLine) {
+        if line.line.contains('\0') {
+            line.line = clean(&line.line);
+        }
         let _ = self.tx.send(LogCommand::Line(line));
     }
 
@@ -569,10 +627,16 @@ impl CompletionWriter {
                             let _ = w.send(Ok(s));
                         }
                     }
+                    // One bad item must not fail the others: each alone.
+                    Err(_) if items.len() > 1 => {
+                        for (item, w) in items.iter().zip(waiters) {
+                            let answer = store.finish_tasks(std::slice::from_ref(item)).await;
+                            let _ = w.send(answer.map(|mut s| s.pop().flatten()).map_err(|e| e.to_string()));
+                        }
+                    }
                     Err(e) => {
-                        let msg = e.to_string();
                         for w in waiters {
-                            let _ = w.send(Err(msg.clone()));
+                            let _ = w.send(Err(e.to_string()));
                         }
                     }
                 }

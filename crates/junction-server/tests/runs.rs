@@ -282,6 +282,22 @@ async fn run_requests_are_checked_and_idempotency_keys_reuse_runs() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     upload(&s, "quick", "module.exports = { run: async () => 'ok' };").await;
     s.post("/api/v1/applications", json!({"name": "quick", "steps": [{"name": "q", "file": "quick"}]})).await;
+    let (status, body) = s.post("/api/v1/applications/quick/run", json!({"queue": "../x", "log_level": 99})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        details(&body),
+        vec![("log_level".to_string(), "range".to_string()), ("queue".to_string(), "name_syntax".to_string())]
+    );
+    let (status, body) = s
+        .post(
+            "/api/v1/applications",
+            json!({"name": "opt", "app_variables": [{"name": "queue"}], "steps": [{"name": "q", "file": "quick"}]}),
+        )
+        .await;
+    assert_eq!(
+        (status, details(&body)),
+        (StatusCode::BAD_REQUEST, vec![("app_variables[0].name".to_string(), "reserved".to_string())])
+    );
     let (status, body) = s.post("/api/v1/applications/quick/run?wait=99", json!({})).await;
     assert_eq!((status, details(&body)), (StatusCode::BAD_REQUEST, vec![("wait".to_string(), "range".to_string())]));
     let (status, body) = s.post("/api/v1/applications/run", json!({"params": {}})).await;

@@ -14,7 +14,7 @@ use junction_core::run::State;
 use junction_core::secret::SecretString;
 use serde_json::Value;
 
-use crate::{json_of, read, ts, write_tx, Result, Store, StoreError};
+use crate::{json_of, lock_key, read, ts, write_tx, Result, Store, StoreError};
 
 /// A run to create.
 #[derive(Debug, Clone)]
@@ -285,6 +285,8 @@ impl Store {
         let existing = write_tx!(self, tx => {
             let mut existing = None;
             if let Some(key) = &run.idempotency_key {
+                // Two requests with one key: the second waits, then finds the first's run.
+                lock_key!(self, tx, &format!("idem:{key}"));
                 let day_ago = now - 24 * 3600 * 1000;
                 let found: Option<(String, i64)> = sqlx::query_as("SELECT id, created_at FROM runs WHERE idempotency_key = $1")
                     .bind(key)
@@ -467,6 +469,19 @@ impl Store {
                 // Completions of one run are serialized, so exactly one of them
                 // sees the run's last task finish.
                 sqlx::query(&format!("SELECT id FROM runs WHERE id = $1 {run_lock}")).bind(&run_id).fetch_one(&mut *tx).await?;
+                // Checked again under the locks: a revoke (which takes the run
+                // lock) or a lease requeue may have come between.
+                let still_ours: Option<String> = sqlx::query_scalar(&format!(
+                    "SELECT id FROM tasks WHERE id = $1 AND lease_owner = $2 AND state = 'STARTED' {run_lock}"
+                ))
+                .bind(task_id)
+                .bind(worker)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if still_ours.is_none() {
+                    ended.push(None);
+                    continue;
+                }
                 match finish {
                     Finish::Success { output, result, children } => {
                         sqlx::query(

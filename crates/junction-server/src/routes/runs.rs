@@ -193,6 +193,7 @@ async fn start(
         triggered_by: Some(caller.0.name.clone()),
         context: None,
         idempotency_key,
+        secret_params: Vec::new(),
     };
     let run = state.engine.start_run(&name, request).await?;
     let run = if wait > Duration::ZERO { state.engine.wait_run(&run.id, wait).await? } else { run };
