@@ -163,6 +163,20 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathPar
     }
 }
 
+/// Query parameters whose rejection is a JSON 400.
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| QueryParams(q.0))
+            .map_err(|e| ApiError::invalid(Invalid::one("query", "query_syntax", e.body_text())))
+    }
+}
+
 /// The authenticated caller, put in place by the auth middleware.
 #[derive(Debug, Clone)]
 pub struct Caller(pub TokenInfo);

@@ -298,6 +298,12 @@ async fn run_requests_are_checked_and_idempotency_keys_reuse_runs() {
         (status, details(&body)),
         (StatusCode::BAD_REQUEST, vec![("app_variables[0].name".to_string(), "reserved".to_string())])
     );
+    let (status, body) = s.post("/api/v1/applications/quick/run?wait=soon", json!({})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("validation_failed")),
+        "{body}"
+    );
     let (status, body) = s.post("/api/v1/applications/quick/run?wait=99", json!({})).await;
     assert_eq!((status, details(&body)), (StatusCode::BAD_REQUEST, vec![("wait".to_string(), "range".to_string())]));
     let (status, body) = s.post("/api/v1/applications/run", json!({"params": {}})).await;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,7 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{Caller, JsonBody, PathParam};
+use crate::extract::{Caller, JsonBody, PathParam, QueryParams};
 use crate::routes::CommonErrors;
 use crate::AppState;
 
@@ -214,7 +214,7 @@ async fn run_named(
     State(state): State<AppState>,
     caller: Caller,
     PathParam(name): PathParam<String>,
-    Query(q): Query<WaitQuery>,
+    QueryParams(q): QueryParams<WaitQuery>,
     headers: HeaderMap,
     body: Option<JsonBody<RunBody>>,
 ) -> ApiResult<Response> {
@@ -234,7 +234,7 @@ async fn run_named(
 async fn run_by_body(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<WaitQuery>,
+    QueryParams(q): QueryParams<WaitQuery>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<RunBody>,
 ) -> ApiResult<Response> {
@@ -289,7 +289,7 @@ pub struct LogQuery {
 async fn task_log(
     State(state): State<AppState>,
     PathParam(id): PathParam<String>,
-    Query(q): Query<LogQuery>,
+    QueryParams(q): QueryParams<LogQuery>,
 ) -> ApiResult<Response> {
     let (run, task) = state.engine.find_run(&id).await?;
     let lines =
@@ -335,7 +335,7 @@ pub struct Page {
 async fn list_runs(
     State(state): State<AppState>,
     PathParam(name): PathParam<String>,
-    Query(p): Query<Page>,
+    QueryParams(p): QueryParams<Page>,
 ) -> ApiResult<Json<Vec<RunView>>> {
     let limit = p.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
@@ -418,7 +418,7 @@ pub struct StepRunView {
 async fn run_step(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<WaitQuery>,
+    QueryParams(q): QueryParams<WaitQuery>,
     JsonBody(mut body): JsonBody<Map<String, Value>>,
 ) -> ApiResult<Response> {
     let name = match body.remove("name") {
