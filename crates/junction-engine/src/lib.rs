@@ -6,10 +6,10 @@
 //! `junction-core` types and [`EngineError`]; the server maps those to
 //! status codes in one place.
 //!
-//! Today the engine holds the content rules that need more than one
-//! document (a step cannot be deleted while an application runs it; uploads
-//! are checked by the real interpreter). Runs, queues, schedules and
-//! triggers arrive with the engine issue.
+//! It holds the content rules that need more than one document
+//! (`content`), starts, waits for, revokes and replays runs (`runs`), and
+//! runs workers that execute tasks from the store's queue (`worker`).
+//! Schedules and triggers arrive with the scheduler issue.
 
 mod content;
 mod runs;
@@ -107,10 +107,6 @@ impl Engine {
         let logs = worker::LogWriter::start(store.clone());
         let completions = worker::CompletionWriter::start(store.clone());
         Engine { store, runtime, signals: Arc::new(Signals::new()), logs, completions, cache: Arc::default() }
-    }
-
-    pub fn runtime(&self) -> &Runtime {
-        &self.runtime
     }
 
     pub fn store(&self) -> &Store {

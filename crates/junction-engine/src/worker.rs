@@ -14,7 +14,7 @@ use junction_core::configuration::GLOBAL;
 use junction_core::run::{retry_delay, State};
 use junction_core::step::{Language, StepVersion};
 use junction_core::substitute::{substitute, Scope};
-use junction_runtime::{Event, Execution, Limits, Script, Status};
+use junction_runtime::{log_line, Event, Execution, Limits, Script, Status};
 use junction_store::{Finish, FinishItem, LogLine, TaskRecord};
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -132,16 +132,7 @@ impl Engine {
             .await?
             .ok_or_else(|| EngineError::NotFound(format!("run {}", task.run_id)))?;
         let app = self.cached_revision(&run.application, run.app_revision).await?;
-        let logs = self.logs.clone();
-        let log = |level: &str, text: &str| {
-            logs.line(LogLine {
-                run_id: run.id.clone(),
-                task_id: task.id.clone(),
-                ts: Timestamp::now(),
-                level: level.to_string(),
-                line: format!("[{}] [{level}] \u{2013} {text}", Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ")),
-            })
-        };
+        let log = |level: &str, text: &str| self.log_line(&run.id, &task.id, level, text);
         let Some(step) = app.steps().iter().find(|s| s.name == task.step_name) else {
             log("ERROR", &format!("step {:?} is not in application revision {}", task.step_name, run.app_revision));
             return self.finish(config, &task, &app, &run.id, Err("unknown step".into())).await;
@@ -208,9 +199,14 @@ impl Engine {
                 let globals = self.configuration_values(GLOBAL, &mut secrets).await?;
                 // The step's own parameters, `${...}` resolved here (the
                 // Python SDK does it itself).
-                let outputs = self.outputs(&run.id).await?;
-                let previous: Vec<Value> =
-                    app.inputs_of(&step.name).into_iter().filter_map(|n| outputs.get(n).cloned()).collect();
+                // Previous data is read only when a parameter may need it.
+                let needs_data = step.parameters.values().any(|v| v.to_string().contains("${"));
+                let previous: Vec<Value> = if needs_data {
+                    let outputs = self.outputs(&run.id).await?;
+                    app.inputs_of(&step.name).into_iter().filter_map(|n| outputs.get(n).cloned()).collect()
+                } else {
+                    Vec::new()
+                };
                 let scope = Scope { config: &config_values, app_vars: &app_vars, previous: &previous };
                 let mut resolved = Map::new();
                 for (name, value) in &step.parameters {
@@ -277,10 +273,7 @@ impl Engine {
         let mut on_event = move |event: Event| {
             let (level, line) = match event {
                 Event::Log { level, line } => (level, line),
-                Event::Progress { message } => (
-                    "PROGRESS".to_string(),
-                    format!("[{}] [PROGRESS] \u{2013} {message}", Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ")),
-                ),
+                Event::Progress { message } => ("PROGRESS".to_string(), log_line("PROGRESS", &message)),
             };
             logs2.line(LogLine { run_id: run_id.clone(), task_id: task_id.clone(), ts: Timestamp::now(), level, line });
         };
@@ -440,7 +433,7 @@ impl Engine {
             task_id: task_id.to_string(),
             ts: Timestamp::now(),
             level: level.to_string(),
-            line: format!("[{}] [{level}] \u{2013} {text}", Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ")),
+            line: log_line(level, text),
         });
     }
 

@@ -4,8 +4,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use jiff::Timestamp;
-
 use crate::process::{next_event, Process};
 use crate::protocol::{self, Event as Wire, Request, StepRef};
 use crate::redact::Redactor;
@@ -19,8 +17,7 @@ fn rand_u64() -> u64 {
 
 /// A log line in the harness's format, for lines the worker itself adds.
 fn worker_line(level: &str, text: &str) -> Event {
-    let ts = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ");
-    Event::Log { level: level.to_string(), line: format!("[{ts}] [{level}] \u{2013} {text}") }
+    Event::Log { level: level.to_string(), line: crate::log_line(level, text) }
 }
 
 /// What happens to the process after the execution.

@@ -30,6 +30,14 @@ pub use assets::{ensure_node_modules, install_assets};
 pub use introspect::{IntrospectError, Introspection};
 pub use redact::MASK;
 
+/// A log line in the one format every runtime uses (spec 000):
+/// `[{ISO-8601 UTC with ms}] [{LEVEL}] – {text}`. For lines added outside a
+/// script (by the worker or the engine), so they read like the script's.
+pub fn log_line(level: &str, text: &str) -> String {
+    let ts = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ");
+    format!("[{ts}] [{level}] \u{2013} {text}")
+}
+
 /// How runtimes are started and kept.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -278,11 +286,6 @@ impl Runtime {
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<Outcome, RuntimeError> {
         execute::run(self, execution, on_event, stop).await
-    }
-
-    /// Number of warm processes waiting for work.
-    pub fn idle_processes(&self) -> usize {
-        self.pool.idle_count()
     }
 
     /// Ends every pooled process.

@@ -109,8 +109,4 @@ impl Pool {
             p.shutdown().await;
         }
     }
-
-    pub fn idle_count(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
 }

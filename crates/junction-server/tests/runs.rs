@@ -179,16 +179,7 @@ async fn failed_attempts_are_retried_with_backoff() {
     assert!(started.elapsed() >= Duration::from_secs(3), "waited 1 s then 2 s");
     assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 3);
     assert_eq!(run["steps"][0]["attempts"], 3);
-    let log = s
-        .http
-        .get(format!("{}/api/v1/tasks/{}/log", s.base, run["id"].as_str().unwrap()))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let log = s.text(&format!("/api/v1/tasks/{}/log", run["id"].as_str().unwrap())).await;
     assert!(log.contains("attempt 1 failed: status 500; retry 1 of 3 in 1 s"), "{log}");
     assert!(log.contains("attempt 2 failed: status 500; retry 2 of 3 in 2 s"), "{log}");
 }
@@ -244,16 +235,7 @@ async fn a_long_step_is_revoked_and_a_run_is_replayed() {
     assert_eq!(revoked["steps"][0]["state"], "REVOKED");
     let mut log = String::new();
     for _ in 0..50 {
-        log = s
-            .http
-            .get(format!("{}/api/v1/tasks/{id}/log", s.base))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        log = s.text(&format!("/api/v1/tasks/{id}/log")).await;
         if log.contains("stopped by user") {
             break;
         }

@@ -125,6 +125,14 @@ impl TestServer {
         self.send(Method::PUT, path, Some(ADMIN), Some(&body)).await
     }
 
+    /// A plain-text GET (a log) as admin.
+    pub async fn text(&self, path: &str) -> String {
+        let resp = self.http.get(format!("{}{path}", self.base)).bearer_auth(ADMIN).send().await.unwrap();
+        let text = resp.text().await.unwrap();
+        self.seen.lock().unwrap().push(text.clone());
+        text
+    }
+
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
         self.send(Method::DELETE, path, Some(ADMIN), None).await
     }
