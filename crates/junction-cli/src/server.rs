@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use junction_core::role::Role;
 use junction_core::SystemClock;
-use junction_engine::{Engine, WorkerConfig};
+use junction_engine::{Engine, SchedulerConfig, WorkerConfig};
 use junction_runtime::{ensure_node_modules, Runtime, RuntimeConfig};
 use junction_store::seal::KeySource;
 use junction_store::{Bootstrap, Location, Sealer, Store};
@@ -39,6 +39,10 @@ pub struct ServeArgs {
     /// installed with npm on first start.
     #[arg(long, env = "JUNCTION_MODULES_DIR")]
     modules_dir: Option<PathBuf>,
+    /// Do not fire schedules in this process (with PostgreSQL, servers
+    /// elect one scheduler among themselves anyway).
+    #[arg(long)]
+    no_scheduler: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -122,6 +126,16 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
                 .await
         })
     });
+    let scheduler = (!args.no_scheduler).then(|| {
+        let (engine, mut stop) = (engine.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            engine
+                .run_scheduler(SchedulerConfig::default(), async move {
+                    let _ = stop.changed().await;
+                })
+                .await
+        })
+    });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -134,8 +148,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     })
     .await?;
     tracing::info!("shutting down");
-    if let Some(w) = worker {
-        let _ = w.await;
+    for task in [worker, scheduler].into_iter().flatten() {
+        let _ = task.await;
     }
     runtime.shutdown().await;
     store.close().await;

@@ -121,6 +121,12 @@ impl Application {
             }
         }
         document::opt_bool(&doc, "generate_report", "generate_report", &mut v);
+        // Spec 000's "Automated Job" trigger, and an optional cap on the
+        // automated runs going at once.
+        document::opt_bool(&doc, "automated", "automated", &mut v);
+        if document::opt_uint(&doc, "max_concurrency", "max_concurrency", 10_000, &mut v) == Some(0) {
+            v.push("max_concurrency", "range", "must be at least 1 (leave it out for no limit)");
+        }
 
         let steps = parse_steps(doc.get("steps"), &mut v);
         let (variables, secrets) = parse_variables(doc.get_mut("app_variables"), &mut v);
@@ -171,6 +177,16 @@ impl Application {
 
     pub fn description(&self) -> Option<&str> {
         self.str_key("description")
+    }
+
+    /// Marked as an automated job (spec 000): it runs when triggered.
+    pub fn automated(&self) -> bool {
+        self.document.get("automated").and_then(Value::as_bool).unwrap_or(false)
+    }
+
+    /// The most automated runs allowed to go at once, if capped.
+    pub fn max_concurrency(&self) -> Option<u64> {
+        self.document.get("max_concurrency").and_then(Value::as_u64)
     }
 
     fn str_key(&self, key: &str) -> Option<&str> {

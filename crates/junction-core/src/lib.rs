@@ -13,6 +13,7 @@ pub mod name;
 pub mod parameter;
 pub mod role;
 pub mod run;
+pub mod schedule;
 pub mod secret;
 pub mod step;
 pub mod substitute;

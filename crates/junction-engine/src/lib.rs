@@ -9,10 +9,13 @@
 //! It holds the content rules that need more than one document
 //! (`content`), starts, waits for, revokes and replays runs (`runs`), and
 //! runs workers that execute tasks from the store's queue (`worker`).
-//! Schedules and triggers arrive with the scheduler issue.
+//! It also fires schedules (`scheduler`) and serves spec 000's jobs: the
+//! grid, history, stop and automated triggers (`jobs`).
 
 mod content;
+mod jobs;
 mod runs;
+mod scheduler;
 mod worker;
 
 use std::collections::HashMap;
@@ -25,7 +28,9 @@ use junction_runtime::Runtime;
 use junction_store::{Store, StoreError};
 
 pub use content::StoredApplication;
+pub use jobs::{Job, JobRun, Trigger};
 pub use runs::{masked_vars, RunRequest};
+pub use scheduler::{FireReport, Schedule, SchedulerConfig};
 pub use worker::WorkerConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +44,12 @@ pub enum EngineError {
     /// Something Junction needs (an interpreter) is missing or broken.
     #[error("{0}")]
     Unavailable(String),
+    /// Refused by a server setting.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A limit on runs going at once was reached; try again later.
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -49,6 +60,7 @@ impl From<StoreError> for EngineError {
             StoreError::Invalid(i) => EngineError::Invalid(i),
             StoreError::NotFound(what) => EngineError::NotFound(what),
             StoreError::Conflict(why) => EngineError::Conflict(why),
+            StoreError::Busy(why) => EngineError::Busy(why),
             other => EngineError::Store(other),
         }
     }
@@ -75,13 +87,20 @@ pub(crate) struct Signals {
     pub work_available: Notify,
     /// A run ended (its id).
     pub run_ended: broadcast::Sender<String>,
+    /// A schedule was created, changed or deleted: the scheduler looks again.
+    pub schedules_changed: Notify,
     /// Stop switches of the tasks running in this process.
     running: Mutex<HashMap<String, oneshot::Sender<String>>>,
 }
 
 impl Signals {
     fn new() -> Signals {
-        Signals { work_available: Notify::new(), run_ended: broadcast::channel(1024).0, running: Mutex::default() }
+        Signals {
+            work_available: Notify::new(),
+            run_ended: broadcast::channel(1024).0,
+            schedules_changed: Notify::new(),
+            running: Mutex::default(),
+        }
     }
 
     pub fn register(&self, task: &str) -> oneshot::Receiver<String> {

@@ -32,6 +32,9 @@ pub struct RunRequest {
     /// Secret values for this run (a replay's), sealed whatever the
     /// application says now.
     pub secret_params: Vec<(String, SecretString)>,
+    /// Refuse the run when this many runs of the application with the same
+    /// trigger kind are going.
+    pub max_active: Option<i64>,
 }
 
 impl Engine {
@@ -46,6 +49,16 @@ impl Engine {
     }
 
     async fn start_run_of(&self, app: &Application, revision: i64, request: RunRequest) -> Result<RunRecord> {
+        let run = self.prepare_run(app, revision, request).await?;
+        let (record, created) = self.store.create_run(&run).await?;
+        if created {
+            self.signals.work_available.notify_waiters();
+        }
+        Ok(record)
+    }
+
+    /// Everything a run needs, resolved and checked, ready to insert.
+    pub(crate) async fn prepare_run(&self, app: &Application, revision: i64, request: RunRequest) -> Result<NewRun> {
         let mut v = Violations::default();
         let mut params = request.params.clone();
         let str_option = |params: &mut Map<String, Value>, key: &str, v: &mut Violations| match params.remove(key) {
@@ -170,12 +183,9 @@ impl Engine {
             log_level: log_level.unwrap_or(20),
             idempotency_key: request.idempotency_key,
             tasks,
+            max_active: request.max_active,
         };
-        let (record, created) = self.store.create_run(&run).await?;
-        if created {
-            self.signals.work_available.notify_waiters();
-        }
-        Ok(record)
+        Ok(run)
     }
 
     /// Runs one stored step alone (spec 004's `POST /steps/run`), with
@@ -269,6 +279,7 @@ impl Engine {
             context: old.context.clone(),
             idempotency_key: None,
             secret_params,
+            max_active: None,
         };
         self.start_run_of(&app.application, app.revision, request).await
     }

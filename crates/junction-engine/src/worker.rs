@@ -223,12 +223,16 @@ impl Engine {
                 }
                 let mut arguments = app_vars;
                 arguments.extend(resolved);
+                // Spec 000: the start times of the job's previous run and
+                // previous successful run, as JavaScript's toISOString().
+                let (last, last_ok) = self.store.previous_run_starts(&run).await?;
+                let iso = |t: Option<Timestamp>| t.map(|t| t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
                 json!({"args": {
                     "arguments": arguments,
                     "globalArguments": globals,
                     "plutoraValues": run.context.clone().unwrap_or_else(|| json!({})),
-                    "lastRunDateUtc": Value::Null,
-                    "lastSuccessfulRunDateUtc": Value::Null,
+                    "lastRunDateUtc": iso(last),
+                    "lastSuccessfulRunDateUtc": iso(last_ok),
                 }})
             }
         };
@@ -427,7 +431,7 @@ impl Engine {
         Ok(Some(step))
     }
 
-    fn log_line(&self, run_id: &str, task_id: &str, level: &str, text: &str) {
+    pub(crate) fn log_line(&self, run_id: &str, task_id: &str, level: &str, text: &str) {
         self.logs.line(LogLine {
             run_id: run_id.to_string(),
             task_id: task_id.to_string(),

@@ -17,12 +17,20 @@ use crate::extract::Caller;
 use crate::AppState;
 
 /// Route-template suffixes that start or stop work.
-const OPERATE_SUFFIXES: [&str; 5] = ["/run", "/stop", "/replay", "/revoke", "/run-now"];
+const OPERATE_SUFFIXES: [&str; 6] = ["/run", "/stop", "/replay", "/revoke", "/run-now", "/trigger"];
+
+/// The one route a signed link (from a job's history) may read without a
+/// token.
+const SIGNED_LOG_ROUTE: &str = "/api/v1/tasks/{id}/log";
 
 pub fn capability(method: &Method, route: &str) -> Capability {
-    if route.starts_with("/api/v1/tokens") || route.starts_with("/api/v1/roles") {
+    let reading = method == Method::GET || method == Method::HEAD;
+    if route.starts_with("/api/v1/tokens")
+        || route.starts_with("/api/v1/roles")
+        || (route == "/api/v1/settings" && !reading)
+    {
         Capability::Administer
-    } else if method == Method::GET || method == Method::HEAD {
+    } else if reading {
         Capability::Read
     } else if route == "/api/v1/tasks" || OPERATE_SUFFIXES.iter().any(|s| route.ends_with(s)) {
         Capability::Operate
@@ -59,6 +67,10 @@ pub async fn require_token(
         .map(str::trim)
         .filter(|t| !t.is_empty());
     let Some(presented) = presented else {
+        let route = route.as_ref().map(MatchedPath::as_str);
+        if req.method() == Method::GET && route == Some(SIGNED_LOG_ROUTE) && signed_link_valid(&state, &req) {
+            return Ok(next.run(req).await);
+        }
         return Err(ApiError::unauthorized("a bearer token is required: Authorization: Bearer <token>"));
     };
     let token = state
@@ -71,6 +83,30 @@ pub async fn require_token(
     check(&token, capability(req.method(), route))?;
     req.extensions_mut().insert(Caller(token));
     Ok(next.run(req).await)
+}
+
+/// A log link from a job's history: `?expires=SECONDS&sig=HEX`, signed by
+/// the server for this run id, not expired. It opens in a browser tab
+/// without putting a token in a URL (where history and proxies keep it),
+/// and grants nothing but this one read.
+fn signed_link_valid(state: &AppState, req: &Request) -> bool {
+    let (mut expires, mut sig) = (None, None);
+    for pair in req.uri().query().unwrap_or_default().split('&') {
+        match pair.split_once('=') {
+            Some(("expires", v)) => expires = v.parse::<i64>().ok(),
+            Some(("sig", v)) => sig = Some(v),
+            _ => {}
+        }
+    }
+    let (Some(expires), Some(sig)) = (expires, sig) else { return false };
+    let store = state.engine.store();
+    if expires < store.now().as_second() {
+        return false;
+    }
+    let Some(id) = req.uri().path().strip_prefix("/api/v1/tasks/").and_then(|p| p.strip_suffix("/log")) else {
+        return false;
+    };
+    store.verify_signature(&crate::routes::jobs::log_link_message(id, expires), sig)
 }
 
 #[cfg(test)]
@@ -87,6 +123,11 @@ mod tests {
             (Method::PUT, "/api/v1/global-parameters", Capability::Edit),
             (Method::POST, "/api/v1/applications/{name}/run", Capability::Operate),
             (Method::POST, "/api/v1/jobs/{name}/stop", Capability::Operate),
+            (Method::POST, "/api/v1/applications/{name}/trigger", Capability::Operate),
+            (Method::PATCH, "/api/v1/jobs/{name}", Capability::Edit),
+            (Method::POST, "/api/v1/schedule", Capability::Edit),
+            (Method::GET, "/api/v1/settings", Capability::Read),
+            (Method::PUT, "/api/v1/settings", Capability::Administer),
             (Method::GET, "/api/v1/tokens", Capability::Administer),
             (Method::DELETE, "/api/v1/tokens/{id}", Capability::Administer),
         ];

@@ -95,6 +95,8 @@ impl From<EngineError> for ApiError {
                 tracing::error!(error = %why, "a dependency is unavailable");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why)
             }
+            EngineError::Forbidden(why) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", why),
+            EngineError::Busy(why) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", why),
             EngineError::Store(e) => ApiError::internal(&e),
         }
     }

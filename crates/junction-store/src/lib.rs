@@ -16,6 +16,7 @@ mod applications;
 mod configurations;
 mod migrate;
 mod runs;
+mod schedules;
 pub mod seal;
 mod secrets;
 mod steps;
@@ -34,6 +35,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 pub use applications::ApplicationRecord;
 pub use configurations::ConfigurationRecord;
 pub use runs::{Finish, FinishItem, LogLine, NewRun, NewTask, RunRecord, TaskRecord};
+pub use schedules::{Fired, Firing, Leadership, PutSchedule, ScheduleRecord};
 pub use seal::Sealer;
 pub use steps::NewStepVersion;
 pub use tokens::{Bootstrap, MIN_GIVEN_TOKEN_LEN};
@@ -92,6 +94,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A cap on runs going at once was reached.
+    #[error("{0}")]
+    Busy(String),
     #[error("database error: {0}")]
     Database(sqlx::Error),
     #[error("stored data is unreadable: {0}")]
@@ -258,7 +263,18 @@ impl Store {
         Ok(())
     }
 
-    fn now(&self) -> Timestamp {
+    /// Signs `message` with a key derived from the sealing key (see
+    /// [`Sealer::sign`]).
+    pub fn sign(&self, message: &str) -> String {
+        self.inner.sealer.sign(message)
+    }
+
+    pub fn verify_signature(&self, message: &str, signature: &str) -> bool {
+        self.inner.sealer.verify(message, signature)
+    }
+
+    /// The store's clock: the one clock every layer above asks.
+    pub fn now(&self) -> Timestamp {
         self.inner.clock.now()
     }
 

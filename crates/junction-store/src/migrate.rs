@@ -34,6 +34,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_queue.sql"),
         postgres: include_str!("../migrations/postgres/0003_queue.sql"),
     },
+    Migration {
+        version: 4,
+        name: "scheduler",
+        sqlite: include_str!("../migrations/sqlite/0004_scheduler.sql"),
+        postgres: include_str!("../migrations/postgres/0004_scheduler.sql"),
+    },
 ];
 
 /// Arbitrary constant naming Junction's migration lock.

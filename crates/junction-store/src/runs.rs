@@ -34,6 +34,9 @@ pub struct NewRun {
     pub log_level: i64,
     pub idempotency_key: Option<String>,
     pub tasks: Vec<NewTask>,
+    /// Refuse the run (`Busy`) when this many runs of the application with
+    /// the same trigger kind are still going (spec 000 `max_concurrency`).
+    pub max_active: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -126,9 +129,10 @@ pub struct LogLine {
     pub line: String,
 }
 
-const RUN_COLUMNS: &str = "id, application, app_revision, state, queue, trigger_kind, triggered_by, configuration, \
+pub(crate) const RUN_COLUMNS: &str =
+    "id, application, app_revision, state, queue, trigger_kind, triggered_by, configuration, \
                            params, context, log_level, error, created_at, started_at, finished_at";
-type RunRow = (
+pub(crate) type RunRow = (
     String,
     String,
     i64,
@@ -176,7 +180,7 @@ fn opt_ts(ms: Option<i64>) -> Result<Option<Timestamp>> {
     ms.map(ts).transpose()
 }
 
-fn run_from_row(r: RunRow) -> Result<RunRecord> {
+pub(crate) fn run_from_row(r: RunRow) -> Result<RunRecord> {
     Ok(RunRecord {
         id: r.0,
         application: r.1,
@@ -258,10 +262,58 @@ pub(crate) const WORK_CHANNEL: &str = "junction_work";
 macro_rules! notify_work {
     ($store:expr, $tx:ident) => {
         if $store.is_postgres() {
-            sqlx::query("SELECT pg_notify($1, '')").bind(WORK_CHANNEL).execute(&mut *$tx).await?;
+            sqlx::query("SELECT pg_notify($1, '')").bind($crate::runs::WORK_CHANNEL).execute(&mut *$tx).await?;
         }
     };
 }
+
+/// Inside `write_tx!`: inserts `$run` and all its tasks (roots `PENDING`,
+/// the others `WAITING`). The caller wakes the workers (`notify_work!`).
+macro_rules! insert_run {
+    ($tx:ident, $run:expr, $sealed:expr, $now:expr) => {{
+        let run: &NewRun = $run;
+        sqlx::query(
+            "INSERT INTO runs (id, application, app_revision, state, queue, trigger_kind, triggered_by, configuration, \
+             params, sealed_params, context, log_level, idempotency_key, created_at) \
+             VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(&run.id)
+        .bind(&run.application)
+        .bind(run.app_revision)
+        .bind(&run.queue)
+        .bind(&run.trigger_kind)
+        .bind(&run.triggered_by)
+        .bind(&run.configuration)
+        .bind(run.params.to_string())
+        .bind(&$sealed)
+        .bind(run.context.as_ref().map(Value::to_string))
+        .bind(run.log_level)
+        .bind(&run.idempotency_key)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?;
+        for t in &run.tasks {
+            let st = if t.waiting_on == 0 { junction_core::run::State::Pending } else { junction_core::run::State::Waiting };
+            sqlx::query(
+                "INSERT INTO tasks (id, run_id, step_name, step_index, step_file, step_version, state, queue, attempts, \
+                 due_at, waiting_on, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $9)",
+            )
+            .bind(&t.id)
+            .bind(&run.id)
+            .bind(&t.step_name)
+            .bind(t.step_index)
+            .bind(&t.step_file)
+            .bind(t.step_version)
+            .bind(st.as_str())
+            .bind(&run.queue)
+            .bind($now)
+            .bind(t.waiting_on)
+            .execute(&mut *$tx)
+            .await?;
+        }
+    }};
+}
+pub(crate) use {insert_run, notify_work};
 
 /// `$from, $from+1, ...` placeholders for an IN list.
 fn placeholders(from: usize, n: usize) -> String {
@@ -274,14 +326,7 @@ impl Store {
     /// instead (and `false`).
     pub async fn create_run(&self, run: &NewRun) -> Result<(RunRecord, bool)> {
         let now = self.now_ms();
-        let sealed = if run.secret_params.is_empty() {
-            None
-        } else {
-            let map: serde_json::Map<String, Value> =
-                run.secret_params.iter().map(|(k, v)| (k.clone(), Value::String(v.expose().to_string()))).collect();
-            let clear = SecretString::new(Value::Object(map).to_string());
-            Some(self.inner.sealer.seal(&format!("run:{}", run.id), "params", clear.expose()))
-        };
+        let sealed = self.seal_run_params(run);
         let existing = write_tx!(self, tx => {
             let mut existing = None;
             if let Some(key) = &run.idempotency_key {
@@ -304,48 +349,24 @@ impl Store {
                     None => {}
                 }
             }
-            if existing.is_none() {
-                sqlx::query(
-                    "INSERT INTO runs (id, application, app_revision, state, queue, trigger_kind, triggered_by, configuration, \
-                     params, sealed_params, context, log_level, idempotency_key, created_at) \
-                     VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            if let (None, Some(cap)) = (&existing, run.max_active) {
+                lock_key!(self, tx, &format!("active:{}", run.application));
+                let active: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM runs WHERE application = $1 AND trigger_kind = $2 AND state IN ('PENDING', 'STARTED')",
                 )
-                .bind(&run.id)
                 .bind(&run.application)
-                .bind(run.app_revision)
-                .bind(&run.queue)
                 .bind(&run.trigger_kind)
-                .bind(&run.triggered_by)
-                .bind(&run.configuration)
-                .bind(run.params.to_string())
-                .bind(&sealed)
-                .bind(run.context.as_ref().map(Value::to_string))
-                .bind(run.log_level)
-                .bind(&run.idempotency_key)
-                .bind(now)
-                .execute(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?;
-                for t in &run.tasks {
-                    let st = if t.waiting_on == 0 { State::Pending } else { State::Waiting };
-                    sqlx::query(
-                        "INSERT INTO tasks (id, run_id, step_name, step_index, step_file, step_version, state, queue, attempts, \
-                         due_at, waiting_on, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $9)",
-                    )
-                    .bind(&t.id)
-                    .bind(&run.id)
-                    .bind(&t.step_name)
-                    .bind(t.step_index)
-                    .bind(&t.step_file)
-                    .bind(t.step_version)
-                    .bind(st.as_str())
-                    .bind(&run.queue)
-                    .bind(now)
-                    .bind(t.waiting_on)
-                    .execute(&mut *tx)
-                    .await?;
+                if active >= cap {
+                    return Err(StoreError::Busy(format!(
+                        "{active} {} runs of {:?} are still going (max_concurrency {cap}); try again later",
+                        run.trigger_kind, run.application
+                    )));
                 }
             }
             if existing.is_none() {
+                insert_run!(tx, run, sealed, now);
                 notify_work!(self, tx);
             }
             existing
@@ -355,7 +376,17 @@ impl Store {
         Ok((record, existing.is_none()))
     }
 
-    /// The secret run-time values of a run, for the runtime only.
+    /// The run's secret values sealed to its own slot (`run:ID`/`params`).
+    pub(crate) fn seal_run_params(&self, run: &NewRun) -> Option<Vec<u8>> {
+        if run.secret_params.is_empty() {
+            return None;
+        }
+        let map: serde_json::Map<String, Value> =
+            run.secret_params.iter().map(|(k, v)| (k.clone(), Value::String(v.expose().to_string()))).collect();
+        let clear = SecretString::new(Value::Object(map).to_string());
+        Some(self.inner.sealer.seal(&format!("run:{}", run.id), "params", clear.expose()))
+    }
+
     pub async fn run_secret_params(&self, run_id: &str) -> Result<Vec<(String, SecretString)>> {
         let sealed: Option<Option<Vec<u8>>> = read!(self, db => {
             sqlx::query_scalar("SELECT sealed_params FROM runs WHERE id = $1").bind(run_id).fetch_optional(db).await

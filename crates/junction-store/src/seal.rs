@@ -10,8 +10,10 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::Hmac;
 use junction_core::secret::SecretString;
 use rand::RngCore;
+use sha2::Sha256;
 
 const VERSION: u8 = 1;
 const NONCE_LEN: usize = 24;
@@ -30,6 +32,15 @@ pub enum KeyError {
 
 pub struct Sealer {
     cipher: XChaCha20Poly1305,
+    /// A key of its own for signing links, derived from the sealing key.
+    mac_key: [u8; 32],
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use hmac::Mac;
+    let mut mac = <Hmac<Sha256> as hmac::Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 impl std::fmt::Debug for Sealer {
@@ -48,7 +59,23 @@ pub enum KeySource {
 
 impl Sealer {
     pub fn from_key(key: [u8; 32]) -> Sealer {
-        Sealer { cipher: XChaCha20Poly1305::new(&key.into()) }
+        let mac_key = hmac_sha256(&key, b"junction: link signing key v1");
+        Sealer { cipher: XChaCha20Poly1305::new(&key.into()), mac_key }
+    }
+
+    /// A signature of `message` (hex), for links that grant one read without
+    /// a token (a run's log opened in a browser tab).
+    pub fn sign(&self, message: &str) -> String {
+        hex::encode(hmac_sha256(&self.mac_key, message.as_bytes()))
+    }
+
+    /// Whether `signature` is [`Sealer::sign`] of `message` (constant time).
+    pub fn verify(&self, message: &str, signature: &str) -> bool {
+        use hmac::Mac;
+        let Ok(given) = hex::decode(signature) else { return false };
+        let mut mac = <Hmac<Sha256> as hmac::Mac>::new_from_slice(&self.mac_key).expect("HMAC takes any key length");
+        mac.update(message.as_bytes());
+        mac.verify_slice(&given).is_ok()
     }
 
     /// The key from `env_key` (base64 of 32 bytes) when given; otherwise

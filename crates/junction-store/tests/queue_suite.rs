@@ -113,6 +113,7 @@ fn run(id: &str, queue: &str, tasks: Vec<NewTask>) -> NewRun {
         log_level: 20,
         idempotency_key: None,
         tasks,
+        max_active: None,
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod applications;
 pub mod configurations;
+pub mod jobs;
 pub mod meta;
 pub mod parameters;
 pub mod runs;
@@ -45,6 +46,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(parameters::router())
         .merge(tokens::router())
         .merge(runs::router())
+        .merge(jobs::router())
         .merge(meta::api_router())
 }
 

@@ -137,7 +137,7 @@ fn step_view(t: &TaskRecord) -> StepView {
     }
 }
 
-async fn run_view(state: &AppState, run: RunRecord) -> ApiResult<RunView> {
+pub(crate) async fn run_view(state: &AppState, run: RunRecord) -> ApiResult<RunView> {
     let store = state.engine.store();
     let tasks = store.run_tasks(&run.id).await?;
     let secret_names: Vec<String> = store.run_secret_params(&run.id).await?.into_iter().map(|(n, _)| n).collect();
@@ -194,6 +194,7 @@ async fn start(
         context: None,
         idempotency_key,
         secret_params: Vec::new(),
+        max_active: None,
     };
     let run = state.engine.start_run(&name, request).await?;
     let run = if wait > Duration::ZERO { state.engine.wait_run(&run.id, wait).await? } else { run };
@@ -279,6 +280,12 @@ pub struct LogQuery {
     /// Only lines after this line number (for following a live log; the
     /// `X-Last-Line` header of the previous answer).
     after: Option<i64>,
+    /// With `sig`: a signed link from a job's history, which reads this
+    /// one log without a token until this time (seconds since the epoch).
+    #[allow(dead_code)]
+    pub expires: Option<i64>,
+    #[allow(dead_code)]
+    pub sig: Option<String>,
 }
 
 /// The log of a run or of one step task, as plain text.
@@ -324,8 +331,8 @@ async fn last_run(State(state): State<AppState>, PathParam(name): PathParam<Stri
 #[derive(Deserialize, IntoParams)]
 pub struct Page {
     /// At most this many (1-200, default 50).
-    limit: Option<i64>,
-    offset: Option<i64>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
 }
 
 /// Run history of an application, newest first.
@@ -337,11 +344,7 @@ async fn list_runs(
     PathParam(name): PathParam<String>,
     QueryParams(p): QueryParams<Page>,
 ) -> ApiResult<Json<Vec<RunView>>> {
-    let limit = p.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(Invalid::one("limit", "range", "must be between 1 and 200").into());
-    }
-    let offset = p.offset.unwrap_or(0).max(0);
+    let (limit, offset) = p.checked()?;
     let runs = state.engine.store().list_runs(&name, limit, offset).await?;
     let mut out = Vec::with_capacity(runs.len());
     for r in runs {

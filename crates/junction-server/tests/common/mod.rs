@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use junction_core::SystemClock;
+use junction_core::{Clock, SystemClock};
 use junction_engine::{Engine, WorkerConfig};
 use junction_runtime::{ensure_node_modules, Runtime, RuntimeConfig};
 use junction_store::{Location, Sealer, Store};
@@ -15,8 +15,24 @@ use serde_json::Value;
 
 pub const ADMIN: &str = "test-admin-token-0123456789";
 
+/// How a test server is set up.
+#[derive(Clone)]
+pub struct Options {
+    pub clock: Arc<dyn Clock>,
+    /// In-process worker slots; 0 leaves runs queued.
+    pub workers: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { clock: Arc::new(SystemClock), workers: 2 }
+    }
+}
+
 pub struct TestServer {
     pub base: String,
+    /// The server's engine, for what a test drives itself (the scheduler).
+    pub engine: Engine,
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
     store: Store,
@@ -31,38 +47,63 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn sqlite() -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        let location = Location::in_data_dir(dir.path());
-        TestServer::start(location, dir, None).await
+        TestServer::sqlite_with(Options::default()).await
     }
 
     pub async fn postgres() -> TestServer {
-        let pg = junction_testkit::postgres().await;
-        TestServer::start(Location::Postgres(pg.url.clone()), tempfile::tempdir().unwrap(), Some(pg)).await
+        TestServer::postgres_with(Options::default()).await
     }
 
-    async fn start(location: Location, dir: tempfile::TempDir, pg: Option<junction_testkit::PgSchema>) -> TestServer {
+    pub async fn sqlite_with(options: Options) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::in_data_dir(dir.path());
+        TestServer::start(location, dir, None, options).await
+    }
+
+    pub async fn postgres_with(options: Options) -> TestServer {
+        let pg = junction_testkit::postgres().await;
+        TestServer::start(Location::Postgres(pg.url.clone()), tempfile::tempdir().unwrap(), Some(pg), options).await
+    }
+
+    /// Another server over the same PostgreSQL schema (and secret key) as
+    /// this one, as a second `junction serve` would be.
+    pub async fn sibling(&self, options: Options) -> TestServer {
+        let url = self._pg.as_ref().expect("siblings share PostgreSQL").url.clone();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(self.dir.path().join("secret.key"), dir.path().join("secret.key")).unwrap();
+        TestServer::start(Location::Postgres(url), dir, None, options).await
+    }
+
+    async fn start(
+        location: Location,
+        dir: tempfile::TempDir,
+        pg: Option<junction_testkit::PgSchema>,
+        options: Options,
+    ) -> TestServer {
         let (sealer, _) = Sealer::load(None, &dir.path().join("secret.key")).unwrap();
-        let store = Store::open(&location, sealer, Arc::new(SystemClock)).await.unwrap();
+        let store = Store::open(&location, sealer, options.clock.clone()).await.unwrap();
         store.bootstrap_admin(Some(ADMIN)).await.unwrap();
         let engine = Engine::new(store.clone(), test_runtime(dir.path()).await);
         let (worker_stop, worker_rx) = tokio::sync::oneshot::channel::<()>();
-        let mut worker = WorkerConfig::new(2);
+        let mut worker = WorkerConfig::new(options.workers.max(1));
         worker.lease = std::time::Duration::from_secs(10);
         worker.poll = std::time::Duration::from_millis(100);
         let worker_engine = engine.clone();
-        tokio::spawn(async move {
-            worker_engine
-                .run_worker(worker, async {
-                    let _ = worker_rx.await;
-                })
-                .await
-        });
+        if options.workers > 0 {
+            tokio::spawn(async move {
+                worker_engine
+                    .run_worker(worker, async {
+                        let _ = worker_rx.await;
+                    })
+                    .await
+            });
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server_engine = engine.clone();
         let task = tokio::spawn(async move {
-            junction_server::serve(listener, engine, async {
+            junction_server::serve(listener, server_engine, async {
                 let _ = rx.await;
             })
             .await
@@ -70,6 +111,7 @@ impl TestServer {
         });
         TestServer {
             base,
+            engine,
             http: reqwest::Client::new(),
             dir,
             store,
@@ -131,6 +173,10 @@ impl TestServer {
         let text = resp.text().await.unwrap();
         self.seen.lock().unwrap().push(text.clone());
         text
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(Method::PATCH, path, Some(ADMIN), Some(&body)).await
     }
 
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {

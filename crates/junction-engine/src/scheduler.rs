@@ -1,0 +1,315 @@
+//! Schedules and the scheduler loop (DESIGN.md: "a schedule tick enqueues
+//! exactly one run").
+//!
+//! Time comes from the store's clock only, so a test drives the whole
+//! scheduler with a `ManualClock` and [`Engine::fire_due`].
+//!
+//! - A due tick is fired by one store transaction that moves the schedule's
+//!   next fire time (compare-and-set against the time read) and inserts the
+//!   run: a crash cannot fire twice or lose the tick, and an edit, disable or
+//!   delete that commits first wins.
+//! - After downtime a schedule that missed several ticks fires once (a
+//!   catch-up, logged) and moves to its next tick after *now*.
+//! - A scheduled job has one running instance: a tick that finds a run of
+//!   the job still going stays due (the grid shows `Overdue`) and fires when
+//!   the run has ended — one waiting tick, never a pile.
+//! - With PostgreSQL one server leads (session advisory lock); the others
+//!   wait to take over. Firing is exactly-once even without the election.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use junction_core::schedule::ScheduleEntry;
+use junction_store::{Fired, Firing, PutSchedule, ScheduleRecord};
+use serde_json::{json, Value};
+
+use crate::runs::{uuid, RunRequest};
+use crate::{Engine, EngineError, Result};
+
+/// How the scheduler loop behaves.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// The longest sleep between two looks at the due schedules.
+    pub tick: Duration,
+    /// Due ticks fired per transaction.
+    pub batch: usize,
+    /// How often a server that does not lead tries to.
+    pub leader_retry: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig { tick: Duration::from_secs(1), batch: 256, leader_retry: Duration::from_secs(5) }
+    }
+}
+
+/// What one pass of [`Engine::fire_due`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FireReport {
+    /// Runs started.
+    pub started: Vec<String>,
+    /// Ticks that waited for a running instance.
+    pub blocked: usize,
+    /// Ticks spent without a run (the application could not run).
+    pub failed: usize,
+    /// Ticks that had changed under the scheduler (edited, disabled, deleted,
+    /// or fired by another server).
+    pub stale: usize,
+}
+
+/// A stored schedule with its rule.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub record: ScheduleRecord,
+    pub entry: ScheduleEntry,
+}
+
+impl Schedule {
+    fn from_record(record: ScheduleRecord) -> Result<Schedule> {
+        let entry = ScheduleEntry::parse(&entry_json(&record)).map_err(|e| {
+            EngineError::Store(junction_store::StoreError::Corrupt(format!("schedule {}: {e}", record.id)))
+        })?;
+        Ok(Schedule { record, entry })
+    }
+
+    /// The schedule as the API shows it: the entry as given plus its state.
+    pub fn to_json(&self, now: Timestamp) -> Value {
+        let r = &self.record;
+        let mut v = self.entry.to_json();
+        if let Value::Object(o) = &mut v {
+            o.insert("id".into(), json!(r.id));
+            o.insert("description".into(), json!(self.entry.describe()));
+            o.insert("next_fire_at".into(), json!(r.next_fire_at));
+            o.insert(
+                "next_run".into(),
+                json!(match (r.enabled, r.next_fire_at) {
+                    (false, _) => "Disabled".to_string(),
+                    (true, None) => "Never".to_string(),
+                    (true, Some(t)) => junction_core::schedule::relative(now, t),
+                }),
+            );
+            o.insert("last_fire_at".into(), json!(r.last_fire_at));
+            o.insert("last_run_id".into(), json!(r.last_run_id));
+            o.insert("last_error".into(), json!(r.last_error));
+            o.insert("created_at".into(), json!(r.created_at));
+            o.insert("updated_at".into(), json!(r.updated_at));
+        }
+        v
+    }
+}
+
+fn entry_json(r: &ScheduleRecord) -> Value {
+    json!({
+        "id": r.id,
+        "application_id": r.application,
+        "entry_id": r.entry_id,
+        "params": r.params,
+        "enabled": r.enabled,
+        "timezone": r.timezone,
+        "schedule": {"schedule_type": r.kind, "schedule_info": r.info},
+    })
+}
+
+impl Engine {
+    /// Creates a schedule, or replaces the one with the body's `id`.
+    pub async fn put_schedule(&self, body: &Value) -> Result<(Schedule, bool)> {
+        let entry = ScheduleEntry::parse(body)?;
+        let id = match &entry.id {
+            Some(id) => {
+                junction_core::name::check_name("id", id).map_err(|v| junction_core::Invalid(vec![v]))?;
+                id.clone()
+            }
+            None => uuid(),
+        };
+        let now = self.store.now();
+        // Counting (`run_every`) starts when the schedule was first made.
+        let anchor = match self.store.get_schedule(&id).await? {
+            Some(old) => old.created_at,
+            None => now,
+        };
+        let put = PutSchedule {
+            id,
+            application: entry.application_id.clone(),
+            entry_id: entry.entry_id.clone(),
+            kind: entry.schedule_type.clone(),
+            info: entry.schedule_info.clone(),
+            timezone: entry.timezone.clone(),
+            params: Value::Object(entry.params.clone()),
+            enabled: entry.enabled,
+            next_fire_at: first_tick(&entry, now, anchor),
+        };
+        let (record, created) = self.store.put_schedule(&put).await?;
+        self.signals.schedules_changed.notify_one();
+        Ok((Schedule { record, entry }, created))
+    }
+
+    pub async fn list_schedules(&self, application: Option<&str>) -> Result<Vec<Schedule>> {
+        self.store.list_schedules(application).await?.into_iter().map(Schedule::from_record).collect()
+    }
+
+    pub async fn delete_schedule(&self, id: &str) -> Result<()> {
+        if !self.store.delete_schedule(id).await? {
+            return Err(EngineError::NotFound(format!("schedule {id:?}")));
+        }
+        Ok(())
+    }
+
+    /// Turns every schedule of a job on or off (the grid's Enabled toggle);
+    /// returns them. A schedule turned on waits for its next tick after now:
+    /// ticks missed while it was off are not caught up.
+    pub async fn set_job_enabled(&self, application: &str, enabled: bool) -> Result<Vec<Schedule>> {
+        if self.store.get_application(application).await?.is_none() {
+            return Err(EngineError::NotFound(format!("job {application:?}")));
+        }
+        let schedules = self.list_schedules(Some(application)).await?;
+        if schedules.is_empty() {
+            return Err(EngineError::Conflict(format!("job {application:?} has no schedule to enable or disable")));
+        }
+        let now = self.store.now();
+        for s in &schedules {
+            let next = first_tick(&s.entry, now, s.record.created_at);
+            self.store.set_schedule_enabled(&s.record.id, enabled, next).await?;
+        }
+        self.signals.schedules_changed.notify_one();
+        self.list_schedules(Some(application)).await
+    }
+
+    /// Fires every tick due now, in batches; one pass.
+    pub async fn fire_due(&self) -> Result<FireReport> {
+        self.fire_due_with(&SchedulerConfig::default()).await
+    }
+
+    async fn fire_due_with(&self, config: &SchedulerConfig) -> Result<FireReport> {
+        let now = self.store.now();
+        let mut report = FireReport::default();
+        let mut after: Option<(Timestamp, String)> = None;
+        loop {
+            let cursor = after.as_ref().map(|(t, id)| (*t, id.as_str()));
+            let due = self.store.due_schedules(now, config.batch as i64, cursor).await?;
+            let Some(last) = due.last() else { break };
+            after = Some((last.next_fire_at.unwrap_or(now), last.id.clone()));
+            let full = due.len() == config.batch;
+            let mut firings = Vec::with_capacity(due.len());
+            for record in due {
+                firings.push(self.firing(record, now).await?);
+            }
+            let outcomes = self.store.fire_schedules(&firings).await?;
+            for (f, outcome) in firings.iter().zip(outcomes) {
+                match outcome {
+                    Fired::Started(Some(run)) => {
+                        tracing::info!(schedule = %f.schedule_id, run = %run, due = %f.due_at, "schedule fired");
+                        report.started.push(run);
+                    }
+                    Fired::Started(None) => {
+                        tracing::warn!(
+                            schedule = %f.schedule_id,
+                            error = f.error.as_deref().unwrap_or_default(),
+                            "schedule tick started no run"
+                        );
+                        report.failed += 1;
+                    }
+                    Fired::Blocked => report.blocked += 1,
+                    Fired::Stale => report.stale += 1,
+                }
+            }
+            if !report.started.is_empty() {
+                self.signals.work_available.notify_waiters();
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    /// The firing of one due tick: its run prepared, its next tick computed.
+    async fn firing(&self, record: ScheduleRecord, now: Timestamp) -> Result<Firing> {
+        let due_at = record.next_fire_at.unwrap_or(now);
+        let schedule = match Schedule::from_record(record.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                // An unreadable schedule is parked (no next tick), not retried forever.
+                return Ok(Firing {
+                    schedule_id: record.id,
+                    due_at,
+                    next_fire_at: None,
+                    run: None,
+                    error: Some(e.to_string()),
+                    one_instance: false,
+                });
+            }
+        };
+        let next_fire_at = schedule.entry.next_after(now, record.created_at);
+        // More than one tick missed (the server was down): fire once.
+        if schedule.entry.next_after(due_at, record.created_at).is_some_and(|t| t <= now) {
+            tracing::info!(schedule = %record.id, application = %record.application, missed_since = %due_at,
+                "catch-up: several ticks were missed while the scheduler was not running; firing once");
+        }
+        let request = RunRequest {
+            params: record.params.as_object().cloned().unwrap_or_default(),
+            trigger_kind: "schedule".into(),
+            triggered_by: Some(format!("schedule:{}", record.id)),
+            ..RunRequest::default()
+        };
+        let prepared = match self.store.get_application(&record.application).await? {
+            Some(app) => self.prepare_run(&app.application, app.revision, request).await,
+            None => Err(EngineError::NotFound(format!("application {:?}", record.application))),
+        };
+        let (run, error) = match prepared {
+            Ok(run) => (Some(run), None),
+            Err(EngineError::Store(e)) => return Err(EngineError::Store(e)),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        Ok(Firing { schedule_id: record.id, due_at, next_fire_at, run, error, one_instance: true })
+    }
+
+    /// The scheduler: leads when it can, fires due ticks, sleeps until the
+    /// next one (at most `config.tick`) or until a schedule changes or a run
+    /// ends. Returns when `shutdown` resolves.
+    pub async fn run_scheduler(&self, config: SchedulerConfig, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut ended = self.signals.run_ended.subscribe();
+        loop {
+            let mut lead = loop {
+                match self.store.try_lead().await {
+                    Ok(Some(lead)) => break lead,
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "scheduler: cannot try to lead"),
+                }
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    _ = tokio::time::sleep(config.leader_retry) => {}
+                }
+            };
+            tracing::info!("scheduler: leading");
+            loop {
+                if !lead.still_held().await {
+                    tracing::warn!("scheduler: lost the leadership connection; trying to lead again");
+                    break;
+                }
+                if let Err(e) = self.fire_due_with(&config).await {
+                    tracing::warn!(error = %e, "scheduler: firing failed; retrying");
+                }
+                let wait = match self.store.next_due().await {
+                    Ok(Some(t)) => {
+                        let ms = (t.as_millisecond() - self.store.now().as_millisecond()).max(0) as u64;
+                        config.tick.min(Duration::from_millis(ms))
+                    }
+                    _ => config.tick,
+                };
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = self.signals.schedules_changed.notified() => {}
+                    _ = ended.recv() => {}
+                }
+            }
+        }
+    }
+}
+
+/// The first tick at or after `now`: a schedule saved (or turned on) with
+/// `start_on` = now fires now; ticks before now are not caught up.
+fn first_tick(entry: &ScheduleEntry, now: Timestamp, anchor: Timestamp) -> Option<Timestamp> {
+    entry.next_after(now - jiff::SignedDuration::from_millis(1), anchor)
+}

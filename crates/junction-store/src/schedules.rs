@@ -1,0 +1,400 @@
+//! Schedules, the firing transaction, scheduler leadership, settings and the
+//! run facts the jobs grid needs.
+//!
+//! A tick is fired by one transaction that moves the schedule's next fire
+//! time forward *only if it still is the time the scheduler saw*
+//! (compare-and-set) and inserts the run. A crash before the commit loses
+//! nothing (the tick is still due); after it, the tick cannot fire again. An
+//! edit, a disable or a delete that commits first makes the fire a no-op.
+
+use jiff::Timestamp;
+use serde_json::Value;
+
+use crate::runs::{insert_run, notify_work, NewRun, RunRecord};
+use crate::secrets::app_scope;
+use crate::{json_of, lock_key, read, ts, write_tx, Result, Store, StoreError};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleRecord {
+    pub id: String,
+    pub application: String,
+    pub entry_id: Option<String>,
+    /// `schedule_type`.
+    pub kind: String,
+    /// `schedule_info`, as written.
+    pub info: Value,
+    pub timezone: String,
+    pub params: Value,
+    pub enabled: bool,
+    pub next_fire_at: Option<Timestamp>,
+    pub last_fire_at: Option<Timestamp>,
+    /// Why the last tick started no run (the application could not run).
+    pub last_error: Option<String>,
+    pub last_run_id: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A schedule to create or replace.
+#[derive(Debug, Clone)]
+pub struct PutSchedule {
+    pub id: String,
+    pub application: String,
+    pub entry_id: Option<String>,
+    pub kind: String,
+    pub info: Value,
+    pub timezone: String,
+    pub params: Value,
+    pub enabled: bool,
+    /// Used unless the stored schedule has the same rule, time zone and
+    /// enabled flag: re-saving a schedule unchanged keeps its next tick, so
+    /// it neither fires twice nor skips one.
+    pub next_fire_at: Option<Timestamp>,
+}
+
+/// One due tick for [`Store::fire_schedules`].
+#[derive(Debug, Clone)]
+pub struct Firing {
+    pub schedule_id: String,
+    /// The next fire time the scheduler read; the fire happens only if it is
+    /// still stored.
+    pub due_at: Timestamp,
+    pub next_fire_at: Option<Timestamp>,
+    /// None when the application could not be prepared (`error` says why):
+    /// the tick is spent without a run.
+    pub run: Option<NewRun>,
+    pub error: Option<String>,
+    /// Scheduled jobs have one running instance: a tick waits (stays due)
+    /// while a non-automated run of the application is still going.
+    pub one_instance: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fired {
+    /// The run (if any) was created and the schedule moved on.
+    Started(Option<String>),
+    /// A run of the job is still going; the tick stays due.
+    Blocked,
+    /// The schedule changed, was disabled or deleted since it was read.
+    Stale,
+}
+
+/// Scheduler leadership. On PostgreSQL a session advisory lock held by a
+/// connection of its own (taken out of the pool): when the process dies or
+/// the connection breaks, the database releases it and another server takes
+/// over. SQLite has one machine and needs no election.
+#[derive(Debug)]
+pub struct Leadership {
+    conn: Option<sqlx::PgConnection>,
+}
+
+impl Leadership {
+    /// Whether the lock is still held (the connection still answers).
+    pub async fn still_held(&mut self) -> bool {
+        match &mut self.conn {
+            None => true,
+            Some(conn) => sqlx::query("SELECT 1").execute(&mut *conn).await.is_ok(),
+        }
+    }
+}
+
+const SCHEDULE_COLUMNS: &str = "id, application, entry_id, kind, spec, timezone, params, enabled, next_fire_at, \
+                                last_fire_at, last_error, last_run_id, created_at, updated_at";
+type ScheduleRow = (
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    String,
+    bool,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+);
+
+fn schedule_from_row(r: ScheduleRow) -> Result<ScheduleRecord> {
+    Ok(ScheduleRecord {
+        id: r.0,
+        application: r.1,
+        entry_id: r.2,
+        kind: r.3,
+        info: json_of(&r.4)?,
+        timezone: r.5,
+        params: json_of(&r.6)?,
+        enabled: r.7,
+        next_fire_at: r.8.map(ts).transpose()?,
+        last_fire_at: r.9.map(ts).transpose()?,
+        last_error: r.10,
+        last_run_id: r.11,
+        created_at: ts(r.12)?,
+        updated_at: ts(r.13)?,
+    })
+}
+
+/// Runs in these states are still going.
+const ACTIVE: &str = "state IN ('PENDING', 'STARTED')";
+/// Arbitrary constant naming the scheduler's leadership lock.
+const LEADER_KEY: i64 = 0x6a63_745f_7363_6864;
+
+impl Store {
+    /// Creates or replaces (by id) a schedule. The application must exist;
+    /// the check and the write hold the application's lock, so a schedule
+    /// never outlives a concurrently deleted application. Returns the stored
+    /// schedule and whether it was created.
+    pub async fn put_schedule(&self, s: &PutSchedule) -> Result<(ScheduleRecord, bool)> {
+        let now = self.now_ms();
+        let info = s.info.to_string();
+        let created = write_tx!(self, tx => {
+            lock_key!(self, tx, &app_scope(&s.application));
+            let exists: Option<String> = sqlx::query_scalar("SELECT name FROM applications WHERE name = $1")
+                .bind(&s.application)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_none() {
+                return Err(junction_core::Invalid::one(
+                    "application_id",
+                    "exists",
+                    format!("no application named {:?} is stored", s.application),
+                )
+                .into());
+            }
+            let old: Option<(String, String, String, bool, Option<i64>)> =
+                sqlx::query_as("SELECT kind, spec, timezone, enabled, next_fire_at FROM schedules WHERE id = $1")
+                    .bind(&s.id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let next = match &old {
+                Some((kind, spec, tz, enabled, next))
+                    if *kind == s.kind && json_of(spec)? == s.info && *tz == s.timezone && *enabled == s.enabled =>
+                {
+                    *next
+                }
+                _ => s.next_fire_at.map(|t| t.as_millisecond()),
+            };
+            sqlx::query(
+                "INSERT INTO schedules (id, application, entry_id, kind, spec, timezone, params, enabled, next_fire_at, \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
+                 ON CONFLICT (id) DO UPDATE SET application = excluded.application, entry_id = excluded.entry_id, \
+                 kind = excluded.kind, spec = excluded.spec, timezone = excluded.timezone, params = excluded.params, \
+                 enabled = excluded.enabled, next_fire_at = excluded.next_fire_at, last_error = NULL, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(&s.id)
+            .bind(&s.application)
+            .bind(&s.entry_id)
+            .bind(&s.kind)
+            .bind(&info)
+            .bind(&s.timezone)
+            .bind(s.params.to_string())
+            .bind(s.enabled)
+            .bind(next)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            old.is_none()
+        });
+        let record = self.get_schedule(&s.id).await?.ok_or_else(|| StoreError::Corrupt("schedule vanished".into()))?;
+        Ok((record, created))
+    }
+
+    pub async fn get_schedule(&self, id: &str) -> Result<Option<ScheduleRecord>> {
+        let sql = format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = $1");
+        let row: Option<ScheduleRow> = read!(self, db => sqlx::query_as(&sql).bind(id).fetch_optional(db).await)?;
+        row.map(schedule_from_row).transpose()
+    }
+
+    /// All schedules, or those of one application, in creation order.
+    pub async fn list_schedules(&self, application: Option<&str>) -> Result<Vec<ScheduleRecord>> {
+        let sql = format!(
+            "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE ($1 IS NULL OR application = $1) ORDER BY created_at, id"
+        );
+        let rows: Vec<ScheduleRow> = read!(self, db => sqlx::query_as(&sql).bind(application).fetch_all(db).await)?;
+        rows.into_iter().map(schedule_from_row).collect()
+    }
+
+    /// Whether it existed. A tick due at this moment cannot fire after the
+    /// delete commits (the fire's compare-and-set finds no row).
+    pub async fn delete_schedule(&self, id: &str) -> Result<bool> {
+        let n = write_tx!(self, tx => {
+            sqlx::query("DELETE FROM schedules WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected()
+        });
+        Ok(n > 0)
+    }
+
+    /// Turns one schedule on or off; `next_fire_at` is the tick to wait for
+    /// when it is turned on (ticks missed while off are not caught up).
+    pub async fn set_schedule_enabled(&self, id: &str, enabled: bool, next_fire_at: Option<Timestamp>) -> Result<bool> {
+        let now = self.now_ms();
+        let n = write_tx!(self, tx => {
+            sqlx::query(
+                "UPDATE schedules SET enabled = $2, updated_at = $3, \
+                 next_fire_at = CASE WHEN $2 AND enabled THEN next_fire_at ELSE $4 END WHERE id = $1",
+            )
+            .bind(id)
+            .bind(enabled)
+            .bind(now)
+            .bind(next_fire_at.map(|t| t.as_millisecond()))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+        });
+        Ok(n > 0)
+    }
+
+    /// Enabled schedules due at `now`, earliest first, after the cursor
+    /// `(next_fire_at, id)` of the previous page when given.
+    pub async fn due_schedules(
+        &self,
+        now: Timestamp,
+        limit: i64,
+        after: Option<(Timestamp, &str)>,
+    ) -> Result<Vec<ScheduleRecord>> {
+        let sql = format!(
+            "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE enabled = TRUE AND next_fire_at <= $1 \
+             AND (next_fire_at > $3 OR (next_fire_at = $3 AND id > $4)) ORDER BY next_fire_at, id LIMIT $2"
+        );
+        let (after_ms, after_id) = after.map_or((i64::MIN, ""), |(t, id)| (t.as_millisecond(), id));
+        let rows: Vec<ScheduleRow> = read!(self, db => {
+            sqlx::query_as(&sql).bind(now.as_millisecond()).bind(limit).bind(after_ms).bind(after_id).fetch_all(db).await
+        })?;
+        rows.into_iter().map(schedule_from_row).collect()
+    }
+
+    /// The earliest next fire time of an enabled schedule.
+    pub async fn next_due(&self) -> Result<Option<Timestamp>> {
+        let ms: Option<i64> = read!(self, db => {
+            sqlx::query_scalar("SELECT MIN(next_fire_at) FROM schedules WHERE enabled = TRUE").fetch_one(db).await
+        })?;
+        ms.map(ts).transpose()
+    }
+
+    /// Fires a batch of due ticks in one transaction (see the module
+    /// comment); one answer per firing, in order.
+    pub async fn fire_schedules(&self, firings: &[Firing]) -> Result<Vec<Fired>> {
+        let now = self.now_ms();
+        let sealed: Vec<Option<Vec<u8>>> =
+            firings.iter().map(|f| f.run.as_ref().and_then(|r| self.seal_run_params(r))).collect();
+        let out = write_tx!(self, tx => {
+            let mut out = Vec::with_capacity(firings.len());
+            let mut notify = false;
+            for (f, sealed) in firings.iter().zip(&sealed) {
+                if let (true, Some(run)) = (f.one_instance, &f.run) {
+                    let sql = format!(
+                        "SELECT COUNT(*) FROM runs WHERE application = $1 AND {ACTIVE} AND trigger_kind <> 'automated'"
+                    );
+                    let active: i64 = sqlx::query_scalar(&sql).bind(&run.application).fetch_one(&mut *tx).await?;
+                    if active > 0 {
+                        out.push(Fired::Blocked);
+                        continue;
+                    }
+                }
+                let moved = sqlx::query(
+                    "UPDATE schedules SET next_fire_at = $3, last_fire_at = $4, last_error = $5, \
+                     last_run_id = COALESCE($6, last_run_id) \
+                     WHERE id = $1 AND enabled = TRUE AND next_fire_at = $2",
+                )
+                .bind(&f.schedule_id)
+                .bind(f.due_at.as_millisecond())
+                .bind(f.next_fire_at.map(|t| t.as_millisecond()))
+                .bind(now)
+                .bind(&f.error)
+                .bind(f.run.as_ref().map(|r| &r.id))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if moved == 0 {
+                    out.push(Fired::Stale);
+                    continue;
+                }
+                match &f.run {
+                    Some(run) => {
+                        insert_run!(tx, run, sealed, now);
+                        notify = true;
+                        out.push(Fired::Started(Some(run.id.clone())));
+                    }
+                    None => out.push(Fired::Started(None)),
+                }
+            }
+            if notify {
+                notify_work!(self, tx);
+            }
+            out
+        });
+        Ok(out)
+    }
+
+    /// Tries to become the scheduler leader (see [`Leadership`]).
+    pub async fn try_lead(&self) -> Result<Option<Leadership>> {
+        match &self.inner.backend {
+            crate::Backend::Sqlite { .. } => Ok(Some(Leadership { conn: None })),
+            crate::Backend::Postgres { pool } => {
+                let mut conn = pool.acquire().await?;
+                let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(LEADER_KEY)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                // Taken out of the pool either way: a connection holding the
+                // lock must never serve another caller, and closing it is
+                // what releases the lock.
+                let conn = conn.detach();
+                Ok(got.then_some(Leadership { conn: Some(conn) }))
+            }
+        }
+    }
+
+    pub async fn get_setting(&self, key: &str) -> Result<Option<String>> {
+        read!(self, db => {
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = $1").bind(key).fetch_optional(db).await
+        })
+        .map_err(Into::into)
+    }
+
+    pub async fn put_setting(&self, key: &str, value: &str) -> Result<()> {
+        write_tx!(self, tx => {
+            sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+                .bind(key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// The runs of `application` still going, oldest first.
+    pub async fn active_runs_of(&self, application: &str) -> Result<Vec<RunRecord>> {
+        let sql = format!(
+            "SELECT {} FROM runs WHERE application = $1 AND {ACTIVE} ORDER BY created_at, id",
+            crate::runs::RUN_COLUMNS
+        );
+        let rows: Vec<crate::runs::RunRow> =
+            read!(self, db => sqlx::query_as(&sql).bind(application).fetch_all(db).await)?;
+        rows.into_iter().map(crate::runs::run_from_row).collect()
+    }
+
+    /// Start times of the run of `application` before `run` (created
+    /// earlier), and of the last successful one: spec 000's
+    /// `lastRunDateUtc` / `lastSuccessfulRunDateUtc`.
+    pub async fn previous_run_starts(&self, run: &RunRecord) -> Result<(Option<Timestamp>, Option<Timestamp>)> {
+        let before = run.created_at.as_millisecond();
+        let query = |success: bool| {
+            let filter = if success { "AND state = 'SUCCESS'" } else { "" };
+            format!(
+                "SELECT COALESCE(started_at, created_at) FROM runs WHERE application = $1 \
+                 AND (created_at < $2 OR (created_at = $2 AND id < $3)) {filter} ORDER BY created_at DESC, id DESC LIMIT 1"
+            )
+        };
+        let (any, success) = (query(false), query(true));
+        let last: Option<i64> = read!(self, db => {
+            sqlx::query_scalar(&any).bind(&run.application).bind(before).bind(&run.id).fetch_optional(db).await
+        })?;
+        let good: Option<i64> = read!(self, db => {
+            sqlx::query_scalar(&success).bind(&run.application).bind(before).bind(&run.id).fetch_optional(db).await
+        })?;
+        Ok((last.map(ts).transpose()?, good.map(ts).transpose()?))
+    }
+}
