@@ -166,9 +166,17 @@ impl Engine {
             }
             // A step that was executing writes the line itself as it stops;
             // a run that had not started yet gets it here.
+            // Written before answering, so the log shows it at once.
             if !tasks.iter().any(|t| t.state == State::Started) {
                 if let Some(first) = tasks.first() {
-                    self.log_line(&run.id, &first.id, "ERROR", "Job was stopped by user");
+                    let line = junction_store::LogLine {
+                        run_id: run.id.clone(),
+                        task_id: first.id.clone(),
+                        ts: Timestamp::now(),
+                        level: "ERROR".into(),
+                        line: junction_runtime::log_line("ERROR", "Job was stopped by user"),
+                    };
+                    self.store.append_logs(&[line]).await?;
                 }
             }
             stopped.push(run.id);

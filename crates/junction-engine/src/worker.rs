@@ -431,7 +431,7 @@ impl Engine {
         Ok(Some(step))
     }
 
-    pub(crate) fn log_line(&self, run_id: &str, task_id: &str, level: &str, text: &str) {
+    fn log_line(&self, run_id: &str, task_id: &str, level: &str, text: &str) {
         self.logs.line(LogLine {
             run_id: run_id.to_string(),
             task_id: task_id.to_string(),

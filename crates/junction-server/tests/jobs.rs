@@ -598,3 +598,55 @@ async fn jobs_grid_shows_every_trigger_kind() {
     assert_eq!(list, json!([]));
     let _ = ADMIN;
 }
+
+/// A daily 02:30 job fires once per local day at 02:30 wall-clock time
+/// across daylight saving changes, forward and back, in two time zones —
+/// driven through the firing loop minute by minute with a manual clock.
+#[tokio::test]
+async fn a_daily_job_fires_once_a_day_across_dst() {
+    let (clock, options) = manual();
+    let s = TestServer::sqlite_with(options).await;
+    make_job(&s, "daily").await;
+    // (zone, window start (UTC), the fires expected in the window (UTC))
+    let windows = [
+        (
+            "America/New_York",
+            "2026-03-06T12:00:00Z",
+            ["2026-03-07T07:30:00Z", "2026-03-08T07:30:00Z", "2026-03-09T06:30:00Z"],
+        ),
+        (
+            "Europe/Berlin",
+            "2026-03-27T12:00:00Z",
+            ["2026-03-28T01:30:00Z", "2026-03-29T01:30:00Z", "2026-03-30T00:30:00Z"],
+        ),
+        (
+            "Europe/Berlin",
+            "2026-10-23T12:00:00Z",
+            ["2026-10-24T00:30:00Z", "2026-10-25T00:30:00Z", "2026-10-26T01:30:00Z"],
+        ),
+        (
+            "America/New_York",
+            "2026-10-30T12:00:00Z",
+            ["2026-10-31T06:30:00Z", "2026-11-01T07:30:00Z", "2026-11-02T07:30:00Z"],
+        ),
+    ];
+    for (zone, start, want) in windows {
+        clock.set(start.parse().unwrap());
+        let sched = add_schedule(&s, json!({"application_id": "daily", "timezone": zone, "schedule": {
+            "schedule_type": "interval", "schedule_info": {"frequency": "Daily", "repeat_every": 1, "start_on": "2026-01-01T02:30"}}}))
+        .await;
+        let mut fired = Vec::new();
+        // Three days in steps of 5 minutes.
+        for _ in 0..(3 * 24 * 12) {
+            advance(&clock, 300);
+            let report = s.engine.fire_due().await.unwrap();
+            for run in &report.started {
+                fired.push(s.engine.store().get_run(run).await.unwrap().unwrap().created_at.to_string());
+                s.engine.revoke_run(run, "test").await.unwrap();
+            }
+        }
+        assert_eq!(fired, want, "{zone} from {start}");
+        let (status, _) = s.delete(&format!("/api/v1/schedule/{}", sched["id"].as_str().unwrap())).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+}

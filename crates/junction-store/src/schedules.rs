@@ -284,6 +284,9 @@ impl Store {
             let mut notify = false;
             for (f, sealed) in firings.iter().zip(&sealed) {
                 if let (true, Some(run)) = (f.one_instance, &f.run) {
+                    // Two ticks of one job fired by two servers at once
+                    // must not both see "nothing running".
+                    lock_key!(self, tx, &format!("active:{}", run.application));
                     let sql = format!(
                         "SELECT COUNT(*) FROM runs WHERE application = $1 AND {ACTIVE} AND trigger_kind <> 'automated'"
                     );
