@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use clap::Subcommand;
+use clap::{ArgGroup, Args, Subcommand};
 use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -92,6 +92,25 @@ pub enum DocCommand {
         /// 10 debug, 20 info, 30 warning, 40 error.
         #[arg(long)]
         log_level: Option<i64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Run an application as an automated job (apps only; needs the server
+    /// setting automated_jobs_enabled): prints the run id and state.
+    Trigger {
+        name: String,
+        /// A JSON object: what triggered the job (the script's
+        /// args.plutoraValues, e.g. {"Build": {...}}).
+        #[arg(long, value_name = "FILE")]
+        context_file: Option<PathBuf>,
+        /// A new value for one of the job's parameters, `k=v` (v is JSON if
+        /// it parses, else text).
+        #[arg(long = "arg", value_name = "K=V", value_parser = pair)]
+        args: Vec<String>,
+        /// Follow the log until the run ends; exit status 0 on SUCCESS, 1
+        /// otherwise.
+        #[arg(long)]
+        follow: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -248,13 +267,25 @@ impl Api {
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         }
     }
+
+    /// Prints the log of `id` until its run ends (or `deadline`), then its
+    /// state on stderr; exits 1 unless the run succeeded.
+    async fn follow_to_end(&self, id: &str, deadline: Option<std::time::Instant>) -> Result<()> {
+        let state = self.follow(id, deadline).await?;
+        eprintln!("run {id} {}", if state.is_empty() { "still running" } else { &state });
+        if state != "SUCCESS" {
+            std::process::exit(1);
+        }
+        Ok(())
+    }
 }
 
 /// `k=v` pairs into a JSON object; `v` is JSON when it parses, else text.
-fn params_of(pairs: &[String]) -> Result<serde_json::Map<String, Value>> {
+/// `flag` names the option in the error.
+fn params_of(flag: &str, pairs: &[String]) -> Result<serde_json::Map<String, Value>> {
     let mut out = serde_json::Map::new();
     for p in pairs {
-        let (k, v) = p.split_once('=').ok_or_else(|| anyhow!("--param {p:?}: expected K=V"))?;
+        let (k, v) = p.split_once('=').ok_or_else(|| anyhow!("{flag} {p:?}: expected K=V"))?;
         let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
         out.insert(k.to_string(), value);
     }
@@ -400,7 +431,7 @@ pub async fn steps(cmd: StepsCommand) -> Result<()> {
         }
         StepsCommand::Run { name, params, client } => {
             let api = Api::new(client)?;
-            let mut body = params_of(&params)?;
+            let mut body = params_of("--param", &params)?;
             body.insert("name".into(), Value::String(name));
             let v = api.call(Method::POST, "steps/run?wait=30", Some(&Value::Object(body))).await?.unwrap_or_default();
             if api.args.json {
@@ -498,7 +529,7 @@ pub async fn documents(kind: Kind, cmd: DocCommand) -> Result<()> {
                 bail!("only applications run");
             }
             let api = Api::new(client)?;
-            let body = json!({"params": params_of(&params)?, "queue": queue, "log_level": log_level});
+            let body = json!({"params": params_of("--param", &params)?, "queue": queue, "log_level": log_level});
             let run = api
                 .call(Method::POST, &format!("applications/{}/run", segment(&name)), Some(&body))
                 .await?
@@ -506,10 +537,33 @@ pub async fn documents(kind: Kind, cmd: DocCommand) -> Result<()> {
             let id = s(&run["id"]);
             eprintln!("run {id}");
             let deadline = wait.map(|w| std::time::Instant::now() + std::time::Duration::from_secs(w));
-            let state = api.follow(&id, deadline).await?;
-            eprintln!("run {id} {}", if state.is_empty() { "still running" } else { &state });
-            if state != "SUCCESS" {
-                std::process::exit(1);
+            api.follow_to_end(&id, deadline).await?;
+        }
+        DocCommand::Trigger { name, context_file, args, follow, client } => {
+            if !matches!(kind, Kind::Applications) {
+                bail!("only applications run");
+            }
+            let context = match &context_file {
+                Some(path) => match read_json(path)? {
+                    Value::Object(map) => map,
+                    other => bail!("{}: the context must be a JSON object, not {}", path.display(), kind_of(&other)),
+                },
+                None => serde_json::Map::new(),
+            };
+            let body = json!({"context": context, "arguments": params_of("--arg", &args)?});
+            let api = Api::new(client)?;
+            let run = api
+                .call(Method::POST, &format!("applications/{}/trigger", segment(&name)), Some(&body))
+                .await?
+                .unwrap_or_default();
+            let id = s(&run["id"]);
+            if follow {
+                eprintln!("run {id}");
+                api.follow_to_end(&id, None).await?;
+            } else if api.args.json {
+                print_json(&run);
+            } else {
+                eprintln!("run {id} {}", s(&run["state"]));
             }
         }
     }
@@ -595,4 +649,575 @@ pub async fn params(cmd: ParamsCommand) -> Result<()> {
 async fn current_params(api: &Api) -> Result<Vec<Value>> {
     let v = api.call(Method::GET, "global-parameters", None).await?.unwrap_or_default();
     Ok(v.as_array().cloned().unwrap_or_default())
+}
+
+/// `junction jobs` alone lists the grid, like `junction jobs list`.
+#[derive(Args, Debug)]
+pub struct JobsArgs {
+    #[command(subcommand)]
+    command: Option<JobsCommand>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobsCommand {
+    /// The jobs grid (the default): trigger, schedule, last and next run.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// A job's runs, newest first.
+    History {
+        name: String,
+        /// Runs to show (1-200; the server's default is 50).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Newest runs to skip.
+        #[arg(long)]
+        offset: Option<u32>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Stop every running instance of a job.
+    Stop {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ScheduleCommand {
+    /// Schedule an application: `--every 2h` (every 2 hours from now on),
+    /// `--every 2h --start 2026-11-23T09:00` (from that time) or `--cron EXPR`.
+    #[command(group(ArgGroup::new("rule").required(true).args(["every", "cron"])))]
+    Add {
+        /// The application (job) to run.
+        app: String,
+        /// How often: a number and a unit, s m h d w (90s, 5m, 2h, 1d, 2w), or
+        /// mo (months, with --start only).
+        #[arg(long, value_name = "DURATION", value_parser = parse_every)]
+        every: Option<Every>,
+        /// With --every: the first run, a date and time in the schedule's
+        /// time zone (2026-11-23T09:00); then one every DURATION.
+        #[arg(long, value_name = "DATE-TIME", requires = "every", conflicts_with = "cron")]
+        start: Option<String>,
+        /// A 5-field cron expression ('*/5 * * * *') or a macro (@daily).
+        #[arg(long, value_name = "EXPR")]
+        cron: Option<String>,
+        /// IANA time zone the schedule reads its times in (default UTC).
+        #[arg(long, value_name = "ZONE")]
+        tz: Option<String>,
+        /// A variable for the scheduled runs, `k=v` (v is JSON if it parses,
+        /// else text).
+        #[arg(long = "param", value_name = "K=V", value_parser = pair)]
+        params: Vec<String>,
+        /// Your own id for the entry (spec 004's entry_id), kept with it.
+        #[arg(long)]
+        entry_id: Option<String>,
+        /// Store the schedule turned off.
+        #[arg(long)]
+        disabled: bool,
+        /// Replace the schedule with this id (or create it under this id).
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List schedules.
+    List {
+        /// Only this application's schedules.
+        #[arg(long)]
+        app: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// One schedule as JSON.
+    Show {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a schedule.
+    Delete {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Turn on every schedule of a job (it waits for its next tick).
+    Enable {
+        app: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Turn off every schedule of a job.
+    Disable {
+        app: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SettingsCommand {
+    /// Print the server settings.
+    Show {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Change one setting, e.g. `settings set automated_jobs_enabled true`.
+    Set {
+        key: String,
+        /// The value (JSON if it parses, else text).
+        value: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// A `--every` value: a positive count of a unit.
+#[derive(Clone, Debug)]
+pub struct Every {
+    text: String,
+    count: i64,
+    unit: Unit,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unit {
+    Second,
+    Minute,
+    Hour,
+    Day,
+    Week,
+    Month,
+}
+
+impl Unit {
+    const NAMES: [(&'static str, Unit); 24] = [
+        ("s", Unit::Second),
+        ("sec", Unit::Second),
+        ("secs", Unit::Second),
+        ("second", Unit::Second),
+        ("seconds", Unit::Second),
+        ("m", Unit::Minute),
+        ("min", Unit::Minute),
+        ("mins", Unit::Minute),
+        ("minute", Unit::Minute),
+        ("minutes", Unit::Minute),
+        ("h", Unit::Hour),
+        ("hr", Unit::Hour),
+        ("hrs", Unit::Hour),
+        ("hour", Unit::Hour),
+        ("hours", Unit::Hour),
+        ("d", Unit::Day),
+        ("day", Unit::Day),
+        ("days", Unit::Day),
+        ("w", Unit::Week),
+        ("week", Unit::Week),
+        ("weeks", Unit::Week),
+        ("mo", Unit::Month),
+        ("month", Unit::Month),
+        ("months", Unit::Month),
+    ];
+
+    /// Fixed length in seconds (a month has none).
+    fn seconds(self) -> Option<i64> {
+        match self {
+            Unit::Second => Some(1),
+            Unit::Minute => Some(60),
+            Unit::Hour => Some(3600),
+            Unit::Day => Some(86_400),
+            Unit::Week => Some(7 * 86_400),
+            Unit::Month => None,
+        }
+    }
+
+    /// The `interval` schedule's frequency (seconds have none).
+    fn frequency(self) -> Option<&'static str> {
+        match self {
+            Unit::Second => None,
+            Unit::Minute => Some("Minute"),
+            Unit::Hour => Some("Hourly"),
+            Unit::Day => Some("Daily"),
+            Unit::Week => Some("Weekly"),
+            Unit::Month => Some("Monthly"),
+        }
+    }
+}
+
+fn parse_every(text: &str) -> Result<Every, String> {
+    let trimmed = text.trim();
+    let split = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
+    let (digits, unit) = (&trimmed[..split], trimmed[split..].trim());
+    let example = "a number and a unit, e.g. 90s, 5m, 2h, 1d, 2w or 1mo";
+    if digits.is_empty() || unit.is_empty() {
+        return Err(format!("expected {example}"));
+    }
+    let count: i64 = digits.parse().map_err(|_| format!("{digits} is too large"))?;
+    if count == 0 {
+        return Err("must be at least 1 (e.g. 2h)".to_string());
+    }
+    let unit = Unit::NAMES
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(unit))
+        .map(|(_, u)| *u)
+        .ok_or_else(|| format!("unknown unit {unit:?}: use s, m, h, d, w or mo"))?;
+    Ok(Every { text: trimmed.to_string(), count, unit })
+}
+
+/// Checks a `k=v` option at parse time (a usage error otherwise).
+fn pair(text: &str) -> Result<String, String> {
+    match text.split_once('=') {
+        Some((k, _)) if !k.is_empty() => Ok(text.to_string()),
+        _ => Err("expected K=V".to_string()),
+    }
+}
+
+/// The `schedule` object of a `schedule add`, or a usage error.
+fn schedule_rule(every: Option<Every>, start: Option<String>, cron: Option<String>) -> Value {
+    const ADD: [&str; 2] = ["schedule", "add"];
+    match (every, start, cron) {
+        (Some(every), Some(start), None) => {
+            let Some(frequency) = every.unit.frequency() else {
+                crate::usage_error(
+                    &ADD,
+                    format!("--every {}: seconds only work without --start; use minutes or more", every.text),
+                );
+            };
+            json!({
+                "schedule_type": "interval",
+                "schedule_info": {"frequency": frequency, "repeat_every": every.count, "start_on": start},
+            })
+        }
+        (Some(every), None, None) => {
+            let Some(unit) = every.unit.seconds() else {
+                crate::usage_error(
+                    &ADD,
+                    format!("--every {}: months have no fixed length; give --start DATE-TIME too", every.text),
+                );
+            };
+            let Some(seconds) = every.count.checked_mul(unit) else {
+                crate::usage_error(&ADD, format!("--every {}: too long", every.text));
+            };
+            json!({"schedule_type": "frequency", "schedule_info": {"run_every": seconds}})
+        }
+        (None, None, Some(expression)) => json!({"schedule_type": "cron", "schedule_info": {"expression": expression}}),
+        _ => crate::usage_error(&ADD, "give exactly one of --every DURATION [--start DATE-TIME] or --cron EXPR"),
+    }
+}
+
+/// A server timestamp in this machine's time zone, e.g. `2026-11-23 09:00:00`
+/// (with the zone's abbreviation when `zone`); "-" for null.
+fn local_time(v: &Value, zone: bool) -> String {
+    let Some(text) = v.as_str() else { return "-".to_string() };
+    let format = if zone { "%Y-%m-%d %H:%M:%S %Z" } else { "%Y-%m-%d %H:%M:%S" };
+    match text.parse::<jiff::Timestamp>() {
+        Ok(t) => t.to_zoned(jiff::tz::TimeZone::system()).strftime(format).to_string(),
+        Err(_) => text.to_string(),
+    }
+}
+
+/// A run's length for people: "0.4 s", "1.2 s", "3 min", "2 h 5 min", "3 d 4 h".
+fn human_duration(ms: i64) -> String {
+    let ms = ms.max(0);
+    let tenths = (ms + 50) / 100;
+    if tenths < 600 {
+        return format!("{}.{} s", tenths / 10, tenths % 10);
+    }
+    let minutes = (ms + 30_000) / 60_000;
+    if minutes < 60 {
+        return format!("{minutes} min");
+    }
+    if minutes < 24 * 60 {
+        return match minutes % 60 {
+            0 => format!("{} h", minutes / 60),
+            m => format!("{} h {m} min", minutes / 60),
+        };
+    }
+    let hours = (ms + 1_800_000) / 3_600_000;
+    match hours % 24 {
+        0 => format!("{} d", hours / 24),
+        h => format!("{} d {h} h", hours / 24),
+    }
+}
+
+/// `text` or "-" when empty.
+fn or_dash(text: String) -> String {
+    if text.is_empty() {
+        "-".to_string()
+    } else {
+        text
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The next fire of a schedule: its time and how far off, or why there is none.
+fn next_fire(sched: &Value, zone: bool) -> String {
+    match sched["next_fire_at"].as_str() {
+        Some(_) if sched["enabled"] != false => {
+            format!("{} ({})", local_time(&sched["next_fire_at"], zone), s(&sched["next_run"]))
+        }
+        _ => or_dash(s(&sched["next_run"])),
+    }
+}
+
+pub async fn jobs(args: JobsArgs) -> Result<()> {
+    match args.command.unwrap_or(JobsCommand::List { client: args.client }) {
+        JobsCommand::List { client } => {
+            let api = Api::new(client)?;
+            let v = api.call(Method::GET, "jobs", None).await?.unwrap_or_default();
+            if api.args.json {
+                print_json(&v);
+                return Ok(());
+            }
+            let rows = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|job| {
+                    let last = &job["last_run"];
+                    let last = if last.is_null() {
+                        "-".to_string()
+                    } else {
+                        let at = if last["started_at"].is_null() { &last["created_at"] } else { &last["started_at"] };
+                        format!("{} {}", local_time(at, false), s(&last["state"]))
+                    };
+                    vec![
+                        s(&job["name"]),
+                        s(&job["trigger"]),
+                        or_dash(s(&job["schedule"])),
+                        last,
+                        or_dash(s(&job["next_run"])),
+                        s(&job["running"]),
+                    ]
+                })
+                .collect();
+            table(&["JOB NAME", "TRIGGER", "SCHEDULE", "LAST RUN", "NEXT RUN", "RUNNING"], rows);
+        }
+        JobsCommand::History { name, limit, offset, client } => {
+            let api = Api::new(client)?;
+            let mut path = format!("jobs/{}/history", segment(&name));
+            let query: Vec<String> = [("limit", limit), ("offset", offset)]
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
+                .collect();
+            if !query.is_empty() {
+                path = format!("{path}?{}", query.join("&"));
+            }
+            let v = api.call(Method::GET, &path, None).await?.unwrap_or_default();
+            if api.args.json {
+                print_json(&v);
+                return Ok(());
+            }
+            let rows = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|run| {
+                    let trigger = match run["triggered_by"].as_str() {
+                        Some(by) => format!("{} by {by}", s(&run["trigger"])),
+                        None => s(&run["trigger"]),
+                    };
+                    let started = if run["started_at"].is_null() { &run["created_at"] } else { &run["started_at"] };
+                    let duration = run["duration_ms"].as_i64().map(human_duration).unwrap_or_else(|| "-".to_string());
+                    vec![s(&run["id"]), trigger, local_time(started, false), duration, s(&run["state"])]
+                })
+                .collect();
+            table(&["RUN", "TRIGGER", "START", "DURATION", "STATE"], rows);
+        }
+        JobsCommand::Stop { name, client } => {
+            let api = Api::new(client)?;
+            let v = api.call(Method::POST, &format!("jobs/{}/stop", segment(&name)), None).await?.unwrap_or_default();
+            if api.args.json {
+                print_json(&v);
+                return Ok(());
+            }
+            let stopped = v["stopped"].as_array().cloned().unwrap_or_default();
+            if stopped.is_empty() {
+                println!("no running instance of {name}");
+            }
+            for id in stopped {
+                println!("stopped run {}", s(&id));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn schedule(cmd: ScheduleCommand) -> Result<()> {
+    match cmd {
+        ScheduleCommand::Add { app, every, start, cron, tz, params, entry_id, disabled, id, client } => {
+            let mut body = json!({
+                "application_id": app,
+                "schedule": schedule_rule(every, start, cron),
+                "params": params_of("--param", &params)?,
+                "enabled": !disabled,
+            });
+            for (key, value) in [("timezone", tz), ("entry_id", entry_id), ("id", id)] {
+                if let Some(value) = value {
+                    body[key] = Value::String(value);
+                }
+            }
+            let api = Api::new(client)?;
+            let v = api.call(Method::POST, "schedule", Some(&body)).await?.unwrap_or_default();
+            if api.args.json {
+                print_json(&v);
+                return Ok(());
+            }
+            println!("schedule {}: {}", s(&v["id"]), s(&v["description"]));
+            println!("next fire: {}", next_fire(&v, true));
+        }
+        ScheduleCommand::List { app, client } => {
+            let api = Api::new(client)?;
+            let v = api.call(Method::GET, "schedule", None).await?.unwrap_or_default();
+            let list: Vec<Value> = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|sched| app.as_deref().is_none_or(|a| sched["application_id"] == a))
+                .cloned()
+                .collect();
+            if api.args.json {
+                print_json(&Value::Array(list));
+                return Ok(());
+            }
+            let rows = list
+                .iter()
+                .map(|sched| {
+                    vec![
+                        s(&sched["id"]),
+                        s(&sched["application_id"]),
+                        s(&sched["description"]),
+                        s(&sched["timezone"]),
+                        s(&sched["enabled"]),
+                        next_fire(sched, false),
+                        or_dash(s(&sched["last_error"])),
+                    ]
+                })
+                .collect();
+            table(&["ID", "JOB", "SCHEDULE", "TIME ZONE", "ENABLED", "NEXT FIRE", "LAST ERROR"], rows);
+        }
+        ScheduleCommand::Show { id, client } => {
+            let api = Api::new(client)?;
+            print_json(&api.call(Method::GET, &format!("schedule/{}", segment(&id)), None).await?.unwrap_or_default());
+        }
+        ScheduleCommand::Delete { id, client } => {
+            let api = Api::new(client)?;
+            api.call(Method::DELETE, &format!("schedule/{}", segment(&id)), None).await?;
+            println!("deleted schedule {id}");
+        }
+        ScheduleCommand::Enable { app, client } => set_job_enabled(app, true, client).await?,
+        ScheduleCommand::Disable { app, client } => set_job_enabled(app, false, client).await?,
+    }
+    Ok(())
+}
+
+/// The grid's Enabled toggle: every schedule of the job on or off.
+async fn set_job_enabled(app: String, enabled: bool, client: ClientArgs) -> Result<()> {
+    let api = Api::new(client)?;
+    let body = json!({"enabled": enabled});
+    let job = api.call(Method::PATCH, &format!("jobs/{}", segment(&app)), Some(&body)).await?.unwrap_or_default();
+    if api.args.json {
+        print_json(&job);
+    } else if enabled {
+        println!("job {app}: schedule enabled, next run {}", or_dash(s(&job["next_run"])));
+    } else {
+        println!("job {app}: schedule disabled");
+    }
+    Ok(())
+}
+
+pub async fn settings(cmd: SettingsCommand) -> Result<()> {
+    match cmd {
+        SettingsCommand::Show { client } => {
+            let api = Api::new(client)?;
+            let v = api.call(Method::GET, "settings", None).await?.unwrap_or_default();
+            if api.args.json {
+                print_json(&v);
+                return Ok(());
+            }
+            for (key, value) in v.as_object().into_iter().flatten() {
+                println!("{key}: {}", s(value));
+            }
+        }
+        SettingsCommand::Set { key, value, client } => {
+            let api = Api::new(client)?;
+            let mut current = api.call(Method::GET, "settings", None).await?.unwrap_or_default();
+            let Some(map) = current.as_object_mut() else { bail!("the server's settings are not a JSON object") };
+            if !map.contains_key(&key) {
+                let known: Vec<&str> = map.keys().map(String::as_str).collect();
+                bail!("unknown setting {key:?} (settings: {})", known.join(", "));
+            }
+            let value = serde_json::from_str(&value).unwrap_or(Value::String(value));
+            map.insert(key.clone(), value);
+            let v = api.call(Method::PUT, "settings", Some(&current)).await?.unwrap_or_default();
+            if api.args.json {
+                print_json(&v);
+                return Ok(());
+            }
+            println!("{key}: {}", s(&v[&key]));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reads_a_count_and_a_unit() {
+        let every = parse_every("90s").unwrap();
+        assert_eq!((every.count, every.unit), (90, Unit::Second));
+        assert_eq!(parse_every("2H").unwrap().unit, Unit::Hour);
+        assert_eq!(parse_every("3 months").unwrap().unit, Unit::Month);
+        assert_eq!(parse_every("1mo").unwrap().unit, Unit::Month);
+        for bad in ["0h", "5x", "h", "2", "", "-2h", "1.5h", "99999999999999999999h"] {
+            assert!(parse_every(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_becomes_a_frequency_or_an_interval() {
+        let rule = schedule_rule(parse_every("2w").ok(), None, None);
+        assert_eq!(rule, json!({"schedule_type": "frequency", "schedule_info": {"run_every": 1_209_600}}));
+        let rule = schedule_rule(parse_every("3mo").ok(), Some("2026-01-31T10:00".into()), None);
+        assert_eq!(
+            rule,
+            json!({"schedule_type": "interval",
+                   "schedule_info": {"frequency": "Monthly", "repeat_every": 3, "start_on": "2026-01-31T10:00"}})
+        );
+        let rule = schedule_rule(None, None, Some("@daily".into()));
+        assert_eq!(rule, json!({"schedule_type": "cron", "schedule_info": {"expression": "@daily"}}));
+    }
+
+    #[test]
+    fn durations_read_like_people_say_them() {
+        let cases = [
+            (0, "0.0 s"),
+            (1_234, "1.2 s"),
+            (59_940, "59.9 s"),
+            (59_960, "1 min"),
+            (180_000, "3 min"),
+            (3_600_000, "1 h"),
+            (7_500_000, "2 h 5 min"),
+            (100_800_000, "1 d 4 h"),
+            (172_800_000, "2 d"),
+        ];
+        for (ms, want) in cases {
+            assert_eq!(human_duration(ms), want, "{ms}");
+        }
+    }
 }

@@ -28,7 +28,7 @@ enum Command {
     /// Upload, list, show and delete steps.
     #[command(subcommand)]
     Steps(client::StepsCommand),
-    /// Upload, list, show, delete and run applications.
+    /// Upload, list, show, delete, run and trigger applications.
     #[command(subcommand)]
     Apps(client::DocCommand),
     /// Upload, list, show and delete configurations.
@@ -40,6 +40,14 @@ enum Command {
     /// Set, list and delete global parameters.
     #[command(subcommand)]
     Params(client::ParamsCommand),
+    /// The jobs grid (`junction jobs`), a job's run history, stopping a job.
+    Jobs(client::JobsArgs),
+    /// Add, list and delete schedules; turn a job's schedules on or off.
+    #[command(subcommand)]
+    Schedule(client::ScheduleCommand),
+    /// Show and change server settings (administrators).
+    #[command(subcommand)]
+    Settings(client::SettingsCommand),
 }
 
 /// Where a client command finds the server.
@@ -67,6 +75,20 @@ pub struct StoreArgs {
     database_url: Option<String>,
 }
 
+/// Exits like clap does for a bad command line (status 2), for flag
+/// combinations clap cannot express; `path` names the subcommand, e.g.
+/// `["schedule", "add"]`, so the usage line shown is its own.
+pub fn usage_error(path: &[&str], message: impl std::fmt::Display) -> ! {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut sub = &mut cmd;
+    for name in path {
+        sub = sub.find_subcommand_mut(name).expect("a known subcommand");
+    }
+    sub.error(clap::error::ErrorKind::ArgumentConflict, message).exit()
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -86,6 +108,9 @@ fn main() -> ExitCode {
             Command::Configs(cmd) => client::documents(client::Kind::Configurations, cmd).await,
             Command::Params(cmd) => client::params(cmd).await,
             Command::Tasks(cmd) => client::tasks(cmd).await,
+            Command::Jobs(args) => client::jobs(args).await,
+            Command::Schedule(cmd) => client::schedule(cmd).await,
+            Command::Settings(cmd) => client::settings(cmd).await,
         }
     });
     match result {

@@ -460,3 +460,126 @@ fn runs_queued_before_a_restart_all_run_after_it_once() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 5, "each run ran exactly once");
 }
+
+#[test]
+fn schedules_jobs_and_automated_triggers() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&dir.path().join("data"), &[], &[("JUNCTION_ADMIN_TOKEN", ADMIN)]);
+    let run = |args: &[&str]| serve.client(ADMIN, args);
+    let json = |args: &[&str]| -> Value { serde_json::from_str(&ok(&run(args))).unwrap() };
+    let js = write(
+        dir.path(),
+        "tick.js",
+        "module.exports = { run: async (args) => {\n\
+         if (args.arguments.region === 'slow') { await new Promise((r) => setTimeout(r, 30000)); }\n\
+         console.log('region', args.arguments.region, JSON.stringify(args.plutoraValues)); return 'ok'; } };\n",
+    );
+    ok(&run(&["steps", "upload", js.to_str().unwrap()]));
+    let app = write(
+        dir.path(),
+        "nightly.json",
+        r#"{"name": "nightly", "app_variables": [{"name": "region", "value": "eu"}], "steps": [{"name": "t", "file": "tick"}]}"#,
+    );
+    ok(&run(&["apps", "upload", app.to_str().unwrap()]));
+
+    // Bad flags are usage errors (exit 2) and store nothing.
+    let usage: [&[&str]; 7] = [
+        &["schedule", "add", "nightly", "--every", "0h"],
+        &["schedule", "add", "nightly", "--every", "5x"],
+        &["schedule", "add", "nightly", "--every", "2h", "--cron", "*/5 * * * *"],
+        &["schedule", "add", "nightly", "--every", "90s", "--start", "2026-11-23T09:00"],
+        &["schedule", "add", "nightly", "--every", "1mo"],
+        &["schedule", "add", "nightly"],
+        &["apps", "trigger", "nightly", "--arg", "region"],
+    ];
+    for args in usage {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(json(&["schedule", "list", "--json"]), serde_json::json!([]));
+
+    let out = ok(&run(&[
+        "schedule",
+        "add",
+        "nightly",
+        "--every",
+        "2h",
+        "--start",
+        "2026-11-23T09:00",
+        "--tz",
+        "Europe/Berlin",
+    ]));
+    assert!(out.contains("Every 2 hours from 2026-11-23 09:00 Europe/Berlin"), "{out}");
+    assert!(out.contains("next fire: "), "{out}");
+    let every_id = out.split_whitespace().nth(1).unwrap().trim_end_matches(':').to_string();
+    let cron = json(&["schedule", "add", "nightly", "--cron", "*/5 * * * *", "--json"]);
+    assert_eq!(cron["description"], "Cron */5 * * * * (UTC)");
+    assert_eq!(
+        cron["schedule"],
+        serde_json::json!({"schedule_type": "cron", "schedule_info": {"expression": "*/5 * * * *"}})
+    );
+    let cron_id = cron["id"].as_str().unwrap().to_string();
+    let list = ok(&run(&["schedule", "list"]));
+    assert!(list.contains(&every_id) && list.contains(&cron_id), "{list}");
+    assert!(list.contains("Europe/Berlin") && list.contains("Cron */5 * * * * (UTC)"), "{list}");
+    // --id replaces; --disabled stores it turned off.
+    let replaced =
+        json(&["schedule", "add", "nightly", "--cron", "0 3 * * *", "--id", &cron_id, "--disabled", "--json"]);
+    assert_eq!((replaced["id"].as_str(), &replaced["enabled"]), (Some(cron_id.as_str()), &Value::Bool(false)));
+    assert_eq!(json(&["schedule", "list", "--app", "nightly", "--json"]).as_array().unwrap().len(), 2);
+    assert_eq!(json(&["schedule", "list", "--app", "other", "--json"]), serde_json::json!([]));
+
+    let err = failed(&run(&["schedule", "add", "nightly", "--cron", "61 * * * *"]));
+    assert!(err.starts_with("error: validation_failed (400): schedule.schedule_info.expression: "), "{err}");
+    assert!(err.trim_end().ends_with("[cron]"), "{err}");
+
+    let grid = ok(&run(&["jobs"]));
+    assert!(grid.contains("nightly") && grid.contains("scheduled") && grid.contains("Every 2 hours from"), "{grid}");
+    let jobs = json(&["jobs", "list", "--json"]);
+    assert_eq!(jobs[0]["trigger"], "scheduled");
+    assert_eq!(jobs[0]["schedule_ids"].as_array().unwrap().len(), 2);
+    assert!(ok(&run(&["schedule", "disable", "nightly"])).contains("job nightly: schedule disabled"));
+    let grid = ok(&run(&["jobs"]));
+    assert!(grid.contains("Disabled"), "{grid}");
+    assert_eq!(json(&["jobs", "--json"])[0]["next_run"], "Disabled");
+    assert!(ok(&run(&["schedule", "delete", &cron_id])).contains(&format!("deleted schedule {cron_id}")));
+    let left = json(&["schedule", "list", "--json"]);
+    assert_eq!(left.as_array().unwrap().len(), 1);
+    assert_eq!((left[0]["id"].as_str(), &left[0]["enabled"]), (Some(every_id.as_str()), &Value::Bool(false)));
+    assert!(failed(&run(&["schedule", "delete", &cron_id])).starts_with("error: not_found (404)"));
+
+    // Automated triggers wait for the server setting.
+    let err = failed(&run(&["apps", "trigger", "nightly"]));
+    assert!(err.starts_with("error: forbidden (403): ") && err.contains("automated_jobs_enabled"), "{err}");
+    assert!(ok(&run(&["settings", "set", "automated_jobs_enabled", "true"])).contains("automated_jobs_enabled: true"));
+    let ctx = write(dir.path(), "ctx.json", r#"{"Build": {"BuildNumber": "1.2.3"}}"#);
+    let out =
+        run(&["apps", "trigger", "nightly", "--context-file", ctx.to_str().unwrap(), "--arg", "region=us", "--follow"]);
+    let log = ok(&out);
+    assert!(log.contains(r#"region us {"Build":{"BuildNumber":"1.2.3"},"JobName":"nightly"}"#), "{log}");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let done = stderr.lines().next().unwrap().trim_start_matches("run ").to_string();
+    assert!(stderr.contains(&format!("run {done} SUCCESS")), "{stderr}");
+    let err = failed(&run(&["apps", "trigger", "nightly", "--arg", "nope=1"]));
+    assert!(err.contains("arguments.nope: ") && err.trim_end().ends_with("[unknown_parameter]"), "{err}");
+
+    // Without --follow: the run id and its state at once.
+    let out = run(&["apps", "trigger", "nightly", "--arg", "region=slow"]);
+    ok(&out);
+    let line = String::from_utf8_lossy(&out.stderr).lines().next().unwrap().to_string();
+    let slow = line.split_whitespace().nth(1).unwrap().to_string();
+    assert!(line.starts_with("run isapp-") && line.split_whitespace().count() == 3, "{line}");
+    let stopped = ok(&run(&["jobs", "stop", "nightly"]));
+    assert!(stopped.contains(&format!("stopped run {slow}")), "{stopped}");
+    wait_for("the stopped run to end", || {
+        ok(&run(&["jobs", "stop", "nightly"])).contains("no running instance of nightly")
+    });
+
+    let history = ok(&run(&["jobs", "history", "nightly"]));
+    assert!(history.contains(&done) && history.contains(&slow), "{history}");
+    assert!(history.contains("automated by admin") && history.contains("SUCCESS"), "{history}");
+    assert!(history.contains("REVOKED"), "{history}");
+    let newest = json(&["jobs", "history", "nightly", "--limit", "1", "--json"]);
+    assert_eq!(newest.as_array().unwrap().len(), 1);
+    assert_eq!((newest[0]["id"].as_str(), newest[0]["trigger"].as_str()), (Some(slow.as_str()), Some("automated")));
+}
