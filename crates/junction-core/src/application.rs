@@ -123,9 +123,13 @@ impl Application {
         document::opt_bool(&doc, "generate_report", "generate_report", &mut v);
         // Spec 000's "Automated Job" trigger, and an optional cap on the
         // automated runs going at once.
-        document::opt_bool(&doc, "automated", "automated", &mut v);
-        if document::opt_uint(&doc, "max_concurrency", "max_concurrency", 10_000, &mut v) == Some(0) {
-            v.push("max_concurrency", "range", "must be at least 1 (leave it out for no limit)");
+        // Checked on upload only: documents stored before these keys meant
+        // anything must still load (the accessors ignore odd values).
+        if user_name {
+            document::opt_bool(&doc, "automated", "automated", &mut v);
+            if document::opt_uint(&doc, "max_concurrency", "max_concurrency", 10_000, &mut v) == Some(0) {
+                v.push("max_concurrency", "range", "must be at least 1 (leave it out for no limit)");
+            }
         }
 
         let steps = parse_steps(doc.get("steps"), &mut v);

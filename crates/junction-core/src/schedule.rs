@@ -416,7 +416,13 @@ impl ScheduleEntry {
         }
         let id = opt_string(obj, "id", "id", &mut v);
         let application_id = match obj.get("application_id") {
-            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(Value::String(s)) if !s.is_empty() => match crate::name::check_name("application_id", s) {
+                Ok(()) => Some(s.clone()),
+                Err(e) => {
+                    v.add(e);
+                    None
+                }
+            },
             None | Some(Value::Null) => {
                 v.push("application_id", "required", "a schedule needs the application it runs");
                 None
@@ -431,6 +437,11 @@ impl ScheduleEntry {
             }
         };
         let entry_id = opt_string(obj, "entry_id", "entry_id", &mut v);
+        if let Some(e) = &entry_id {
+            if e.chars().count() > 256 || e.chars().any(char::is_control) {
+                v.push("entry_id", "text", "must be at most 256 characters, without control characters");
+            }
+        }
         let params = match obj.get("params") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(m)) => m.clone(),
@@ -545,10 +556,21 @@ impl ScheduleEntry {
     }
 }
 
-/// "UTC" never depends on the host's time zone database.
+/// "UTC" never depends on the host's time zone database. Files of the
+/// host's database that are not zones (`localtime`, `posixrules`,
+/// `Factory`, the `posix/` and `right/` copies) are refused: a schedule
+/// must mean the same on every host.
 fn time_zone(name: &str) -> Option<TimeZone> {
     if name == "UTC" {
         return Some(TimeZone::UTC);
+    }
+    let not_a_zone = ["localtime", "posixrules", "Factory"].contains(&name)
+        || name.starts_with("posix/")
+        || name.starts_with("right/")
+        || name.chars().any(|c| c.is_control() || c == '\\')
+        || name.contains("..");
+    if not_a_zone {
+        return None;
     }
     TimeZone::get(name).ok()
 }

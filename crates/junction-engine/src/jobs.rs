@@ -176,7 +176,9 @@ impl Engine {
                         level: "ERROR".into(),
                         line: junction_runtime::log_line("ERROR", "Job was stopped by user"),
                     };
-                    self.store.append_logs(&[line]).await?;
+                    if let Err(e) = self.store.append_logs(&[line]).await {
+                        tracing::warn!(run = %run.id, error = %e, "cannot write the stop line");
+                    }
                 }
             }
             stopped.push(run.id);

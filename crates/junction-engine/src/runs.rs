@@ -109,8 +109,7 @@ impl Engine {
         }
 
         // Variables: this run's values override the application's.
-        let sealed: Vec<String> =
-            self.store.application_secrets(app.name()).await?.into_iter().map(|(n, _)| n).collect();
+        let sealed: Vec<String> = self.store.application_secret_names(app.name()).await?;
         let mut plain = Map::new();
         let mut secret = request.secret_params.clone();
         for var in app.variables() {

@@ -18,6 +18,8 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
+
 use jiff::Timestamp;
 use junction_core::schedule::ScheduleEntry;
 use junction_store::{Fired, Firing, PutSchedule, ScheduleRecord};
@@ -25,6 +27,9 @@ use serde_json::{json, Value};
 
 use crate::runs::{uuid, RunRequest};
 use crate::{Engine, EngineError, Result};
+
+/// Due ticks prepared at once (reads only).
+const PREPARE_CONCURRENCY: usize = 8;
 
 /// How the scheduler loop behaves.
 #[derive(Debug, Clone)]
@@ -127,6 +132,24 @@ impl Engine {
             Some(old) => old.created_at,
             None => now,
         };
+        // A schedule's params are stored and shown as written, so they may
+        // not carry a value for an encrypted variable.
+        if let Some(app) = self.store.get_application(&entry.application_id).await? {
+            let mut v = junction_core::validation::Violations::default();
+            for var in app.application.variables().iter().filter(|var| var.encrypted) {
+                if entry.params.contains_key(&var.name) {
+                    v.push(
+                        format!("params.{}", var.name),
+                        "encrypted",
+                        format!(
+                            "{:?} is an encrypted variable; set its value on the application, not in a schedule",
+                            var.name
+                        ),
+                    );
+                }
+            }
+            v.finish(())?;
+        }
         let put = PutSchedule {
             id,
             application: entry.application_id.clone(),
@@ -137,14 +160,32 @@ impl Engine {
             params: Value::Object(entry.params.clone()),
             enabled: entry.enabled,
             next_fire_at: first_tick(&entry, now, anchor),
+            anchor,
         };
         let (record, created) = self.store.put_schedule(&put).await?;
         self.signals.schedules_changed.notify_one();
         Ok((Schedule { record, entry }, created))
     }
 
+    /// The schedules (of one application). One that can no longer be read
+    /// (its time zone vanished from the host) is left out with a warning
+    /// rather than failing every listing; it can still be deleted by id.
     pub async fn list_schedules(&self, application: Option<&str>) -> Result<Vec<Schedule>> {
-        self.store.list_schedules(application).await?.into_iter().map(Schedule::from_record).collect()
+        let mut out = Vec::new();
+        for record in self.store.list_schedules(application).await? {
+            let id = record.id.clone();
+            match Schedule::from_record(record) {
+                Ok(s) => out.push(s),
+                Err(e) => tracing::warn!(schedule = %id, error = %e, "unreadable schedule left out"),
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn get_schedule(&self, id: &str) -> Result<Schedule> {
+        let record =
+            self.store.get_schedule(id).await?.ok_or_else(|| EngineError::NotFound(format!("schedule {id:?}")))?;
+        Schedule::from_record(record)
     }
 
     pub async fn delete_schedule(&self, id: &str) -> Result<()> {
@@ -189,15 +230,35 @@ impl Engine {
             let Some(last) = due.last() else { break };
             after = Some((last.next_fire_at.unwrap_or(now), last.id.clone()));
             let full = due.len() == config.batch;
-            let mut firings = Vec::with_capacity(due.len());
-            for record in due {
-                firings.push(self.firing(record, now).await?);
+            // Prepared a few at a time: each is a handful of reads.
+            let prepared: Vec<Option<(Firing, bool)>> =
+                futures_util::stream::iter(due.into_iter().map(|record| self.firing(record, now)))
+                    .buffered(PREPARE_CONCURRENCY)
+                    .collect::<Vec<_>>()
+                    .await
+                    .into_iter()
+                    .collect::<Result<_>>()?;
+            let mut firings = Vec::with_capacity(prepared.len());
+            let mut catch_ups = Vec::with_capacity(prepared.len());
+            for p in prepared {
+                match p {
+                    Some((firing, catch_up)) => {
+                        firings.push(firing);
+                        catch_ups.push(catch_up);
+                    }
+                    None => report.blocked += 1,
+                }
             }
             let outcomes = self.store.fire_schedules(&firings).await?;
-            for (f, outcome) in firings.iter().zip(outcomes) {
+            for ((f, outcome), catch_up) in firings.iter().zip(outcomes).zip(catch_ups) {
                 match outcome {
                     Fired::Started(Some(run)) => {
-                        tracing::info!(schedule = %f.schedule_id, run = %run, due = %f.due_at, "schedule fired");
+                        if catch_up {
+                            tracing::info!(schedule = %f.schedule_id, run = %run, missed_since = %f.due_at,
+                                "catch-up: several ticks were missed while no scheduler ran; fired once");
+                        } else {
+                            tracing::info!(schedule = %f.schedule_id, run = %run, due = %f.due_at, "schedule fired");
+                        }
                         report.started.push(run);
                     }
                     Fired::Started(None) => {
@@ -222,45 +283,61 @@ impl Engine {
         Ok(report)
     }
 
-    /// The firing of one due tick: its run prepared, its next tick computed.
-    async fn firing(&self, record: ScheduleRecord, now: Timestamp) -> Result<Firing> {
+    /// The firing of one due tick — its run prepared, its next tick
+    /// computed, and whether it is a catch-up — or None while a run of the
+    /// job still goes (the tick stays due). A schedule or application that
+    /// cannot be read spends its tick with the reason in `last_error`; it
+    /// never holds back the other schedules.
+    async fn firing(&self, record: ScheduleRecord, now: Timestamp) -> Result<Option<(Firing, bool)>> {
         let due_at = record.next_fire_at.unwrap_or(now);
+        let spent = |record: &ScheduleRecord, next_fire_at, error: String| Firing {
+            schedule_id: record.id.clone(),
+            due_at,
+            version: record.updated_at,
+            next_fire_at,
+            run: None,
+            error: Some(error),
+            one_instance: false,
+        };
         let schedule = match Schedule::from_record(record.clone()) {
             Ok(s) => s,
-            Err(e) => {
-                // An unreadable schedule is parked (no next tick), not retried forever.
-                return Ok(Firing {
-                    schedule_id: record.id,
-                    due_at,
-                    next_fire_at: None,
-                    run: None,
-                    error: Some(e.to_string()),
-                    one_instance: false,
-                });
-            }
+            // Parked (no next tick), not retried forever.
+            Err(e) => return Ok(Some((spent(&record, None, e.to_string()), false))),
         };
         let next_fire_at = schedule.entry.next_after(now, record.created_at);
-        // More than one tick missed (the server was down): fire once.
-        if schedule.entry.next_after(due_at, record.created_at).is_some_and(|t| t <= now) {
-            tracing::info!(schedule = %record.id, application = %record.application, missed_since = %due_at,
-                "catch-up: several ticks were missed while the scheduler was not running; firing once");
+        if self.store.has_active_instance(&record.application).await? {
+            return Ok(None);
         }
+        // More than one tick missed (no scheduler ran): fire once.
+        let catch_up = schedule.entry.next_after(due_at, record.created_at).is_some_and(|t| t <= now);
         let request = RunRequest {
             params: record.params.as_object().cloned().unwrap_or_default(),
             trigger_kind: "schedule".into(),
             triggered_by: Some(format!("schedule:{}", record.id)),
             ..RunRequest::default()
         };
-        let prepared = match self.store.get_application(&record.application).await? {
-            Some(app) => self.prepare_run(&app.application, app.revision, request).await,
-            None => Err(EngineError::NotFound(format!("application {:?}", record.application))),
+        let prepared = match self.store.get_application(&record.application).await {
+            Ok(Some(app)) => self.prepare_run(&app.application, app.revision, request).await,
+            Ok(None) => Err(EngineError::NotFound(format!("application {:?}", record.application))),
+            Err(e) => Err(e.into()),
         };
-        let (run, error) = match prepared {
-            Ok(run) => (Some(run), None),
-            Err(EngineError::Store(e)) => return Err(EngineError::Store(e)),
-            Err(e) => (None, Some(e.to_string())),
+        let firing = match prepared {
+            Ok(run) => Firing {
+                schedule_id: record.id,
+                due_at,
+                version: record.updated_at,
+                next_fire_at,
+                run: Some(run),
+                error: None,
+                one_instance: true,
+            },
+            // The database itself failing is worth a retry of the pass.
+            Err(EngineError::Store(junction_store::StoreError::Database(e))) => {
+                return Err(EngineError::Store(junction_store::StoreError::Database(e)))
+            }
+            Err(e) => spent(&record, next_fire_at, e.to_string()),
         };
-        Ok(Firing { schedule_id: record.id, due_at, next_fire_at, run, error, one_instance: true })
+        Ok(Some((firing, catch_up)))
     }
 
     /// The scheduler: leads when it can, fires due ticks, sleeps until the
@@ -287,12 +364,20 @@ impl Engine {
                     tracing::warn!("scheduler: lost the leadership connection; trying to lead again");
                     break;
                 }
-                if let Err(e) = self.fire_due_with(&config).await {
-                    tracing::warn!(error = %e, "scheduler: firing failed; retrying");
-                }
-                let wait = match self.store.next_due().await {
+                // A tick held back by a running instance stays due; the
+                // next look comes with a run's end or after `tick`, not at
+                // once (that would spin).
+                let held = match self.fire_due_with(&config).await {
+                    Ok(report) => report.blocked > 0,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "scheduler: firing failed; retrying");
+                        true
+                    }
+                };
+                let now = self.store.now();
+                let wait = match self.store.next_due(held.then_some(now)).await {
                     Ok(Some(t)) => {
-                        let ms = (t.as_millisecond() - self.store.now().as_millisecond()).max(0) as u64;
+                        let ms = (t.as_millisecond() - now.as_millisecond()).max(0) as u64;
                         config.tick.min(Duration::from_millis(ms))
                     }
                     _ => config.tick,

@@ -41,7 +41,13 @@ pub fn app(engine: Engine) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Spans name the path only: a query may carry a log link's
+        // signature, which logs must not keep.
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(
+            |req: &axum::http::Request<axum::body::Body>| {
+                tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+            },
+        ))
         .with_state(state)
 }
 

@@ -256,7 +256,31 @@ async fn ticks_fire_exactly_once(clock: Arc<ManualClock>, s: TestServer) {
     let (status, _) = s.delete(&format!("/api/v1/schedule/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    // A tick read by the scheduler before an edit commits is not fired.
+    // A tick read by the scheduler before an edit commits is not fired,
+    // also when the edit keeps the tick (only the params changed).
+    edited["id"] = json!("third");
+    let (status, _) = s.post("/api/v1/schedule", edited.clone()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    advance(&clock, 60 * 5);
+    let read = s.engine.store().due_schedules(clock_now(&clock), 10, None).await.unwrap();
+    assert_eq!(read.len(), 1);
+    advance(&clock, 1);
+    edited["params"] = json!({"region": "us"});
+    let (status, _) = s.post("/api/v1/schedule", edited.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    let old_read = junction_store::Firing {
+        schedule_id: "third".into(),
+        due_at: read[0].next_fire_at.unwrap(),
+        version: read[0].updated_at,
+        next_fire_at: None,
+        run: None,
+        error: None,
+        one_instance: true,
+    };
+    assert_eq!(s.engine.store().fire_schedules(&[old_read]).await.unwrap(), vec![junction_store::Fired::Stale]);
+    assert_eq!(fire(&s).await, 1, "the edited schedule still fires its tick");
+    s.engine.store().delete_schedule("third").await.unwrap();
+
     edited["id"] = json!("second");
     let (status, _) = s.post("/api/v1/schedule", edited).await;
     assert_eq!(status, StatusCode::CREATED);
@@ -267,6 +291,7 @@ async fn ticks_fire_exactly_once(clock: Arc<ManualClock>, s: TestServer) {
     let stale = junction_store::Firing {
         schedule_id: "second".into(),
         due_at: due[0].next_fire_at.unwrap(),
+        version: due[0].updated_at,
         next_fire_at: None,
         run: None,
         error: None,
@@ -286,6 +311,14 @@ fn clock_now(clock: &ManualClock) -> Timestamp {
 /// concurrently, up to `max_concurrency` when set.
 async fn one_instance_for_schedules_many_for_automation(clock: Arc<ManualClock>, s: TestServer) {
     make_job(&s, "nightly").await;
+    // Refused, not a 500 (NUL) and not stored in clear (a masked value).
+    let (status, body) = s.post("/api/v1/schedule", every_minute("night\u{0}ly", "2026-11-23T08:01")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let mut masked = every_minute("nightly", "2026-11-23T08:01");
+    masked["params"] = json!({"apiKey": "schedule-secret-31"});
+    let (status, body) = s.post("/api/v1/schedule", masked).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(details(&body), vec![("params.apiKey".to_string(), "encrypted".to_string())]);
     add_schedule(&s, every_minute("nightly", "2026-11-23T08:01")).await;
     advance(&clock, 60);
     let first = s.engine.fire_due().await.unwrap();
@@ -649,4 +682,31 @@ async fn a_daily_job_fires_once_a_day_across_dst() {
         let (status, _) = s.delete(&format!("/api/v1/schedule/{}", sched["id"].as_str().unwrap())).await;
         assert_eq!(status, StatusCode::NO_CONTENT);
     }
+}
+
+/// `run_every` counts from the schedule's creation: one tick per period.
+#[tokio::test]
+async fn a_frequency_schedule_counts_from_its_creation() {
+    let (clock, options) = manual();
+    let s = TestServer::sqlite_with(options).await;
+    make_job(&s, "poll").await;
+    advance(&clock, 7);
+    let sched = add_schedule(
+        &s,
+        json!({"application_id": "poll",
+        "schedule": {"schedule_type": "frequency", "schedule_info": {"run_every": 90}}}),
+    )
+    .await;
+    assert_eq!(sched["next_fire_at"], "2026-11-23T08:01:37Z");
+    assert_eq!(sched["created_at"], "2026-11-23T08:00:07Z");
+    assert_eq!(sched["description"], "Every 90 seconds");
+    let mut fired = 0;
+    for _ in 0..(6 * 60) {
+        advance(&clock, 1);
+        fired += fire(&s).await;
+    }
+    // 08:01:37, 08:03:07, 08:04:37, 08:06:07 — four in six minutes.
+    assert_eq!(fired, 4);
+    let (_, got) = s.get(&format!("/api/v1/schedule/{}", sched["id"].as_str().unwrap())).await;
+    assert_eq!(got["next_fire_at"], "2026-11-23T08:07:37Z");
 }

@@ -50,15 +50,20 @@ pub struct PutSchedule {
     /// enabled flag: re-saving a schedule unchanged keeps its next tick, so
     /// it neither fires twice nor skips one.
     pub next_fire_at: Option<Timestamp>,
+    /// When counting starts (`run_every`): stored as `created_at` of a new
+    /// schedule, the same instant `next_fire_at` was computed from.
+    pub anchor: Timestamp,
 }
 
 /// One due tick for [`Store::fire_schedules`].
 #[derive(Debug, Clone)]
 pub struct Firing {
     pub schedule_id: String,
-    /// The next fire time the scheduler read; the fire happens only if it is
-    /// still stored.
+    /// The next fire time and the version (`updated_at`) the scheduler
+    /// read; the fire happens only if both are still stored, so an edit
+    /// that commits first (even one keeping the tick) wins.
     pub due_at: Timestamp,
+    pub version: Timestamp,
     pub next_fire_at: Option<Timestamp>,
     /// None when the application could not be prepared (`error` says why):
     /// the tick is spent without a run.
@@ -89,11 +94,15 @@ pub struct Leadership {
 }
 
 impl Leadership {
-    /// Whether the lock is still held (the connection still answers).
+    /// Whether the lock is still held: the connection answers within 5 s.
     pub async fn still_held(&mut self) -> bool {
         match &mut self.conn {
             None => true,
-            Some(conn) => sqlx::query("SELECT 1").execute(&mut *conn).await.is_ok(),
+            Some(conn) => matches!(
+                tokio::time::timeout(std::time::Duration::from_secs(5), sqlx::query("SELECT 1").execute(&mut *conn))
+                    .await,
+                Ok(Ok(_))
+            ),
         }
     }
 }
@@ -138,8 +147,9 @@ fn schedule_from_row(r: ScheduleRow) -> Result<ScheduleRecord> {
 
 /// Runs in these states are still going.
 const ACTIVE: &str = "state IN ('PENDING', 'STARTED')";
-/// Arbitrary constant naming the scheduler's leadership lock.
-const LEADER_KEY: i64 = 0x6a63_745f_7363_6864;
+/// Arbitrary constant naming the scheduler's leadership lock (the second
+/// key is the schema).
+const LEADER_KEY: i32 = 0x6a63_7473;
 
 impl Store {
     /// Creates or replaces (by id) a schedule. The application must exist;
@@ -149,6 +159,7 @@ impl Store {
     pub async fn put_schedule(&self, s: &PutSchedule) -> Result<(ScheduleRecord, bool)> {
         let now = self.now_ms();
         let info = s.info.to_string();
+        let anchor = s.anchor.as_millisecond();
         let created = write_tx!(self, tx => {
             lock_key!(self, tx, &app_scope(&s.application));
             let exists: Option<String> = sqlx::query_scalar("SELECT name FROM applications WHERE name = $1")
@@ -178,7 +189,7 @@ impl Store {
             };
             sqlx::query(
                 "INSERT INTO schedules (id, application, entry_id, kind, spec, timezone, params, enabled, next_fire_at, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11, $10) \
                  ON CONFLICT (id) DO UPDATE SET application = excluded.application, entry_id = excluded.entry_id, \
                  kind = excluded.kind, spec = excluded.spec, timezone = excluded.timezone, params = excluded.params, \
                  enabled = excluded.enabled, next_fire_at = excluded.next_fire_at, last_error = NULL, \
@@ -194,6 +205,7 @@ impl Store {
             .bind(s.enabled)
             .bind(next)
             .bind(now)
+            .bind(anchor)
             .execute(&mut *tx)
             .await?;
             old.is_none()
@@ -265,10 +277,15 @@ impl Store {
         rows.into_iter().map(schedule_from_row).collect()
     }
 
-    /// The earliest next fire time of an enabled schedule.
-    pub async fn next_due(&self) -> Result<Option<Timestamp>> {
+    /// The earliest next fire time of an enabled schedule (after `after`
+    /// when given: the ticks already due but held back do not count).
+    pub async fn next_due(&self, after: Option<Timestamp>) -> Result<Option<Timestamp>> {
+        let after = after.map_or(i64::MIN, |t| t.as_millisecond());
         let ms: Option<i64> = read!(self, db => {
-            sqlx::query_scalar("SELECT MIN(next_fire_at) FROM schedules WHERE enabled = TRUE").fetch_one(db).await
+            sqlx::query_scalar("SELECT MIN(next_fire_at) FROM schedules WHERE enabled = TRUE AND next_fire_at > $1")
+                .bind(after)
+                .fetch_one(db)
+                .await
         })?;
         ms.map(ts).transpose()
     }
@@ -299,7 +316,7 @@ impl Store {
                 let moved = sqlx::query(
                     "UPDATE schedules SET next_fire_at = $3, last_fire_at = $4, last_error = $5, \
                      last_run_id = COALESCE($6, last_run_id) \
-                     WHERE id = $1 AND enabled = TRUE AND next_fire_at = $2",
+                     WHERE id = $1 AND enabled = TRUE AND next_fire_at = $2 AND updated_at = $7",
                 )
                 .bind(&f.schedule_id)
                 .bind(f.due_at.as_millisecond())
@@ -307,6 +324,7 @@ impl Store {
                 .bind(now)
                 .bind(&f.error)
                 .bind(f.run.as_ref().map(|r| &r.id))
+                .bind(f.version.as_millisecond())
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -331,21 +349,37 @@ impl Store {
         Ok(out)
     }
 
-    /// Tries to become the scheduler leader (see [`Leadership`]).
+    /// Tries to become the scheduler leader (see [`Leadership`]). The lock
+    /// is per schema, so deployments sharing one database elect apart.
     pub async fn try_lead(&self) -> Result<Option<Leadership>> {
         match &self.inner.backend {
             crate::Backend::Sqlite { .. } => Ok(Some(Leadership { conn: None })),
             crate::Backend::Postgres { pool } => {
                 let mut conn = pool.acquire().await?;
-                let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext(current_schema()))")
                     .bind(LEADER_KEY)
                     .fetch_one(&mut *conn)
                     .await?;
-                // Taken out of the pool either way: a connection holding the
-                // lock must never serve another caller, and closing it is
-                // what releases the lock.
-                let conn = conn.detach();
-                Ok(got.then_some(Leadership { conn: Some(conn) }))
+                if !got {
+                    return Ok(None);
+                }
+                // A dead or cut-off leader must lose the lock in seconds,
+                // not when TCP gives up (hours): the server closes this
+                // session when it goes quiet (the leader pings every
+                // second) or its peer stops answering keepalives.
+                for setting in [
+                    "SET idle_session_timeout = '60s'",
+                    "SET tcp_keepalives_idle = 10",
+                    "SET tcp_keepalives_interval = 5",
+                    "SET tcp_keepalives_count = 3",
+                ] {
+                    if let Err(e) = sqlx::query(setting).execute(&mut *conn).await {
+                        tracing::debug!(error = %e, setting, "leadership connection setting not applied");
+                    }
+                }
+                // Out of the pool: a connection holding the lock must never
+                // serve another caller, and closing it releases the lock.
+                Ok(Some(Leadership { conn: Some(conn.detach()) }))
             }
         }
     }
@@ -368,6 +402,15 @@ impl Store {
         Ok(())
     }
 
+    /// Whether a scheduled or manual run of `application` is still going
+    /// (what holds a scheduled tick back).
+    pub async fn has_active_instance(&self, application: &str) -> Result<bool> {
+        let sql =
+            format!("SELECT COUNT(*) FROM runs WHERE application = $1 AND {ACTIVE} AND trigger_kind <> 'automated'");
+        let n: i64 = read!(self, db => sqlx::query_scalar(&sql).bind(application).fetch_one(db).await)?;
+        Ok(n > 0)
+    }
+
     /// The runs of `application` still going, oldest first.
     pub async fn active_runs_of(&self, application: &str) -> Result<Vec<RunRecord>> {
         let sql = format!(
@@ -379,25 +422,26 @@ impl Store {
         rows.into_iter().map(crate::runs::run_from_row).collect()
     }
 
-    /// Start times of the run of `application` before `run` (created
-    /// earlier), and of the last successful one: spec 000's
-    /// `lastRunDateUtc` / `lastSuccessfulRunDateUtc`.
+    /// Start times of the last run of `application` that started before
+    /// `run` was created, and of the last successful one: spec 000's
+    /// `lastRunDateUtc` / `lastSuccessfulRunDateUtc`. Runs stopped before
+    /// they started never executed and do not count.
     pub async fn previous_run_starts(&self, run: &RunRecord) -> Result<(Option<Timestamp>, Option<Timestamp>)> {
         let before = run.created_at.as_millisecond();
         let query = |success: bool| {
             let filter = if success { "AND state = 'SUCCESS'" } else { "" };
             format!(
-                "SELECT COALESCE(started_at, created_at) FROM runs WHERE application = $1 \
+                "SELECT started_at FROM runs WHERE application = $1 AND started_at IS NOT NULL \
                  AND (created_at < $2 OR (created_at = $2 AND id < $3)) {filter} ORDER BY created_at DESC, id DESC LIMIT 1"
             )
         };
         let (any, success) = (query(false), query(true));
-        let last: Option<i64> = read!(self, db => {
+        let last: Option<Option<i64>> = read!(self, db => {
             sqlx::query_scalar(&any).bind(&run.application).bind(before).bind(&run.id).fetch_optional(db).await
         })?;
-        let good: Option<i64> = read!(self, db => {
+        let good: Option<Option<i64>> = read!(self, db => {
             sqlx::query_scalar(&success).bind(&run.application).bind(before).bind(&run.id).fetch_optional(db).await
         })?;
-        Ok((last.map(ts).transpose()?, good.map(ts).transpose()?))
+        Ok((last.flatten().map(ts).transpose()?, good.flatten().map(ts).transpose()?))
     }
 }

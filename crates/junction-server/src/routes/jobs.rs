@@ -64,12 +64,8 @@ async fn put_schedule(State(state): State<AppState>, JsonBody(body): JsonBody<Va
     params(("id" = String, Path, description = "Schedule id")),
     responses((status = 200, body = Object), (status = 404, body = ErrorBody), CommonErrors))]
 async fn get_schedule(State(state): State<AppState>, PathParam(id): PathParam<String>) -> ApiResult<Json<Value>> {
-    let list = state.engine.list_schedules(None).await?;
-    let s = list
-        .iter()
-        .find(|s| s.record.id == id)
-        .ok_or_else(|| crate::error::ApiError::not_found(format!("schedule {id:?}")))?;
-    Ok(Json(schedule_json(&state, s)))
+    let s = state.engine.get_schedule(&id).await?;
+    Ok(Json(schedule_json(&state, &s)))
 }
 
 /// Delete a schedule. A tick due at this moment does not fire afterwards.
