@@ -6,8 +6,12 @@
 //!   throughput with one and two concurrent executions.
 //! - `junction-bench engine [--runs N] [--samples N] [--out FILE]`:
 //!   applications end to end on SQLite and PostgreSQL (see `engine.rs`).
+//! - `junction-bench scheduler [--schedules N] [--backend sqlite|postgres|both]
+//!   [--same-instant] [--out FILE]`: firing lateness of N schedules due
+//!   within one minute, or at one instant (see `scheduler.rs`).
 
 mod engine;
+mod scheduler;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -25,23 +29,46 @@ struct Options {
     iterations: usize,
     runs: usize,
     samples: usize,
+    schedules: usize,
+    backends: Vec<&'static str>,
+    same_instant: bool,
     out: Option<PathBuf>,
 }
 
 fn options() -> Result<Options> {
     let mut args = std::env::args().skip(1);
     let command = match args.next().as_deref() {
-        Some(c @ ("runtime" | "engine")) => c.to_string(),
+        Some(c @ ("runtime" | "engine" | "scheduler")) => c.to_string(),
         other => bail!(
-            "usage: junction-bench runtime|engine [--iterations N] [--runs N] [--samples N] [--out FILE] (got {other:?})"
+            "usage: junction-bench runtime|engine|scheduler [--iterations N] [--runs N] [--samples N] \
+             [--schedules N] [--backend sqlite|postgres|both] [--same-instant] [--out FILE] (got {other:?})"
         ),
     };
-    let mut o = Options { command, iterations: 2000, runs: 10_000, samples: 200, out: None };
+    let mut o = Options {
+        command,
+        iterations: 2000,
+        runs: 10_000,
+        samples: 200,
+        schedules: 10_000,
+        backends: vec!["sqlite", "postgres"],
+        same_instant: false,
+        out: None,
+    };
     while let Some(a) = args.next() {
         match a.as_str() {
             "--iterations" => o.iterations = args.next().context("--iterations N")?.parse()?,
             "--runs" => o.runs = args.next().context("--runs N")?.parse()?,
             "--samples" => o.samples = args.next().context("--samples N")?.parse()?,
+            "--schedules" => o.schedules = args.next().context("--schedules N")?.parse()?,
+            "--backend" => {
+                o.backends = match args.next().as_deref() {
+                    Some("sqlite") => vec!["sqlite"],
+                    Some("postgres") => vec!["postgres"],
+                    Some("both") => vec!["sqlite", "postgres"],
+                    other => bail!("--backend sqlite|postgres|both (got {other:?})"),
+                }
+            }
+            "--same-instant" => o.same_instant = true,
             "--out" => o.out = Some(args.next().context("--out FILE")?.into()),
             other => bail!("unknown argument {other}"),
         }
@@ -124,6 +151,9 @@ async fn main() -> Result<()> {
     if o.command == "engine" {
         return engine_main(&o).await;
     }
+    if o.command == "scheduler" {
+        return scheduler_main(&o).await;
+    }
     let dir = tempfile::tempdir()?;
     let mut config = RuntimeConfig::new(dir.path().join("runtime"));
     config.spare = false; // cold means a new process, not a pre-started one
@@ -196,4 +226,62 @@ async fn engine_main(o: &Options) -> Result<()> {
     std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
     println!("wrote {}", out.display());
     Ok(())
+}
+
+async fn scheduler_main(o: &Options) -> Result<()> {
+    let options =
+        scheduler::Options { schedules: o.schedules, backends: o.backends.clone(), same_instant: o.same_instant };
+    let results = scheduler::run(&options).await?;
+    println!(
+        "{:<9} {:<13} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>10}",
+        "backend", "due", "fired", "setup s", "p50 ms", "p99 ms", "max ms", "fires/s", "txns", "ms/tick*"
+    );
+    for r in &results {
+        let f = |k: &str| r[k].as_f64().unwrap_or_default();
+        let per_tick = r["fire_ms_per_tick_in_full_batches"].as_f64().map_or("-".to_string(), |v| format!("{v:.2}"));
+        println!(
+            "{:<9} {:<13} {:>7} {:>8.1} {:>8.0} {:>8.0} {:>8.0} {:>9.0} {:>7} {:>10}",
+            r["backend"].as_str().unwrap_or_default(),
+            if o.same_instant { "one instant" } else { "over 1 min" },
+            r["fired"].as_u64().unwrap_or_default(),
+            f("setup_seconds"),
+            f("p50_ms"),
+            f("p99_ms"),
+            f("max_ms"),
+            f("fires_per_second"),
+            r["fire_transactions"].as_u64().unwrap_or_default(),
+            per_tick,
+        );
+    }
+    println!("(* firing cost per tick inside full batches of {}, when there were any)", scheduler_batch());
+    println!("{:<9} {:>16} {:>16} {:>18}", "backend", "prep ms/tick", "due ms/page", "txn ms/tick (est)");
+    for r in &results {
+        let b = &r["breakdown"];
+        let est = b["transaction_ms_per_tick_estimate"].as_f64().map_or("-".to_string(), |v| format!("{v:.3}"));
+        println!(
+            "{:<9} {:>16.3} {:>16.2} {:>18}",
+            r["backend"].as_str().unwrap_or_default(),
+            b["prepare_reads_ms_per_tick"].as_f64().unwrap_or_default(),
+            b["due_query_ms_per_page"].as_f64().unwrap_or_default(),
+            est,
+        );
+    }
+    let out = o.out.clone().unwrap_or_else(|| PathBuf::from("target/bench/scheduler.json"));
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let report = json!({
+        "benchmark": "scheduler",
+        "machine_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "schedules": o.schedules,
+        "same_instant": o.same_instant,
+        "results": results,
+    });
+    std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+fn scheduler_batch() -> usize {
+    junction_engine::SchedulerConfig::default().batch
 }
