@@ -6,6 +6,7 @@
 //! plain values.
 
 pub mod application;
+pub mod cicd;
 pub mod clock;
 pub mod configuration;
 mod document;

@@ -14,6 +14,9 @@ pub struct TokenInfo {
     pub id: String,
     pub name: String,
     pub role: Role,
+    /// A personal access token of one company (spec 002) reaches only that
+    /// company's routes; None for a server-wide token.
+    pub company_id: Option<i64>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[schema(value_type = Option<String>, format = DateTime)]

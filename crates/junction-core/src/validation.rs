@@ -63,6 +63,10 @@ impl Violations {
         self.0.is_empty()
     }
 
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
     /// `Ok(value)` when nothing was collected.
     pub fn finish<T>(self, value: T) -> Result<T, Invalid> {
         if self.0.is_empty() {

@@ -13,6 +13,7 @@
 //! grid, history, stop and automated triggers (`jobs`).
 
 mod content;
+mod events;
 mod jobs;
 mod runs;
 mod scheduler;
@@ -44,6 +45,10 @@ pub enum EngineError {
     /// Something Junction needs (an interpreter) is missing or broken.
     #[error("{0}")]
     Unavailable(String),
+    /// Well-formed but refers to something that cannot take it (spec 002:
+    /// a service that is not a Custom CD service of the company).
+    #[error(transparent)]
+    Unprocessable(Invalid),
     /// Refused by a server setting.
     #[error("{0}")]
     Forbidden(String),
@@ -76,6 +81,8 @@ pub struct Engine {
     signals: Arc<Signals>,
     logs: worker::LogWriter,
     completions: worker::CompletionWriter,
+    events: events::EventWriter,
+    directory: events::SharedDirectory,
     cache: Arc<Mutex<worker::Cache>>,
 }
 
@@ -125,7 +132,17 @@ impl Engine {
     pub fn new(store: Store, runtime: Runtime) -> Engine {
         let logs = worker::LogWriter::start(store.clone());
         let completions = worker::CompletionWriter::start(store.clone());
-        Engine { store, runtime, signals: Arc::new(Signals::new()), logs, completions, cache: Arc::default() }
+        let events = events::EventWriter::start(store.clone());
+        Engine {
+            store,
+            runtime,
+            signals: Arc::new(Signals::new()),
+            logs,
+            completions,
+            events,
+            directory: Arc::default(),
+            cache: Arc::default(),
+        }
     }
 
     pub fn store(&self) -> &Store {

@@ -28,8 +28,12 @@ pub fn capability(method: &Method, route: &str) -> Capability {
     if route.starts_with("/api/v1/tokens")
         || route.starts_with("/api/v1/roles")
         || (route == "/api/v1/settings" && !reading)
+        || (route == "/api/v1/companies" && !reading)
     {
         Capability::Administer
+    } else if route.starts_with("/webhook/") {
+        // Reporting an event is operating: it may start runs.
+        Capability::Operate
     } else if reading {
         Capability::Read
     } else if route == "/api/v1/tasks" || OPERATE_SUFFIXES.iter().any(|s| route.ends_with(s)) {
@@ -81,8 +85,33 @@ pub async fn require_token(
         .ok_or_else(|| ApiError::unauthorized("the bearer token is not valid"))?;
     let route = route.as_ref().map_or_else(|| req.uri().path(), MatchedPath::as_str);
     check(&token, capability(req.method(), route))?;
+    if let Some(company) = token.company_id {
+        check_company(company, route, req.uri().path())?;
+    }
     req.extensions_mut().insert(Caller(token));
     Ok(next.run(req).await)
+}
+
+/// A company's personal access token reaches that company's routes only:
+/// `/api/v1/companies/{id}/...` and `/webhook/company/{company_id}/...`
+/// with its own id.
+fn check_company(company: i64, route: &str, path: &str) -> Result<(), ApiError> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let named = if route.starts_with("/api/v1/companies/{id}") {
+        segments.get(3)
+    } else if route.starts_with("/webhook/company/{company_id}") {
+        segments.get(2)
+    } else {
+        None
+    };
+    match named.and_then(|s| s.parse::<i64>().ok()) {
+        Some(id) if id == company => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this token belongs to company {company} and may only reach that company's routes"),
+        )),
+    }
 }
 
 /// A log link from a job's history: `?expires=SECONDS&sig=HEX`, signed by
@@ -128,6 +157,9 @@ mod tests {
             (Method::POST, "/api/v1/schedule", Capability::Edit),
             (Method::GET, "/api/v1/settings", Capability::Read),
             (Method::PUT, "/api/v1/settings", Capability::Administer),
+            (Method::POST, "/api/v1/companies", Capability::Administer),
+            (Method::POST, "/api/v1/companies/{id}/cicd_services", Capability::Edit),
+            (Method::POST, "/webhook/company/{company_id}/cicd_job", Capability::Operate),
             (Method::GET, "/api/v1/tokens", Capability::Administer),
             (Method::DELETE, "/api/v1/tokens/{id}", Capability::Administer),
         ];

@@ -95,6 +95,12 @@ impl From<EngineError> for ApiError {
                 tracing::error!(error = %why, "a dependency is unavailable");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why)
             }
+            EngineError::Unprocessable(i) => {
+                let mut e = ApiError::invalid(i);
+                e.status = StatusCode::UNPROCESSABLE_ENTITY;
+                e.code = "unprocessable";
+                e
+            }
             EngineError::Forbidden(why) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", why),
             EngineError::Busy(why) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", why),
             EngineError::Store(e) => ApiError::internal(&e),

@@ -14,6 +14,7 @@
 
 mod applications;
 mod configurations;
+mod events;
 mod migrate;
 mod runs;
 mod schedules;
@@ -34,6 +35,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub use applications::ApplicationRecord;
 pub use configurations::ConfigurationRecord;
+pub use events::{CicdJobFilter, CicdJobRecord, CompanyRecord, ServiceRecord, CUSTOM_CD};
 pub use runs::{Finish, FinishItem, LogLine, NewRun, NewTask, RunRecord, TaskRecord};
 pub use schedules::{Fired, Firing, Leadership, PutSchedule, ScheduleRecord};
 pub use seal::Sealer;

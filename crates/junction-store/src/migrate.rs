@@ -40,6 +40,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_scheduler.sql"),
         postgres: include_str!("../migrations/postgres/0004_scheduler.sql"),
     },
+    Migration {
+        version: 5,
+        name: "events",
+        sqlite: include_str!("../migrations/sqlite/0005_events.sql"),
+        postgres: include_str!("../migrations/postgres/0005_events.sql"),
+    },
 ];
 
 /// Arbitrary constant naming Junction's migration lock.

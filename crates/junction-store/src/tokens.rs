@@ -42,7 +42,7 @@ pub enum Bootstrap {
     Generated(SecretString),
 }
 
-const TOKEN_COLUMNS: &str = "id, name, role, created_at, last_used_at";
+const TOKEN_COLUMNS: &str = "id, name, role, company_id, created_at, last_used_at";
 
 fn token_from_row<R: Row>(row: &R) -> Result<TokenInfo>
 where
@@ -50,12 +50,19 @@ where
     for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> Option<i64>: sqlx::Decode<'a, R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database>,
 {
     let role: String = row.try_get("role")?;
+    // Stored as text (the column predates numeric company ids).
+    let company: Option<String> = row.try_get("company_id")?;
+    let company_id = company
+        .map(|c| c.parse::<i64>().map_err(|_| StoreError::Corrupt(format!("token company id {c:?}"))))
+        .transpose()?;
     Ok(TokenInfo {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("unknown role {role:?}")))?,
+        company_id,
         created_at: ts(row.try_get("created_at")?)?,
         last_used_at: row.try_get::<Option<i64>, _>("last_used_at")?.map(ts).transpose()?,
     })
@@ -64,29 +71,53 @@ where
 impl Store {
     /// Creates a token; returns it with its secret, which is not kept.
     pub async fn create_token(&self, name: &str, role: Role) -> Result<(TokenInfo, SecretString)> {
+        self.create_company_token(name, role, None).await
+    }
+
+    /// A token; with `company`, a personal access token of that company
+    /// (which must exist).
+    pub async fn create_company_token(
+        &self,
+        name: &str,
+        role: Role,
+        company: Option<i64>,
+    ) -> Result<(TokenInfo, SecretString)> {
         check_token_name(name)?;
         let secret = generate();
-        let info = self.insert_token(name, role, &secret).await?;
+        let info = self.insert_token(name, role, company, &secret).await?;
         Ok((info, SecretString::new(secret)))
     }
 
-    async fn insert_token(&self, name: &str, role: Role, secret: &str) -> Result<TokenInfo> {
+    async fn insert_token(&self, name: &str, role: Role, company: Option<i64>, secret: &str) -> Result<TokenInfo> {
         let info = TokenInfo {
             id: uuid::Uuid::new_v4().to_string(),
             name: name.to_string(),
             role,
+            company_id: company,
             created_at: self.now(),
             last_used_at: None,
         };
         write_tx!(self, tx => {
-            sqlx::query("INSERT INTO tokens (id, name, role, digest, created_at) VALUES ($1, $2, $3, $4, $5)")
-                .bind(&info.id)
-                .bind(&info.name)
-                .bind(role.as_str())
-                .bind(digest(secret))
-                .bind(info.created_at.as_millisecond())
-                .execute(&mut *tx)
-                .await?;
+            if let Some(c) = company {
+                let found: Option<i64> = sqlx::query_scalar("SELECT id FROM companies WHERE id = $1")
+                    .bind(c)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if found.is_none() {
+                    return Err(Invalid::one("company_id", "exists", format!("no company {c}")).into());
+                }
+            }
+            sqlx::query(
+                "INSERT INTO tokens (id, name, role, digest, company_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&info.id)
+            .bind(&info.name)
+            .bind(role.as_str())
+            .bind(digest(secret))
+            .bind(company.map(|c| c.to_string()))
+            .bind(info.created_at.as_millisecond())
+            .execute(&mut *tx)
+            .await?;
         });
         Ok(info)
     }

@@ -4,6 +4,7 @@
 
 pub mod applications;
 pub mod configurations;
+pub mod events;
 pub mod jobs;
 pub mod meta;
 pub mod parameters;
@@ -47,6 +48,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(tokens::router())
         .merge(runs::router())
         .merge(jobs::router())
+        .merge(events::router())
         .merge(meta::api_router())
 }
 

@@ -24,6 +24,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct NewToken {
     name: String,
     role: Role,
+    /// Makes a personal access token of this company (spec 002): it reaches
+    /// only `/api/v1/companies/{company_id}/...` and the company's webhook.
+    #[serde(default)]
+    company_id: Option<i64>,
 }
 
 /// A new token. `token` appears in this answer only; Junction keeps its
@@ -33,6 +37,7 @@ pub struct CreatedToken {
     id: String,
     name: String,
     role: Role,
+    company_id: Option<i64>,
     token: String,
 }
 
@@ -42,8 +47,22 @@ async fn create_token(
     State(state): State<AppState>,
     JsonBody(new): JsonBody<NewToken>,
 ) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
-    let (info, secret) = state.engine.store().create_token(&new.name, new.role).await?;
-    let created = CreatedToken { id: info.id, name: info.name, role: info.role, token: secret.expose().to_string() };
+    if new.company_id.is_some() && new.role == Role::Admin {
+        return Err(junction_core::Invalid::one(
+            "role",
+            "company_role",
+            "a company's token cannot be an admin token (viewer, operator or editor)",
+        )
+        .into());
+    }
+    let (info, secret) = state.engine.store().create_company_token(&new.name, new.role, new.company_id).await?;
+    let created = CreatedToken {
+        id: info.id,
+        name: info.name,
+        role: info.role,
+        company_id: info.company_id,
+        token: secret.expose().to_string(),
+    };
     Ok((StatusCode::CREATED, Json(created)))
 }
 

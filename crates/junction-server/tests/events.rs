@@ -1,0 +1,240 @@
+//! Spec 002's CI/CD job webhook through the real server: companies, their
+//! tokens and Custom CD services, strict validation with every violation
+//! listed, and what arrived read back.
+
+mod common;
+
+use common::{details, TestServer, ADMIN};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// The spec's sample payload, as JSON.
+fn sample(service_id: i64) -> Value {
+    json!({
+        "job_id": "1",
+        "status": "Succeeded",
+        "commit_sha": "a2e7da86cc392417b0d9f605b28038aae80b002f",
+        "triggered_by": "testuser@org.com",
+        "repo_id": "12345",
+        "service_id": service_id,
+        "job_start_time": 1704018030,
+        "job_duration": 300,
+        "job_type": "Production Deploy",
+        "optional": [
+            {"key": "microservice", "value": ["frontend", "backend"], "type": "string"},
+            {"key": "lead_time", "value": 20, "type": "duration"},
+            {"key": "float_key", "value": 20.5, "type": "float"},
+            {"key": "qa_approved_on", "value": 1704018030, "type": "timestamp"}
+        ]
+    })
+}
+
+/// The sample exactly as spec 002 prints it: curly quotes, single quotes,
+/// an unterminated string and a trailing comma — not JSON.
+const SAMPLE_AS_PRINTED: &str = "{\n   \"job_id\": \"1\",\n   \"status\": \"Succeeded\",\n   \"commit_sha\": \"a2e7da86cc392417b0d9f605b28038aae80b002f\",\n   \"triggered_by\": \"testuser@org.com\n   \"repo_id\": \u{201c}12345\u{201d},\n   \"service_id\": 2,\n   \"job_start_time\": 1704018030,\n   \"job_duration\": 300,\n   \"job_type\": \"Production Deploy\",\n   \"optional\": [\n     {\n       \"key\": 'microservice',\n       \"value\": ['frontend', 'backend'],\n       \"type\": 'string'\n     },\n   ]\n}";
+
+struct Company {
+    id: i64,
+    service: i64,
+    token: String,
+}
+
+async fn company(s: &TestServer, name: &str) -> Company {
+    let (status, c) = s.post("/api/v1/companies", json!({"name": name})).await;
+    assert_eq!(status, StatusCode::CREATED, "{c}");
+    let id = c["id"].as_i64().unwrap();
+    let (status, svc) = s.post(&format!("/api/v1/companies/{id}/cicd_services"), json!({"name": "deployer"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{svc}");
+    assert_eq!(svc["type"], "custom_cd");
+    let (status, t) =
+        s.post("/api/v1/tokens", json!({"name": format!("{name} agent"), "role": "operator", "company_id": id})).await;
+    assert_eq!(status, StatusCode::CREATED, "{t}");
+    assert_eq!(t["company_id"], id);
+    Company { id, service: svc["id"].as_i64().unwrap(), token: t["token"].as_str().unwrap().to_string() }
+}
+
+async fn post_job(s: &TestServer, company: i64, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
+    s.send(Method::POST, &format!("/webhook/company/{company}/cicd_job"), token, Some(body)).await
+}
+
+async fn raw_post(s: &TestServer, company: i64, token: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
+    let resp = s
+        .http
+        .post(format!("{}/webhook/company/{company}/cicd_job", s.base))
+        .bearer_auth(token)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    s.read(resp).await
+}
+
+async fn webhook(s: &TestServer) {
+    let acme = company(s, "acme").await;
+    let globex = company(s, "globex").await;
+
+    // Accepted: 201 with Junction's own id and the normalised item.
+    let (status, item) = post_job(s, acme.id, Some(&acme.token), &sample(acme.service)).await;
+    assert_eq!(status, StatusCode::CREATED, "{item}");
+    assert!(item["id"].as_i64().unwrap() > 0);
+    assert_eq!(item["job_id"], "1");
+    assert_eq!(item["company_id"], acme.id);
+    assert_eq!(item["job_type"], "Production Deploy");
+    assert_eq!(item["optional"][0]["value"], json!(["frontend", "backend"]));
+    // job_id is not trusted to be unique: the same post is a new item.
+    let (status, again) = post_job(s, acme.id, Some(&acme.token), &sample(acme.service)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_ne!(again["id"], item["id"]);
+    // The same triggering user is one service user.
+    assert_eq!(again["service_user_id"], item["service_user_id"]);
+    // Defaults for blank optional fields.
+    let mut minimal = sample(acme.service);
+    for k in ["triggered_by", "job_type", "optional", "repo_id"] {
+        minimal.as_object_mut().unwrap().remove(k);
+    }
+    minimal["repo_name"] = json!("payments");
+    minimal["status"] = json!("On Hold");
+    let (status, m) = post_job(s, acme.id, Some(&acme.token), &minimal).await;
+    assert_eq!(status, StatusCode::CREATED, "{m}");
+    assert_eq!(m["triggered_by"], "Custom CD Agent");
+    assert_eq!(m["job_type"], "CUSTOM_CD_JOB");
+    assert_ne!(m["service_user_id"], item["service_user_id"]);
+
+    // Every violation at once.
+    let mut bad = sample(acme.service);
+    bad["service_id"] = json!("2");
+    bad["job_start_time"] = json!(1704018030.5);
+    bad["job_duration"] = json!(null);
+    bad["status"] = json!("Done");
+    bad["commit_sha"] = json!("abc123");
+    bad["optional"][1]["key"] = json!("microservice");
+    bad["optional"][2]["value"] = json!(true);
+    let (status, body) = post_job(s, acme.id, Some(&acme.token), &bad).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let mut got = details(&body);
+    got.sort();
+    let mut want: Vec<(String, String)> = [
+        ("commit_sha", "sha"),
+        ("service_id", "type"),
+        ("job_start_time", "type"),
+        ("job_duration", "type"),
+        ("status", "one_of"),
+        ("optional[1].key", "duplicate"),
+        ("optional[2].value", "type"),
+    ]
+    .iter()
+    .map(|(f, r)| (f.to_string(), r.to_string()))
+    .collect();
+    want.sort();
+    assert_eq!(got, want, "{body}");
+
+    // The sample as printed in the spec is not JSON: a clear 400.
+    let (status, body) =
+        raw_post(s, acme.id, &acme.token, "application/json", SAMPLE_AS_PRINTED.as_bytes().to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "malformed_json");
+    // Not JSON, too big.
+    let (status, _) = raw_post(s, acme.id, &acme.token, "text/plain", b"job_id=1".to_vec()).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let mut big = sample(acme.service);
+    big["job_id"] = json!("x".repeat(1024 * 1024));
+    let (status, _) = raw_post(s, acme.id, &acme.token, "application/json", serde_json::to_vec(&big).unwrap()).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // A service of another company, or none: 422.
+    let (status, body) = post_job(s, acme.id, Some(&acme.token), &sample(globex.service)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(details(&body), vec![("service_id".to_string(), "custom_cd_service".to_string())]);
+    let (status, _) = post_job(s, acme.id, Some(&acme.token), &sample(999_999)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Tokens: none 401, another company's 403, unknown company 404, a
+    // viewer 403; a company token reaches nothing else.
+    let (status, _) = post_job(s, acme.id, None, &sample(acme.service)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = post_job(s, acme.id, Some("jct_not-a-token"), &sample(acme.service)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = post_job(s, acme.id, Some(&globex.token), &sample(acme.service)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _) = post_job(s, 424242, Some(ADMIN), &sample(acme.service)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let viewer = s.token("viewer").await;
+    let (status, _) = post_job(s, acme.id, Some(&viewer), &sample(acme.service)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    for path in ["/api/v1/steps", "/api/v1/companies", &format!("/api/v1/companies/{}/cicd_jobs", globex.id)] {
+        let (status, _) = s.send(Method::GET, path, Some(&acme.token), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+    }
+    let (status, body) = s.post("/api/v1/tokens", json!({"name": "x", "role": "admin", "company_id": acme.id})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = s.post("/api/v1/tokens", json!({"name": "x", "role": "operator", "company_id": 777})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let operator = s.token("operator").await;
+    let (status, _) = s.send(Method::POST, "/api/v1/companies", Some(&operator), Some(&json!({"name": "x"}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "only administrators create companies");
+
+    // What arrived, read back by the company itself; filters and paging.
+    let list = |q: &str| format!("/api/v1/companies/{}/cicd_jobs{q}", acme.id);
+    let (status, jobs) = s.send(Method::GET, &list(""), Some(&acme.token), None).await;
+    assert_eq!(status, StatusCode::OK, "{jobs}");
+    assert_eq!(jobs.as_array().unwrap().len(), 3);
+    let (_, held) = s.get(&list("?status=On%20Hold")).await;
+    assert_eq!(held.as_array().unwrap().len(), 1);
+    let (_, by_repo) = s.get(&list("?repo=12345&limit=1")).await;
+    assert_eq!(by_repo.as_array().unwrap().len(), 1);
+    let (_, none) = s.get(&list("?from=1704018031")).await;
+    assert_eq!(none, json!([]));
+    let (status, _) = s.get(&list("?limit=0")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = s.get(&list("?colour=red")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, one) = s.get(&format!("/api/v1/companies/{}/cicd_jobs/{}", acme.id, item["id"])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one, item, "read back as answered");
+    let (status, _) = s.get(&format!("/api/v1/companies/{}/cicd_jobs/{}", globex.id, item["id"])).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "items are per company");
+    let (_, globex_jobs) = s.get(&format!("/api/v1/companies/{}/cicd_jobs", globex.id)).await;
+    assert_eq!(globex_jobs, json!([]), "refused posts stored nothing");
+}
+
+#[tokio::test]
+async fn cicd_jobs_are_validated_stored_and_scoped_on_sqlite() {
+    webhook(&TestServer::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn cicd_jobs_are_validated_stored_and_scoped_on_postgres() {
+    webhook(&TestServer::postgres().await).await;
+}
+
+/// Many agents at once: every accepted post is stored exactly once.
+#[tokio::test]
+async fn concurrent_posts_are_all_stored() {
+    let s = TestServer::sqlite().await;
+    let acme = company(&s, "acme").await;
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let (http, base, token) = (s.http.clone(), s.base.clone(), acme.token.clone());
+        let mut body = sample(acme.service);
+        body["job_id"] = json!(format!("job-{i}"));
+        body["triggered_by"] = json!(format!("user{}", i % 7));
+        let url = format!("{base}/webhook/company/{}/cicd_job", acme.id);
+        tasks.push(tokio::spawn(async move {
+            let resp = http.post(url).bearer_auth(token).json(&body).send().await.unwrap();
+            (resp.status(), resp.json::<Value>().await.unwrap())
+        }));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    let mut users = std::collections::BTreeSet::new();
+    for t in tasks {
+        let (status, item) = t.await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "{item}");
+        ids.insert(item["id"].as_i64().unwrap());
+        users.insert(item["service_user_id"].as_i64().unwrap());
+    }
+    assert_eq!(ids.len(), 200);
+    assert_eq!(users.len(), 7, "one service user per distinct triggered_by");
+    let (_, stored) = s.get(&format!("/api/v1/companies/{}/cicd_jobs?limit=500", acme.id)).await;
+    assert_eq!(stored.as_array().unwrap().len(), 200);
+}
