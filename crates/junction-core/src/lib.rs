@@ -19,6 +19,7 @@ pub mod secret;
 pub mod step;
 pub mod substitute;
 pub mod token;
+pub mod trigger;
 pub mod validation;
 
 pub use clock::{Clock, SystemClock};

@@ -8,27 +8,37 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use std::time::{Duration, Instant};
+
 use junction_core::cicd::CicdJob;
+use junction_core::trigger::TriggerSpec;
 use junction_core::Invalid;
-use junction_store::{CicdJobRecord, CompanyRecord, ServiceRecord, Store, CUSTOM_CD};
-use serde_json::Value;
+use junction_store::{CicdJobRecord, CompanyRecord, NewCicdJob, ServiceRecord, Store, TriggerRecord, CUSTOM_CD};
+use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::runs::RunRequest;
 use crate::{Engine, EngineError, Result};
 
 /// Jobs stored per transaction at most.
 const BATCH: usize = 512;
 
-type Waiter = oneshot::Sender<std::result::Result<CicdJobRecord, String>>;
+/// How long a process trusts its copy of the triggers and of the
+/// automated-jobs setting (changes made here apply at once; another
+/// server's within this time).
+const TRIGGERS_TTL: Duration = Duration::from_secs(2);
+
+type Stored = (CicdJobRecord, Vec<String>);
+type Waiter = oneshot::Sender<std::result::Result<Stored, String>>;
 
 #[derive(Clone, Debug)]
 pub(crate) struct EventWriter {
-    tx: mpsc::UnboundedSender<((i64, CicdJob), Waiter)>,
+    tx: mpsc::UnboundedSender<(NewCicdJob, Waiter)>,
 }
 
 impl EventWriter {
     pub fn start(store: Store) -> EventWriter {
-        let (tx, mut rx) = mpsc::unbounded_channel::<((i64, CicdJob), Waiter)>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<(NewCicdJob, Waiter)>();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
@@ -38,7 +48,7 @@ impl EventWriter {
                         Err(_) => break,
                     }
                 }
-                let (jobs, waiters): (Vec<(i64, CicdJob)>, Vec<Waiter>) = batch.into_iter().unzip();
+                let (jobs, waiters): (Vec<NewCicdJob>, Vec<Waiter>) = batch.into_iter().unzip();
                 match store.insert_cicd_jobs(&jobs).await {
                     Ok(records) => {
                         for (w, r) in waiters.into_iter().zip(records) {
@@ -67,10 +77,10 @@ impl EventWriter {
         EventWriter { tx }
     }
 
-    async fn store(&self, company: i64, job: CicdJob) -> Result<CicdJobRecord> {
+    async fn store(&self, job: NewCicdJob) -> Result<Stored> {
         let (tx, rx) = oneshot::channel();
         let stopped = || EngineError::Unavailable("the event writer stopped".into());
-        self.tx.send(((company, job), tx)).map_err(|_| stopped())?;
+        self.tx.send((job, tx)).map_err(|_| stopped())?;
         match rx.await {
             Ok(Ok(record)) => Ok(record),
             Ok(Err(e)) => {
@@ -88,6 +98,9 @@ impl EventWriter {
 pub(crate) struct Directory {
     companies: HashMap<i64, CompanyRecord>,
     services: HashMap<i64, ServiceRecord>,
+    /// The enabled triggers when automated jobs are on (else none), and
+    /// when they were read.
+    triggers: Option<(Instant, Vec<TriggerSpec>)>,
 }
 
 pub(crate) type SharedDirectory = Arc<Mutex<Directory>>;
@@ -136,9 +149,10 @@ impl Engine {
 
     /// Spec 002's webhook: validates the message (400 with every
     /// violation), checks that `service_id` is a Custom CD service of the
-    /// company (422), and stores the job; answers once it is durable.
-    pub async fn ingest_cicd_job(&self, company: i64, body: &Value) -> Result<CicdJobRecord> {
-        self.company(company).await?;
+    /// company (422), and stores the job with the runs of the triggers it
+    /// matches, in one transaction; answers once both are durable.
+    pub async fn ingest_cicd_job(&self, company: i64, body: &Value) -> Result<(CicdJobRecord, Vec<String>)> {
+        let company_record = self.company(company).await?;
         let job = CicdJob::parse(body)?;
         match self.service(job.service_id).await? {
             Some(s) if s.company_id == company && s.kind == CUSTOM_CD => {}
@@ -150,7 +164,110 @@ impl Engine {
                 )))
             }
         }
-        self.events.store(company, job).await
+        let mut runs = Vec::new();
+        for trigger in self.active_triggers().await?.iter().filter(|t| t.matches_cicd(company, &job)) {
+            let context = json!({
+                "JobName": trigger.application,
+                "Trigger": trigger.name,
+                "Company": {"ID": company, "Name": company_record.name},
+                "CicdJob": job,
+            });
+            let request = RunRequest {
+                params: trigger.arguments.clone(),
+                trigger_kind: "automated".into(),
+                triggered_by: Some(format!("trigger:{}", trigger.name)),
+                context: Some(context),
+                ..RunRequest::default()
+            };
+            let prepared = match self.store.get_application(&trigger.application).await? {
+                Some(app) => self.prepare_run(&app.application, app.revision, request).await,
+                None => Err(EngineError::NotFound(format!("application {:?}", trigger.application))),
+            };
+            match prepared {
+                Ok(run) => runs.push(run),
+                // The event is stored whatever its triggers can do.
+                Err(e) => {
+                    tracing::warn!(trigger = %trigger.name, error = %e, "trigger could not start its application")
+                }
+            }
+        }
+        let started = !runs.is_empty();
+        let stored = self.events.store(NewCicdJob { company_id: company, job, runs }).await?;
+        if started {
+            self.signals.work_available.notify_waiters();
+        }
+        Ok(stored)
+    }
+
+    /// The enabled triggers, none while automated jobs are off.
+    async fn active_triggers(&self) -> Result<Vec<TriggerSpec>> {
+        if let Some((at, list)) = &self.directory.lock().unwrap_or_else(|e| e.into_inner()).triggers {
+            if at.elapsed() < TRIGGERS_TTL {
+                return Ok(list.clone());
+            }
+        }
+        let list: Vec<TriggerSpec> = if self.automated_jobs_enabled().await? {
+            self.store.list_triggers().await?.into_iter().map(|t| t.spec).filter(|t| t.enabled).collect()
+        } else {
+            Vec::new()
+        };
+        self.directory.lock().unwrap_or_else(|e| e.into_inner()).triggers = Some((Instant::now(), list.clone()));
+        Ok(list)
+    }
+
+    /// Forgets the cached triggers (a trigger or the setting changed here).
+    pub(crate) fn triggers_changed(&self) {
+        self.directory.lock().unwrap_or_else(|e| e.into_inner()).triggers = None;
+    }
+
+    /// Creates or replaces (by name) an event trigger. Its `arguments` may
+    /// only give values to the application's declared, non-encrypted
+    /// parameters (they are stored as written).
+    pub async fn put_trigger(&self, body: &Value) -> Result<(TriggerRecord, bool)> {
+        let spec = TriggerSpec::parse(body)?;
+        if let Some(app) = self.store.get_application(&spec.application).await? {
+            let mut v = junction_core::validation::Violations::default();
+            for key in spec.arguments.keys() {
+                match app.application.variables().iter().find(|var| var.name == *key) {
+                    None => v.push(
+                        format!("arguments.{key}"),
+                        "unknown_parameter",
+                        format!("{:?} has no parameter {key:?}", spec.application),
+                    ),
+                    Some(var) if var.encrypted => v.push(
+                        format!("arguments.{key}"),
+                        "encrypted",
+                        "an encrypted parameter's value is set on the application, not in a trigger",
+                    ),
+                    Some(_) => {}
+                }
+            }
+            v.finish(())?;
+        }
+        if let Some(c) = spec.company_id {
+            if self.store.get_company(c).await?.is_none() {
+                return Err(Invalid::one("company_id", "exists", format!("no company {c}")).into());
+            }
+        }
+        let out = self.store.put_trigger(&spec).await?;
+        self.triggers_changed();
+        Ok(out)
+    }
+
+    pub async fn list_triggers(&self) -> Result<Vec<TriggerRecord>> {
+        Ok(self.store.list_triggers().await?)
+    }
+
+    pub async fn get_trigger(&self, name: &str) -> Result<TriggerRecord> {
+        self.store.get_trigger(name).await?.ok_or_else(|| EngineError::NotFound(format!("trigger {name:?}")))
+    }
+
+    pub async fn delete_trigger(&self, name: &str) -> Result<()> {
+        if !self.store.delete_trigger(name).await? {
+            return Err(EngineError::NotFound(format!("trigger {name:?}")));
+        }
+        self.triggers_changed();
+        Ok(())
     }
 }
 

@@ -236,6 +236,8 @@ impl Engine {
     }
 
     pub async fn set_automated_jobs_enabled(&self, on: bool) -> Result<()> {
-        Ok(self.store.put_setting(AUTOMATED_JOBS_SETTING, if on { "true" } else { "false" }).await?)
+        self.store.put_setting(AUTOMATED_JOBS_SETTING, if on { "true" } else { "false" }).await?;
+        self.triggers_changed();
+        Ok(())
     }
 }

@@ -187,6 +187,7 @@ impl Store {
             sqlx::query("DELETE FROM secrets WHERE scope = $1").bind(&scope).execute(&mut *tx).await?;
             // A deleted job never fires again.
             sqlx::query("DELETE FROM schedules WHERE application = $1").bind(name).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM triggers WHERE application = $1").bind(name).execute(&mut *tx).await?;
             sqlx::query("DELETE FROM applications WHERE name = $1").bind(name).execute(&mut *tx).await?.rows_affected()
         });
         if gone == 0 {

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::runs::{insert_run, notify_work, NewRun};
 use crate::{json_of, read, ts, write_tx, Result, Store, StoreError};
 
 /// The kind of CI/CD service spec 002's webhook reports into.
@@ -47,6 +48,16 @@ pub struct CicdJobRecord {
     pub service_user_id: i64,
     #[schema(value_type = String, format = DateTime)]
     pub received_at: Timestamp,
+}
+
+/// A job to store, with the runs its triggers start (in the same
+/// transaction: no event without its runs, no run without its event).
+#[derive(Debug, Clone)]
+pub struct NewCicdJob {
+    pub company_id: i64,
+    pub job: CicdJob,
+    /// Each run's context gets the stored item's id as `EventId`.
+    pub runs: Vec<NewRun>,
 }
 
 /// Filters of a job listing; all optional.
@@ -177,14 +188,17 @@ impl Store {
         .transpose()
     }
 
-    /// Stores a batch of jobs of any companies in one transaction; each gets
-    /// its own item id. Service users are created on first sight.
-    pub async fn insert_cicd_jobs(&self, jobs: &[(i64, CicdJob)]) -> Result<Vec<CicdJobRecord>> {
+    /// Stores a batch of jobs of any companies in one transaction, with the
+    /// runs their triggers start; each job gets its own item id. Service
+    /// users are created on first sight. Returns the stored jobs and the
+    /// ids of the runs started, per job.
+    pub async fn insert_cicd_jobs(&self, jobs: &[NewCicdJob]) -> Result<Vec<(CicdJobRecord, Vec<String>)>> {
         let now = self.now_ms();
         let ids = write_tx!(self, tx => {
             let mut users: HashMap<(i64, &str), i64> = HashMap::new();
             let mut ids = Vec::with_capacity(jobs.len());
-            for (company, job) in jobs {
+            let mut started = false;
+            for NewCicdJob { company_id: company, job, runs } in jobs {
                 let key = (*company, job.triggered_by.as_str());
                 let user = match users.get(&key) {
                     Some(id) => *id,
@@ -229,7 +243,21 @@ impl Store {
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
-                ids.push((id, user));
+                let mut run_ids = Vec::with_capacity(runs.len());
+                for run in runs {
+                    let mut run = run.clone();
+                    if let Some(Value::Object(ctx)) = &mut run.context {
+                        ctx.insert("EventId".into(), Value::from(id));
+                    }
+                    let sealed = self.seal_run_params(&run);
+                    insert_run!(tx, &run, sealed, now);
+                    run_ids.push(run.id.clone());
+                    started = true;
+                }
+                ids.push((id, user, run_ids));
+            }
+            if started {
+                notify_work!(self, tx);
             }
             ids
         });
@@ -237,12 +265,15 @@ impl Store {
         Ok(jobs
             .iter()
             .zip(ids)
-            .map(|((company, job), (id, user))| CicdJobRecord {
-                id,
-                company_id: *company,
-                job: job.clone(),
-                service_user_id: user,
-                received_at,
+            .map(|(new, (id, user, runs))| {
+                let record = CicdJobRecord {
+                    id,
+                    company_id: new.company_id,
+                    job: new.job.clone(),
+                    service_user_id: user,
+                    received_at,
+                };
+                (record, runs)
             })
             .collect())
     }

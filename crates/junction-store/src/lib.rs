@@ -22,6 +22,7 @@ pub mod seal;
 mod secrets;
 mod steps;
 mod tokens;
+mod triggers;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -35,12 +36,13 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub use applications::ApplicationRecord;
 pub use configurations::ConfigurationRecord;
-pub use events::{CicdJobFilter, CicdJobRecord, CompanyRecord, ServiceRecord, CUSTOM_CD};
+pub use events::{CicdJobFilter, CicdJobRecord, CompanyRecord, NewCicdJob, ServiceRecord, CUSTOM_CD};
 pub use runs::{Finish, FinishItem, LogLine, NewRun, NewTask, RunRecord, TaskRecord};
 pub use schedules::{Fired, Firing, Leadership, PutSchedule, ScheduleRecord};
 pub use seal::Sealer;
 pub use steps::NewStepVersion;
 pub use tokens::{Bootstrap, MIN_GIVEN_TOKEN_LEN};
+pub use triggers::TriggerRecord;
 
 /// Where the data lives.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -46,6 +46,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_events.sql"),
         postgres: include_str!("../migrations/postgres/0005_events.sql"),
     },
+    Migration {
+        version: 7,
+        name: "triggers",
+        sqlite: include_str!("../migrations/sqlite/0007_triggers.sql"),
+        postgres: include_str!("../migrations/postgres/0007_triggers.sql"),
+    },
 ];
 
 /// Arbitrary constant naming Junction's migration lock.

@@ -5,8 +5,8 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::Json;
 use junction_core::Invalid;
-use junction_store::{CicdJobFilter, CicdJobRecord, CompanyRecord, ServiceRecord};
-use serde::Deserialize;
+use junction_store::{CicdJobFilter, CicdJobRecord, CompanyRecord, ServiceRecord, TriggerRecord};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -26,6 +26,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_service, list_services))
         .routes(routes!(list_jobs))
         .routes(routes!(get_job))
+        .routes(routes!(put_trigger, list_triggers))
+        .routes(routes!(get_trigger, delete_trigger))
         .merge(OpenApiRouter::new().routes(routes!(cicd_job)).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)))
 }
 
@@ -80,17 +82,27 @@ async fn list_services(
 /// `service_id` that is not a Custom CD service of the company is 422.
 /// Each accepted post is a new item with its own `id`, stored before the
 /// answer.
+/// The answer to an accepted job: the stored item and the runs its
+/// triggers started.
+#[derive(Serialize, ToSchema)]
+pub struct AcceptedJob {
+    #[serde(flatten)]
+    item: CicdJobRecord,
+    triggered_runs: Vec<String>,
+}
+
 #[utoipa::path(post, path = "/webhook/company/{company_id}/cicd_job", tag = "events", request_body = CicdJobRecord,
     params(("company_id" = i64, Path, description = "Company id")),
-    responses((status = 201, description = "Stored", body = CicdJobRecord), (status = 400, body = ErrorBody),
+    responses((status = 201, description = "Stored", body = AcceptedJob), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody), CommonErrors))]
 async fn cicd_job(
     State(state): State<AppState>,
     PathParam(company_id): PathParam<i64>,
     JsonBody(body): JsonBody<Value>,
-) -> ApiResult<(StatusCode, Json<CicdJobRecord>)> {
-    Ok((StatusCode::CREATED, Json(state.engine.ingest_cicd_job(company_id, &body).await?)))
+) -> ApiResult<(StatusCode, Json<AcceptedJob>)> {
+    let (item, triggered_runs) = state.engine.ingest_cicd_job(company_id, &body).await?;
+    Ok((StatusCode::CREATED, Json(AcceptedJob { item, triggered_runs })))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -138,4 +150,45 @@ async fn get_job(
     state.engine.company(id).await?;
     let job = state.engine.store().get_cicd_job(id, item).await?;
     Ok(Json(job.ok_or_else(|| crate::error::ApiError::not_found(format!("CI/CD job {item} of company {id}")))?))
+}
+
+/// Create or replace (by name) an event trigger: when an event of kind
+/// `cicd_job` matching `filter` (service_id, status, job_type, repo; each a
+/// value or a list) arrives — for `company_id`, or any company — run
+/// `application` as an automated job with the event as `args.plutoraValues`
+/// and `arguments` as parameter values. Runs start only while the setting
+/// `automated_jobs_enabled` is on; the run is stored in the transaction
+/// that stores the event.
+#[utoipa::path(post, path = "/api/v1/triggers", tag = "events", request_body = Object,
+    responses((status = 201, body = TriggerRecord), (status = 200, description = "Replaced", body = TriggerRecord),
+        (status = 400, body = ErrorBody), CommonErrors))]
+async fn put_trigger(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<(StatusCode, Json<TriggerRecord>)> {
+    let (record, created) = state.engine.put_trigger(&body).await?;
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(record)))
+}
+
+#[utoipa::path(get, path = "/api/v1/triggers", tag = "events", responses((status = 200, body = [TriggerRecord]), CommonErrors))]
+async fn list_triggers(State(state): State<AppState>) -> ApiResult<Json<Vec<TriggerRecord>>> {
+    Ok(Json(state.engine.list_triggers().await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/triggers/{name}", tag = "events",
+    params(("name" = String, Path, description = "Trigger name")),
+    responses((status = 200, body = TriggerRecord), (status = 404, body = ErrorBody), CommonErrors))]
+async fn get_trigger(
+    State(state): State<AppState>,
+    PathParam(name): PathParam<String>,
+) -> ApiResult<Json<TriggerRecord>> {
+    Ok(Json(state.engine.get_trigger(&name).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/triggers/{name}", tag = "events",
+    params(("name" = String, Path, description = "Trigger name")),
+    responses((status = 204), (status = 404, body = ErrorBody), CommonErrors))]
+async fn delete_trigger(State(state): State<AppState>, PathParam(name): PathParam<String>) -> ApiResult<StatusCode> {
+    state.engine.delete_trigger(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -1,0 +1,236 @@
+//! Event triggers: "when an event of this kind, matching these filters,
+//! arrives, run this application as an automated job with the event as its
+//! context" (spec 000's automated jobs fired by spec 002's CI/CD jobs).
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::cicd::{CicdJob, STATUSES};
+use crate::document::kind;
+use crate::validation::{Invalid, Violations};
+
+/// The event kinds a trigger can listen to.
+pub const EVENTS: [&str; 1] = ["cicd_job"];
+
+const KEYS: [&str; 7] = ["name", "application", "event", "company_id", "filter", "arguments", "enabled"];
+const READ_BACK: [&str; 3] = ["id", "created_at", "updated_at"];
+const CICD_FILTERS: [&str; 4] = ["service_id", "status", "job_type", "repo"];
+
+/// A validated trigger definition.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct TriggerSpec {
+    pub name: String,
+    /// The application (job) to run.
+    pub application: String,
+    /// `cicd_job`.
+    pub event: String,
+    /// Only events of this company; any company when absent.
+    pub company_id: Option<i64>,
+    /// Every given filter must match: `service_id` (number), `status`,
+    /// `job_type`, `repo` (`repo_id` or `repo_name`) — each one value or a
+    /// list of accepted values.
+    #[schema(value_type = Object)]
+    pub filter: Map<String, Value>,
+    /// Values for the application's declared parameters.
+    #[schema(value_type = Object)]
+    pub arguments: Map<String, Value>,
+    pub enabled: bool,
+}
+
+impl TriggerSpec {
+    pub fn parse(body: &Value) -> Result<TriggerSpec, Invalid> {
+        let Value::Object(obj) = body else {
+            return Err(Invalid::one("body", "type", format!("a trigger must be a JSON object, not {}", kind(body))));
+        };
+        let mut v = Violations::default();
+        for key in obj.keys().filter(|k| !KEYS.contains(&k.as_str()) && !READ_BACK.contains(&k.as_str())) {
+            v.push(key, "unknown_field", format!("{key:?} is not a field of a trigger"));
+        }
+        let name = named(obj, "name", &mut v);
+        let application = named(obj, "application", &mut v);
+        let event = match obj.get("event") {
+            Some(Value::String(e)) if EVENTS.contains(&e.as_str()) => Some(e.clone()),
+            Some(Value::String(_)) => {
+                v.push("event", "one_of", "must be \"cicd_job\"");
+                None
+            }
+            None => {
+                v.push("event", "required", "name the event kind: \"cicd_job\"");
+                None
+            }
+            Some(other) => {
+                v.push("event", "type", format!("must be a string, not {}", kind(other)));
+                None
+            }
+        };
+        let company_id = match obj.get("company_id") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) if n.as_i64().is_some_and(|c| c > 0) => n.as_i64(),
+            Some(other) => {
+                v.push("company_id", "type", format!("must be a positive integer, not {other}"));
+                None
+            }
+        };
+        let object = |key: &str, v: &mut Violations| match obj.get(key) {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(other) => {
+                v.push(key, "type", format!("must be an object, not {}", kind(other)));
+                Map::new()
+            }
+        };
+        let filter = object("filter", &mut v);
+        for (key, value) in &filter {
+            let field = format!("filter.{key}");
+            if !CICD_FILTERS.contains(&key.as_str()) {
+                v.push(&field, "unknown_field", "filters are service_id, status, job_type and repo");
+                continue;
+            }
+            let values: Vec<&Value> = match value {
+                Value::Array(items) if !items.is_empty() => items.iter().collect(),
+                Value::Array(_) => {
+                    v.push(&field, "required", "a list of accepted values must not be empty");
+                    continue;
+                }
+                one => vec![one],
+            };
+            for x in values {
+                let ok = match key.as_str() {
+                    "service_id" => x.as_i64().is_some(),
+                    "status" => x.as_str().is_some_and(|s| STATUSES.contains(&s)),
+                    _ => x.is_string(),
+                };
+                if !ok {
+                    let want = match key.as_str() {
+                        "service_id" => "an integer",
+                        "status" => "one of \"Succeeded\", \"Failed\", \"On Hold\"",
+                        _ => "a string",
+                    };
+                    v.push(&field, "type", format!("each value must be {want}, not {x}"));
+                }
+            }
+        }
+        let arguments = object("arguments", &mut v);
+        for (key, value) in &arguments {
+            if !matches!(value, Value::String(_) | Value::Number(_) | Value::Bool(_)) {
+                v.push(format!("arguments.{key}"), "type", "must be a string, number or boolean");
+            }
+        }
+        let enabled = match obj.get("enabled") {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                v.push("enabled", "type", format!("must be true or false, not {}", kind(other)));
+                true
+            }
+        };
+        match (name, application, event) {
+            (Some(name), Some(application), Some(event)) if v.is_empty() => {
+                Ok(TriggerSpec { name, application, event, company_id, filter, arguments, enabled })
+            }
+            _ => Err(v.finish(()).err().unwrap_or_else(|| Invalid::one("body", "type", "not a trigger"))),
+        }
+    }
+
+    /// Whether a CI/CD job of `company` is one this trigger fires on.
+    pub fn matches_cicd(&self, company: i64, job: &CicdJob) -> bool {
+        if !self.enabled || self.event != "cicd_job" || self.company_id.is_some_and(|c| c != company) {
+            return false;
+        }
+        self.filter.iter().all(|(key, accepted)| {
+            let accepts = |x: &Value| match key.as_str() {
+                "service_id" => x.as_i64() == Some(job.service_id),
+                "status" => x.as_str() == Some(job.status.as_str()),
+                "job_type" => x.as_str() == Some(job.job_type.as_str()),
+                "repo" => {
+                    let s = x.as_str();
+                    s.is_some() && (s == job.repo_id.as_deref() || s == job.repo_name.as_deref())
+                }
+                _ => false,
+            };
+            match accepted {
+                Value::Array(items) => items.iter().any(accepts),
+                one => accepts(one),
+            }
+        })
+    }
+}
+
+fn named(obj: &Map<String, Value>, key: &str, v: &mut Violations) -> Option<String> {
+    match obj.get(key) {
+        Some(Value::String(s)) => match crate::name::check_name(key, s) {
+            Ok(()) => Some(s.clone()),
+            Err(e) => {
+                v.add(e);
+                None
+            }
+        },
+        None | Some(Value::Null) => {
+            v.push(key, "required", format!("{key} is required"));
+            None
+        }
+        Some(other) => {
+            v.push(key, "type", format!("must be a string, not {}", kind(other)));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn job() -> CicdJob {
+        CicdJob::parse(&json!({"job_id": "1", "status": "Succeeded", "commit_sha": "a".repeat(40), "service_id": 2,
+            "job_start_time": 1, "job_duration": 2, "repo_name": "web", "job_type": "Production Deploy"}))
+        .unwrap()
+    }
+
+    #[test]
+    fn filters_match_every_given_field() {
+        let t = |filter: Value| {
+            TriggerSpec::parse(&json!({"name": "t", "application": "a", "event": "cicd_job", "filter": filter}))
+                .unwrap()
+        };
+        assert!(t(json!({})).matches_cicd(1, &job()));
+        assert!(t(json!({"service_id": 2, "status": ["Failed", "Succeeded"], "repo": "web"})).matches_cicd(1, &job()));
+        assert!(!t(json!({"status": "Failed"})).matches_cicd(1, &job()));
+        assert!(!t(json!({"job_type": "Test"})).matches_cicd(1, &job()));
+        assert!(!t(json!({"repo": "api"})).matches_cicd(1, &job()));
+        let mut scoped = t(json!({}));
+        scoped.company_id = Some(7);
+        assert!(!scoped.matches_cicd(1, &job()));
+        assert!(scoped.matches_cicd(7, &job()));
+        scoped.enabled = false;
+        assert!(!scoped.matches_cicd(7, &job()));
+    }
+
+    #[test]
+    fn bad_triggers_name_every_field() {
+        let err = TriggerSpec::parse(&json!({"name": "bad name/", "event": "build", "filter": {"status": "Done",
+            "colour": "red", "service_id": "2"}, "arguments": {"x": {}}, "company_id": -1, "enabled": "yes", "extra": 1}))
+        .unwrap_err();
+        let mut got: Vec<(String, String)> = err.0.into_iter().map(|v| (v.field, v.rule)).collect();
+        got.sort();
+        let mut want: Vec<(String, String)> = [
+            ("extra", "unknown_field"),
+            ("name", "name_syntax"),
+            ("application", "required"),
+            ("event", "one_of"),
+            ("company_id", "type"),
+            ("filter.colour", "unknown_field"),
+            ("filter.service_id", "type"),
+            ("filter.status", "type"),
+            ("arguments.x", "type"),
+            ("enabled", "type"),
+        ]
+        .iter()
+        .map(|(f, r)| (f.to_string(), r.to_string()))
+        .collect();
+        want.sort();
+        assert_eq!(got, want);
+    }
+}
