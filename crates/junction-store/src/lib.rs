@@ -151,6 +151,8 @@ struct Inner {
     backend: Backend,
     sealer: Sealer,
     clock: Arc<dyn Clock>,
+    /// Recently authenticated tokens (see `Store::authenticate`).
+    tokens: tokens::TokenCache,
 }
 
 /// Runs `$body` with `$db` bound to a pool fit for reading, once per
@@ -232,7 +234,7 @@ impl Store {
                 Backend::Postgres { pool }
             }
         };
-        let store = Store { inner: Arc::new(Inner { backend, sealer, clock }) };
+        let store = Store { inner: Arc::new(Inner { backend, sealer, clock, tokens: Default::default() }) };
         migrate::run(&store).await?;
         store.check_key().await?;
         Ok(store)

@@ -42,6 +42,13 @@ pub enum Bootstrap {
     Generated(SecretString),
 }
 
+/// How long an authenticated token is trusted without asking the database.
+pub const TOKEN_CACHE_TTL_MS: i64 = 5_000;
+const TOKEN_CACHE_ENTRIES: usize = 10_000;
+
+/// Digest → (token, when it was read).
+pub(crate) type TokenCache = std::sync::Mutex<std::collections::HashMap<Vec<u8>, (TokenInfo, i64)>>;
+
 const TOKEN_COLUMNS: &str = "id, name, role, company_id, created_at, last_used_at";
 
 fn token_from_row<R: Row>(row: &R) -> Result<TokenInfo>
@@ -165,12 +172,39 @@ impl Store {
         })
     }
 
-    /// The token a presented secret belongs to, if any.
+    /// The token a presented secret belongs to, if any. A token found is
+    /// remembered for [`TOKEN_CACHE_TTL_MS`] (by the store's clock), so
+    /// a busy agent does not cost a database read per request; a revoke
+    /// in this process applies at once, one in another process within that
+    /// time.
     pub async fn authenticate(&self, secret: &str) -> Result<Option<TokenInfo>> {
         let d = digest(secret);
+        let now = self.now_ms();
+        if let Some((info, at)) = self.inner.tokens.lock().unwrap_or_else(|e| e.into_inner()).get(&d) {
+            if now - at < TOKEN_CACHE_TTL_MS && now >= *at {
+                return Ok(Some(info.clone()));
+            }
+        }
+        let found = self.authenticate_uncached(&d).await?;
+        let mut cache = self.inner.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        match &found {
+            Some(info) => {
+                if cache.len() >= TOKEN_CACHE_ENTRIES {
+                    cache.clear();
+                }
+                cache.insert(d, (info.clone(), now));
+            }
+            None => {
+                cache.remove(&d);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn authenticate_uncached(&self, d: &[u8]) -> Result<Option<TokenInfo>> {
         let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE digest = $1");
         let info = read!(self, db => {
-            match sqlx::query(&sql).bind(&d).fetch_optional(db).await? {
+            match sqlx::query(&sql).bind(d).fetch_optional(db).await? {
                 Some(row) => Some(token_from_row(&row)?),
                 None => None,
             }
@@ -222,6 +256,7 @@ impl Store {
             }
             sqlx::query("DELETE FROM tokens WHERE id = $1").bind(id).execute(&mut *tx).await?;
         });
+        self.inner.tokens.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, (info, _)| info.id != id);
         Ok(())
     }
 }
