@@ -59,134 +59,179 @@ impl Engine {
 
     /// Everything a run needs, resolved and checked, ready to insert.
     pub(crate) async fn prepare_run(&self, app: &Application, revision: i64, request: RunRequest) -> Result<NewRun> {
-        let mut v = Violations::default();
-        let mut params = request.params.clone();
-        let str_option = |params: &mut Map<String, Value>, key: &str, v: &mut Violations| match params.remove(key) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s),
-            Some(other) => {
-                v.push(format!("params.{key}"), "type", format!("must be a string, not {other}"));
-                None
-            }
-        };
-        let queue_param = str_option(&mut params, "queue", &mut v);
-        let config_param = str_option(&mut params, "configuration", &mut v);
-        let log_level = match params.remove("log_level") {
-            None | Some(Value::Null) => request.log_level,
-            Some(Value::Number(n)) if n.as_i64().is_some_and(|l| (0..=50).contains(&l)) => n.as_i64(),
-            Some(other) => {
-                v.push("params.log_level", "type", format!("must be a whole number from 0 to 50, not {other}"));
-                None
-            }
-        };
-        for key in junction_core::application::RUN_OPTIONS {
-            params.remove(key);
-        }
-        if let Some(l) = log_level.filter(|l| !(0..=50).contains(l)) {
-            v.push("log_level", "range", format!("must be a whole number from 0 to 50, not {l}"));
-        }
-        // An empty name means "not given"; any other must be a valid name, so
-        // a run never waits on a queue no worker can serve.
-        let named = |field: &str, given: Option<String>, v: &mut Violations| match given.filter(|s| !s.is_empty()) {
-            Some(n) => match junction_core::name::check_name(field, &n) {
-                Ok(()) => Some(n),
-                Err(e) => {
-                    v.add(e);
-                    None
-                }
-            },
-            None => None,
-        };
-        let queue = named("queue", request.queue.or(queue_param), &mut v)
-            .or_else(|| app.queue().map(str::to_string))
-            .unwrap_or_else(|| "default".into());
-        let configuration = named("configuration", request.configuration.or(config_param), &mut v)
-            .or_else(|| app.configuration().map(str::to_string));
-        if let Some(c) = &configuration {
-            if self.store.get_configuration(c).await?.is_none() {
-                v.push("configuration", "exists", format!("no configuration named {c:?} is stored"));
-            }
-        }
-
-        // Variables: this run's values override the application's.
-        let sealed: Vec<String> = self.store.application_secret_names(app.name()).await?;
-        let mut plain = Map::new();
-        let mut secret = request.secret_params.clone();
-        for var in app.variables() {
-            let given = params.remove(&var.name).filter(|x| !x.is_null());
-            if var.encrypted {
-                match given {
-                    Some(Value::String(s)) => secret.push((var.name.clone(), SecretString::new(s))),
-                    Some(_) => {
-                        v.push(format!("params.{}", var.name), "type", "an encrypted variable's value must be a string")
-                    }
-                    None if var.required
-                        && !sealed.contains(&var.name)
-                        && !secret.iter().any(|(n, _)| *n == var.name) =>
-                    {
-                        v.push(
-                            format!("params.{}", var.name),
-                            "required",
-                            format!("{:?} is required and has no value", var.name),
-                        )
-                    }
-                    None => {}
-                }
-                continue;
-            }
-            match given.or_else(|| var.value.clone()).or_else(|| var.default_value.clone()) {
-                Some(value) => {
-                    plain.insert(var.name.clone(), value);
-                }
-                None if var.required => v.push(
-                    format!("params.{}", var.name),
-                    "required",
-                    format!("{:?} is required and has no value or default", var.name),
-                ),
-                None => {}
-            }
-        }
-        // Undeclared params are one-time variables (spec 004).
-        plain.extend(params);
-
-        let mut tasks = Vec::with_capacity(app.steps().len());
-        for (i, step) in app.steps().iter().enumerate() {
-            let version = match self.store.get_step(&step.file).await? {
-                Some(s) => Some(s.version),
-                None => {
-                    v.push(format!("steps[{i}].file"), "exists", format!("no step named {:?} is stored", step.file));
-                    None
-                }
-            };
-            tasks.push(NewTask {
-                id: uuid(),
-                step_name: step.name.clone(),
-                step_index: i as i64,
-                step_file: step.file.clone(),
-                step_version: version,
-                waiting_on: app.inputs_of(&step.name).len() as i64,
-            });
-        }
-        v.finish(())?;
-        let run = NewRun {
-            id: format!("isapp-{}", uuid()),
-            application: app.name().to_string(),
-            app_revision: revision,
-            queue,
-            trigger_kind: if request.trigger_kind.is_empty() { "manual".into() } else { request.trigger_kind },
-            triggered_by: request.triggered_by,
-            configuration,
-            params: Value::Object(plain),
-            secret_params: secret,
-            context: request.context,
-            log_level: log_level.unwrap_or(20),
-            idempotency_key: request.idempotency_key,
-            tasks,
-            max_active: request.max_active,
-        };
-        Ok(run)
+        let lookups = self.lookups(&[app], &wanted_configurations(app, &request)).await?;
+        build_run(app, revision, request, &lookups)
     }
 
+    /// What preparing runs of `apps` needs from the store, read in a few
+    /// queries for all of them.
+    pub(crate) async fn lookups(&self, apps: &[&Application], configurations: &[String]) -> Result<Lookups> {
+        let names: Vec<&str> = apps.iter().map(|a| a.name()).collect();
+        let mut files: Vec<&str> = apps.iter().flat_map(|a| a.steps().iter().map(|s| s.file.as_str())).collect();
+        files.sort_unstable();
+        files.dedup();
+        let mut configs: Vec<&str> = configurations.iter().map(String::as_str).collect();
+        configs.sort_unstable();
+        configs.dedup();
+        Ok(Lookups {
+            secret_names: self.store.secret_names_of(&names).await?,
+            steps: self.store.step_versions(&files).await?,
+            configurations: self.store.configuration_names(&configs).await?,
+        })
+    }
+}
+
+/// Facts about the store a run is prepared from (see [`Engine::lookups`]).
+#[derive(Debug, Default)]
+pub(crate) struct Lookups {
+    /// Sealed variable names by application.
+    pub secret_names: std::collections::HashMap<String, Vec<String>>,
+    /// Current version by step name.
+    pub steps: std::collections::HashMap<String, i64>,
+    /// Configurations that exist (of those asked about).
+    pub configurations: std::collections::HashSet<String>,
+}
+
+/// The configurations a run of `app` may name (to look up beforehand).
+pub(crate) fn wanted_configurations(app: &Application, request: &RunRequest) -> Vec<String> {
+    let from_params = request.params.get("configuration").and_then(Value::as_str);
+    [request.configuration.as_deref(), from_params, app.configuration()]
+        .into_iter()
+        .flatten()
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Resolves and checks a run without I/O: the application's variables
+/// (`params` override `value`, then `default_value`), queue, configuration,
+/// each step's current version.
+pub(crate) fn build_run(app: &Application, revision: i64, request: RunRequest, lookups: &Lookups) -> Result<NewRun> {
+    let mut v = Violations::default();
+    let mut params = request.params.clone();
+    let str_option = |params: &mut Map<String, Value>, key: &str, v: &mut Violations| match params.remove(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(other) => {
+            v.push(format!("params.{key}"), "type", format!("must be a string, not {other}"));
+            None
+        }
+    };
+    let queue_param = str_option(&mut params, "queue", &mut v);
+    let config_param = str_option(&mut params, "configuration", &mut v);
+    let log_level = match params.remove("log_level") {
+        None | Some(Value::Null) => request.log_level,
+        Some(Value::Number(n)) if n.as_i64().is_some_and(|l| (0..=50).contains(&l)) => n.as_i64(),
+        Some(other) => {
+            v.push("params.log_level", "type", format!("must be a whole number from 0 to 50, not {other}"));
+            None
+        }
+    };
+    for key in junction_core::application::RUN_OPTIONS {
+        params.remove(key);
+    }
+    if let Some(l) = log_level.filter(|l| !(0..=50).contains(l)) {
+        v.push("log_level", "range", format!("must be a whole number from 0 to 50, not {l}"));
+    }
+    // An empty name means "not given"; any other must be a valid name, so
+    // a run never waits on a queue no worker can serve.
+    let named = |field: &str, given: Option<String>, v: &mut Violations| match given.filter(|s| !s.is_empty()) {
+        Some(n) => match junction_core::name::check_name(field, &n) {
+            Ok(()) => Some(n),
+            Err(e) => {
+                v.add(e);
+                None
+            }
+        },
+        None => None,
+    };
+    let queue = named("queue", request.queue.or(queue_param), &mut v)
+        .or_else(|| app.queue().map(str::to_string))
+        .unwrap_or_else(|| "default".into());
+    let configuration = named("configuration", request.configuration.or(config_param), &mut v)
+        .or_else(|| app.configuration().map(str::to_string));
+    if let Some(c) = &configuration {
+        if !lookups.configurations.contains(c) {
+            v.push("configuration", "exists", format!("no configuration named {c:?} is stored"));
+        }
+    }
+
+    // Variables: this run's values override the application's.
+    let sealed: Vec<String> = lookups.secret_names.get(app.name()).cloned().unwrap_or_default();
+    let mut plain = Map::new();
+    let mut secret = request.secret_params.clone();
+    for var in app.variables() {
+        let given = params.remove(&var.name).filter(|x| !x.is_null());
+        if var.encrypted {
+            match given {
+                Some(Value::String(s)) => secret.push((var.name.clone(), SecretString::new(s))),
+                Some(_) => {
+                    v.push(format!("params.{}", var.name), "type", "an encrypted variable's value must be a string")
+                }
+                None if var.required && !sealed.contains(&var.name) && !secret.iter().any(|(n, _)| *n == var.name) => v
+                    .push(
+                        format!("params.{}", var.name),
+                        "required",
+                        format!("{:?} is required and has no value", var.name),
+                    ),
+                None => {}
+            }
+            continue;
+        }
+        match given.or_else(|| var.value.clone()).or_else(|| var.default_value.clone()) {
+            Some(value) => {
+                plain.insert(var.name.clone(), value);
+            }
+            None if var.required => v.push(
+                format!("params.{}", var.name),
+                "required",
+                format!("{:?} is required and has no value or default", var.name),
+            ),
+            None => {}
+        }
+    }
+    // Undeclared params are one-time variables (spec 004).
+    plain.extend(params);
+
+    let mut tasks = Vec::with_capacity(app.steps().len());
+    for (i, step) in app.steps().iter().enumerate() {
+        let version = match lookups.steps.get(&step.file) {
+            Some(v) => Some(*v),
+            None => {
+                v.push(format!("steps[{i}].file"), "exists", format!("no step named {:?} is stored", step.file));
+                None
+            }
+        };
+        tasks.push(NewTask {
+            id: uuid(),
+            step_name: step.name.clone(),
+            step_index: i as i64,
+            step_file: step.file.clone(),
+            step_version: version,
+            waiting_on: app.inputs_of(&step.name).len() as i64,
+        });
+    }
+    v.finish(())?;
+    let run = NewRun {
+        id: format!("isapp-{}", uuid()),
+        application: app.name().to_string(),
+        app_revision: revision,
+        queue,
+        trigger_kind: if request.trigger_kind.is_empty() { "manual".into() } else { request.trigger_kind },
+        triggered_by: request.triggered_by,
+        configuration,
+        params: Value::Object(plain),
+        secret_params: secret,
+        context: request.context,
+        log_level: log_level.unwrap_or(20),
+        idempotency_key: request.idempotency_key,
+        tasks,
+        max_active: request.max_active,
+    };
+    Ok(run)
+}
+
+impl Engine {
     /// Runs one stored step alone (spec 004's `POST /steps/run`), with
     /// `parameters` as its parameters: checked against what the step
     /// declares (a missing required one is refused).

@@ -18,18 +18,13 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
-
 use jiff::Timestamp;
 use junction_core::schedule::ScheduleEntry;
 use junction_store::{Fired, Firing, PutSchedule, ScheduleRecord};
 use serde_json::{json, Value};
 
-use crate::runs::{uuid, RunRequest};
+use crate::runs::{build_run, uuid, wanted_configurations, RunRequest};
 use crate::{Engine, EngineError, Result};
-
-/// Due ticks prepared at once (reads only).
-const PREPARE_CONCURRENCY: usize = 8;
 
 /// How the scheduler loop behaves.
 #[derive(Debug, Clone)]
@@ -44,7 +39,7 @@ pub struct SchedulerConfig {
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        SchedulerConfig { tick: Duration::from_secs(1), batch: 256, leader_retry: Duration::from_secs(5) }
+        SchedulerConfig { tick: Duration::from_secs(1), batch: 512, leader_retry: Duration::from_secs(5) }
     }
 }
 
@@ -60,6 +55,13 @@ pub struct FireReport {
     /// Ticks that had changed under the scheduler (edited, disabled, deleted,
     /// or fired by another server).
     pub stale: usize,
+}
+
+/// A prepared page of firings, with whether each is a catch-up.
+#[derive(Default)]
+struct Page {
+    firings: Vec<Firing>,
+    catch_ups: Vec<bool>,
 }
 
 /// A stored schedule with its rule.
@@ -220,124 +222,175 @@ impl Engine {
         self.fire_due_with(&SchedulerConfig::default()).await
     }
 
+    /// Pages of due ticks are pipelined: the next page is prepared (reads)
+    /// while the previous one's transaction commits. Transactions stay one
+    /// after another, so a page's in-transaction "is it running?" check
+    /// sees the runs the page before started.
     async fn fire_due_with(&self, config: &SchedulerConfig) -> Result<FireReport> {
         let now = self.store.now();
         let mut report = FireReport::default();
         let mut after: Option<(Timestamp, String)> = None;
-        loop {
-            let cursor = after.as_ref().map(|(t, id)| (*t, id.as_str()));
-            let due = self.store.due_schedules(now, config.batch as i64, cursor).await?;
-            let Some(last) = due.last() else { break };
-            after = Some((last.next_fire_at.unwrap_or(now), last.id.clone()));
-            let full = due.len() == config.batch;
-            // Prepared a few at a time: each is a handful of reads.
-            let prepared: Vec<Option<(Firing, bool)>> =
-                futures_util::stream::iter(due.into_iter().map(|record| self.firing(record, now)))
-                    .buffered(PREPARE_CONCURRENCY)
-                    .collect::<Vec<_>>()
-                    .await
-                    .into_iter()
-                    .collect::<Result<_>>()?;
-            let mut firings = Vec::with_capacity(prepared.len());
-            let mut catch_ups = Vec::with_capacity(prepared.len());
+        let mut inflight: Option<Page> = None;
+        let mut more = true;
+        while more || inflight.is_some() {
+            let due = if more {
+                let cursor = after.as_ref().map(|(t, id)| (*t, id.as_str()));
+                let due = self.store.due_schedules(now, config.batch as i64, cursor).await?;
+                more = due.len() == config.batch;
+                if let Some(last) = due.last() {
+                    after = Some((last.next_fire_at.unwrap_or(now), last.id.clone()));
+                }
+                due
+            } else {
+                Vec::new()
+            };
+            let prepared = match inflight.take() {
+                Some(page) => {
+                    let (fired, prepared) =
+                        tokio::join!(self.store.fire_schedules(&page.firings), self.prepare_page(due, now));
+                    self.record(page, fired?, &mut report);
+                    prepared?
+                }
+                None => self.prepare_page(due, now).await?,
+            };
+            let mut page = Page::default();
             for p in prepared {
                 match p {
                     Some((firing, catch_up)) => {
-                        firings.push(firing);
-                        catch_ups.push(catch_up);
+                        page.firings.push(firing);
+                        page.catch_ups.push(catch_up);
                     }
                     None => report.blocked += 1,
                 }
             }
-            let outcomes = self.store.fire_schedules(&firings).await?;
-            for ((f, outcome), catch_up) in firings.iter().zip(outcomes).zip(catch_ups) {
-                match outcome {
-                    Fired::Started(Some(run)) => {
-                        if catch_up {
-                            tracing::info!(schedule = %f.schedule_id, run = %run, missed_since = %f.due_at,
-                                "catch-up: several ticks were missed while no scheduler ran; fired once");
-                        } else {
-                            tracing::info!(schedule = %f.schedule_id, run = %run, due = %f.due_at, "schedule fired");
-                        }
-                        report.started.push(run);
-                    }
-                    Fired::Started(None) => {
-                        tracing::warn!(
-                            schedule = %f.schedule_id,
-                            error = f.error.as_deref().unwrap_or_default(),
-                            "schedule tick started no run"
-                        );
-                        report.failed += 1;
-                    }
-                    Fired::Blocked => report.blocked += 1,
-                    Fired::Stale => report.stale += 1,
-                }
-            }
-            if !report.started.is_empty() {
-                self.signals.work_available.notify_waiters();
-            }
-            if !full {
-                break;
+            if !page.firings.is_empty() {
+                inflight = Some(page);
             }
         }
         Ok(report)
     }
 
-    /// The firing of one due tick — its run prepared, its next tick
-    /// computed, and whether it is a catch-up — or None while a run of the
-    /// job still goes (the tick stays due). A schedule or application that
-    /// cannot be read spends its tick with the reason in `last_error`; it
-    /// never holds back the other schedules.
-    async fn firing(&self, record: ScheduleRecord, now: Timestamp) -> Result<Option<(Firing, bool)>> {
-        let due_at = record.next_fire_at.unwrap_or(now);
-        let spent = |record: &ScheduleRecord, next_fire_at, error: String| Firing {
-            schedule_id: record.id.clone(),
-            due_at,
-            version: record.updated_at,
-            next_fire_at,
-            run: None,
-            error: Some(error),
-            one_instance: false,
-        };
-        let schedule = match Schedule::from_record(record.clone()) {
-            Ok(s) => s,
-            // Parked (no next tick), not retried forever.
-            Err(e) => return Ok(Some((spent(&record, None, e.to_string()), false))),
-        };
-        let next_fire_at = schedule.entry.next_after(now, record.created_at);
-        if self.store.has_active_instance(&record.application).await? {
-            return Ok(None);
+    /// Accounts for a fired page.
+    fn record(&self, page: Page, outcomes: Vec<Fired>, report: &mut FireReport) {
+        let before = report.started.len();
+        for ((f, outcome), catch_up) in page.firings.iter().zip(outcomes).zip(page.catch_ups) {
+            match outcome {
+                Fired::Started(Some(run)) => {
+                    if catch_up {
+                        tracing::info!(schedule = %f.schedule_id, run = %run, missed_since = %f.due_at,
+                            "catch-up: several ticks were missed while no scheduler ran; fired once");
+                    } else {
+                        tracing::debug!(schedule = %f.schedule_id, run = %run, due = %f.due_at, "schedule fired");
+                    }
+                    report.started.push(run);
+                }
+                Fired::Started(None) => {
+                    tracing::warn!(
+                        schedule = %f.schedule_id,
+                        error = f.error.as_deref().unwrap_or_default(),
+                        "schedule tick started no run"
+                    );
+                    report.failed += 1;
+                }
+                Fired::Blocked => report.blocked += 1,
+                Fired::Stale => report.stale += 1,
+            }
         }
-        // More than one tick missed (no scheduler ran): fire once.
-        let catch_up = schedule.entry.next_after(due_at, record.created_at).is_some_and(|t| t <= now);
-        let request = RunRequest {
-            params: record.params.as_object().cloned().unwrap_or_default(),
-            trigger_kind: "schedule".into(),
-            triggered_by: Some(format!("schedule:{}", record.id)),
-            ..RunRequest::default()
-        };
-        let prepared = match self.store.get_application(&record.application).await {
-            Ok(Some(app)) => self.prepare_run(&app.application, app.revision, request).await,
-            Ok(None) => Err(EngineError::NotFound(format!("application {:?}", record.application))),
-            Err(e) => Err(e.into()),
-        };
-        let firing = match prepared {
-            Ok(run) => Firing {
-                schedule_id: record.id,
+        if report.started.len() > before {
+            self.signals.work_available.notify_waiters();
+        }
+    }
+
+    /// The firings of a page of due ticks — each run prepared, its next
+    /// tick computed, and whether it is a catch-up — or None for a tick whose
+    /// job still runs (it stays due). What the runs need is read for the
+    /// whole page in a few queries. A schedule or application that cannot
+    /// be read spends its tick with the reason in `last_error`; it never
+    /// holds back the other schedules.
+    async fn prepare_page(&self, due: Vec<ScheduleRecord>, now: Timestamp) -> Result<Vec<Option<(Firing, bool)>>> {
+        let mut names: Vec<&str> = due.iter().map(|r| r.application.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let running = self.store.active_instance_apps(&names).await?;
+        let apps: std::collections::HashMap<String, junction_store::ApplicationRecord> =
+            match self.store.get_applications(&names).await {
+                Ok(list) => list.into_iter().map(|a| (a.application.name().to_string(), a)).collect(),
+                // One unreadable application must not stop the others: one by one.
+                Err(junction_store::StoreError::Corrupt(_)) => {
+                    let mut map = std::collections::HashMap::new();
+                    for n in &names {
+                        if let Ok(Some(a)) = self.store.get_application(n).await {
+                            map.insert(n.to_string(), a);
+                        }
+                    }
+                    map
+                }
+                Err(e) => return Err(e.into()),
+            };
+        let requests: Vec<RunRequest> = due
+            .iter()
+            .map(|record| RunRequest {
+                params: record.params.as_object().cloned().unwrap_or_default(),
+                trigger_kind: "schedule".into(),
+                triggered_by: Some(format!("schedule:{}", record.id)),
+                ..RunRequest::default()
+            })
+            .collect();
+        let app_refs: Vec<&junction_core::application::Application> = apps.values().map(|a| &a.application).collect();
+        let configs: Vec<String> = due
+            .iter()
+            .zip(&requests)
+            .filter_map(|(r, req)| apps.get(&r.application).map(|a| wanted_configurations(&a.application, req)))
+            .flatten()
+            .collect();
+        let lookups = self.lookups(&app_refs, &configs).await?;
+
+        let mut out = Vec::with_capacity(due.len());
+        for (record, request) in due.into_iter().zip(requests) {
+            let due_at = record.next_fire_at.unwrap_or(now);
+            let spent = |record: &ScheduleRecord, next_fire_at, error: String| Firing {
+                schedule_id: record.id.clone(),
                 due_at,
                 version: record.updated_at,
                 next_fire_at,
-                run: Some(run),
-                error: None,
-                one_instance: true,
-            },
-            // The database itself failing is worth a retry of the pass.
-            Err(EngineError::Store(junction_store::StoreError::Database(e))) => {
-                return Err(EngineError::Store(junction_store::StoreError::Database(e)))
+                run: None,
+                error: Some(error),
+                one_instance: false,
+            };
+            let schedule = match Schedule::from_record(record.clone()) {
+                Ok(s) => s,
+                // Parked (no next tick), not retried forever.
+                Err(e) => {
+                    out.push(Some((spent(&record, None, e.to_string()), false)));
+                    continue;
+                }
+            };
+            let next_fire_at = schedule.entry.next_after(now, record.created_at);
+            if running.contains(&record.application) {
+                out.push(None);
+                continue;
             }
-            Err(e) => spent(&record, next_fire_at, e.to_string()),
-        };
-        Ok(Some((firing, catch_up)))
+            // More than one tick missed (no scheduler ran): fire once.
+            let catch_up = schedule.entry.next_after(due_at, record.created_at).is_some_and(|t| t <= now);
+            let prepared = match apps.get(&record.application) {
+                Some(app) => build_run(&app.application, app.revision, request, &lookups),
+                None => Err(EngineError::NotFound(format!("application {:?}", record.application))),
+            };
+            let firing = match prepared {
+                Ok(run) => Firing {
+                    schedule_id: record.id,
+                    due_at,
+                    version: record.updated_at,
+                    next_fire_at,
+                    run: Some(run),
+                    error: None,
+                    one_instance: true,
+                },
+                Err(e) => spent(&record, next_fire_at, e.to_string()),
+            };
+            out.push(Some((firing, catch_up)));
+        }
+        Ok(out)
     }
 
     /// The scheduler: leads when it can, fires due ticks, sleeps until the

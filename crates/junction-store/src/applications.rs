@@ -70,6 +70,22 @@ const SELECT: &str = "SELECT r.document, a.latest_revision, a.created_at, a.upda
                       JOIN application_revisions r ON r.name = a.name AND r.revision = a.latest_revision";
 
 impl Store {
+    /// The latest revision of each named application that exists.
+    pub async fn get_applications(&self, names: &[&str]) -> Result<Vec<ApplicationRecord>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!("{SELECT} WHERE a.name IN ({})", crate::runs::placeholders(1, names.len()));
+        let rows: Vec<Row> = read!(self, db => {
+            let mut q = sqlx::query_as(&sql);
+            for n in names {
+                q = q.bind(*n);
+            }
+            q.fetch_all(db).await
+        })?;
+        rows.into_iter().map(record_from_row).collect()
+    }
+
     /// Stores an application, sealing its encrypted variables in the same
     /// transaction. An upload identical to the latest revision (and setting
     /// no secret) changes nothing.

@@ -24,6 +24,23 @@ fn record_from_row((document, created_at, updated_at): Row) -> Result<Configurat
 }
 
 impl Store {
+    /// Which of the named configurations exist.
+    pub async fn configuration_names(&self, names: &[&str]) -> Result<std::collections::HashSet<String>> {
+        if names.is_empty() {
+            return Ok(Default::default());
+        }
+        let sql =
+            format!("SELECT name FROM configurations WHERE name IN ({})", crate::runs::placeholders(1, names.len()));
+        let rows: Vec<String> = read!(self, db => {
+            let mut q = sqlx::query_scalar(&sql);
+            for n in names {
+                q = q.bind(*n);
+            }
+            q.fetch_all(db).await
+        })?;
+        Ok(rows.into_iter().collect())
+    }
+
     /// Adds or replaces a configuration, sealing its encrypted entries in
     /// the same transaction.
     pub async fn put_configuration(&self, upload: &ConfigurationUpload) -> Result<ConfigurationRecord> {

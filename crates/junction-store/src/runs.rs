@@ -313,10 +313,79 @@ macro_rules! insert_run {
         }
     }};
 }
-pub(crate) use {insert_run, notify_work};
+/// Inside `write_tx!`: inserts many runs and their tasks with multi-row
+/// statements (for a page of schedule ticks). `$runs` yields
+/// `(&NewRun, &Option<Vec<u8>>)` (the run and its sealed params).
+macro_rules! insert_runs {
+    ($tx:ident, $runs:expr, $now:expr) => {{
+        let runs: Vec<(&NewRun, &Option<Vec<u8>>)> = $runs;
+        // 13 binds a run, 10 a task; SQLite allows 32766 binds a statement.
+        for chunk in runs.chunks(1000) {
+            let values = (0..chunk.len())
+                .map(|i| format!("({}, 'PENDING')", $crate::runs::placeholders(i * 13 + 1, 13)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "INSERT INTO runs (id, application, app_revision, queue, trigger_kind, triggered_by, configuration, \
+                 params, sealed_params, context, log_level, idempotency_key, created_at, state) VALUES {values}"
+            );
+            let mut q = sqlx::query(&sql);
+            for (run, sealed) in chunk {
+                q = q
+                    .bind(&run.id)
+                    .bind(&run.application)
+                    .bind(run.app_revision)
+                    .bind(&run.queue)
+                    .bind(&run.trigger_kind)
+                    .bind(&run.triggered_by)
+                    .bind(&run.configuration)
+                    .bind(run.params.to_string())
+                    .bind(*sealed)
+                    .bind(run.context.as_ref().map(Value::to_string))
+                    .bind(run.log_level)
+                    .bind(&run.idempotency_key)
+                    .bind($now);
+            }
+            q.execute(&mut *$tx).await?;
+        }
+        let tasks: Vec<(&NewRun, &NewTask)> = runs.iter().flat_map(|(r, _)| r.tasks.iter().map(move |t| (*r, t))).collect();
+        for chunk in tasks.chunks(1500) {
+            let values = (0..chunk.len())
+                .map(|i| format!("({}, 0)", $crate::runs::placeholders(i * 11 + 1, 11)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "INSERT INTO tasks (id, run_id, step_name, step_index, step_file, step_version, state, queue, due_at, \
+                 waiting_on, created_at, attempts) VALUES {values}"
+            );
+            let mut q = sqlx::query(&sql);
+            for (run, t) in chunk {
+                let st = if t.waiting_on == 0 {
+                    junction_core::run::State::Pending
+                } else {
+                    junction_core::run::State::Waiting
+                };
+                q = q
+                    .bind(&t.id)
+                    .bind(&run.id)
+                    .bind(&t.step_name)
+                    .bind(t.step_index)
+                    .bind(&t.step_file)
+                    .bind(t.step_version)
+                    .bind(st.as_str())
+                    .bind(&run.queue)
+                    .bind($now)
+                    .bind(t.waiting_on)
+                    .bind($now);
+            }
+            q.execute(&mut *$tx).await?;
+        }
+    }};
+}
+pub(crate) use {insert_run, insert_runs, notify_work};
 
 /// `$from, $from+1, ...` placeholders for an IN list.
-fn placeholders(from: usize, n: usize) -> String {
+pub(crate) fn placeholders(from: usize, n: usize) -> String {
     (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 

@@ -10,7 +10,7 @@
 use jiff::Timestamp;
 use serde_json::Value;
 
-use crate::runs::{insert_run, notify_work, NewRun, RunRecord};
+use crate::runs::{insert_runs, notify_work, NewRun, NewTask, RunRecord};
 use crate::secrets::app_scope;
 use crate::{json_of, lock_key, read, ts, write_tx, Result, Store, StoreError};
 
@@ -152,6 +152,26 @@ const ACTIVE: &str = "state IN ('PENDING', 'STARTED')";
 const LEADER_KEY: i32 = 0x6a63_7473;
 
 impl Store {
+    /// Which of the named applications have a scheduled or manual run still
+    /// going (their ticks wait).
+    pub async fn active_instance_apps(&self, apps: &[&str]) -> Result<std::collections::HashSet<String>> {
+        if apps.is_empty() {
+            return Ok(Default::default());
+        }
+        let sql = format!(
+            "SELECT DISTINCT application FROM runs WHERE application IN ({}) AND {ACTIVE} AND trigger_kind <> 'automated'",
+            crate::runs::placeholders(1, apps.len())
+        );
+        let rows: Vec<String> = read!(self, db => {
+            let mut q = sqlx::query_scalar(&sql);
+            for a in apps {
+                q = q.bind(*a);
+            }
+            q.fetch_all(db).await
+        })?;
+        Ok(rows.into_iter().collect())
+    }
+
     /// Creates or replaces (by id) a schedule. The application must exist;
     /// the check and the write hold the application's lock, so a schedule
     /// never outlives a concurrently deleted application. Returns the stored
@@ -268,7 +288,7 @@ impl Store {
     ) -> Result<Vec<ScheduleRecord>> {
         let sql = format!(
             "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE enabled = TRUE AND next_fire_at <= $1 \
-             AND (next_fire_at > $3 OR (next_fire_at = $3 AND id > $4)) ORDER BY next_fire_at, id LIMIT $2"
+             AND (next_fire_at, id) > ($3, $4) ORDER BY next_fire_at, id LIMIT $2"
         );
         let (after_ms, after_id) = after.map_or((i64::MIN, ""), |(t, id)| (t.as_millisecond(), id));
         let rows: Vec<ScheduleRow> = read!(self, db => {
@@ -291,24 +311,50 @@ impl Store {
     }
 
     /// Fires a batch of due ticks in one transaction (see the module
-    /// comment); one answer per firing, in order.
+    /// comment); one answer per firing, in order. The runs are inserted
+    /// with multi-row statements.
     pub async fn fire_schedules(&self, firings: &[Firing]) -> Result<Vec<Fired>> {
         let now = self.now_ms();
         let sealed: Vec<Option<Vec<u8>>> =
             firings.iter().map(|f| f.run.as_ref().and_then(|r| self.seal_run_params(r))).collect();
+        let single: std::collections::BTreeSet<&str> = firings
+            .iter()
+            .filter(|f| f.one_instance)
+            .filter_map(|f| f.run.as_ref().map(|r| r.application.as_str()))
+            .collect();
+        let keys: Vec<String> = single.iter().map(|a| format!("active:{a}")).collect();
+        let lock_sql = format!(
+            "SELECT pg_advisory_xact_lock(hashtext(x)) FROM (SELECT x FROM (VALUES {}) AS v(x) ORDER BY x) AS s",
+            (1..=keys.len()).map(|i| format!("(${i})")).collect::<Vec<_>>().join(", ")
+        );
+        let active_sql = format!(
+            "SELECT DISTINCT application FROM runs WHERE application IN ({}) AND {ACTIVE} AND trigger_kind <> 'automated'",
+            crate::runs::placeholders(1, single.len())
+        );
         let out = write_tx!(self, tx => {
+            // Two ticks of one job fired by two servers at once must not
+            // both see "nothing running": the jobs are locked in name order.
+            let mut active = std::collections::HashSet::new();
+            if !single.is_empty() {
+                if self.is_postgres() {
+                    let mut q = sqlx::query(&lock_sql);
+                    for k in &keys {
+                        q = q.bind(k);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+                let mut q = sqlx::query_scalar::<_, String>(&active_sql);
+                for a in &single {
+                    q = q.bind(*a);
+                }
+                active.extend(q.fetch_all(&mut *tx).await?);
+            }
             let mut out = Vec::with_capacity(firings.len());
-            let mut notify = false;
+            let mut inserts: Vec<(&NewRun, &Option<Vec<u8>>)> = Vec::new();
             for (f, sealed) in firings.iter().zip(&sealed) {
                 if let (true, Some(run)) = (f.one_instance, &f.run) {
-                    // Two ticks of one job fired by two servers at once
-                    // must not both see "nothing running".
-                    lock_key!(self, tx, &format!("active:{}", run.application));
-                    let sql = format!(
-                        "SELECT COUNT(*) FROM runs WHERE application = $1 AND {ACTIVE} AND trigger_kind <> 'automated'"
-                    );
-                    let active: i64 = sqlx::query_scalar(&sql).bind(&run.application).fetch_one(&mut *tx).await?;
-                    if active > 0 {
+                    // Running, or started by an earlier tick of this batch.
+                    if !active.insert(run.application.clone()) {
                         out.push(Fired::Blocked);
                         continue;
                     }
@@ -329,19 +375,23 @@ impl Store {
                 .await?
                 .rows_affected();
                 if moved == 0 {
+                    // The tick did not fire; a later tick of the same job may.
+                    if let (true, Some(run)) = (f.one_instance, &f.run) {
+                        active.remove(&run.application);
+                    }
                     out.push(Fired::Stale);
                     continue;
                 }
                 match &f.run {
                     Some(run) => {
-                        insert_run!(tx, run, sealed, now);
-                        notify = true;
+                        inserts.push((run, sealed));
                         out.push(Fired::Started(Some(run.id.clone())));
                     }
                     None => out.push(Fired::Started(None)),
                 }
             }
-            if notify {
+            if !inserts.is_empty() {
+                insert_runs!(tx, inserts, now);
                 notify_work!(self, tx);
             }
             out
@@ -400,15 +450,6 @@ impl Store {
                 .await?;
         });
         Ok(())
-    }
-
-    /// Whether a scheduled or manual run of `application` is still going
-    /// (what holds a scheduled tick back).
-    pub async fn has_active_instance(&self, application: &str) -> Result<bool> {
-        let sql =
-            format!("SELECT COUNT(*) FROM runs WHERE application = $1 AND {ACTIVE} AND trigger_kind <> 'automated'");
-        let n: i64 = read!(self, db => sqlx::query_scalar(&sql).bind(application).fetch_one(db).await)?;
-        Ok(n > 0)
     }
 
     /// The runs of `application` still going, oldest first.

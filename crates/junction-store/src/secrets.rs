@@ -64,6 +64,33 @@ pub(crate) fn sets_any(writes: &SecretWrites) -> bool {
 }
 
 impl Store {
+    /// The names of the sealed variables of each named application.
+    pub async fn secret_names_of(&self, apps: &[&str]) -> Result<std::collections::HashMap<String, Vec<String>>> {
+        let mut out: std::collections::HashMap<String, Vec<String>> =
+            apps.iter().map(|a| (a.to_string(), Vec::new())).collect();
+        if apps.is_empty() {
+            return Ok(out);
+        }
+        let scopes: Vec<String> = apps.iter().map(|a| app_scope(a)).collect();
+        let sql = format!(
+            "SELECT scope, name FROM secrets WHERE scope IN ({}) ORDER BY scope, name",
+            crate::runs::placeholders(1, scopes.len())
+        );
+        let rows: Vec<(String, String)> = read!(self, db => {
+            let mut q = sqlx::query_as(&sql);
+            for s in &scopes {
+                q = q.bind(s);
+            }
+            q.fetch_all(db).await
+        })?;
+        for (scope, name) in rows {
+            if let Some(app) = scope.strip_prefix("app:") {
+                out.entry(app.to_string()).or_default().push(name);
+            }
+        }
+        Ok(out)
+    }
+
     /// The clear values sealed under a configuration, by entry name. For
     /// handing to a runtime; never for a response.
     pub async fn configuration_secrets(&self, config: &str) -> Result<Vec<(String, SecretString)>> {

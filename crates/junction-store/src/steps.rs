@@ -55,6 +55,25 @@ fn summary_from_row(row: SummaryRow) -> Result<StepSummary> {
 }
 
 impl Store {
+    /// The current version of each named step that exists.
+    pub async fn step_versions(&self, names: &[&str]) -> Result<std::collections::HashMap<String, i64>> {
+        if names.is_empty() {
+            return Ok(Default::default());
+        }
+        let sql = format!(
+            "SELECT name, latest_version FROM steps WHERE name IN ({})",
+            crate::runs::placeholders(1, names.len())
+        );
+        let rows: Vec<(String, i64)> = read!(self, db => {
+            let mut q = sqlx::query_as(&sql);
+            for n in names {
+                q = q.bind(*n);
+            }
+            q.fetch_all(db).await
+        })?;
+        Ok(rows.into_iter().collect())
+    }
+
     /// Stores a new version of a step, or returns the latest one unchanged
     /// when the upload is identical to it (so re-installing content does
     /// not inflate version numbers).

@@ -6,4 +6,4 @@ ALTER TABLE schedules ADD COLUMN last_run_id TEXT;
 -- every tick and every task start.
 CREATE INDEX runs_by_application_state ON runs (application, state);
 -- The due query pages in (next_fire_at, id) order.
-CREATE INDEX schedules_due_order ON schedules (next_fire_at, id);
+CREATE INDEX schedules_due_order ON schedules (enabled, next_fire_at, id);
