@@ -21,6 +21,7 @@ pub mod substitute;
 pub mod token;
 pub mod trigger;
 pub mod validation;
+pub mod xds;
 
 pub use clock::{Clock, SystemClock};
 pub use validation::{Invalid, Violation};

@@ -18,6 +18,7 @@ mod jobs;
 mod runs;
 mod scheduler;
 mod worker;
+mod xds;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -84,6 +85,7 @@ pub struct Engine {
     events: events::EventWriter,
     directory: events::SharedDirectory,
     cache: Arc<Mutex<worker::Cache>>,
+    xds: xds::Xds,
 }
 
 /// In-process wakeups. Across processes the same facts travel through the
@@ -134,6 +136,7 @@ impl Engine {
         let completions = worker::CompletionWriter::start(store.clone());
         let events = events::EventWriter::start(store.clone());
         Engine {
+            xds: xds::Xds::start(store.clone()),
             store,
             runtime,
             signals: Arc::new(Signals::new()),

@@ -34,6 +34,8 @@ pub fn capability(method: &Method, route: &str) -> Capability {
     } else if route.starts_with("/webhook/") {
         // Reporting an event is operating: it may start runs.
         Capability::Operate
+    } else if route.starts_with("/api/1/") && !reading {
+        Capability::Operate
     } else if reading {
         Capability::Read
     } else if route == "/api/v1/tasks" || OPERATE_SUFFIXES.iter().any(|s| route.ends_with(s)) {
@@ -160,6 +162,8 @@ mod tests {
             (Method::POST, "/api/v1/companies", Capability::Administer),
             (Method::POST, "/api/v1/companies/{id}/cicd_services", Capability::Edit),
             (Method::POST, "/webhook/company/{company_id}/cicd_job", Capability::Operate),
+            (Method::POST, "/api/1/activities", Capability::Operate),
+            (Method::GET, "/api/1/schemas/{schema_id}", Capability::Read),
             (Method::GET, "/api/v1/tokens", Capability::Administer),
             (Method::DELETE, "/api/v1/tokens/{id}", Capability::Administer),
         ];

@@ -23,6 +23,7 @@ mod secrets;
 mod steps;
 mod tokens;
 mod triggers;
+mod xds;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -43,6 +44,7 @@ pub use seal::Sealer;
 pub use steps::NewStepVersion;
 pub use tokens::{Bootstrap, MIN_GIVEN_TOKEN_LEN};
 pub use triggers::TriggerRecord;
+pub use xds::{NewXdsActivity, NewXdsRejection, XdsAccepted, XdsActivityFilter, XdsActivityRecord, XdsRefusal, XdsRegistration, XdsRejectionFilter, XdsRejectionRecord, XdsSchemaRecord, XdsSchemaSummary, XdsSourceRecord, XdsStreamEntry, XdsStreamFilter, XdsSubEvent, XdsViolation, MAX_REJECTED_BODY};
 
 /// Where the data lives.
 #[derive(Debug, Clone, PartialEq, Eq)]

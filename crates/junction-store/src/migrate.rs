@@ -47,6 +47,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0005_events.sql"),
     },
     Migration {
+        version: 6,
+        name: "xds",
+        sqlite: include_str!("../migrations/sqlite/0006_xds.sql"),
+        postgres: include_str!("../migrations/postgres/0006_xds.sql"),
+    },
+    Migration {
         version: 7,
         name: "triggers",
         sqlite: include_str!("../migrations/sqlite/0007_triggers.sql"),

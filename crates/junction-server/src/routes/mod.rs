@@ -11,6 +11,7 @@ pub mod parameters;
 pub mod runs;
 pub mod steps;
 pub mod tokens;
+pub mod xds;
 
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -49,6 +50,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(runs::router())
         .merge(jobs::router())
         .merge(events::router())
+        .merge(xds::router())
         .merge(meta::api_router())
 }
 
