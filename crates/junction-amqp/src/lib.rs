@@ -14,7 +14,8 @@
 //! - a transient failure (database down) is negatively acknowledged and
 //!   redelivered after a pause.
 //!
-//! This crate knows AMQP only; what a message means is the handler's.
+//! This crate knows AMQP; what a message means is the engine's
+//! ([`engine_handler`]: XDS schema and activity messages).
 
 use std::future::Future;
 use std::time::Duration;
@@ -213,5 +214,38 @@ where
             _ = &mut shutdown => return,
         }
         pause = (pause * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// The handler `junction serve --amqp-url` uses: each message is an XDS
+/// schema or activity message for the engine, deduplicated by its id.
+/// Activities are handled concurrently, but a schema message waits for the
+/// messages before it and holds back the ones after it until it is
+/// registered, so activities published after their schema find it (the
+/// queue's order is kept where it matters).
+pub fn engine_handler(
+    engine: junction_engine::Engine,
+) -> impl Fn(Message) -> std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>> + Send + Sync {
+    let order = std::sync::Arc::new(tokio::sync::RwLock::new(()));
+    move |m: Message| {
+        let (engine, order) = (engine.clone(), order.clone());
+        Box::pin(async move {
+            use junction_engine::QueueOutcome;
+            let is_schema = serde_json::from_slice::<serde_json::Value>(&m.body)
+                .map(|v| v.get("custom_schema").is_some())
+                .unwrap_or(false);
+            let outcome = if is_schema {
+                let _alone = order.write().await;
+                engine.ingest_queue_message(&m.body, m.message_id.as_deref()).await
+            } else {
+                let _shared = order.read().await;
+                engine.ingest_queue_message(&m.body, m.message_id.as_deref()).await
+            };
+            match outcome {
+                QueueOutcome::Stored | QueueOutcome::Duplicate => Outcome::Stored,
+                QueueOutcome::Refused(why) => Outcome::Poison(why),
+                QueueOutcome::Failed(why) => Outcome::Retry(why),
+            }
+        })
     }
 }

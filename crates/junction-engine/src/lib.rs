@@ -34,6 +34,7 @@ pub use jobs::{Job, JobRun, Trigger};
 pub use runs::{masked_vars, RunRequest};
 pub use scheduler::{FireReport, Schedule, SchedulerConfig};
 pub use worker::WorkerConfig;
+pub use xds::QueueOutcome;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

@@ -111,6 +111,18 @@ impl Xds {
     }
 }
 
+/// What became of a queue message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueOutcome {
+    Stored,
+    /// Stored before (same message id): acknowledge, store nothing.
+    Duplicate,
+    /// Can never be stored (recorded as a rejection): dead-letter it.
+    Refused(String),
+    /// Could not be stored now: try again later.
+    Failed(String),
+}
+
 /// Where a refused message came from, as far as it could be read.
 #[derive(Default)]
 struct Hints {
@@ -216,6 +228,48 @@ impl Engine {
     /// as a sub-event of its activity; a source that follows another
     /// schema is 409. Refusals are recorded. Answers once stored.
     pub async fn ingest_xds_activity(&self, body: &Value, raw: &[u8]) -> Result<XdsAccepted> {
+        match self.ingest_activity(body, raw, None).await? {
+            Some(accepted) => Ok(accepted),
+            None => Err(EngineError::Conflict("the message was stored before".into())),
+        }
+    }
+
+    /// A schema or activity message from the queue (`amqp`): its kind read
+    /// from its shape (`custom_schema` / `custom_data`). A message whose
+    /// `message_id` was stored before is a redelivery: `Duplicate`, not
+    /// stored again.
+    pub async fn ingest_queue_message(&self, raw: &[u8], message_id: Option<&str>) -> QueueOutcome {
+        let body: Value = match serde_json::from_slice(raw) {
+            Ok(v) => v,
+            Err(e) => {
+                let why = format!("the message is not JSON: {e}");
+                let kind = if String::from_utf8_lossy(raw).contains("custom_schema") {
+                    MessageKind::Schema
+                } else {
+                    MessageKind::Activity
+                };
+                self.record_xds_malformed(kind, raw, 400, "malformed_json", &why).await;
+                return QueueOutcome::Refused(why);
+            }
+        };
+        let answer = if body.get("custom_schema").is_some() {
+            self.register_xds_schema(&body, raw).await.map(|_| true)
+        } else {
+            self.ingest_activity(&body, raw, message_id).await.map(|stored| stored.is_some())
+        };
+        match answer {
+            Ok(true) => QueueOutcome::Stored,
+            Ok(false) => QueueOutcome::Duplicate,
+            // Refusals were recorded as rejections.
+            Err(e @ (EngineError::Invalid(_) | EngineError::Conflict(_) | EngineError::NotFound(_))) => {
+                QueueOutcome::Refused(e.to_string())
+            }
+            Err(e) => QueueOutcome::Failed(e.to_string()),
+        }
+    }
+
+    /// None: a redelivered queue message already stored.
+    async fn ingest_activity(&self, body: &Value, raw: &[u8], message_id: Option<&str>) -> Result<Option<XdsAccepted>> {
         let mut envelope = ActivityEnvelope::read(body);
         let mut hints = Hints {
             schema_id: envelope.schema_id.clone(),
@@ -255,8 +309,10 @@ impl Engine {
             // validate() refuses a message without both.
             return Err(EngineError::Unavailable("activity without source or schema".into()));
         };
-        match self.xds.store_activity(NewXdsActivity { source_id, activity, schema }).await? {
-            Ok(accepted) => Ok(accepted),
+        let message_id = message_id.map(str::to_string);
+        match self.xds.store_activity(NewXdsActivity { source_id, activity, schema, message_id }).await? {
+            Ok(accepted) => Ok(Some(accepted)),
+            Err(XdsRefusal::Duplicate(_)) => Ok(None),
             Err(XdsRefusal::SourceSchema { source_id, schema_id }) => {
                 let why = format!(
                     "XDS source {source_id} is associated with schema {schema_id:?}; its activities must follow it"

@@ -58,6 +58,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0007_triggers.sql"),
         postgres: include_str!("../migrations/postgres/0007_triggers.sql"),
     },
+    Migration {
+        version: 8,
+        name: "inbound",
+        sqlite: include_str!("../migrations/sqlite/0008_inbound.sql"),
+        postgres: include_str!("../migrations/postgres/0008_inbound.sql"),
+    },
 ];
 
 /// Arbitrary constant naming Junction's migration lock.

@@ -105,6 +105,9 @@ pub struct NewXdsActivity {
     pub activity: Activity,
     /// The schema version the message names.
     pub schema: Arc<Schema>,
+    /// A queue message's id: a message whose id is already stored is a
+    /// redelivery and is not stored again.
+    pub message_id: Option<String>,
 }
 
 /// A stored activity message.
@@ -134,6 +137,8 @@ pub enum XdsRefusal {
         schema_id: String,
     },
     NoSource(i64),
+    /// A message with this id was stored before (a redelivery).
+    Duplicate(String),
 }
 
 /// A sub-event: one message of an activity, as sent (mandatory fields
@@ -624,8 +629,23 @@ impl Store {
             // Sources whose association this batch has checked.
             let mut associated: HashMap<i64, Option<String>> = HashMap::new();
             let mut out = Vec::with_capacity(items.len());
-            for NewXdsActivity { source_id, activity, schema } in items {
+            for NewXdsActivity { source_id, activity, schema, message_id } in items {
                 let source_id = *source_id;
+                if let Some(id) = message_id {
+                    let fresh = sqlx::query(
+                        "INSERT INTO inbound_messages (message_id, received_at) VALUES ($1, $2) \
+                         ON CONFLICT (message_id) DO NOTHING",
+                    )
+                    .bind(id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if fresh == 0 {
+                        out.push(Err(XdsRefusal::Duplicate(id.clone())));
+                        continue;
+                    }
+                }
                 // (1) The source's schema.
                 let current = match associated.get(&source_id) {
                     Some(s) => s.clone(),
