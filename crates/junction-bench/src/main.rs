@@ -9,8 +9,14 @@
 //! - `junction-bench scheduler [--schedules N] [--backend sqlite|postgres|both]
 //!   [--same-instant] [--out FILE]`: firing lateness of N schedules due
 //!   within one minute, or at one instant (see `scheduler.rs`).
+//! - `junction-bench events [--total N] [--concurrency C[,C...]] [--cap SECONDS]
+//!   [--backend sqlite|postgres|both] [--users N] [--breakdown] [--out FILE]`:
+//!   CI/CD job webhook throughput and latency with C concurrent clients
+//!   (default 64, at most N jobs, default 50,000, within 60 s), checked
+//!   durable (see `events.rs`).
 
 mod engine;
+mod events;
 mod scheduler;
 
 use std::path::PathBuf;
@@ -32,16 +38,22 @@ struct Options {
     schedules: usize,
     backends: Vec<&'static str>,
     same_instant: bool,
+    total: usize,
+    concurrency: Vec<usize>,
+    cap: u64,
+    breakdown: bool,
+    users: usize,
     out: Option<PathBuf>,
 }
 
 fn options() -> Result<Options> {
     let mut args = std::env::args().skip(1);
     let command = match args.next().as_deref() {
-        Some(c @ ("runtime" | "engine" | "scheduler")) => c.to_string(),
+        Some(c @ ("runtime" | "engine" | "scheduler" | "events")) => c.to_string(),
         other => bail!(
-            "usage: junction-bench runtime|engine|scheduler [--iterations N] [--runs N] [--samples N] \
-             [--schedules N] [--backend sqlite|postgres|both] [--same-instant] [--out FILE] (got {other:?})"
+            "usage: junction-bench runtime|engine|scheduler|events [--iterations N] [--runs N] [--samples N] \
+             [--schedules N] [--backend sqlite|postgres|both] [--same-instant] [--total N] \
+             [--concurrency C[,C...]] [--cap SECONDS] [--users N] [--breakdown] [--out FILE] (got {other:?})"
         ),
     };
     let mut o = Options {
@@ -52,6 +64,11 @@ fn options() -> Result<Options> {
         schedules: 10_000,
         backends: vec!["sqlite", "postgres"],
         same_instant: false,
+        total: 50_000,
+        concurrency: vec![64],
+        cap: 60,
+        breakdown: false,
+        users: events::USERS,
         out: None,
     };
     while let Some(a) = args.next() {
@@ -69,6 +86,21 @@ fn options() -> Result<Options> {
                 }
             }
             "--same-instant" => o.same_instant = true,
+            "--total" => o.total = args.next().context("--total N")?.parse()?,
+            "--concurrency" => {
+                o.concurrency = args
+                    .next()
+                    .context("--concurrency C[,C...]")?
+                    .split(',')
+                    .map(|c| c.trim().parse::<usize>())
+                    .collect::<Result<_, _>>()?;
+                if o.concurrency.contains(&0) {
+                    bail!("--concurrency must be at least 1");
+                }
+            }
+            "--cap" => o.cap = args.next().context("--cap SECONDS")?.parse()?,
+            "--breakdown" => o.breakdown = true,
+            "--users" => o.users = args.next().context("--users N")?.parse()?,
             "--out" => o.out = Some(args.next().context("--out FILE")?.into()),
             other => bail!("unknown argument {other}"),
         }
@@ -153,6 +185,9 @@ async fn main() -> Result<()> {
     }
     if o.command == "scheduler" {
         return scheduler_main(&o).await;
+    }
+    if o.command == "events" {
+        return events_main(&o).await;
     }
     let dir = tempfile::tempdir()?;
     let mut config = RuntimeConfig::new(dir.path().join("runtime"));
@@ -275,6 +310,120 @@ async fn scheduler_main(o: &Options) -> Result<()> {
         "machine_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "schedules": o.schedules,
         "same_instant": o.same_instant,
+        "results": results,
+    });
+    std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+async fn events_main(o: &Options) -> Result<()> {
+    let options = events::Options {
+        total: o.total,
+        concurrency: o.concurrency.clone(),
+        cap: Duration::from_secs(o.cap.max(1)),
+        backends: o.backends.clone(),
+        breakdown: o.breakdown,
+        users: o.users.max(1),
+    };
+    let results = events::run(&options).await?;
+    println!(
+        "{:<9} {:>7} {:>8} {:>8} {:>7} {:>10} {:>8} {:>8} {:>8} {:>13} {:>9}",
+        "backend",
+        "clients",
+        "accepted",
+        "errors",
+        "secs",
+        "events/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "batch avg/max",
+        "durable"
+    );
+    for r in &results {
+        let f = |k: &str| r[k].as_f64().unwrap_or_default();
+        let g = &r["group_commit_batches"];
+        let batch = g["mean"].as_f64().map_or("-".to_string(), |m| format!("{m:.1}/{}", g["max"]));
+        println!(
+            "{:<9} {:>7} {:>8} {:>8} {:>7.1} {:>10.0} {:>8.2} {:>8.2} {:>8.1} {:>13} {:>9}",
+            r["backend"].as_str().unwrap_or_default(),
+            r["concurrency"].as_u64().unwrap_or_default(),
+            r["accepted"].as_u64().unwrap_or_default(),
+            r["errors"].as_u64().unwrap_or_default(),
+            f("seconds"),
+            f("events_per_second"),
+            f("latency_ms_p50"),
+            f("latency_ms_p99"),
+            f("latency_ms_max"),
+            batch,
+            if r["durability"]["ok"] == true { "yes" } else { "NO" },
+        );
+    }
+    println!(
+        "{:<9} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>12} {:>11}   (CPU us per accepted event)",
+        "backend", "clients", "busy %", "machine", "client", "server", "sqlite", "writer %core", "other procs"
+    );
+    for r in &results {
+        let c = &r["cpu"];
+        let us = |g: &str| c[g]["cpu_us_per_event"].as_f64().map_or("-".to_string(), |v| format!("{v:.1}"));
+        let writer =
+            c["sqlite"]["busiest_thread_percent_of_a_core"].as_f64().map_or("-".to_string(), |v| format!("{v:.0}"));
+        println!(
+            "{:<9} {:>7} {:>7.0} {:>9.1} {:>9} {:>9} {:>9} {:>12} {:>11.1}",
+            r["backend"].as_str().unwrap_or_default(),
+            r["concurrency"].as_u64().unwrap_or_default(),
+            c["machine_busy_percent"].as_f64().unwrap_or_default(),
+            c["machine_cpu_us_per_event"].as_f64().unwrap_or_default(),
+            us("client"),
+            us("server"),
+            us("sqlite"),
+            writer,
+            c["outside_process_cpu_us_per_event"].as_f64().unwrap_or_default(),
+        );
+    }
+    if o.breakdown {
+        println!("parts alone at the same concurrency (rate/s, and in-process CPU us per operation):");
+        println!(
+            "{:<9} {:>7} {:>16} {:>10} {:>16} {:>8} {:>8}   store insert us/job (median) by batch 1/8/64/512 (8/64 one user)",
+            "backend", "clients", "healthz", "auth", "engine ingest", "json us", "valid us"
+        );
+        for r in &results {
+            let b = &r["breakdown"];
+            let per = |k: &str| b[k]["per_second"].as_f64().unwrap_or_default();
+            let cpu = |k: &str| b[k]["cpu"]["process_cpu_us_per_event"].as_f64().unwrap_or_default();
+            let us = |users_one: bool| -> Vec<String> {
+                b["store_batches"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|x| (x["users"] == 1) == users_one)
+                    .map(|x| format!("{:.1}", x["median_us_per_job"].as_f64().unwrap_or_default()))
+                    .collect()
+            };
+            println!(
+                "{:<9} {:>7} {:>16} {:>10.0} {:>16} {:>8.2} {:>8.2}   {} ({})",
+                r["backend"].as_str().unwrap_or_default(),
+                r["concurrency"].as_u64().unwrap_or_default(),
+                format!("{:.0} ({:.0})", per("http_healthz"), cpu("http_healthz")),
+                per("store_authenticate"),
+                format!("{:.0} ({:.0})", per("engine_ingest"), cpu("engine_ingest")),
+                b["json_parse_us"].as_f64().unwrap_or_default(),
+                b["validate_us"].as_f64().unwrap_or_default(),
+                us(false).join(" / "),
+                us(true).join(" / "),
+            );
+        }
+    }
+    let out = o.out.clone().unwrap_or_else(|| PathBuf::from("target/bench/events.json"));
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let report = json!({
+        "benchmark": "events",
+        "machine_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "total": o.total,
+        "cap_seconds": o.cap,
         "results": results,
     });
     std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;

@@ -5,8 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
+use clap::builder::PossibleValuesParser;
 use clap::{ArgGroup, Args, Subcommand};
 use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
+use junction_core::cicd::STATUSES;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -1168,6 +1170,371 @@ pub async fn settings(cmd: SettingsCommand) -> Result<()> {
                 return Ok(());
             }
             println!("{key}: {}", s(&v[&key]));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CompaniesCommand {
+    /// Create a company (administrators); prints its id.
+    Create {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List companies.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List a company's Custom CD services.
+    Services {
+        company_id: i64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Add a Custom CD service to a company; its id is the `service_id` the
+    /// company's agent reports jobs with.
+    AddService {
+        company_id: i64,
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The CI/CD jobs a company reported, newest start first.
+    Jobs {
+        company_id: i64,
+        /// Only this service's jobs.
+        #[arg(long, value_name = "ID")]
+        service: Option<i64>,
+        #[arg(long, value_parser = PossibleValuesParser::new(STATUSES))]
+        status: Option<String>,
+        /// Only jobs of this repository (its repo_id or repo_name).
+        #[arg(long)]
+        repo: Option<String>,
+        /// Jobs to show (1-500; the server's default is 100).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Newest jobs to skip.
+        #[arg(long)]
+        offset: Option<u32>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TriggersCommand {
+    /// List event triggers.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// One trigger as JSON.
+    Show {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Add (or replace, by name) a trigger: when a CI/CD job matching every
+    /// given filter arrives, run APP as an automated job with the job as its
+    /// args.plutoraValues. A filter given several times accepts any of its
+    /// values. Runs start only while the server setting
+    /// automated_jobs_enabled is on.
+    Add {
+        name: String,
+        /// The application (job) to run.
+        #[arg(long)]
+        app: String,
+        /// Only this company's jobs (default: any company's).
+        #[arg(long, value_name = "ID")]
+        company: Option<i64>,
+        /// Only jobs of this service (repeat for several).
+        #[arg(long = "service", value_name = "ID")]
+        services: Vec<i64>,
+        /// Only jobs with this status (repeat for several).
+        #[arg(long = "status", value_name = "STATUS", value_parser = PossibleValuesParser::new(STATUSES))]
+        statuses: Vec<String>,
+        /// Only jobs of this job_type (repeat for several).
+        #[arg(long = "job-type", value_name = "TYPE")]
+        job_types: Vec<String>,
+        /// Only jobs of this repository, its repo_id or repo_name (repeat for
+        /// several).
+        #[arg(long = "repo", value_name = "REPO")]
+        repos: Vec<String>,
+        /// A value for one of the application's parameters, `k=v` (v is JSON
+        /// if it parses, else text).
+        #[arg(long = "arg", value_name = "K=V", value_parser = pair)]
+        args: Vec<String>,
+        /// Store the trigger turned off.
+        #[arg(long)]
+        disabled: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a trigger.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// A query string (`?k=v&...`, or nothing) of the given values.
+fn query(pairs: &[(&str, Option<String>)]) -> String {
+    let parts: Vec<String> =
+        pairs.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", segment(v)))).collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+/// Epoch seconds as `2024-01-01 10:20:30` (UTC); the number itself if out
+/// of range.
+fn utc_seconds(v: &Value) -> String {
+    match v.as_i64().map(jiff::Timestamp::from_second) {
+        Some(Ok(t)) => t.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+        _ => or_dash(s(v)),
+    }
+}
+
+/// A trigger's filter for a table: `status=Failed|Succeeded service_id=2`.
+fn filter_text(filter: &Value) -> String {
+    let parts: Vec<String> = filter
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| match v {
+            Value::Array(items) => format!("{k}={}", items.iter().map(s).collect::<Vec<_>>().join("|")),
+            one => format!("{k}={}", s(one)),
+        })
+        .collect();
+    or_dash(parts.join(" "))
+}
+
+/// A filter's values: none, one value, or a list of them.
+fn filter_values(values: Vec<Value>) -> Option<Value> {
+    match values.len() {
+        0 => None,
+        1 => values.into_iter().next(),
+        _ => Some(Value::Array(values)),
+    }
+}
+
+pub async fn companies(cmd: CompaniesCommand) -> Result<()> {
+    match cmd {
+        CompaniesCommand::Create { name, client } => {
+            let api = Api::new(client)?;
+            let v = api.call(Method::POST, "companies", Some(&json!({"name": name}))).await?.unwrap_or_default();
+            if api.args.json {
+                print_json(&v);
+                return Ok(());
+            }
+            println!("company {} {}", s(&v["id"]), s(&v["name"]));
+        }
+        CompaniesCommand::List { client } => {
+            let api = Api::new(client)?;
+            let v = api.call(Method::GET, "companies", None).await?.unwrap_or_default();
+            if api.args.json {
+                print_json(&v);
+                return Ok(());
+            }
+            let rows = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| vec![s(&c["id"]), s(&c["name"]), local_time(&c["created_at"], false)])
+                .collect();
+            table(&["ID", "NAME", "CREATED"], rows);
+        }
+        CompaniesCommand::Services { company_id, client } => {
+            let api = Api::new(client)?;
+            let v = api.call(Method::GET, &format!("companies/{company_id}/cicd_services"), None).await?;
+            let v = v.unwrap_or_default();
+            if api.args.json {
+                print_json(&v);
+                return Ok(());
+            }
+            let rows = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| vec![s(&c["id"]), s(&c["name"]), s(&c["type"]), local_time(&c["created_at"], false)])
+                .collect();
+            table(&["ID", "NAME", "TYPE", "CREATED"], rows);
+        }
+        CompaniesCommand::AddService { company_id, name, client } => {
+            let api = Api::new(client)?;
+            let body = json!({"name": name});
+            let v = api.call(Method::POST, &format!("companies/{company_id}/cicd_services"), Some(&body)).await?;
+            let v = v.unwrap_or_default();
+            if api.args.json {
+                print_json(&v);
+                return Ok(());
+            }
+            println!(
+                "service {} of company {}: {} ({})",
+                s(&v["id"]),
+                s(&v["company_id"]),
+                s(&v["name"]),
+                s(&v["type"])
+            );
+        }
+        CompaniesCommand::Jobs { company_id, service, status, repo, limit, offset, client } => {
+            let api = Api::new(client)?;
+            let q = query(&[
+                ("service_id", service.map(|x| x.to_string())),
+                ("status", status),
+                ("repo", repo),
+                ("limit", limit.map(|x| x.to_string())),
+                ("offset", offset.map(|x| x.to_string())),
+            ]);
+            let v = api.call(Method::GET, &format!("companies/{company_id}/cicd_jobs{q}"), None).await?;
+            let v = v.unwrap_or_default();
+            if api.args.json {
+                print_json(&v);
+                return Ok(());
+            }
+            // Service names, when this token may read them.
+            let names: std::collections::HashMap<i64, String> =
+                match api.call(Method::GET, &format!("companies/{company_id}/cicd_services"), None).await {
+                    Ok(Some(Value::Array(list))) => {
+                        list.iter().filter_map(|x| Some((x["id"].as_i64()?, s(&x["name"])))).collect()
+                    }
+                    _ => Default::default(),
+                };
+            let rows = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|j| {
+                    let service = match j["service_id"].as_i64().and_then(|id| names.get(&id)) {
+                        Some(name) => format!("{} {name}", s(&j["service_id"])),
+                        None => s(&j["service_id"]),
+                    };
+                    let repo = match (j["repo_name"].as_str(), j["repo_id"].as_str()) {
+                        (Some(name), Some(id)) => format!("{name} ({id})"),
+                        (Some(one), None) | (None, Some(one)) => one.to_string(),
+                        (None, None) => "-".to_string(),
+                    };
+                    vec![
+                        s(&j["id"]),
+                        s(&j["job_id"]),
+                        service,
+                        s(&j["status"]),
+                        repo,
+                        utc_seconds(&j["job_start_time"]),
+                        s(&j["job_duration"]),
+                        s(&j["triggered_by"]),
+                    ]
+                })
+                .collect();
+            table(&["ID", "JOB ID", "SERVICE", "STATUS", "REPO", "START (UTC)", "DURATION S", "TRIGGERED BY"], rows);
+        }
+    }
+    Ok(())
+}
+
+pub async fn triggers(cmd: TriggersCommand) -> Result<()> {
+    match cmd {
+        TriggersCommand::List { client } => {
+            let api = Api::new(client)?;
+            let v = api.call(Method::GET, "triggers", None).await?.unwrap_or_default();
+            if api.args.json {
+                print_json(&v);
+                return Ok(());
+            }
+            let rows = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    let arguments: Vec<String> = t["arguments"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| format!("{k}={}", s(v)))
+                        .collect();
+                    vec![
+                        s(&t["name"]),
+                        s(&t["application"]),
+                        s(&t["event"]),
+                        if t["company_id"].is_null() { "any".to_string() } else { s(&t["company_id"]) },
+                        filter_text(&t["filter"]),
+                        or_dash(arguments.join(" ")),
+                        s(&t["enabled"]),
+                    ]
+                })
+                .collect();
+            table(&["NAME", "JOB", "EVENT", "COMPANY", "FILTER", "ARGUMENTS", "ENABLED"], rows);
+        }
+        TriggersCommand::Show { name, client } => {
+            let api = Api::new(client)?;
+            print_json(
+                &api.call(Method::GET, &format!("triggers/{}", segment(&name)), None).await?.unwrap_or_default(),
+            );
+        }
+        TriggersCommand::Add { name, app, company, services, statuses, job_types, repos, args, disabled, client } => {
+            let mut filter = serde_json::Map::new();
+            let given = [
+                ("service_id", services.into_iter().map(Value::from).collect::<Vec<_>>()),
+                ("status", statuses.into_iter().map(Value::from).collect()),
+                ("job_type", job_types.into_iter().map(Value::from).collect()),
+                ("repo", repos.into_iter().map(Value::from).collect()),
+            ];
+            for (key, values) in given {
+                if let Some(v) = filter_values(values) {
+                    filter.insert(key.to_string(), v);
+                }
+            }
+            let body = json!({
+                "name": name,
+                "application": app,
+                "event": "cicd_job",
+                "company_id": company,
+                "filter": filter,
+                "arguments": params_of("--arg", &args)?,
+                "enabled": !disabled,
+            });
+            let api = Api::new(client)?;
+            let v = api.call(Method::POST, "triggers", Some(&body)).await?.unwrap_or_default();
+            if api.args.json {
+                print_json(&v);
+                return Ok(());
+            }
+            let done = if v["created_at"] == v["updated_at"] { "added" } else { "replaced" };
+            let scope = if v["company_id"].is_null() {
+                "any company".to_string()
+            } else {
+                format!("company {}", s(&v["company_id"]))
+            };
+            let filter = match filter_text(&v["filter"]).as_str() {
+                "-" => String::new(),
+                f => format!(" where {f}"),
+            };
+            let off = if v["enabled"] == false { " (disabled)" } else { "" };
+            println!(
+                "trigger {} {done}: runs {} on CI/CD jobs of {scope}{filter}{off}",
+                s(&v["name"]),
+                s(&v["application"])
+            );
+            // Say so when the trigger cannot start anything yet.
+            if let Ok(Some(settings)) = api.call(Method::GET, "settings", None).await {
+                if settings["automated_jobs_enabled"] == false {
+                    eprintln!(
+                        "note: automated jobs are off; triggers start nothing until an admin runs \
+                         `junction settings set automated_jobs_enabled true`"
+                    );
+                }
+            }
+        }
+        TriggersCommand::Delete { name, client } => {
+            let api = Api::new(client)?;
+            api.call(Method::DELETE, &format!("triggers/{}", segment(&name)), None).await?;
+            println!("deleted trigger {name}");
         }
     }
     Ok(())

@@ -48,6 +48,12 @@ enum Command {
     /// Show and change server settings (administrators).
     #[command(subcommand)]
     Settings(client::SettingsCommand),
+    /// Companies, their Custom CD services and the CI/CD jobs they reported.
+    #[command(subcommand)]
+    Companies(client::CompaniesCommand),
+    /// Event triggers: run an application when a matching CI/CD job arrives.
+    #[command(subcommand)]
+    Triggers(client::TriggersCommand),
 }
 
 /// Where a client command finds the server.
@@ -111,6 +117,8 @@ fn main() -> ExitCode {
             Command::Jobs(args) => client::jobs(args).await,
             Command::Schedule(cmd) => client::schedule(cmd).await,
             Command::Settings(cmd) => client::settings(cmd).await,
+            Command::Companies(cmd) => client::companies(cmd).await,
+            Command::Triggers(cmd) => client::triggers(cmd).await,
         }
     });
     match result {

@@ -54,6 +54,10 @@ pub enum TokenCommand {
         /// admin, editor, operator or viewer.
         #[arg(long, value_parser = parse_role)]
         role: Role,
+        /// Make it a personal access token of this company (spec 002): it
+        /// reaches only that company's routes and webhook. Not with admin.
+        #[arg(long, value_name = "ID")]
+        company: Option<i64>,
         #[command(flatten)]
         store: StoreArgs,
         /// Print JSON.
@@ -196,16 +200,24 @@ async fn shutdown_signal() {
 pub async fn token(cmd: TokenCommand) -> Result<()> {
     init_logging();
     match cmd {
-        TokenCommand::Create { name, role, store, json } => {
+        TokenCommand::Create { name, role, company, store, json } => {
+            if company.is_some() && role == Role::Admin {
+                crate::usage_error(
+                    &["token", "create"],
+                    "--company: a company's token cannot be an admin token (use viewer, operator or editor)",
+                );
+            }
             let store = open_store(&store).await?;
-            let (info, secret) = store.create_token(&name, role).await?;
+            let created = store.create_company_token(&name, role, company).await;
             store.close().await;
+            let (info, secret) = created?;
             if json {
-                let out =
-                    serde_json::json!({"id": info.id, "name": info.name, "role": info.role, "token": secret.expose()});
+                let out = serde_json::json!({"id": info.id, "name": info.name, "role": info.role,
+                    "company_id": info.company_id, "token": secret.expose()});
                 println!("{out}");
             } else {
-                eprintln!("created {} token {:?} (id {}); it is shown only now:", info.role, info.name, info.id);
+                let of = info.company_id.map(|c| format!(" of company {c}")).unwrap_or_default();
+                eprintln!("created {} token {:?}{of} (id {}); it is shown only now:", info.role, info.name, info.id);
                 println!("{}", secret.expose());
             }
             Ok(())

@@ -583,3 +583,107 @@ fn schedules_jobs_and_automated_triggers() {
     assert_eq!(newest.as_array().unwrap().len(), 1);
     assert_eq!((newest[0]["id"].as_str(), newest[0]["trigger"].as_str()), (Some(slow.as_str()), Some("automated")));
 }
+
+#[test]
+fn companies_services_company_tokens_cicd_jobs_and_triggers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let serve = Serve::start(&data, &[], &[("JUNCTION_ADMIN_TOKEN", ADMIN)]);
+    let run = |args: &[&str]| serve.client(ADMIN, args);
+    let json = |args: &[&str]| -> Value { serde_json::from_str(&ok(&run(args))).unwrap() };
+
+    let out = ok(&run(&["companies", "create", "acme"]));
+    let company = out.split_whitespace().nth(1).unwrap().to_string();
+    assert_eq!(out.trim(), format!("company {company} acme"));
+    assert!(ok(&run(&["companies", "list"])).contains("acme"));
+    let service = json(&["companies", "add-service", &company, "deployer", "--json"]);
+    assert_eq!(service["type"], "custom_cd");
+    let service_id = service["id"].as_i64().unwrap();
+    assert!(ok(&run(&["companies", "services", &company])).contains("deployer"));
+
+    // A company token, made directly on the store (the server keeps running).
+    let out = ok(&junction()
+        .args(["token", "create", "--name", "acme agent", "--role", "operator", "--company", &company, "--json"])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap());
+    let created: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(created["company_id"].to_string(), company);
+    let agent = created["token"].as_str().unwrap().to_string();
+    let out = junction()
+        .args(["token", "create", "--name", "x", "--role", "admin", "--company", &company, "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be an admin token"));
+
+    // The company's agent reports a job to the webhook.
+    let job = serde_json::json!({
+        "job_id": "build-77", "status": "Failed", "commit_sha": "a2e7da86cc392417b0d9f605b28038aae80b002f",
+        "triggered_by": "dev@acme.example", "repo_name": "payments", "service_id": service_id,
+        "job_start_time": 1704018030, "job_duration": 300, "job_type": "Production Deploy",
+    });
+    let url = format!("{}/webhook/company/{company}/cicd_job", serve.url);
+    let (status, item) = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        let resp = reqwest::Client::new().post(&url).bearer_auth(&agent).json(&job).send().await.unwrap();
+        (resp.status(), resp.json::<Value>().await.unwrap())
+    });
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{item}");
+
+    let jobs = ok(&serve.client(&agent, &["companies", "jobs", &company]));
+    for want in ["build-77", "Failed", "payments", "2023-12-31 10:20:30", "300", "dev@acme.example", "deployer"] {
+        assert!(jobs.contains(want), "{want} in {jobs}");
+    }
+    let filtered = json(&["companies", "jobs", &company, "--status", "On Hold", "--json"]);
+    assert_eq!(filtered, serde_json::json!([]));
+    let listed = json(&["companies", "jobs", &company, "--repo", "payments", "--limit", "1", "--json"]);
+    assert_eq!(listed[0]["id"], item["id"]);
+    let err = failed(&serve.client(&agent, &["companies", "list"]));
+    assert!(err.starts_with("error: forbidden (403)"), "{err}");
+
+    // Triggers: an application to run, then add (several values become a
+    // list), list, delete.
+    let js = write(dir.path(), "notify.js", "module.exports = { run: async () => 'ok' };");
+    ok(&run(&["steps", "upload", js.to_str().unwrap()]));
+    let app = write(
+        dir.path(),
+        "notify.json",
+        r#"{"name": "notify", "app_variables": [{"name": "channel", "value": "ops"}], "steps": [{"name": "n", "file": "notify"}]}"#,
+    );
+    ok(&run(&["apps", "upload", app.to_str().unwrap()]));
+    let out = run(&[
+        "triggers",
+        "add",
+        "on-failure",
+        "--app",
+        "notify",
+        "--company",
+        &company,
+        "--service",
+        &service_id.to_string(),
+        "--status",
+        "Failed",
+        "--status",
+        "On Hold",
+        "--arg",
+        "channel=deploys",
+    ]);
+    let added = ok(&out);
+    assert!(added.contains("trigger on-failure added: runs notify"), "{added}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("automated jobs are off"));
+    let list = ok(&run(&["triggers", "list"]));
+    assert!(
+        list.contains("on-failure") && list.contains("status=Failed|On Hold") && list.contains("channel=deploys"),
+        "{list}"
+    );
+    let stored = json(&["triggers", "list", "--json"]);
+    assert_eq!(stored[0]["filter"], serde_json::json!({"service_id": service_id, "status": ["Failed", "On Hold"]}));
+    assert_eq!(stored[0]["company_id"].to_string(), company);
+    let out = run(&["triggers", "add", "bad", "--app", "notify", "--status", "Done"]);
+    assert_eq!(out.status.code(), Some(2), "an unknown status is a usage error");
+    assert!(ok(&run(&["triggers", "delete", "on-failure"])).contains("deleted trigger on-failure"));
+    assert_eq!(json(&["triggers", "list", "--json"]), serde_json::json!([]));
+    assert!(failed(&run(&["triggers", "delete", "on-failure"])).starts_with("error: not_found (404)"));
+}
