@@ -43,6 +43,14 @@ pub struct ServeArgs {
     /// elect one scheduler among themselves anyway).
     #[arg(long)]
     no_scheduler: bool,
+    /// Consume XDS schema and activity messages from this AMQP broker
+    /// (queue `junction.custom`, poison to `junction.custom.dead`), e.g.
+    /// amqp://guest:guest@127.0.0.1:5672/%2f.
+    #[arg(long, env = "JUNCTION_AMQP_URL")]
+    amqp_url: Option<String>,
+    /// The queue `--amqp-url` consumes; poison goes to QUEUE.dead.
+    #[arg(long, env = "JUNCTION_AMQP_QUEUE", default_value = "junction.custom")]
+    amqp_queue: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -140,6 +148,19 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
                 .await
         })
     });
+    let intake = args.amqp_url.clone().map(|url| {
+        let (engine, mut stop, queue) = (engine.clone(), stop_rx.clone(), args.amqp_queue.clone());
+        tokio::spawn(async move {
+            let handler = junction_amqp::engine_handler(engine);
+            let mut config = junction_amqp::Config::new(url);
+            config.dead_letter_queue = format!("{queue}.dead");
+            config.queue = queue;
+            junction_amqp::run(config, handler, async move {
+                let _ = stop.changed().await;
+            })
+            .await
+        })
+    });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -152,7 +173,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     })
     .await?;
     tracing::info!("shutting down");
-    for task in [worker, scheduler].into_iter().flatten() {
+    for task in [worker, scheduler, intake].into_iter().flatten() {
         let _ = task.await;
     }
     runtime.shutdown().await;

@@ -194,78 +194,113 @@ impl Store {
     /// ids of the runs started, per job.
     pub async fn insert_cicd_jobs(&self, jobs: &[NewCicdJob]) -> Result<Vec<(CicdJobRecord, Vec<String>)>> {
         let now = self.now_ms();
-        let ids = write_tx!(self, tx => {
-            let mut users: HashMap<(i64, &str), i64> = HashMap::new();
-            let mut ids = Vec::with_capacity(jobs.len());
-            let mut started = false;
-            for NewCicdJob { company_id: company, job, runs } in jobs {
-                let key = (*company, job.triggered_by.as_str());
-                let user = match users.get(&key) {
-                    Some(id) => *id,
-                    None => {
-                        sqlx::query(
-                            "INSERT INTO service_users (company_id, name, created_at) VALUES ($1, $2, $3) \
-                             ON CONFLICT (company_id, name) DO NOTHING",
-                        )
-                        .bind(company)
-                        .bind(&job.triggered_by)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                        let id: i64 = sqlx::query_scalar("SELECT id FROM service_users WHERE company_id = $1 AND name = $2")
-                            .bind(company)
-                            .bind(&job.triggered_by)
-                            .fetch_one(&mut *tx)
-                            .await?;
-                        users.insert(key, id);
-                        id
-                    }
-                };
-                let optional = serde_json::to_string(&job.optional).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO cicd_jobs (company_id, service_id, job_id, commit_sha, status, repo_id, repo_name, \
-                     triggered_by, service_user_id, job_type, job_start_time, job_duration, optional, received_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+        // Service users never change once made: ids seen committed before
+        // need no statement.
+        let known: HashMap<(i64, String), i64> = {
+            let cache = self.inner.service_users.lock().unwrap_or_else(|e| e.into_inner());
+            jobs.iter()
+                .filter_map(|j| {
+                    let key = (j.company_id, j.job.triggered_by.clone());
+                    cache.get(&key).map(|id| (key, *id))
+                })
+                .collect()
+        };
+        let mut optional = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            optional.push(serde_json::to_string(&j.job.optional).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+        }
+        let (ids, users) = write_tx!(self, tx => {
+            let mut users = known.clone();
+            for NewCicdJob { company_id: company, job, .. } in jobs {
+                let key = (*company, job.triggered_by.clone());
+                if users.contains_key(&key) {
+                    continue;
+                }
+                sqlx::query(
+                    "INSERT INTO service_users (company_id, name, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (company_id, name) DO NOTHING",
                 )
                 .bind(company)
-                .bind(job.service_id)
-                .bind(&job.job_id)
-                .bind(&job.commit_sha)
-                .bind(&job.status)
-                .bind(&job.repo_id)
-                .bind(&job.repo_name)
                 .bind(&job.triggered_by)
-                .bind(user)
-                .bind(&job.job_type)
-                .bind(job.job_start_time)
-                .bind(job.job_duration)
-                .bind(optional)
                 .bind(now)
-                .fetch_one(&mut *tx)
+                .execute(&mut *tx)
                 .await?;
-                let mut run_ids = Vec::with_capacity(runs.len());
+                let id: i64 = sqlx::query_scalar("SELECT id FROM service_users WHERE company_id = $1 AND name = $2")
+                    .bind(company)
+                    .bind(&job.triggered_by)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                users.insert(key, id);
+            }
+            // One multi-row insert per chunk; the ids of one statement are
+            // ascending in row order, so sorted they map back to the jobs.
+            let mut ids: Vec<i64> = Vec::with_capacity(jobs.len());
+            for (chunk, texts) in jobs.chunks(500).zip(optional.chunks(500)) {
+                let values = (0..chunk.len())
+                    .map(|i| format!("({})", crate::runs::placeholders(i * 14 + 1, 14)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "INSERT INTO cicd_jobs (company_id, service_id, job_id, commit_sha, status, repo_id, repo_name, \
+                     triggered_by, service_user_id, job_type, job_start_time, job_duration, optional, received_at) \
+                     VALUES {values} RETURNING id"
+                );
+                let mut q = sqlx::query_scalar::<_, i64>(&sql);
+                for (NewCicdJob { company_id: company, job, .. }, text) in chunk.iter().zip(texts) {
+                    q = q
+                        .bind(company)
+                        .bind(job.service_id)
+                        .bind(&job.job_id)
+                        .bind(&job.commit_sha)
+                        .bind(&job.status)
+                        .bind(&job.repo_id)
+                        .bind(&job.repo_name)
+                        .bind(&job.triggered_by)
+                        .bind(users[&(*company, job.triggered_by.clone())])
+                        .bind(&job.job_type)
+                        .bind(job.job_start_time)
+                        .bind(job.job_duration)
+                        .bind(text)
+                        .bind(now);
+                }
+                let mut got = q.fetch_all(&mut *tx).await?;
+                got.sort_unstable();
+                ids.extend(got);
+            }
+            let mut started = false;
+            let mut run_ids = Vec::with_capacity(jobs.len());
+            for (NewCicdJob { runs, .. }, id) in jobs.iter().zip(&ids) {
+                let mut mine = Vec::with_capacity(runs.len());
                 for run in runs {
                     let mut run = run.clone();
                     if let Some(Value::Object(ctx)) = &mut run.context {
-                        ctx.insert("EventId".into(), Value::from(id));
+                        ctx.insert("EventId".into(), Value::from(*id));
                     }
                     let sealed = self.seal_run_params(&run);
                     insert_run!(tx, &run, sealed, now);
-                    run_ids.push(run.id.clone());
+                    mine.push(run.id.clone());
                     started = true;
                 }
-                ids.push((id, user, run_ids));
+                run_ids.push(mine);
             }
             if started {
                 notify_work!(self, tx);
             }
-            ids
+            (ids.into_iter().zip(run_ids).collect::<Vec<_>>(), users)
         });
+        {
+            let mut cache = self.inner.service_users.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() > 100_000 {
+                cache.clear();
+            }
+            cache.extend(users.iter().map(|(k, v)| (k.clone(), *v)));
+        }
         let received_at = ts(now)?;
         Ok(jobs
             .iter()
             .zip(ids)
-            .map(|(new, (id, user, runs))| {
+            .map(|(new, (id, runs))| {
+                let user = users.get(&(new.company_id, new.job.triggered_by.clone())).copied().unwrap_or_default();
                 let record = CicdJobRecord {
                     id,
                     company_id: new.company_id,

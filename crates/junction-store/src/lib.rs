@@ -44,7 +44,11 @@ pub use seal::Sealer;
 pub use steps::NewStepVersion;
 pub use tokens::{Bootstrap, MIN_GIVEN_TOKEN_LEN};
 pub use triggers::TriggerRecord;
-pub use xds::{NewXdsActivity, NewXdsRejection, XdsAccepted, XdsActivityFilter, XdsActivityRecord, XdsRefusal, XdsRegistration, XdsRejectionFilter, XdsRejectionRecord, XdsSchemaRecord, XdsSchemaSummary, XdsSourceRecord, XdsStreamEntry, XdsStreamFilter, XdsSubEvent, XdsViolation, MAX_REJECTED_BODY};
+pub use xds::{
+    NewXdsActivity, NewXdsRejection, XdsAccepted, XdsActivityFilter, XdsActivityRecord, XdsRefusal, XdsRegistration,
+    XdsRejectionFilter, XdsRejectionRecord, XdsSchemaRecord, XdsSchemaSummary, XdsSourceRecord, XdsStreamEntry,
+    XdsStreamFilter, XdsSubEvent, XdsViolation, MAX_REJECTED_BODY,
+};
 
 /// Where the data lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +159,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     /// Recently authenticated tokens (see `Store::authenticate`).
     tokens: tokens::TokenCache,
+    /// Committed service users by (company, name): they never change.
+    service_users: std::sync::Mutex<std::collections::HashMap<(i64, String), i64>>,
 }
 
 /// Runs `$body` with `$db` bound to a pool fit for reading, once per
@@ -236,7 +242,15 @@ impl Store {
                 Backend::Postgres { pool }
             }
         };
-        let store = Store { inner: Arc::new(Inner { backend, sealer, clock, tokens: Default::default() }) };
+        let store = Store {
+            inner: Arc::new(Inner {
+                backend,
+                sealer,
+                clock,
+                tokens: Default::default(),
+                service_users: Default::default(),
+            }),
+        };
         migrate::run(&store).await?;
         store.check_key().await?;
         Ok(store)
