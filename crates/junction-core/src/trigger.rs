@@ -11,11 +11,13 @@ use crate::document::kind;
 use crate::validation::{Invalid, Violations};
 
 /// The event kinds a trigger can listen to.
-pub const EVENTS: [&str; 1] = ["cicd_job"];
+pub const EVENTS: [&str; 2] = ["cicd_job", "xds_activity"];
 
 const KEYS: [&str; 7] = ["name", "application", "event", "company_id", "filter", "arguments", "enabled"];
 const READ_BACK: [&str; 3] = ["id", "created_at", "updated_at"];
 const CICD_FILTERS: [&str; 4] = ["service_id", "status", "job_type", "repo"];
+const XDS_FILTERS: [&str; 4] = ["source_id", "schema_id", "status_type", "important_change"];
+const STATUS_TYPES: [&str; 3] = ["open", "success", "fail"];
 
 /// A validated trigger definition.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -23,13 +25,15 @@ pub struct TriggerSpec {
     pub name: String,
     /// The application (job) to run.
     pub application: String,
-    /// `cicd_job`.
+    /// `cicd_job` or `xds_activity`.
     pub event: String,
     /// Only events of this company; any company when absent.
     pub company_id: Option<i64>,
-    /// Every given filter must match: `service_id` (number), `status`,
-    /// `job_type`, `repo` (`repo_id` or `repo_name`) — each one value or a
-    /// list of accepted values.
+    /// Every given filter must match. `cicd_job`: `service_id` (number),
+    /// `status`, `job_type`, `repo` (`repo_id` or `repo_name`);
+    /// `xds_activity`: `source_id` (number), `schema_id`, `status_type`
+    /// (the message's), and `important_change: true` (only messages that set,
+    /// change or clear an important field). Each one value or a list.
     #[schema(value_type = Object)]
     pub filter: Map<String, Value>,
     /// Values for the application's declared parameters.
@@ -52,11 +56,11 @@ impl TriggerSpec {
         let event = match obj.get("event") {
             Some(Value::String(e)) if EVENTS.contains(&e.as_str()) => Some(e.clone()),
             Some(Value::String(_)) => {
-                v.push("event", "one_of", "must be \"cicd_job\"");
+                v.push("event", "one_of", "must be \"cicd_job\" or \"xds_activity\"");
                 None
             }
             None => {
-                v.push("event", "required", "name the event kind: \"cicd_job\"");
+                v.push("event", "required", "name the event kind: \"cicd_job\" or \"xds_activity\"");
                 None
             }
             Some(other) => {
@@ -81,8 +85,41 @@ impl TriggerSpec {
             }
         };
         let filter = object("filter", &mut v);
+        let xds = event.as_deref() == Some("xds_activity");
         for (key, value) in &filter {
             let field = format!("filter.{key}");
+            if xds {
+                if !XDS_FILTERS.contains(&key.as_str()) {
+                    v.push(
+                        &field,
+                        "unknown_field",
+                        "filters are source_id, schema_id, status_type and important_change",
+                    );
+                } else if key == "important_change" {
+                    if !value.is_boolean() {
+                        v.push(&field, "type", "must be true or false");
+                    }
+                } else {
+                    let values: Vec<&Value> = match value {
+                        Value::Array(items) => items.iter().collect(),
+                        one => vec![one],
+                    };
+                    if values.is_empty() {
+                        v.push(&field, "required", "a list of accepted values must not be empty");
+                    }
+                    for x in values {
+                        let ok = match key.as_str() {
+                            "source_id" => x.as_i64().is_some(),
+                            "status_type" => x.as_str().is_some_and(|s| STATUS_TYPES.contains(&s)),
+                            _ => x.is_string(),
+                        };
+                        if !ok {
+                            v.push(&field, "type", format!("{x} is not an accepted {key}"));
+                        }
+                    }
+                }
+                continue;
+            }
             if !CICD_FILTERS.contains(&key.as_str()) {
                 v.push(&field, "unknown_field", "filters are service_id, status, job_type and repo");
                 continue;
@@ -157,6 +194,25 @@ impl TriggerSpec {
     }
 }
 
+impl TriggerSpec {
+    /// Whether an XDS activity message matches: None if not, else whether
+    /// the run depends on an important field changing.
+    pub fn matches_xds(&self, source_id: i64, schema_id: &str, status_type: Option<&str>) -> Option<bool> {
+        if !self.enabled || self.event != "xds_activity" {
+            return None;
+        }
+        let accepts = |key: &str, ok: &dyn Fn(&Value) -> bool| match self.filter.get(key) {
+            None => true,
+            Some(Value::Array(items)) => items.iter().any(ok),
+            Some(one) => ok(one),
+        };
+        let matched = accepts("source_id", &|x| x.as_i64() == Some(source_id))
+            && accepts("schema_id", &|x| x.as_str() == Some(schema_id))
+            && accepts("status_type", &|x| status_type.is_some() && x.as_str() == status_type);
+        matched.then(|| self.filter.get("important_change").and_then(Value::as_bool).unwrap_or(false))
+    }
+}
+
 fn named(obj: &Map<String, Value>, key: &str, v: &mut Violations) -> Option<String> {
     match obj.get(key) {
         Some(Value::String(s)) => match crate::name::check_name(key, s) {
@@ -206,6 +262,32 @@ mod tests {
         assert!(scoped.matches_cicd(7, &job()));
         scoped.enabled = false;
         assert!(!scoped.matches_cicd(7, &job()));
+    }
+
+    #[test]
+    fn xds_filters_match_source_schema_status_and_important_changes() {
+        let t = TriggerSpec::parse(&json!({"name": "t", "application": "a", "event": "xds_activity",
+            "filter": {"schema_id": ["deploy", "build"], "status_type": "fail", "important_change": true}}))
+        .unwrap();
+        assert_eq!(t.matches_xds(1, "deploy", Some("fail")), Some(true));
+        assert_eq!(t.matches_xds(1, "deploy", Some("open")), None);
+        assert_eq!(t.matches_xds(1, "deploy", None), None);
+        assert_eq!(t.matches_xds(1, "other", Some("fail")), None);
+        assert!(!t.matches_cicd(1, &job()));
+        let any = TriggerSpec::parse(&json!({"name": "t", "application": "a", "event": "xds_activity"})).unwrap();
+        assert_eq!(any.matches_xds(3, "x", None), Some(false));
+        let err = TriggerSpec::parse(&json!({"name": "t", "application": "a", "event": "xds_activity",
+            "filter": {"status": "Failed", "status_type": "broken", "important_change": "yes"}}))
+        .unwrap_err();
+        let mut got: Vec<(String, String)> = err.0.into_iter().map(|v| (v.field, v.rule)).collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [("filter.important_change", "type"), ("filter.status", "unknown_field"), ("filter.status_type", "type")]
+                .iter()
+                .map(|(f, r)| (f.to_string(), r.to_string()))
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]

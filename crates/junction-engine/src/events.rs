@@ -200,7 +200,7 @@ impl Engine {
     }
 
     /// The enabled triggers, none while automated jobs are off.
-    async fn active_triggers(&self) -> Result<Vec<TriggerSpec>> {
+    pub(crate) async fn active_triggers(&self) -> Result<Vec<TriggerSpec>> {
         if let Some((at, list)) = &self.directory.lock().unwrap_or_else(|e| e.into_inner()).triggers {
             if at.elapsed() < TRIGGERS_TTL {
                 return Ok(list.clone());

@@ -310,7 +310,13 @@ impl Engine {
             return Err(EngineError::Unavailable("activity without source or schema".into()));
         };
         let message_id = message_id.map(str::to_string);
-        match self.xds.store_activity(NewXdsActivity { source_id, activity, schema, message_id }).await? {
+        let runs = self.xds_trigger_runs(source_id, &activity).await?;
+        let started = !runs.is_empty();
+        let stored = self.xds.store_activity(NewXdsActivity { source_id, activity, schema, message_id, runs }).await?;
+        if started {
+            self.signals.work_available.notify_waiters();
+        }
+        match stored {
             Ok(accepted) => Ok(Some(accepted)),
             Err(XdsRefusal::Duplicate(_)) => Ok(None),
             Err(XdsRefusal::SourceSchema { source_id, schema_id }) => {
@@ -323,6 +329,52 @@ impl Engine {
                 Err(self.refuse_conflict(MessageKind::Activity, raw, hints, format!("XDS source {id} is gone")).await)
             }
         }
+    }
+
+    /// Runs for the enabled `xds_activity` triggers the message matches
+    /// (while automated jobs are on), each with the message as its context
+    /// and whether it waits for an important field to change.
+    async fn xds_trigger_runs(
+        &self,
+        source_id: i64,
+        activity: &junction_core::xds::Activity,
+    ) -> Result<Vec<(junction_store::NewRun, bool)>> {
+        let status_type = activity.fields.get("status_type").and_then(Value::as_str);
+        let mut runs = Vec::new();
+        for trigger in self.active_triggers().await? {
+            let Some(on_change) = trigger.matches_xds(source_id, &activity.schema_id, status_type) else { continue };
+            let context = serde_json::json!({
+                "JobName": trigger.application,
+                "Trigger": trigger.name,
+                "XdsActivity": {
+                    "source_id": source_id,
+                    "schema_id": activity.schema_id,
+                    "schema_version": activity.schema_version,
+                    "remote_id": activity.remote_id,
+                    "event_time": activity.event_time,
+                    "fields": activity.fields,
+                },
+            });
+            let request = crate::runs::RunRequest {
+                params: trigger.arguments.clone(),
+                trigger_kind: "automated".into(),
+                triggered_by: Some(format!("trigger:{}", trigger.name)),
+                context: Some(context),
+                ..Default::default()
+            };
+            let prepared = match self.store.get_application(&trigger.application).await? {
+                Some(app) => self.prepare_run(&app.application, app.revision, request).await,
+                None => Err(EngineError::NotFound(format!("application {:?}", trigger.application))),
+            };
+            match prepared {
+                Ok(run) => runs.push((run, on_change)),
+                // The message is stored whatever its triggers can do.
+                Err(e) => {
+                    tracing::warn!(trigger = %trigger.name, error = %e, "trigger could not start its application")
+                }
+            }
+        }
+        Ok(runs)
     }
 
     /// Records a message refused before it could be read as JSON (the

@@ -323,3 +323,62 @@ async fn an_event_trigger_starts_a_job_with_the_event_as_context() {
     assert_eq!(jobs.as_array().unwrap().len(), 4, "every event was stored");
     s.assert_never_sent("trigger-secret-1");
 }
+
+/// An XDS activity message whose important field changes starts the
+/// trigger's job; a message that changes nothing important does not.
+#[tokio::test]
+async fn an_xds_trigger_fires_on_important_changes() {
+    let s = TestServer::sqlite().await;
+    let (status, _) = s.post("/api/v1/steps", json!({"name": "onevent", "data": EVENT_JS})).await;
+    assert_eq!(status, StatusCode::OK);
+    let app = json!({"name": "on-deploy", "automated": true, "app_variables": [{"name": "env", "value": "x"}],
+        "steps": [{"name": "main", "file": "onevent"}]});
+    assert_eq!(s.post("/api/v1/applications", app).await.0, StatusCode::OK);
+    let (_, src) = s.post("/api/v1/xds/sources", json!({"name": "deployer"})).await;
+    let key = src["source_association_key"].as_str().unwrap().to_string();
+    let schema = json!({"api_version": "1", "source_association_key": key, "custom_schema": {
+        "name": "Deploy", "schema_id": "deploy-t", "schema_version": 1, "event_time": "2024-01-01T00:00:00Z",
+        "fields": ["schema_id", "schema_version", "event_time", "remote_id", "env", "note"],
+        "required": ["schema_id", "schema_version", "event_time", "remote_id"], "important": ["env"]}});
+    let (status, body) = s.post("/api/1/schemas", schema).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = s
+        .post(
+            "/api/v1/triggers",
+            json!({"name": "deploys", "application": "on-deploy", "event": "xds_activity",
+            "filter": {"schema_id": "deploy-t", "important_change": true}, "arguments": {"env": "from-trigger"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _) = s.put("/api/v1/settings", json!({"automated_jobs_enabled": true})).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let message = |t: &str, fields: Value| {
+        let mut data = json!({"schema_id": "deploy-t", "schema_version": 1, "event_time": t, "remote_id": "d-9"});
+        for (k, v) in fields.as_object().unwrap() {
+            data[k] = v.clone();
+        }
+        json!({"api_version": "1", "source_association_key": key, "custom_data": data})
+    };
+    let (status, first) = s.post("/api/1/activities", message("2024-01-02T00:00:00Z", json!({"env": "staging"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert_eq!(first["triggered_runs"].as_array().unwrap().len(), 1, "{first}");
+    let (_, same) =
+        s.post("/api/1/activities", message("2024-01-02T00:01:00Z", json!({"note": "still staging"}))).await;
+    assert_eq!(same["triggered_runs"], json!([]), "nothing important changed: {same}");
+    let (_, changed) = s.post("/api/1/activities", message("2024-01-02T00:02:00Z", json!({"env": "prod"}))).await;
+    assert_eq!(changed["triggered_runs"].as_array().unwrap().len(), 1, "{changed}");
+
+    let run_id = changed["triggered_runs"][0].as_str().unwrap();
+    let run = s.engine.wait_run(run_id, std::time::Duration::from_secs(30)).await.unwrap();
+    assert_eq!(run.state.as_str(), "SUCCESS", "{run:?}");
+    let log = s.text(&format!("/api/v1/tasks/{run_id}/log")).await;
+    let line = log.lines().find(|l| l.contains("event {")).unwrap_or_else(|| panic!("{log}"));
+    let context: Value =
+        serde_json::from_str(line.split("event ").nth(1).unwrap().split(" env ").next().unwrap()).unwrap();
+    assert_eq!(context["XdsActivity"]["remote_id"], "d-9");
+    assert_eq!(context["XdsActivity"]["fields"]["env"], "prod");
+    assert_eq!(context["EventId"], changed["activity_id"]);
+    assert_eq!(context["SubEventId"], changed["sub_event_id"]);
+    assert!(line.ends_with(" env from-trigger"), "{line}");
+}

@@ -24,6 +24,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
+use crate::runs::{insert_run, notify_work, NewRun};
 use crate::{json_of, read, ts, write_tx, Result, Store, StoreError};
 
 /// Inserts a sub-event inside `write_tx!`, yielding its id.
@@ -108,6 +109,11 @@ pub struct NewXdsActivity {
     /// A queue message's id: a message whose id is already stored is a
     /// redelivery and is not stored again.
     pub message_id: Option<String>,
+    /// Runs of the event triggers the message matches, inserted in its
+    /// transaction; a run marked `true` only when the message set, changed
+    /// or cleared an important field. Each run's context gets the
+    /// activity's id (`EventId`) and the sub-event's (`SubEventId`).
+    pub runs: Vec<(NewRun, bool)>,
 }
 
 /// A stored activity message.
@@ -126,6 +132,8 @@ pub struct XdsAccepted {
     pub changed: Vec<String>,
     /// The activity-stream entry the change made, if any.
     pub stream_entry_id: Option<i64>,
+    /// Runs started by event triggers.
+    pub triggered_runs: Vec<String>,
 }
 
 /// Why one message of a batch was not stored while the others were.
@@ -629,7 +637,8 @@ impl Store {
             // Sources whose association this batch has checked.
             let mut associated: HashMap<i64, Option<String>> = HashMap::new();
             let mut out = Vec::with_capacity(items.len());
-            for NewXdsActivity { source_id, activity, schema, message_id } in items {
+            let mut started = false;
+            for NewXdsActivity { source_id, activity, schema, message_id, runs } in items {
                 let source_id = *source_id;
                 if let Some(id) = message_id {
                     let fresh = sqlx::query(
@@ -801,6 +810,21 @@ impl Store {
                         .await?,
                     )
                 };
+                let mut triggered_runs = Vec::new();
+                for (run, on_change) in runs {
+                    if *on_change && changed.is_empty() {
+                        continue;
+                    }
+                    let mut run = run.clone();
+                    if let Some(Value::Object(ctx)) = &mut run.context {
+                        ctx.insert("EventId".into(), Value::from(activity_id));
+                        ctx.insert("SubEventId".into(), Value::from(sub_event_id));
+                    }
+                    let sealed = self.seal_run_params(&run);
+                    insert_run!(tx, &run, sealed, now);
+                    triggered_runs.push(run.id.clone());
+                    started = true;
+                }
                 out.push(Ok(XdsAccepted {
                     activity_id,
                     sub_event_id,
@@ -811,7 +835,11 @@ impl Store {
                     remote_id: activity.remote_id.clone(),
                     changed,
                     stream_entry_id,
+                    triggered_runs,
                 }));
+            }
+            if started {
+                notify_work!(self, tx);
             }
             out
         });
