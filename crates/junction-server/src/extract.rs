@@ -17,10 +17,25 @@ use crate::error::ApiError;
 pub const BODY_LIMIT: usize = 10 * 1024 * 1024;
 
 /// A JSON body. 415 unless the content type is JSON, 413 over
-/// [`BODY_LIMIT`], 400 naming the offending field for anything else.
+/// [`BODY_LIMIT`] (or the route's own limit), 400 naming the offending
+/// field for anything else.
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let JsonBytes(bytes) = JsonBytes::from_request(req, state).await?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// A body sent as JSON, not parsed yet (for routes that keep the raw
+/// bytes, such as refused messages recorded as they came): 415 unless the
+/// content type is JSON, 413 over the route's limit.
+pub struct JsonBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBytes {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
@@ -52,7 +67,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("the body could not be read: {e}"))
             }
         })?;
-        parse_json(&bytes).map(JsonBody)
+        Ok(JsonBytes(bytes))
     }
 }
 

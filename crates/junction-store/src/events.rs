@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::runs::{insert_run, notify_work, NewRun};
+use crate::runs::{insert_runs, notify_work, NewRun, NewTask};
 use crate::{json_of, read, ts, write_tx, Result, Store, StoreError};
 
 /// The kind of CI/CD service spec 002's webhook reports into.
@@ -277,7 +277,7 @@ impl Store {
                         ctx.insert("EventId".into(), Value::from(*id));
                     }
                     let sealed = self.seal_run_params(&run);
-                    insert_run!(tx, &run, sealed, now);
+                    insert_runs!(tx, vec![(&run, &sealed)], now);
                     mine.push(run.id.clone());
                     started = true;
                 }

@@ -267,55 +267,10 @@ macro_rules! notify_work {
     };
 }
 
-/// Inside `write_tx!`: inserts `$run` and all its tasks (roots `PENDING`,
-/// the others `WAITING`). The caller wakes the workers (`notify_work!`).
-macro_rules! insert_run {
-    ($tx:ident, $run:expr, $sealed:expr, $now:expr) => {{
-        let run: &NewRun = $run;
-        sqlx::query(
-            "INSERT INTO runs (id, application, app_revision, state, queue, trigger_kind, triggered_by, configuration, \
-             params, sealed_params, context, log_level, idempotency_key, created_at) \
-             VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(&run.id)
-        .bind(&run.application)
-        .bind(run.app_revision)
-        .bind(&run.queue)
-        .bind(&run.trigger_kind)
-        .bind(&run.triggered_by)
-        .bind(&run.configuration)
-        .bind(run.params.to_string())
-        .bind(&$sealed)
-        .bind(run.context.as_ref().map(Value::to_string))
-        .bind(run.log_level)
-        .bind(&run.idempotency_key)
-        .bind($now)
-        .execute(&mut *$tx)
-        .await?;
-        for t in &run.tasks {
-            let st = if t.waiting_on == 0 { junction_core::run::State::Pending } else { junction_core::run::State::Waiting };
-            sqlx::query(
-                "INSERT INTO tasks (id, run_id, step_name, step_index, step_file, step_version, state, queue, attempts, \
-                 due_at, waiting_on, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $9)",
-            )
-            .bind(&t.id)
-            .bind(&run.id)
-            .bind(&t.step_name)
-            .bind(t.step_index)
-            .bind(&t.step_file)
-            .bind(t.step_version)
-            .bind(st.as_str())
-            .bind(&run.queue)
-            .bind($now)
-            .bind(t.waiting_on)
-            .execute(&mut *$tx)
-            .await?;
-        }
-    }};
-}
-/// Inside `write_tx!`: inserts many runs and their tasks with multi-row
-/// statements (for a page of schedule ticks). `$runs` yields
-/// `(&NewRun, &Option<Vec<u8>>)` (the run and its sealed params).
+/// Inside `write_tx!`: inserts runs and all their tasks (roots `PENDING`,
+/// the others `WAITING`) with multi-row statements. `$runs` is a
+/// `Vec<(&NewRun, &Option<Vec<u8>>)>` (each run and its sealed params).
+/// The caller wakes the workers (`notify_work!`).
 macro_rules! insert_runs {
     ($tx:ident, $runs:expr, $now:expr) => {{
         let runs: Vec<(&NewRun, &Option<Vec<u8>>)> = $runs;
@@ -382,7 +337,7 @@ macro_rules! insert_runs {
         }
     }};
 }
-pub(crate) use {insert_run, insert_runs, notify_work};
+pub(crate) use {insert_runs, notify_work};
 
 /// `$from, $from+1, ...` placeholders for an IN list.
 pub(crate) fn placeholders(from: usize, n: usize) -> String {
@@ -435,7 +390,7 @@ impl Store {
                 }
             }
             if existing.is_none() {
-                insert_run!(tx, run, sealed, now);
+                insert_runs!(tx, vec![(run, &sealed)], now);
                 notify_work!(self, tx);
             }
             existing

@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use crate::runs::{insert_run, notify_work, NewRun};
+use crate::runs::{insert_runs, notify_work, NewRun, NewTask};
 use crate::{json_of, read, ts, write_tx, Result, Store, StoreError};
 
 /// Inserts a sub-event inside `write_tx!`, yielding its id.
@@ -821,7 +821,7 @@ impl Store {
                         ctx.insert("SubEventId".into(), Value::from(sub_event_id));
                     }
                     let sealed = self.seal_run_params(&run);
-                    insert_run!(tx, &run, sealed, now);
+                    insert_runs!(tx, vec![(&run, &sealed)], now);
                     triggered_runs.push(run.id.clone());
                     started = true;
                 }

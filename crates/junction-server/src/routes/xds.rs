@@ -7,10 +7,8 @@
 //! `JsonBody`, so a body that is not even JSON is recorded as a rejection
 //! too before it is refused.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
 use axum::Json;
 use junction_core::xds::{MessageKind, Schema};
 use junction_core::{Invalid, Violation};
@@ -25,7 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{JsonBody, PathParam, QueryParams};
+use crate::extract::{JsonBody, JsonBytes, PathParam, QueryParams};
 use crate::routes::CommonErrors;
 use crate::AppState;
 
@@ -80,46 +78,6 @@ async fn get_source(State(state): State<AppState>, PathParam(id): PathParam<i64>
     Ok(Json(state.engine.xds_source(id).await?))
 }
 
-/// A JSON message body read as bytes: 415 unless the content type is
-/// JSON, 413 over [`MESSAGE_BODY_LIMIT`].
-pub struct MessageBody(Bytes);
-
-impl<S: Send + Sync> FromRequest<S> for MessageBody {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|mime| {
-                let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
-            })
-            .unwrap_or(false);
-        if !is_json {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "the body must be JSON, sent with Content-Type: application/json",
-            ));
-        }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e: BytesRejection| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    format!("an XDS message is at most {MESSAGE_BODY_LIMIT} bytes"),
-                )
-            } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("the body could not be read: {e}"))
-            }
-        })?;
-        Ok(MessageBody(bytes))
-    }
-}
-
 /// The body as JSON; a body that is not JSON is recorded as a rejection
 /// and answered 400 `malformed_json`.
 async fn parse_message(state: &AppState, kind: MessageKind, raw: &[u8]) -> ApiResult<Value> {
@@ -158,7 +116,7 @@ pub struct SchemaMessageBody {
         (status = 415, body = ErrorBody), CommonErrors))]
 async fn register_schema(
     State(state): State<AppState>,
-    MessageBody(raw): MessageBody,
+    JsonBytes(raw): JsonBytes,
 ) -> ApiResult<(StatusCode, Json<XdsRegistration>)> {
     let body = parse_message(&state, MessageKind::Schema, &raw).await?;
     let registration = state.engine.register_xds_schema(&body, &raw).await?;
@@ -226,7 +184,7 @@ pub struct ActivityMessageBody {
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), CommonErrors))]
 async fn post_activity(
     State(state): State<AppState>,
-    MessageBody(raw): MessageBody,
+    JsonBytes(raw): JsonBytes,
 ) -> ApiResult<(StatusCode, Json<XdsAccepted>)> {
     let body = parse_message(&state, MessageKind::Activity, &raw).await?;
     Ok((StatusCode::CREATED, Json(state.engine.ingest_xds_activity(&body, &raw).await?)))
