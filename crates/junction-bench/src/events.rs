@@ -1,5 +1,5 @@
-//! `junction-bench events`: spec 002's CI/CD job webhook under load, on
-//! each backend.
+//! `junction-bench events`: spec 002's CI/CD job webhook and spec 003's
+//! XDS activity messages under load, on each backend.
 //!
 //! The real HTTP server runs in this process (no workers: nothing here
 //! starts runs) over a fresh store. Setup goes through the store: one
@@ -36,6 +36,20 @@
 //! the machine); the throwaway PostgreSQL cluster of `junction-testkit`
 //! runs with `fsync=off` (set `JUNCTION_TEST_DATABASE_URL` to measure a
 //! real server).
+//!
+//! XDS (`--kind xds|both`): on a fresh store of the same backend, one XDS
+//! source and one schema (`bench-build`, important field `stage`) are
+//! created through the engine and a server-wide operator token through the
+//! store; then the same C clients post activity messages to
+//! `POST /api/1/activities` — `remote_id` cycles through 1,000 values, so
+//! messages aggregate into 1,000 activities; `stage` changes every fifth
+//! round, so about one message in five (and each activity's first) makes an
+//! activity-stream entry; event times rise with the message — until N have
+//! been sent or the time cap passes. Durability check, on a newly opened
+//! store: the source's activities are read back page by page; the sum of
+//! their `sub_event_count` and the number of their sub-events must equal
+//! the number of 201 answers, every `sub_event_id` answered must be among
+//! them, and there must be one activity per answer `created`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -49,7 +63,7 @@ use junction_core::role::Role;
 use junction_core::SystemClock;
 use junction_engine::Engine;
 use junction_runtime::{Runtime, RuntimeConfig};
-use junction_store::{CicdJobFilter, Location, NewCicdJob, Sealer, Store};
+use junction_store::{CicdJobFilter, Location, NewCicdJob, Sealer, Store, XdsActivityFilter, XdsStreamFilter};
 use serde_json::{json, Value};
 
 const ADMIN: &str = "bench-admin-token-0123456789";
@@ -61,6 +75,10 @@ const CLIENT_THREADS: &str = "bench-client";
 const WARMUP_MIN: usize = 256;
 /// Page size of the read-back (the API's largest).
 const PAGE: i64 = 500;
+/// Activities the XDS messages aggregate into (distinct `remote_id`s).
+pub const XDS_ACTIVITIES: usize = 1000;
+/// The XDS messages' schema.
+const XDS_SCHEMA: &str = "bench-build";
 
 pub struct Options {
     pub total: usize,
@@ -70,6 +88,8 @@ pub struct Options {
     pub breakdown: bool,
     /// Distinct `triggered_by` values the jobs cycle through.
     pub users: usize,
+    /// What is posted, in order: `cicd` (jobs), `xds` (activity messages).
+    pub kinds: Vec<&'static str>,
 }
 
 /// A fresh store and the real server on it.
@@ -252,6 +272,13 @@ fn payload(i: usize, service: i64, users: usize) -> String {
 enum Outcome {
     /// Accepted; the item id when there is one.
     Ok(Option<i64>),
+    /// An accepted XDS message: its sub-event, whether it created its
+    /// activity and whether it made an activity-stream entry.
+    Xds {
+        sub_event: i64,
+        created: bool,
+        streamed: bool,
+    },
     Err(String),
 }
 
@@ -261,6 +288,9 @@ struct Drive {
     errors: usize,
     first_error: Option<String>,
     ids: Vec<i64>,
+    /// XDS: answers `created` (a new activity) and with a stream entry.
+    created: usize,
+    streamed: usize,
     latencies: Vec<Duration>,
     elapsed: Duration,
 }
@@ -316,6 +346,13 @@ where
                         mine.latencies.push(t.elapsed());
                         mine.ids.extend(id);
                     }
+                    Outcome::Xds { sub_event, created, streamed } => {
+                        mine.ok += 1;
+                        mine.latencies.push(t.elapsed());
+                        mine.ids.push(sub_event);
+                        mine.created += usize::from(created);
+                        mine.streamed += usize::from(streamed);
+                    }
                     Outcome::Err(e) => {
                         mine.errors += 1;
                         mine.first_error.get_or_insert(e);
@@ -329,6 +366,8 @@ where
                 all.first_error = mine.first_error;
             }
             all.ids.extend(mine.ids);
+            all.created += mine.created;
+            all.streamed += mine.streamed;
             all.latencies.extend(mine.latencies);
         }));
     }
@@ -558,6 +597,7 @@ async fn one(backend: &str, concurrency: usize, o: &Options, clients: tokio::run
     let cpu = cpu_report(&before, &cpu_snapshot(), main.elapsed, main.ok);
     let mut next = warmup + o.total;
     let mut report = json!({
+        "kind": "cicd",
         "backend": backend,
         "concurrency": concurrency,
         "users": o.users,
@@ -642,6 +682,220 @@ async fn one(backend: &str, concurrency: usize, o: &Options, clients: tokio::run
     Ok(report)
 }
 
+/// The XDS schema registration: the four mandatory fields, three stock
+/// ones and three custom ones; `stage` is important.
+fn xds_schema(key: &str) -> Value {
+    json!({"api_version": "1", "source_association_key": key, "custom_schema": {
+        "name": "Bench builds", "schema_id": XDS_SCHEMA, "schema_version": 1,
+        "event_time": "2024-01-01T00:00:00Z",
+        "fields": ["schema_id", "schema_version", "event_time", "remote_id",
+                   "summary", "status_name", "status_type", "stage", "build", "environment"],
+        "required": ["schema_id", "schema_version", "event_time", "remote_id"],
+        "important": ["stage"]}})
+}
+
+/// The `i`-th activity message: activity `i % XDS_ACTIVITIES`, its stage
+/// changing every fifth round, event time `i` seconds after 2024-01-01
+/// (wrapping after 28 days).
+fn xds_payload(i: usize, key: &str) -> String {
+    let (status_name, status_type) = match i % 10 {
+        0..=6 => ("Succeeded", "success"),
+        7 | 8 => ("Failed", "fail"),
+        _ => ("Running", "open"),
+    };
+    let t = i % (28 * 86_400);
+    format!(
+        r#"{{"api_version":"1","source_association_key":"{key}","custom_data":{{"schema_id":"{XDS_SCHEMA}","schema_version":1,"event_time":"2024-01-{day:02}T{h:02}:{m:02}:{sec:02}Z","remote_id":"build-{r}","summary":"Build {i} of pipeline {r}","status_name":"{status_name}","status_type":"{status_type}","stage":"stage-{stage}","build":{i},"environment":"env-{e}"}}}}"#,
+        day = 1 + t / 86_400,
+        h = t / 3600 % 24,
+        m = t / 60 % 60,
+        sec = t % 60,
+        r = i % XDS_ACTIVITIES,
+        stage = i / (5 * XDS_ACTIVITIES),
+        e = i % 3,
+    )
+}
+
+/// Posts activity messages `first..first + total` with `token`.
+async fn post_activities(
+    s: &Setup,
+    key: &str,
+    token: &str,
+    concurrency: usize,
+    first: usize,
+    total: usize,
+    cap: Duration,
+) -> Result<Drive> {
+    let http = clients(concurrency)?;
+    let url = Arc::new(format!("{}/api/1/activities", s.base));
+    let auth = Arc::new(format!("Bearer {token}"));
+    let key: Arc<str> = key.into();
+    Ok(drive(&s.client_rt, concurrency, first, total, cap, move |task, i| {
+        let (http, url, auth, key) = (http.clone(), url.clone(), auth.clone(), key.clone());
+        async move {
+            let sent = http[task]
+                .post(url.as_str())
+                .header("authorization", auth.as_str())
+                .header("content-type", "application/json")
+                .body(xds_payload(i, &key))
+                .send()
+                .await;
+            let resp = match sent {
+                Ok(r) => r,
+                Err(e) => return Outcome::Err(format!("request: {e}")),
+            };
+            let status = resp.status();
+            let body = match resp.bytes().await {
+                Ok(body) => body,
+                Err(e) => return Outcome::Err(format!("reading the answer: {e}")),
+            };
+            if status != reqwest::StatusCode::CREATED {
+                return Outcome::Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
+            }
+            let ack: Value = match serde_json::from_slice(&body) {
+                Ok(v) => v,
+                Err(e) => return Outcome::Err(format!("answer is not JSON: {e}")),
+            };
+            match ack["sub_event_id"].as_i64() {
+                Some(sub_event) => Outcome::Xds {
+                    sub_event,
+                    created: ack["status"] == "created",
+                    streamed: !ack["stream_entry_id"].is_null(),
+                },
+                None => Outcome::Err(format!("201 without a sub_event_id: {ack}")),
+            }
+        }
+    })
+    .await)
+}
+
+/// What a newly opened store holds of an XDS source.
+struct XdsStored {
+    activities: usize,
+    /// Sum of the activities' `sub_event_count`.
+    counted: i64,
+    /// Sub-event id → `received_at` (milliseconds).
+    sub_events: Vec<(i64, i64)>,
+    stream_entries: usize,
+}
+
+async fn read_back_xds(location: &Location, source: i64) -> Result<XdsStored> {
+    let store = Store::open(location, sealer(), Arc::new(SystemClock)).await?;
+    let mut out = XdsStored { activities: 0, counted: 0, sub_events: Vec::new(), stream_entries: 0 };
+    let filter = XdsActivityFilter { source_id: Some(source), ..XdsActivityFilter::default() };
+    let mut offset = 0;
+    loop {
+        let page = store.list_xds_activities(&filter, PAGE, offset).await?;
+        for a in &page {
+            out.activities += 1;
+            out.counted += a.sub_event_count;
+            out.sub_events.extend(a.sub_events.iter().map(|e| (e.id, e.received_at.as_millisecond())));
+        }
+        if (page.len() as i64) < PAGE {
+            break;
+        }
+        offset += PAGE;
+    }
+    let filter = XdsStreamFilter { source_id: Some(source), ..XdsStreamFilter::default() };
+    let mut offset = 0;
+    loop {
+        let page = store.list_xds_stream(&filter, PAGE, offset).await?;
+        out.stream_entries += page.len();
+        if (page.len() as i64) < PAGE {
+            break;
+        }
+        offset += PAGE;
+    }
+    store.close().await;
+    Ok(out)
+}
+
+/// The XDS part: one source and schema, then activity messages from
+/// `concurrency` clients; checked durable.
+async fn one_xds(backend: &str, concurrency: usize, o: &Options, clients: tokio::runtime::Handle) -> Result<Value> {
+    eprintln!("XDS activities benchmark on {backend}, {concurrency} clients ...");
+    let s = Setup::new(backend, clients, o.users).await?;
+    let source = s.engine.create_xds_source("bench builds").await?;
+    let key = source.source_association_key.clone();
+    let schema = xds_schema(&key);
+    let raw = serde_json::to_vec(&schema)?;
+    let registration = s.engine.register_xds_schema(&schema, &raw).await?;
+    if registration.status != "created" {
+        bail!("schema registration: {}", registration.status);
+    }
+    // `/api/1/...` wants a server-wide token of the operator role at least.
+    let (_, secret) = s.store.create_token("bench xds sender", Role::Operator).await?;
+    let token = secret.expose().to_string();
+    let warmup = (2 * concurrency).max(WARMUP_MIN);
+    let warm = post_activities(&s, &key, &token, concurrency, 0, warmup, o.cap).await?;
+    if warm.errors > 0 {
+        bail!("warm-up: {} errors, first: {}", warm.errors, warm.first_error.unwrap_or_default());
+    }
+    let before = cpu_snapshot();
+    let main = post_activities(&s, &key, &token, concurrency, warmup, o.total, o.cap).await?;
+    let cpu = cpu_report(&before, &cpu_snapshot(), main.elapsed, main.ok);
+    let mut report = json!({
+        "kind": "xds",
+        "backend": backend,
+        "concurrency": concurrency,
+        "activities": XDS_ACTIVITIES,
+        "sent": main.ok + main.errors,
+        "accepted": main.ok,
+        "errors": main.errors,
+        "first_error": main.first_error,
+        "seconds": main.elapsed.as_secs_f64(),
+        "capped": main.ok + main.errors < o.total,
+        "events_per_second": main.rate(),
+        "latency_ms_p50": main.ms(0.5),
+        "latency_ms_p99": main.ms(0.99),
+        "latency_ms_max": main.ms(1.0),
+        "answers_created": main.created,
+        "answers_with_stream_entry": main.streamed,
+        "cpu": cpu,
+    });
+    let accepted = warm.ok + main.ok;
+    let created = warm.created + main.created;
+    let streamed = warm.streamed + main.streamed;
+    let mut answered: Vec<i64> = warm.ids.iter().chain(&main.ids).copied().collect();
+    let (location, _dir, _pg) = s.stop().await?;
+    let stored = read_back_xds(&location, source.id).await.context("reading the activities back")?;
+    let stored_set: HashSet<i64> = stored.sub_events.iter().map(|(id, _)| *id).collect();
+    let missing = answered.iter().filter(|id| !stored_set.contains(id)).count();
+    let ids_answered = answered.len();
+    answered.sort_unstable();
+    answered.dedup();
+    let duplicated = ids_answered - answered.len();
+    report["durability"] = json!({
+        "accepted": accepted,
+        "stored_sub_events": stored.counted,
+        "listed_sub_events": stored.sub_events.len(),
+        "distinct_stored": stored_set.len(),
+        "answered_ids_missing": missing,
+        "answered_ids_duplicated": duplicated,
+        "activities": stored.activities,
+        "answers_created": created,
+        "stream_entries": stored.stream_entries,
+        "answers_with_stream_entry": streamed,
+        "ok": stored.counted == accepted as i64
+            && stored.sub_events.len() == accepted
+            && stored_set.len() == accepted
+            && missing == 0
+            && duplicated == 0
+            && stored.activities == created
+            && stored.stream_entries == streamed,
+    });
+    let measured: HashSet<i64> = main.ids.iter().copied().collect();
+    let mut per_commit = BTreeMap::<i64, usize>::new();
+    for (_, at) in stored.sub_events.iter().filter(|(id, _)| measured.contains(id)) {
+        *per_commit.entry(*at).or_default() += 1;
+    }
+    report["group_commit_batches"] = batch_sizes(&per_commit);
+    if report["durability"]["ok"] != true {
+        bail!("XDS durability check failed: {}", report["durability"]);
+    }
+    Ok(report)
+}
+
 pub async fn run(o: &Options) -> Result<Vec<Value>> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let clients = tokio::runtime::Builder::new_multi_thread()
@@ -653,11 +907,18 @@ pub async fn run(o: &Options) -> Result<Vec<Value>> {
     let mut failed = None;
     'all: for backend in &o.backends {
         for &c in &o.concurrency {
-            match one(backend, c, o, clients.handle().clone()).await {
-                Ok(r) => results.push(r),
-                Err(e) => {
-                    failed = Some(e);
-                    break 'all;
+            for &kind in &o.kinds {
+                let handle = clients.handle().clone();
+                let done = match kind {
+                    "xds" => one_xds(backend, c, o, handle).await,
+                    _ => one(backend, c, o, handle).await,
+                };
+                match done {
+                    Ok(r) => results.push(r),
+                    Err(e) => {
+                        failed = Some(e.context(format!("{kind} on {backend}, {c} clients")));
+                        break 'all;
+                    }
                 }
             }
         }
@@ -684,5 +945,21 @@ mod tests {
         }
         assert_eq!(leading_id(br#"{"id":42,"company_id":1}"#), Some(42));
         assert_eq!(leading_id(br#"{"error":{}}"#), None);
+    }
+
+    #[test]
+    fn xds_payloads_are_valid_messages() {
+        use junction_core::xds::{ActivityEnvelope, SchemaMessage, Urls};
+        let key = "8578c900-f8df-0131-84ff-3c07547a48b0";
+        let schema = SchemaMessage::parse(&xds_schema(key)).unwrap().schema;
+        let urls = Urls::new("http://localhost");
+        for i in [0, 1, 9, 999, 1000, 4999, 5000, 86_399, 86_400, 2_419_199, 2_419_200] {
+            let v: Value = serde_json::from_str(&xds_payload(i, key)).unwrap();
+            let envelope = ActivityEnvelope::read(&v);
+            assert_eq!(envelope.source_association_key.as_deref(), Some(key));
+            let a = envelope.validate(Some(&schema), &urls).unwrap();
+            assert_eq!(a.remote_id, format!("build-{}", i % XDS_ACTIVITIES));
+            assert_eq!(a.fields["stage"], format!("stage-{}", i / (5 * XDS_ACTIVITIES)));
+        }
     }
 }

@@ -10,9 +10,10 @@
 //!   [--same-instant] [--out FILE]`: firing lateness of N schedules due
 //!   within one minute, or at one instant (see `scheduler.rs`).
 //! - `junction-bench events [--total N] [--concurrency C[,C...]] [--cap SECONDS]
-//!   [--backend sqlite|postgres|both] [--users N] [--breakdown] [--out FILE]`:
-//!   CI/CD job webhook throughput and latency with C concurrent clients
-//!   (default 64, at most N jobs, default 50,000, within 60 s), checked
+//!   [--backend sqlite|postgres|both] [--kind cicd|xds|both] [--users N]
+//!   [--breakdown] [--out FILE]`: CI/CD job webhook and XDS activity message
+//!   throughput and latency with C concurrent clients (default 64, at most
+//!   N events of each kind, default 50,000, within 60 s each), checked
 //!   durable (see `events.rs`).
 
 mod engine;
@@ -43,6 +44,7 @@ struct Options {
     cap: u64,
     breakdown: bool,
     users: usize,
+    kinds: Vec<&'static str>,
     out: Option<PathBuf>,
 }
 
@@ -53,7 +55,8 @@ fn options() -> Result<Options> {
         other => bail!(
             "usage: junction-bench runtime|engine|scheduler|events [--iterations N] [--runs N] [--samples N] \
              [--schedules N] [--backend sqlite|postgres|both] [--same-instant] [--total N] \
-             [--concurrency C[,C...]] [--cap SECONDS] [--users N] [--breakdown] [--out FILE] (got {other:?})"
+             [--concurrency C[,C...]] [--cap SECONDS] [--kind cicd|xds|both] [--users N] [--breakdown] \
+             [--out FILE] (got {other:?})"
         ),
     };
     let mut o = Options {
@@ -69,6 +72,7 @@ fn options() -> Result<Options> {
         cap: 60,
         breakdown: false,
         users: events::USERS,
+        kinds: vec!["cicd", "xds"],
         out: None,
     };
     while let Some(a) = args.next() {
@@ -101,6 +105,14 @@ fn options() -> Result<Options> {
             "--cap" => o.cap = args.next().context("--cap SECONDS")?.parse()?,
             "--breakdown" => o.breakdown = true,
             "--users" => o.users = args.next().context("--users N")?.parse()?,
+            "--kind" => {
+                o.kinds = match args.next().as_deref() {
+                    Some("cicd") => vec!["cicd"],
+                    Some("xds") => vec!["xds"],
+                    Some("both") => vec!["cicd", "xds"],
+                    other => bail!("--kind cicd|xds|both (got {other:?})"),
+                }
+            }
             "--out" => o.out = Some(args.next().context("--out FILE")?.into()),
             other => bail!("unknown argument {other}"),
         }
@@ -325,11 +337,13 @@ async fn events_main(o: &Options) -> Result<()> {
         backends: o.backends.clone(),
         breakdown: o.breakdown,
         users: o.users.max(1),
+        kinds: o.kinds.clone(),
     };
     let results = events::run(&options).await?;
     println!(
-        "{:<9} {:>7} {:>8} {:>8} {:>7} {:>10} {:>8} {:>8} {:>8} {:>13} {:>9}",
+        "{:<9} {:<5} {:>7} {:>8} {:>8} {:>7} {:>10} {:>8} {:>8} {:>8} {:>13} {:>9}",
         "backend",
+        "kind",
         "clients",
         "accepted",
         "errors",
@@ -346,8 +360,9 @@ async fn events_main(o: &Options) -> Result<()> {
         let g = &r["group_commit_batches"];
         let batch = g["mean"].as_f64().map_or("-".to_string(), |m| format!("{m:.1}/{}", g["max"]));
         println!(
-            "{:<9} {:>7} {:>8} {:>8} {:>7.1} {:>10.0} {:>8.2} {:>8.2} {:>8.1} {:>13} {:>9}",
+            "{:<9} {:<5} {:>7} {:>8} {:>8} {:>7.1} {:>10.0} {:>8.2} {:>8.2} {:>8.1} {:>13} {:>9}",
             r["backend"].as_str().unwrap_or_default(),
+            r["kind"].as_str().unwrap_or_default(),
             r["concurrency"].as_u64().unwrap_or_default(),
             r["accepted"].as_u64().unwrap_or_default(),
             r["errors"].as_u64().unwrap_or_default(),
@@ -361,8 +376,8 @@ async fn events_main(o: &Options) -> Result<()> {
         );
     }
     println!(
-        "{:<9} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>12} {:>11}   (CPU us per accepted event)",
-        "backend", "clients", "busy %", "machine", "client", "server", "sqlite", "writer %core", "other procs"
+        "{:<9} {:<5} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>12} {:>11}   (CPU us per accepted event)",
+        "backend", "kind", "clients", "busy %", "machine", "client", "server", "sqlite", "writer %core", "other procs"
     );
     for r in &results {
         let c = &r["cpu"];
@@ -370,8 +385,9 @@ async fn events_main(o: &Options) -> Result<()> {
         let writer =
             c["sqlite"]["busiest_thread_percent_of_a_core"].as_f64().map_or("-".to_string(), |v| format!("{v:.0}"));
         println!(
-            "{:<9} {:>7} {:>7.0} {:>9.1} {:>9} {:>9} {:>9} {:>12} {:>11.1}",
+            "{:<9} {:<5} {:>7} {:>7.0} {:>9.1} {:>9} {:>9} {:>9} {:>12} {:>11.1}",
             r["backend"].as_str().unwrap_or_default(),
+            r["kind"].as_str().unwrap_or_default(),
             r["concurrency"].as_u64().unwrap_or_default(),
             c["machine_busy_percent"].as_f64().unwrap_or_default(),
             c["machine_cpu_us_per_event"].as_f64().unwrap_or_default(),
@@ -382,13 +398,13 @@ async fn events_main(o: &Options) -> Result<()> {
             c["outside_process_cpu_us_per_event"].as_f64().unwrap_or_default(),
         );
     }
-    if o.breakdown {
-        println!("parts alone at the same concurrency (rate/s, and in-process CPU us per operation):");
+    if o.breakdown && o.kinds.contains(&"cicd") {
+        println!("CI/CD parts alone at the same concurrency (rate/s, and in-process CPU us per operation):");
         println!(
             "{:<9} {:>7} {:>16} {:>10} {:>16} {:>8} {:>8}   store insert us/job (median) by batch 1/8/64/512 (8/64 one user)",
             "backend", "clients", "healthz", "auth", "engine ingest", "json us", "valid us"
         );
-        for r in &results {
+        for r in results.iter().filter(|r| r["kind"] == "cicd") {
             let b = &r["breakdown"];
             let per = |k: &str| b[k]["per_second"].as_f64().unwrap_or_default();
             let cpu = |k: &str| b[k]["cpu"]["process_cpu_us_per_event"].as_f64().unwrap_or_default();
@@ -424,6 +440,7 @@ async fn events_main(o: &Options) -> Result<()> {
         "machine_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "total": o.total,
         "cap_seconds": o.cap,
+        "kinds": o.kinds,
         "results": results,
     });
     std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
