@@ -89,7 +89,14 @@ pub enum Error {
     Amqp(#[from] lapin::Error),
     #[error("the broker closed the consumer")]
     Closed,
+    #[error("the broker did not answer within 30 s")]
+    Timeout,
 }
+
+/// Largest message taken (as over HTTP); a larger one is dead-lettered.
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+/// Extra attempts for a schema message that failed for a transient reason.
+const SCHEMA_RETRIES: usize = 5;
 
 /// Header carrying the reason a message was dead-lettered.
 pub const REASON_HEADER: &str = "x-junction-reason";
@@ -104,8 +111,15 @@ where
     let properties = ConnectionProperties::default()
         .with_executor(tokio_executor_trait::Tokio::current())
         .with_reactor(tokio_reactor_trait::Tokio);
-    let connection = Connection::connect(&config.url, properties).await?;
+    // A broker that does not answer must not hold up reconnecting or
+    // shutting down.
+    let connection = tokio::time::timeout(Duration::from_secs(30), Connection::connect(&config.url, properties))
+        .await
+        .map_err(|_| Error::Timeout)??;
     let channel = connection.create_channel().await?;
+    // The broker confirms each dead letter before the original is
+    // acknowledged.
+    channel.confirm_select(lapin::options::ConfirmSelectOptions::default()).await?;
     channel.basic_qos(config.concurrency, BasicQosOptions::default()).await?;
     let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
     channel.queue_declare(&config.queue, durable, FieldTable::default()).await?;
@@ -156,9 +170,17 @@ where
                             props,
                         )
                         .await;
-                    match published {
-                        Ok(_) => delivery.ack(BasicAckOptions::default()).await,
+                    let confirmed = match published {
+                        Ok(confirm) => confirm.await.map(|c| c.is_ack()),
                         Err(e) => Err(e),
+                    };
+                    match confirmed {
+                        Ok(true) => delivery.ack(BasicAckOptions::default()).await,
+                        // Not dead-lettered: keep it in the queue rather than lose it.
+                        Ok(false) | Err(_) => {
+                            tracing::warn!("dead-lettering failed; the message stays in the queue");
+                            delivery.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await
+                        }
                     }
                 }
                 Outcome::Retry(why) => {
@@ -193,6 +215,7 @@ where
     tokio::pin!(shutdown);
     let mut pause = Duration::from_secs(1);
     loop {
+        let started = tokio::time::Instant::now();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let run = consume(&config, &handler, async {
             let _ = stop_rx.await;
@@ -208,6 +231,10 @@ where
                 let _ = run.await;
                 return;
             }
+        }
+        // A connection that worked for a while starts the backoff afresh.
+        if started.elapsed() > Duration::from_secs(60) {
+            pause = Duration::from_secs(1);
         }
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
@@ -231,12 +258,31 @@ pub fn engine_handler(
         let (engine, order) = (engine.clone(), order.clone());
         Box::pin(async move {
             use junction_engine::QueueOutcome;
+            if m.body.len() > MAX_MESSAGE_BYTES {
+                return Outcome::Poison(format!("the message is larger than {MAX_MESSAGE_BYTES} bytes"));
+            }
+            if let Some(id) = &m.message_id {
+                if id.is_empty() || id.chars().any(char::is_control) {
+                    return Outcome::Poison("the message_id is empty or has control characters".into());
+                }
+            }
             let is_schema = serde_json::from_slice::<serde_json::Value>(&m.body)
                 .map(|v| v.get("custom_schema").is_some())
                 .unwrap_or(false);
             let outcome = if is_schema {
+                // The activities after a schema wait for it, also while a
+                // transient failure is retried (a few times, here, holding
+                // them back), so they never find it missing.
                 let _alone = order.write().await;
-                engine.ingest_queue_message(&m.body, m.message_id.as_deref()).await
+                let mut outcome = engine.ingest_queue_message(&m.body, m.message_id.as_deref()).await;
+                for _ in 0..SCHEMA_RETRIES {
+                    if !matches!(outcome, QueueOutcome::Failed(_)) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    outcome = engine.ingest_queue_message(&m.body, m.message_id.as_deref()).await;
+                }
+                outcome
             } else {
                 let _shared = order.read().await;
                 engine.ingest_queue_message(&m.body, m.message_id.as_deref()).await

@@ -213,5 +213,9 @@ async fn queue_outcomes() {
     assert_eq!(handler(msg("a", activity(&key, "r", "x").to_string().into_bytes())).await, Outcome::Stored);
     assert_eq!(h.activities().await[0].sub_event_count, 1, "the same id twice is stored once");
     assert!(matches!(handler(msg("b", b"[]".to_vec())).await, Outcome::Poison(_)));
+    assert!(matches!(handler(msg("a\u{0}", b"{}".to_vec())).await, Outcome::Poison(_)), "a NUL in the id");
+    let huge = vec![b' '; junction_amqp::MAX_MESSAGE_BYTES + 1];
+    assert!(matches!(handler(msg("c", huge)).await, Outcome::Poison(_)), "too large");
+    assert_eq!(h.activities().await[0].sub_event_count, 1);
     h.cleanup().await;
 }

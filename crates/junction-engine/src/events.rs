@@ -55,8 +55,10 @@ impl EventWriter {
                             let _ = w.send(Ok(r));
                         }
                     }
-                    // One bad job must not fail the others: each alone.
-                    Err(_) if jobs.len() > 1 => {
+                    // One bad job must not fail the others: each alone. Only
+                    // for errors about the data: a batch whose commit may
+                    // have happened is never written twice.
+                    Err(e) if jobs.len() > 1 && e.is_data_error() => {
                         for (job, w) in jobs.into_iter().zip(waiters) {
                             let answer = store.insert_cicd_jobs(std::slice::from_ref(&job)).await;
                             let _ = w.send(
@@ -101,6 +103,9 @@ pub(crate) struct Directory {
     /// The enabled triggers when automated jobs are on (else none), and
     /// when they were read.
     triggers: Option<(Instant, Vec<TriggerSpec>)>,
+    /// Bumped by every change made here, so a list read before a change is
+    /// not kept after it.
+    triggers_generation: u64,
 }
 
 pub(crate) type SharedDirectory = Arc<Mutex<Directory>>;
@@ -201,23 +206,32 @@ impl Engine {
 
     /// The enabled triggers, none while automated jobs are off.
     pub(crate) async fn active_triggers(&self) -> Result<Vec<TriggerSpec>> {
-        if let Some((at, list)) = &self.directory.lock().unwrap_or_else(|e| e.into_inner()).triggers {
-            if at.elapsed() < TRIGGERS_TTL {
-                return Ok(list.clone());
+        let generation = {
+            let dir = self.directory.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, list)) = &dir.triggers {
+                if at.elapsed() < TRIGGERS_TTL {
+                    return Ok(list.clone());
+                }
             }
-        }
+            dir.triggers_generation
+        };
         let list: Vec<TriggerSpec> = if self.automated_jobs_enabled().await? {
             self.store.list_triggers().await?.into_iter().map(|t| t.spec).filter(|t| t.enabled).collect()
         } else {
             Vec::new()
         };
-        self.directory.lock().unwrap_or_else(|e| e.into_inner()).triggers = Some((Instant::now(), list.clone()));
+        let mut dir = self.directory.lock().unwrap_or_else(|e| e.into_inner());
+        if dir.triggers_generation == generation {
+            dir.triggers = Some((Instant::now(), list.clone()));
+        }
         Ok(list)
     }
 
     /// Forgets the cached triggers (a trigger or the setting changed here).
     pub(crate) fn triggers_changed(&self) {
-        self.directory.lock().unwrap_or_else(|e| e.into_inner()).triggers = None;
+        let mut dir = self.directory.lock().unwrap_or_else(|e| e.into_inner());
+        dir.triggers = None;
+        dir.triggers_generation += 1;
     }
 
     /// Creates or replaces (by name) an event trigger. Its `arguments` may

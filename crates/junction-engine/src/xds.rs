@@ -75,7 +75,8 @@ impl Xds {
                         }
                     }
                     // One bad message must not fail the others: each alone.
-                    Err(_) if items.len() > 1 => {
+                    // Only for errors about the data (see events.rs).
+                    Err(e) if items.len() > 1 && e.is_data_error() => {
                         for (item, w) in items.into_iter().zip(waiters) {
                             let answer = store.insert_xds_activities(std::slice::from_ref(&item), &writer_urls).await;
                             let _ = w.send(

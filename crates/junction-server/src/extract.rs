@@ -185,6 +185,14 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for QueryPa
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // No stored value has control characters (and PostgreSQL refuses
+        // NUL in text): a filter with one is refused before the store.
+        let raw = axum::extract::Query::<Vec<(String, String)>>::from_request_parts(parts, state).await;
+        if let Ok(pairs) = &raw {
+            if let Some((key, _)) = pairs.0.iter().find(|(k, v)| k.chars().chain(v.chars()).any(char::is_control)) {
+                return Err(ApiError::invalid(Invalid::one(key, "text", "must not contain control characters")));
+            }
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| QueryParams(q.0))

@@ -189,6 +189,8 @@ async fn webhook(s: &TestServer) {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = s.get(&list("?colour=red")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, body) = s.get(&list("?repo=%00")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a NUL is refused, not a 500: {body}");
     let (status, one) = s.get(&format!("/api/v1/companies/{}/cicd_jobs/{}", acme.id, item["id"])).await;
     assert_eq!(status, StatusCode::OK);
     let mut answered = item.clone();

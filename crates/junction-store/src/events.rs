@@ -211,23 +211,29 @@ impl Store {
         }
         let (ids, users) = write_tx!(self, tx => {
             let mut users = known.clone();
-            for NewCicdJob { company_id: company, job, .. } in jobs {
-                let key = (*company, job.triggered_by.clone());
-                if users.contains_key(&key) {
-                    continue;
-                }
+            // New users in one order, so two servers' batches cannot
+            // deadlock on each other's inserts.
+            let mut new_users: Vec<(i64, &str)> = jobs
+                .iter()
+                .map(|j| (j.company_id, j.job.triggered_by.as_str()))
+                .filter(|(c, n)| !users.contains_key(&(*c, n.to_string())))
+                .collect();
+            new_users.sort_unstable();
+            new_users.dedup();
+            for (company, name) in new_users {
+                let key = (company, name.to_string());
                 sqlx::query(
                     "INSERT INTO service_users (company_id, name, created_at) VALUES ($1, $2, $3) \
                      ON CONFLICT (company_id, name) DO NOTHING",
                 )
                 .bind(company)
-                .bind(&job.triggered_by)
+                .bind(name)
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
                 let id: i64 = sqlx::query_scalar("SELECT id FROM service_users WHERE company_id = $1 AND name = $2")
                     .bind(company)
-                    .bind(&job.triggered_by)
+                    .bind(name)
                     .fetch_one(&mut *tx)
                     .await?;
                 users.insert(key, id);

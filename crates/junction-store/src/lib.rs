@@ -117,6 +117,24 @@ pub enum StoreError {
     Config(String),
 }
 
+impl StoreError {
+    /// Whether the error is about the data written (a constraint, a value
+    /// the database refuses) rather than the database being unreachable or
+    /// a commit whose outcome is unknown. Only then may a failed batch be
+    /// retried item by item: a batch that may have committed must not be
+    /// written again.
+    pub fn is_data_error(&self) -> bool {
+        match self {
+            StoreError::Invalid(_) | StoreError::Conflict(_) | StoreError::Corrupt(_) => true,
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                !matches!(db.kind(), sqlx::error::ErrorKind::Other)
+                    || db.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
+            }
+            _ => false,
+        }
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         // Writers of one name are serialized, so a duplicate key means a
@@ -159,6 +177,9 @@ struct Inner {
     clock: Arc<dyn Clock>,
     /// Recently authenticated tokens (see `Store::authenticate`).
     tokens: tokens::TokenCache,
+    /// Bumped by every revoke, so a lookup that read a token before the
+    /// revoke cannot put it back into the cache after it.
+    token_generation: std::sync::atomic::AtomicU64,
     /// Committed service users by (company, name): they never change.
     service_users: std::sync::Mutex<std::collections::HashMap<(i64, String), i64>>,
 }
@@ -248,6 +269,7 @@ impl Store {
                 sealer,
                 clock,
                 tokens: Default::default(),
+                token_generation: Default::default(),
                 service_users: Default::default(),
             }),
         };

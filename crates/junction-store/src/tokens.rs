@@ -185,9 +185,12 @@ impl Store {
                 return Ok(Some(info.clone()));
             }
         }
+        let generation = self.inner.token_generation.load(std::sync::atomic::Ordering::SeqCst);
         let found = self.authenticate_uncached(&d).await?;
         let mut cache = self.inner.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        let revoked_meanwhile = self.inner.token_generation.load(std::sync::atomic::Ordering::SeqCst) != generation;
         match &found {
+            Some(_) if revoked_meanwhile => {}
             Some(info) => {
                 if cache.len() >= TOKEN_CACHE_ENTRIES {
                     cache.clear();
@@ -256,7 +259,9 @@ impl Store {
             }
             sqlx::query("DELETE FROM tokens WHERE id = $1").bind(id).execute(&mut *tx).await?;
         });
-        self.inner.tokens.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, (info, _)| info.id != id);
+        let mut cache = self.inner.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        self.inner.token_generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        cache.retain(|_, (info, _)| info.id != id);
         Ok(())
     }
 }

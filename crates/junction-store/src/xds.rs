@@ -640,21 +640,6 @@ impl Store {
             let mut started = false;
             for NewXdsActivity { source_id, activity, schema, message_id, runs } in items {
                 let source_id = *source_id;
-                if let Some(id) = message_id {
-                    let fresh = sqlx::query(
-                        "INSERT INTO inbound_messages (message_id, received_at) VALUES ($1, $2) \
-                         ON CONFLICT (message_id) DO NOTHING",
-                    )
-                    .bind(id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                    if fresh == 0 {
-                        out.push(Err(XdsRefusal::Duplicate(id.clone())));
-                        continue;
-                    }
-                }
                 // (1) The source's schema.
                 let current = match associated.get(&source_id) {
                     Some(s) => s.clone(),
@@ -693,6 +678,24 @@ impl Store {
                         schema_id: current.unwrap_or_default(),
                     }));
                     continue;
+                }
+                // A redelivered queue message is stored once; only a message
+                // that gets stored claims its id (a refused one may be
+                // judged again).
+                if let Some(id) = message_id {
+                    let fresh = sqlx::query(
+                        "INSERT INTO inbound_messages (message_id, received_at) VALUES ($1, $2) \
+                         ON CONFLICT (message_id) DO NOTHING",
+                    )
+                    .bind(id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if fresh == 0 {
+                        out.push(Err(XdsRefusal::Duplicate(id.clone())));
+                        continue;
+                    }
                 }
                 // (2) The activity as it is.
                 let existing: Option<(i64, i64, String, i64, i64)> = sqlx::query_as(
