@@ -15,7 +15,6 @@ use junction_core::trigger::TriggerSpec;
 use junction_core::Invalid;
 use junction_store::{CicdJobRecord, CompanyRecord, NewCicdJob, ServiceRecord, Store, TriggerRecord, CUSTOM_CD};
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, oneshot};
 
 use crate::runs::RunRequest;
 use crate::{Engine, EngineError, Result};
@@ -29,68 +28,28 @@ const BATCH: usize = 512;
 const TRIGGERS_TTL: Duration = Duration::from_secs(2);
 
 type Stored = (CicdJobRecord, Vec<String>);
-type Waiter = oneshot::Sender<std::result::Result<Stored, String>>;
 
+/// Group commit for CI/CD jobs (see `batch`).
 #[derive(Clone, Debug)]
-pub(crate) struct EventWriter {
-    tx: mpsc::UnboundedSender<(NewCicdJob, Waiter)>,
-}
+pub(crate) struct EventWriter(crate::batch::Batcher<NewCicdJob, Stored>);
 
 impl EventWriter {
     pub fn start(store: Store) -> EventWriter {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(NewCicdJob, Waiter)>();
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < BATCH {
-                    match rx.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
-                }
-                let (jobs, waiters): (Vec<NewCicdJob>, Vec<Waiter>) = batch.into_iter().unzip();
-                match store.insert_cicd_jobs(&jobs).await {
-                    Ok(records) => {
-                        for (w, r) in waiters.into_iter().zip(records) {
-                            let _ = w.send(Ok(r));
-                        }
-                    }
-                    // One bad job must not fail the others: each alone. Only
-                    // for errors about the data: a batch whose commit may
-                    // have happened is never written twice.
-                    Err(e) if jobs.len() > 1 && e.is_data_error() => {
-                        for (job, w) in jobs.into_iter().zip(waiters) {
-                            let answer = store.insert_cicd_jobs(std::slice::from_ref(&job)).await;
-                            let _ = w.send(
-                                answer
-                                    .map_err(|e| e.to_string())
-                                    .and_then(|mut r| r.pop().ok_or_else(|| "the job was not stored".to_string())),
-                            );
-                        }
-                    }
-                    Err(e) => {
-                        for w in waiters {
-                            let _ = w.send(Err(e.to_string()));
-                        }
-                    }
-                }
-            }
-        });
-        EventWriter { tx }
+        EventWriter(crate::batch::Batcher::start(
+            BATCH,
+            crate::batch::Split::OnDataErrors,
+            move |jobs: Arc<Vec<NewCicdJob>>| {
+                let store = store.clone();
+                async move { store.insert_cicd_jobs(&jobs).await }
+            },
+        ))
     }
 
     async fn store(&self, job: NewCicdJob) -> Result<Stored> {
-        let (tx, rx) = oneshot::channel();
-        let stopped = || EngineError::Unavailable("the event writer stopped".into());
-        self.tx.send((job, tx)).map_err(|_| stopped())?;
-        match rx.await {
-            Ok(Ok(record)) => Ok(record),
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "storing a CI/CD job failed");
-                Err(EngineError::Unavailable("the job could not be stored; retry".into()))
-            }
-            Err(_) => Err(stopped()),
-        }
+        self.0.submit(job).await.map_err(|e| {
+            tracing::error!(error = %e, "storing a CI/CD job failed");
+            EngineError::Unavailable("the job could not be stored; retry".into())
+        })
     }
 }
 

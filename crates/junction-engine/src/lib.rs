@@ -12,6 +12,7 @@
 //! It also fires schedules (`scheduler`) and serves spec 000's jobs: the
 //! grid, history, stop and automated triggers (`jobs`).
 
+mod batch;
 mod content;
 mod events;
 mod jobs;

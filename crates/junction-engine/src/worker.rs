@@ -595,60 +595,25 @@ impl LogWriter {
 }
 
 /// Group commit for completions: tasks that finish together are recorded
-/// in one transaction by a single writer, each caller getting its own
-/// answer.
-/// Where a completion's caller waits for its answer.
-type CompletionWaiter = oneshot::Sender<std::result::Result<Option<State>, String>>;
-
+/// in one transaction, each caller getting its own answer. A finish is
+/// idempotent (ownership is re-checked), so a failed batch may always be
+/// retried item by item.
 #[derive(Clone, Debug)]
-pub(crate) struct CompletionWriter {
-    tx: mpsc::UnboundedSender<(FinishItem, CompletionWaiter)>,
-}
+pub(crate) struct CompletionWriter(crate::batch::Batcher<FinishItem, Option<State>>);
 
 impl CompletionWriter {
     pub fn start(store: junction_store::Store) -> CompletionWriter {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(FinishItem, CompletionWaiter)>();
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < 256 {
-                    match rx.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
-                }
-                let (items, waiters): (Vec<FinishItem>, Vec<CompletionWaiter>) = batch.into_iter().unzip();
-                match store.finish_tasks(&items).await {
-                    Ok(states) => {
-                        for (w, s) in waiters.into_iter().zip(states) {
-                            let _ = w.send(Ok(s));
-                        }
-                    }
-                    // One bad item must not fail the others: each alone.
-                    Err(_) if items.len() > 1 => {
-                        for (item, w) in items.iter().zip(waiters) {
-                            let answer = store.finish_tasks(std::slice::from_ref(item)).await;
-                            let _ = w.send(answer.map(|mut s| s.pop().flatten()).map_err(|e| e.to_string()));
-                        }
-                    }
-                    Err(e) => {
-                        for w in waiters {
-                            let _ = w.send(Err(e.to_string()));
-                        }
-                    }
-                }
-            }
-        });
-        CompletionWriter { tx }
+        CompletionWriter(crate::batch::Batcher::start(
+            256,
+            crate::batch::Split::Always,
+            move |items: Arc<Vec<FinishItem>>| {
+                let store = store.clone();
+                async move { store.finish_tasks(&items).await }
+            },
+        ))
     }
 
     pub async fn finish(&self, item: FinishItem) -> Result<Option<State>> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send((item, tx)).map_err(|_| EngineError::Unavailable("the completion writer stopped".into()))?;
-        match rx.await {
-            Ok(Ok(state)) => Ok(state),
-            Ok(Err(e)) => Err(EngineError::Unavailable(format!("recording a completion failed: {e}"))),
-            Err(_) => Err(EngineError::Unavailable("the completion writer stopped".into())),
-        }
+        self.0.submit(item).await.map_err(|e| EngineError::Unavailable(format!("recording a completion failed: {e}")))
     }
 }

@@ -18,7 +18,6 @@ use junction_store::{
     XdsSourceRecord,
 };
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
 
 use crate::{Engine, EngineError, Result};
 
@@ -30,16 +29,15 @@ pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:8080";
 const MAX_CACHED_SCHEMAS: usize = 4096;
 
 type Stored = std::result::Result<XdsAccepted, XdsRefusal>;
-type Waiter = oneshot::Sender<std::result::Result<Stored, String>>;
 type Schemas = Arc<Mutex<HashMap<(String, i64), Arc<Schema>>>>;
 
 /// The engine's XDS state: the base URL for placeholders and links, the
-/// activity writer, and what never changes once stored (schema versions,
-/// the source of an association key).
+/// activity writer (group commit, see `batch`), and what never changes
+/// once stored (schema versions, the source of an association key).
 #[derive(Clone, Debug)]
 pub(crate) struct Xds {
     urls: Arc<Urls>,
-    writer: mpsc::UnboundedSender<(NewXdsActivity, Waiter)>,
+    writer: crate::batch::Batcher<NewXdsActivity, Stored>,
     schemas: Schemas,
     sources: Arc<Mutex<HashMap<String, i64>>>,
 }
@@ -56,59 +54,23 @@ impl Xds {
             Err(_) => DEFAULT_BASE_URL.to_string(),
         };
         let urls = Arc::new(Urls::new(&base));
-        let (tx, mut rx) = mpsc::unbounded_channel::<(NewXdsActivity, Waiter)>();
         let writer_urls = urls.clone();
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < BATCH {
-                    match rx.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
-                }
-                let (items, waiters): (Vec<NewXdsActivity>, Vec<Waiter>) = batch.into_iter().unzip();
-                match store.insert_xds_activities(&items, &writer_urls).await {
-                    Ok(results) => {
-                        for (w, r) in waiters.into_iter().zip(results) {
-                            let _ = w.send(Ok(r));
-                        }
-                    }
-                    // One bad message must not fail the others: each alone.
-                    // Only for errors about the data (see events.rs).
-                    Err(e) if items.len() > 1 && e.is_data_error() => {
-                        for (item, w) in items.into_iter().zip(waiters) {
-                            let answer = store.insert_xds_activities(std::slice::from_ref(&item), &writer_urls).await;
-                            let _ = w.send(
-                                answer
-                                    .map_err(|e| e.to_string())
-                                    .and_then(|mut r| r.pop().ok_or_else(|| "the activity was not stored".into())),
-                            );
-                        }
-                    }
-                    Err(e) => {
-                        for w in waiters {
-                            let _ = w.send(Err(e.to_string()));
-                        }
-                    }
-                }
-            }
-        });
-        Xds { urls, writer: tx, schemas: Arc::default(), sources: Arc::default() }
+        let writer = crate::batch::Batcher::start(
+            BATCH,
+            crate::batch::Split::OnDataErrors,
+            move |items: Arc<Vec<NewXdsActivity>>| {
+                let (store, urls) = (store.clone(), writer_urls.clone());
+                async move { store.insert_xds_activities(&items, &urls).await }
+            },
+        );
+        Xds { urls, writer, schemas: Arc::default(), sources: Arc::default() }
     }
 
     async fn store_activity(&self, item: NewXdsActivity) -> Result<Stored> {
-        let (tx, rx) = oneshot::channel();
-        let stopped = || EngineError::Unavailable("the XDS activity writer stopped".into());
-        self.writer.send((item, tx)).map_err(|_| stopped())?;
-        match rx.await {
-            Ok(Ok(stored)) => Ok(stored),
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "storing an XDS activity failed");
-                Err(EngineError::Unavailable("the activity could not be stored; retry".into()))
-            }
-            Err(_) => Err(stopped()),
-        }
+        self.writer.submit(item).await.map_err(|e| {
+            tracing::error!(error = %e, "storing an XDS activity failed");
+            EngineError::Unavailable("the activity could not be stored; retry".into())
+        })
     }
 }
 
