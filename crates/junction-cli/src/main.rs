@@ -25,6 +25,9 @@ enum Command {
     /// Manage API tokens directly in the store (no server needed).
     #[command(subcommand)]
     Token(server::TokenCommand),
+    /// Manage web UI users directly in the store (no server needed).
+    #[command(subcommand)]
+    User(server::UserCommand),
     /// Upload, list, show and delete steps.
     #[command(subcommand)]
     Steps(client::StepsCommand),
@@ -109,6 +112,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => server::serve(args).await,
             Command::Worker(args) => server::worker(args).await,
             Command::Token(cmd) => server::token(cmd).await,
+            Command::User(cmd) => server::user(cmd).await,
             Command::Steps(cmd) => client::steps(cmd).await,
             Command::Apps(cmd) => client::documents(client::Kind::Applications, cmd).await,
             Command::Configs(cmd) => client::documents(client::Kind::Configurations, cmd).await,

@@ -74,6 +74,41 @@ pub enum TokenCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user who signs in to the web UI with a password (read from
+    /// standard input, so it stays out of `ps` and shell history); an
+    /// existing user gets the new password and role.
+    Create {
+        name: String,
+        /// admin, editor, operator or viewer.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+pub async fn user(cmd: UserCommand) -> Result<()> {
+    match cmd {
+        UserCommand::Create { name, role, store } => {
+            use std::io::BufRead;
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                eprintln!("password for {name} (then Enter):");
+            }
+            let mut password = String::new();
+            std::io::stdin().lock().read_line(&mut password).context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            let store = open_store(&store).await?;
+            let done = store.put_user(&name, role, password).await;
+            store.close().await;
+            done?;
+            eprintln!("user {name} ({role}) can sign in to the web UI");
+            Ok(())
+        }
+    }
+}
+
 fn parse_role(s: &str) -> Result<Role, String> {
     Role::parse(s).ok_or_else(|| "must be one of admin, editor, operator, viewer".to_string())
 }

@@ -779,3 +779,39 @@ fn serve_consumes_xds_messages_from_rabbitmq() {
         let _ = conn.close(200, "done").await;
     });
 }
+
+/// `junction user create` reads the password from standard input; the user
+/// then signs in to the served store's web UI session.
+#[test]
+fn user_create_makes_a_user_who_can_sign_in() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let serve = Serve::start(&data, &[], &[("JUNCTION_ADMIN_TOKEN", ADMIN)]);
+    let mut child = junction()
+        .args(["user", "create", "alice", "--role", "editor", "--data-dir"])
+        .arg(&data)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"correct horse battery\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sign_in = |password: &str| {
+        rt.block_on(async {
+            let resp = reqwest::Client::new()
+                .post(format!("{}/api/v1/session", serve.url))
+                .json(&serde_json::json!({"user": "alice", "password": password}))
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap_or(Value::Null))
+        })
+    };
+    let (status, me) = sign_in("correct horse battery");
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["role"], "editor");
+    assert_eq!(sign_in("correct horse").0, 401);
+}

@@ -72,19 +72,30 @@ pub async fn require_token(
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .filter(|t| !t.is_empty());
-    let Some(presented) = presented else {
-        let route = route.as_ref().map(MatchedPath::as_str);
-        if req.method() == Method::GET && route == Some(SIGNED_LOG_ROUTE) && signed_link_valid(&state, &req) {
-            return Ok(next.run(req).await);
+    let token = match presented {
+        Some(presented) => state
+            .engine
+            .store()
+            .authenticate(presented)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("the bearer token is not valid"))?,
+        None => {
+            let route = route.as_ref().map(MatchedPath::as_str);
+            if req.method() == Method::GET && route == Some(SIGNED_LOG_ROUTE) && signed_link_valid(&state, &req) {
+                return Ok(next.run(req).await);
+            }
+            match session_cookie(req.headers()) {
+                Some(secret) => {
+                    let changes = req.method() != Method::GET && req.method() != Method::HEAD;
+                    let sent = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+                    session_caller(&state, &secret, changes, sent).await?
+                }
+                None => {
+                    return Err(ApiError::unauthorized("a bearer token is required: Authorization: Bearer <token>"))
+                }
+            }
         }
-        return Err(ApiError::unauthorized("a bearer token is required: Authorization: Bearer <token>"));
     };
-    let token = state
-        .engine
-        .store()
-        .authenticate(presented)
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("the bearer token is not valid"))?;
     let route = route.as_ref().map_or_else(|| req.uri().path(), MatchedPath::as_str);
     check(&token, capability(req.method(), route))?;
     if let Some(company) = token.company_id {
@@ -92,6 +103,60 @@ pub async fn require_token(
     }
     req.extensions_mut().insert(Caller(token));
     Ok(next.run(req).await)
+}
+
+/// The name of the web UI's session cookie (HttpOnly, SameSite=Strict).
+pub const SESSION_COOKIE: &str = "junction_session";
+/// The header a browser session sends its CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The session cookie's value, if the request has one.
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// The caller of a browser session. A request that changes something must
+/// carry the session's CSRF token in `X-CSRF-Token` (a page of another
+/// site can make the browser send the cookie, never read the token); the
+/// cookie is also SameSite=Strict.
+async fn session_caller(
+    state: &AppState,
+    secret: &str,
+    changes: bool,
+    sent: Option<String>,
+) -> Result<TokenInfo, ApiError> {
+    let session = state
+        .engine
+        .store()
+        .session(secret)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("the session has ended; sign in again"))?;
+    if changes {
+        let sent = sent.unwrap_or_default();
+        if !constant_time_eq(sent.as_bytes(), session.csrf.as_bytes()) {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "csrf", "the X-CSRF-Token header is missing or wrong"));
+        }
+    }
+    Ok(TokenInfo {
+        id: session.token_id.clone().unwrap_or_else(|| format!("user:{}", session.subject)),
+        name: session.subject,
+        role: session.role,
+        company_id: None,
+        created_at: state.engine.store().now(),
+        last_used_at: None,
+    })
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A company's personal access token reaches that company's routes only:

@@ -38,6 +38,7 @@ pub fn app(engine: Engine) -> Router {
     Router::new()
         .merge(api)
         .merge(routes::meta::public_router())
+        .merge(routes::session::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))

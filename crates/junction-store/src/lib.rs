@@ -20,6 +20,7 @@ mod runs;
 mod schedules;
 pub mod seal;
 mod secrets;
+mod sessions;
 mod steps;
 mod tokens;
 mod triggers;
@@ -41,6 +42,7 @@ pub use events::{CicdJobFilter, CicdJobRecord, CompanyRecord, NewCicdJob, Servic
 pub use runs::{Finish, FinishItem, LogLine, NewRun, NewTask, RunRecord, TaskRecord};
 pub use schedules::{Fired, Firing, Leadership, PutSchedule, ScheduleRecord};
 pub use seal::Sealer;
+pub use sessions::{SessionInfo, SESSION_TTL_MS};
 pub use steps::NewStepVersion;
 pub use tokens::{Bootstrap, MIN_GIVEN_TOKEN_LEN};
 pub use triggers::TriggerRecord;

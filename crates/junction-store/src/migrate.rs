@@ -64,6 +64,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0008_inbound.sql"),
         postgres: include_str!("../migrations/postgres/0008_inbound.sql"),
     },
+    Migration {
+        version: 9,
+        name: "sessions",
+        sqlite: include_str!("../migrations/sqlite/0009_sessions.sql"),
+        postgres: include_str!("../migrations/postgres/0009_sessions.sql"),
+    },
 ];
 
 /// Arbitrary constant naming Junction's migration lock.

@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod meta;
 pub mod parameters;
 pub mod runs;
+pub mod session;
 pub mod steps;
 pub mod tokens;
 pub mod xds;
