@@ -115,3 +115,22 @@ async fn a_session_ends_with_its_token_and_company_tokens_cannot_sign_in() {
     let (status, _) = sign_in(&s, json!({"token": "jct_nope"})).await.err().unwrap();
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn the_ui_is_served_with_a_strict_content_security_policy() {
+    let s = TestServer::sqlite().await;
+    for (path, kind) in [("/", "text/html"), ("/ui/app.js", "text/javascript"), ("/ui/app.css", "text/css")] {
+        let resp = s.http.get(format!("{}{path}", s.base)).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        let h = resp.headers();
+        assert!(h["content-type"].to_str().unwrap().starts_with(kind), "{path}");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        let body = resp.text().await.unwrap();
+        assert!(!body.is_empty());
+        if path == "/" {
+            assert!(body.contains("/ui/app.js") && !body.contains("<script>"), "no inline script");
+        }
+    }
+}

@@ -12,6 +12,7 @@ pub mod runs;
 pub mod session;
 pub mod steps;
 pub mod tokens;
+pub mod ui;
 pub mod xds;
 
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
