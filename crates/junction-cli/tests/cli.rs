@@ -815,3 +815,90 @@ fn user_create_makes_a_user_who_can_sign_in() {
     assert_eq!(me["role"], "editor");
     assert_eq!(sign_in("correct horse").0, 401);
 }
+
+/// The web UI in a real browser: `tests/browser/ui.test.js` (playwright-core
+/// driving Debian's Chromium, `apt-get install chromium`) against a served
+/// store with a finished job and a running one. Screenshots go to
+/// `target/tmp/junction-ui-screenshots`.
+#[test]
+fn the_web_ui_works_in_a_real_browser() {
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "the browser tests need Chromium: apt-get install chromium"
+    );
+    // playwright-core, installed once per build directory from the lock file.
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let modules = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("junction-browser-tests");
+    if !modules.join("node_modules/playwright-core/package.json").exists() {
+        std::fs::create_dir_all(&modules).unwrap();
+        for f in ["package.json", "package-lock.json"] {
+            std::fs::copy(here.join(f), modules.join(f)).unwrap();
+        }
+        let out = Command::new("npm")
+            .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"])
+            .current_dir(&modules)
+            .output()
+            .expect("npm runs");
+        assert!(out.status.success(), "npm ci: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let serve = Serve::start(&data, &[], &[("JUNCTION_ADMIN_TOKEN", ADMIN)]);
+    let hello = write(
+        dir.path(),
+        "hello.js",
+        "module.exports = { run: async (args) => { console.log('hello', args.arguments.who); return 'done'; } };",
+    );
+    let slow = write(
+        dir.path(),
+        "slow.js",
+        "module.exports = { run: () => new Promise((resolve) => setTimeout(resolve, 120000)) };",
+    );
+    let hello_app = write(
+        dir.path(),
+        "hello.json",
+        r#"{"name": "hello-job", "friendly_name": "Hello job", "description": "Says hello",
+        "app_variables": [{"name": "who", "value": "world"}], "steps": [{"name": "main", "file": "hello"}]}"#,
+    );
+    let slow_app =
+        write(dir.path(), "slow.json", r#"{"name": "slow-job", "steps": [{"name": "wait", "file": "slow"}]}"#);
+    for args in [
+        vec!["steps", "upload", hello.to_str().unwrap()],
+        vec!["steps", "upload", slow.to_str().unwrap()],
+        vec!["apps", "upload", hello_app.to_str().unwrap()],
+        vec!["apps", "upload", slow_app.to_str().unwrap()],
+        vec!["schedule", "add", "hello-job", "--every", "2h", "--start", "2026-01-01T00:00", "--tz", "Europe/Berlin"],
+        vec!["apps", "run", "hello-job"],
+    ] {
+        ok(&serve.client(ADMIN, &args));
+    }
+    // The slow job is started and left running (apps run would follow it).
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/api/v1/applications/slow-job/run", serve.url))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 202);
+    });
+
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("junction-ui-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = Command::new("node")
+        .arg(here.join("ui.test.js"))
+        .env("NODE_PATH", modules.join("node_modules"))
+        .env("JUNCTION_URL", &serve.url)
+        .env("JUNCTION_TOKEN", ADMIN)
+        .env("SHOTS", &shots)
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "browser tests failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
