@@ -1,4 +1,5 @@
-// Junction web UI: sign-in and the Integration Hub grid (spec 000).
+// Junction web UI: sign-in, the Integration Hub grid, Global Parameters
+// and Settings (spec 000).
 //
 // Plain ES2020 served as an ES module with no build step: the server embeds
 // this file and serves it as it is. It talks only to the public /api/v1.
@@ -573,6 +574,206 @@ async function onHistoryClick(event) {
   refreshJobs();
 }
 
+// ---------------------------------------------------------------- global parameters
+
+const PARAM_TYPES = [['string', 'String'], ['masked', 'String (Masked)']];
+const MASKED_TEXT = '•••••• (masked)';
+let paramsSeq = 0;
+let paramRowSeq = 0; // unique ids for the inputs of each row
+
+function openParams() {
+  const seq = ++paramsSeq;
+  $('params-body').replaceChildren();
+  $('params').hidden = true;
+  $('params-empty').hidden = true;
+  showBanner('params-error', '');
+  $('params-loading').hidden = false;
+  $('params-save').disabled = true;
+  openDialog($('params-dialog'), $('params-add'));
+  api('GET', '/api/v1/global-parameters').then((list) => {
+    if (seq !== paramsSeq) return;
+    $('params-body').replaceChildren(...(Array.isArray(list) ? list : []).map(paramRow));
+    $('params-save').disabled = false;
+    updateParamsEmpty();
+  }, (err) => {
+    if (seq === paramsSeq && !err.handled) showBanner('params-error', messageOf(err));
+  }).finally(() => {
+    if (seq === paramsSeq) $('params-loading').hidden = true;
+  });
+}
+
+function updateParamsEmpty() {
+  const n = $('params-body').rows.length;
+  $('params').hidden = n === 0;
+  $('params-empty').hidden = n > 0;
+}
+
+// One editable row. A stored masked parameter (`stored`) keeps its type and
+// shows no value: its input starts empty, and empty means "unchanged".
+function paramRow(param = { name: '', type: 'string', value: '' }) {
+  const id = `param-${++paramRowSeq}`;
+  const storedMasked = param.type === 'masked' && param.name !== '';
+  const label = () => nameInput.value.trim() || 'the new parameter';
+
+  const nameInput = el('input', {
+    type: 'text', id: `${id}-name`, class: 'param-name', value: param.name, autocomplete: 'off',
+    spellcheck: 'false', 'aria-label': 'Parameter name', 'aria-describedby': `${id}-error`,
+  });
+  const typeSelect = el('select', {
+    id: `${id}-type`, class: 'param-type', 'aria-label': 'Type', disabled: storedMasked,
+    title: storedMasked ? 'A masked parameter cannot be reverted' : null,
+  }, PARAM_TYPES.map(([value, text]) => el('option', { value, text })));
+  typeSelect.value = param.type === 'masked' ? 'masked' : 'string';
+  const valueInput = el('input', {
+    type: param.type === 'masked' ? 'password' : 'text', id: `${id}-value`, class: 'param-value',
+    autocomplete: 'off', spellcheck: 'false', 'aria-label': 'Value',
+    placeholder: storedMasked ? 'unchanged' : null,
+  });
+  // Set as a property: a value never sits in the page's HTML.
+  valueInput.value = param.type === 'masked' ? '' : (param.value ?? '');
+  typeSelect.addEventListener('change', () => {
+    valueInput.type = typeSelect.value === 'masked' ? 'password' : 'text';
+  });
+
+  const valueCell = el('td', { class: 'param-value-cell' }, [valueInput]);
+  if (storedMasked) {
+    valueCell.prepend(el('span', { class: 'masked-value', title: 'The stored value is never shown', text: MASKED_TEXT }));
+  }
+  const remove = el('button', {
+    type: 'button', class: 'button small danger param-delete', title: 'Delete this parameter',
+    'aria-label': `Delete ${param.name || 'the new parameter'}`, text: '✕',
+  });
+  nameInput.addEventListener('input', () => {
+    remove.setAttribute('aria-label', `Delete ${label()}`);
+    clearParamError(row);
+  });
+  valueInput.addEventListener('input', () => clearParamError(row));
+
+  const row = el('tr', { class: 'param-row', data: { storedMasked: storedMasked ? '1' : '' } }, [
+    el('td', {}, [nameInput, el('span', { id: `${id}-error`, class: 'param-error' })]),
+    el('td', {}, [typeSelect]),
+    valueCell,
+    el('td', { class: 'actions' }, [remove]),
+  ]);
+  return row;
+}
+
+function clearParamError(row) {
+  row.querySelector('.param-error').textContent = '';
+  for (const i of row.querySelectorAll('[aria-invalid]')) i.removeAttribute('aria-invalid');
+}
+
+function addParam() {
+  const row = paramRow();
+  $('params-body').append(row);
+  updateParamsEmpty();
+  row.querySelector('.param-name').focus();
+}
+
+function onParamsClick(event) {
+  const row = event.target.closest('button.param-delete')?.closest('tr');
+  if (!row) return;
+  const next = row.nextElementSibling ?? row.previousElementSibling;
+  row.remove();
+  updateParamsEmpty();
+  (next?.querySelector('button.param-delete') ?? $('params-add')).focus();
+}
+
+function paramOf(row) {
+  const type = row.querySelector('.param-type').value;
+  const value = row.querySelector('.param-value').value;
+  return {
+    name: row.querySelector('.param-name').value.trim(),
+    type,
+    // An untouched stored masked value is sent as null: the server keeps it.
+    value: row.dataset.storedMasked && value === '' ? null : value,
+  };
+}
+
+async function saveParams() {
+  const rows = [...$('params-body').rows];
+  rows.forEach(clearParamError);
+  showBanner('params-error', '');
+  const save = $('params-save');
+  save.disabled = true;
+  try {
+    await api('PUT', '/api/v1/global-parameters', rows.map(paramOf));
+    paramsSeq++;
+    $('params-dialog').close();
+    announce('Global parameters saved.');
+  } catch (err) {
+    if (err.handled) return;
+    showBanner('params-error', err.message);
+    let first = null;
+    for (const d of err.details) {
+      // Fields name the list position: "[2].name".
+      const m = /^\[(\d+)\]\.?(\w*)/.exec(d.field ?? '');
+      const row = m && rows[Number(m[1])];
+      if (!row) {
+        $('params-error').textContent += ` (${d.field ? `${d.field}: ` : ''}${d.message})`;
+        continue;
+      }
+      const input = row.querySelector(m[2] === 'value' ? '.param-value' : '.param-name');
+      input.setAttribute('aria-invalid', 'true');
+      const note = row.querySelector('.param-error');
+      note.textContent = [note.textContent, d.message].filter(Boolean).join('; ');
+      first ??= input;
+    }
+    (first ?? $('params-save')).focus();
+  } finally {
+    save.disabled = false;
+  }
+}
+
+// ---------------------------------------------------------------- settings
+
+let settingsSeq = 0;
+
+function openSettings() {
+  const seq = ++settingsSeq;
+  const box = $('setting-automated');
+  box.disabled = true;
+  showBanner('settings-error', '');
+  $('settings-status').textContent = 'Loading…';
+  openDialog($('settings-dialog'), $('settings-close'));
+  api('GET', '/api/v1/settings').then((s) => {
+    if (seq !== settingsSeq) return;
+    box.checked = s?.automated_jobs_enabled === true;
+    box.disabled = false;
+    $('settings-status').textContent = '';
+  }, (err) => {
+    if (seq !== settingsSeq || err.handled) return;
+    $('settings-status').textContent = '';
+    showBanner('settings-error', messageOf(err));
+  });
+}
+
+async function onSettingChange() {
+  const box = $('setting-automated');
+  const want = box.checked;
+  const seq = ++settingsSeq;
+  box.disabled = true;
+  showBanner('settings-error', '');
+  $('settings-status').textContent = 'Saving…';
+  try {
+    const s = await api('PUT', '/api/v1/settings', { automated_jobs_enabled: want });
+    if (seq !== settingsSeq) return;
+    box.checked = s?.automated_jobs_enabled ?? want;
+    $('settings-status').textContent = `Saved: automated jobs are ${box.checked ? 'enabled' : 'disabled'}.`;
+  } catch (err) {
+    if (seq !== settingsSeq || err.handled) return;
+    box.checked = !want;
+    $('settings-status').textContent = '';
+    // A 403 says only administrators may change settings.
+    showBanner('settings-error', messageOf(err));
+  } finally {
+    if (seq === settingsSeq) {
+      box.disabled = false;
+      box.focus();
+    }
+  }
+}
+
 // ---------------------------------------------------------------- start
 
 function wire() {
@@ -607,6 +808,24 @@ function wire() {
     historyJob = null;
     historySeq++;
   });
+
+  const params = $('params-dialog');
+  $('open-params').addEventListener('click', openParams);
+  $('params-add').addEventListener('click', addParam);
+  $('params-save').addEventListener('click', saveParams);
+  $('params-close').addEventListener('click', () => params.close());
+  $('params-body').addEventListener('click', onParamsClick);
+  // Closing without saving (Close, Escape) drops the edits, values included.
+  params.addEventListener('close', () => {
+    paramsSeq++;
+    $('params-body').replaceChildren();
+  });
+
+  const settings = $('settings-dialog');
+  $('open-settings').addEventListener('click', openSettings);
+  $('setting-automated').addEventListener('change', onSettingChange);
+  $('settings-close').addEventListener('click', () => settings.close());
+  settings.addEventListener('close', () => settingsSeq++);
 }
 
 async function init() {
