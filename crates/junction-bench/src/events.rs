@@ -307,6 +307,26 @@ impl Drive {
         let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
         self.latencies[i].as_secs_f64() * 1000.0
     }
+
+    /// The figures every report row has, for `total` planned posts.
+    fn report(&self, kind: &str, backend: &str, concurrency: usize, total: usize, cpu: Value) -> Value {
+        json!({
+            "kind": kind,
+            "backend": backend,
+            "concurrency": concurrency,
+            "sent": self.ok + self.errors,
+            "accepted": self.ok,
+            "errors": self.errors,
+            "first_error": self.first_error,
+            "seconds": self.elapsed.as_secs_f64(),
+            "capped": self.ok + self.errors < total,
+            "events_per_second": self.rate(),
+            "latency_ms_p50": self.ms(0.5),
+            "latency_ms_p99": self.ms(0.99),
+            "latency_ms_max": self.ms(1.0),
+            "cpu": cpu,
+        })
+    }
 }
 
 /// Runs `op(task, i)` for i in `first..first + total` on `concurrency`
@@ -596,23 +616,8 @@ async fn one(backend: &str, concurrency: usize, o: &Options, clients: tokio::run
     let main = post_jobs(&s, concurrency, warmup, o.total, o.cap).await?;
     let cpu = cpu_report(&before, &cpu_snapshot(), main.elapsed, main.ok);
     let mut next = warmup + o.total;
-    let mut report = json!({
-        "kind": "cicd",
-        "backend": backend,
-        "concurrency": concurrency,
-        "users": o.users,
-        "sent": main.ok + main.errors,
-        "accepted": main.ok,
-        "errors": main.errors,
-        "first_error": main.first_error,
-        "seconds": main.elapsed.as_secs_f64(),
-        "capped": main.ok + main.errors < o.total,
-        "events_per_second": main.rate(),
-        "latency_ms_p50": main.ms(0.5),
-        "latency_ms_p99": main.ms(0.99),
-        "latency_ms_max": main.ms(1.0),
-        "cpu": cpu,
-    });
+    let mut report = main.report("cicd", backend, concurrency, o.total, cpu);
+    report["users"] = json!(o.users);
     // Every job the store must hold (201 answers, then the breakdown's own
     // writes) and the item ids answered.
     let mut answered: Vec<i64> = warm.ids.iter().chain(&main.ids).copied().collect();
@@ -834,25 +839,10 @@ async fn one_xds(backend: &str, concurrency: usize, o: &Options, clients: tokio:
     let before = cpu_snapshot();
     let main = post_activities(&s, &key, &token, concurrency, warmup, o.total, o.cap).await?;
     let cpu = cpu_report(&before, &cpu_snapshot(), main.elapsed, main.ok);
-    let mut report = json!({
-        "kind": "xds",
-        "backend": backend,
-        "concurrency": concurrency,
-        "activities": XDS_ACTIVITIES,
-        "sent": main.ok + main.errors,
-        "accepted": main.ok,
-        "errors": main.errors,
-        "first_error": main.first_error,
-        "seconds": main.elapsed.as_secs_f64(),
-        "capped": main.ok + main.errors < o.total,
-        "events_per_second": main.rate(),
-        "latency_ms_p50": main.ms(0.5),
-        "latency_ms_p99": main.ms(0.99),
-        "latency_ms_max": main.ms(1.0),
-        "answers_created": main.created,
-        "answers_with_stream_entry": main.streamed,
-        "cpu": cpu,
-    });
+    let mut report = main.report("xds", backend, concurrency, o.total, cpu);
+    report["activities"] = json!(XDS_ACTIVITIES);
+    report["answers_created"] = json!(main.created);
+    report["answers_with_stream_entry"] = json!(main.streamed);
     let accepted = warm.ok + main.ok;
     let created = warm.created + main.created;
     let streamed = warm.streamed + main.streamed;

@@ -384,6 +384,17 @@ fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// Uploads the step `script` and an application `app` running it with the
+/// variable `url`.
+fn upload_url_job(run: &dyn Fn(&[&str]) -> Output, dir: &Path, script: &Path, app: &str, url: &str) {
+    ok(&run(&["steps", "upload", script.to_str().unwrap()]));
+    let step = script.file_stem().unwrap().to_str().unwrap();
+    let doc = serde_json::json!({"name": app, "app_variables": [{"name": "url", "value": url}],
+        "steps": [{"name": "s", "file": step}]});
+    let file = write(dir, &format!("{app}.json"), &doc.to_string());
+    ok(&run(&["apps", "upload", file.to_str().unwrap()]));
+}
+
 #[test]
 fn a_killed_worker_loses_its_attempt_and_the_run_still_finishes() {
     let dir = tempfile::tempdir().unwrap();
@@ -392,15 +403,7 @@ fn a_killed_worker_loses_its_attempt_and_the_run_still_finishes() {
     let run = |args: &[&str]| serve.client(ADMIN, args);
     let (url, hits) = counting_server();
     let js = write(dir.path(), "slow.js", "const http = require('http');\nmodule.exports = { run: (args) => new Promise((ok) => http.get(args.arguments.url, () => setTimeout(() => ok('done'), 1500))) };");
-    ok(&run(&["steps", "upload", js.to_str().unwrap()]));
-    let app = write(
-        dir.path(),
-        "slow_app.json",
-        &format!(
-            r#"{{"name": "slow_app", "app_variables": [{{"name": "url", "value": "{url}"}}], "steps": [{{"name": "s", "file": "slow"}}]}}"#
-        ),
-    );
-    ok(&run(&["apps", "upload", app.to_str().unwrap()]));
+    upload_url_job(&run, dir.path(), &js, "slow_app", &url);
     let out = run(&["apps", "run", "slow_app", "--wait", "0"]);
     let id = String::from_utf8_lossy(&out.stderr).lines().next().unwrap().trim_start_matches("run ").to_string();
 
@@ -431,15 +434,7 @@ fn runs_queued_before_a_restart_all_run_after_it_once() {
         let serve = Serve::start(&data, &["--workers", "0"], &[("JUNCTION_ADMIN_TOKEN", ADMIN)]);
         let run = |args: &[&str]| serve.client(ADMIN, args);
         let js = write(dir.path(), "hit.js", "const http = require('http');\nmodule.exports = { run: (args) => new Promise((ok, fail) => http.get(args.arguments.url, () => ok('hit')).on('error', fail)) };");
-        ok(&run(&["steps", "upload", js.to_str().unwrap()]));
-        let app = write(
-            dir.path(),
-            "hit_app.json",
-            &format!(
-                r#"{{"name": "hit_app", "app_variables": [{{"name": "url", "value": "{url}"}}], "steps": [{{"name": "h", "file": "hit"}}]}}"#
-            ),
-        );
-        ok(&run(&["apps", "upload", app.to_str().unwrap()]));
+        upload_url_job(&run, dir.path(), &js, "hit_app", &url);
         let ids = (0..5)
             .map(|_| {
                 let out = run(&["apps", "run", "hit_app", "--wait", "0"]);

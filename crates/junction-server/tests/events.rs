@@ -58,16 +58,7 @@ async fn post_job(s: &TestServer, company: i64, token: Option<&str>, body: &Valu
 }
 
 async fn raw_post(s: &TestServer, company: i64, token: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
-    let resp = s
-        .http
-        .post(format!("{}/webhook/company/{company}/cicd_job", s.base))
-        .bearer_auth(token)
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    s.read(resp).await
+    s.post_raw(&format!("/webhook/company/{company}/cicd_job"), token, content_type, body).await
 }
 
 async fn webhook(s: &TestServer) {

@@ -90,19 +90,6 @@ fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
     v.iter().map(|(f, r)| (f.to_string(), r.to_string())).collect()
 }
 
-async fn raw(s: &TestServer, path: &str, token: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
-    let resp = s
-        .http
-        .post(format!("{}{path}", s.base))
-        .bearer_auth(token)
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    s.read(resp).await
-}
-
 async fn source(s: &TestServer, name: &str) -> (i64, String) {
     let (status, src) = s.post("/api/v1/xds/sources", json!({"name": name})).await;
     assert_eq!(status, StatusCode::CREATED, "{src}");
@@ -132,28 +119,26 @@ async fn refused(s: &TestServer, path: &str, body: &Value) -> Vec<(String, Strin
     details(&answer)
 }
 
-fn schema_with(key: &str, changes: Value) -> Value {
-    let mut body = corrected(SPEC_SCHEMA_AS_PRINTED, key);
+/// A spec example (corrected) with `changes` applied to its `part`
+/// (`custom_schema` / `custom_data`); a key `-name` removes `name`.
+fn changed(printed: &str, part: &str, key: &str, changes: Value) -> Value {
+    let mut body = corrected(printed, key);
     for (k, v) in changes.as_object().unwrap() {
         if let Some(k) = k.strip_prefix('-') {
-            body["custom_schema"].as_object_mut().unwrap().remove(k);
+            body[part].as_object_mut().unwrap().remove(k);
         } else {
-            body["custom_schema"][k] = v.clone();
+            body[part][k] = v.clone();
         }
     }
     body
 }
 
+fn schema_with(key: &str, changes: Value) -> Value {
+    changed(SPEC_SCHEMA_AS_PRINTED, "custom_schema", key, changes)
+}
+
 fn activity_with(key: &str, changes: Value) -> Value {
-    let mut body = corrected(SPEC_ACTIVITY_AS_PRINTED, key);
-    for (k, v) in changes.as_object().unwrap() {
-        if let Some(k) = k.strip_prefix('-') {
-            body["custom_data"].as_object_mut().unwrap().remove(k);
-        } else {
-            body["custom_data"][k] = v.clone();
-        }
-    }
-    body
+    changed(SPEC_ACTIVITY_AS_PRINTED, "custom_data", key, changes)
 }
 
 async fn activity(s: &TestServer, id: i64) -> Value {
@@ -182,7 +167,7 @@ async fn xds(s: &TestServer) {
     // The spec's examples as printed are not JSON: a clear 400, recorded
     // with the body as it came.
     for printed in [SPEC_SCHEMA_AS_PRINTED, SPEC_PARSE_SCHEMA_AS_PRINTED] {
-        let (status, body) = raw(s, "/api/1/schemas", ADMIN, "application/json", printed.as_bytes().to_vec()).await;
+        let (status, body) = s.post_raw("/api/1/schemas", ADMIN, "application/json", printed.as_bytes().to_vec()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(body["error"]["code"], "malformed_json");
         assert_eq!(details(&body), pairs(&[("body", "json")]));
@@ -192,7 +177,7 @@ async fn xds(s: &TestServer) {
         assert_eq!(last["body_truncated"], false);
     }
     let (status, body) =
-        raw(s, "/api/1/activities", ADMIN, "application/json", SPEC_ACTIVITY_AS_PRINTED.as_bytes().to_vec()).await;
+        s.post_raw("/api/1/activities", ADMIN, "application/json", SPEC_ACTIVITY_AS_PRINTED.as_bytes().to_vec()).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("malformed_json")));
     assert_eq!(rejections(s, "?limit=1").await[0]["kind"], "activity");
 
@@ -546,22 +531,22 @@ async fn xds(s: &TestServer) {
     // Bodies that are not messages at all: never a 500.
     let nested = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
     for body in [b"{\"api_version\": 1e999}".to_vec(), nested.into_bytes(), b"\xff\xfe".to_vec(), Vec::new()] {
-        let (status, answer) = raw(s, "/api/1/activities", ADMIN, "application/json", body).await;
+        let (status, answer) = s.post_raw("/api/1/activities", ADMIN, "application/json", body).await;
         assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("malformed_json")));
     }
     let big = format!("{{\"x\": \"{}\"}}", "a".repeat(1024 * 1024));
     assert_eq!(
-        raw(s, "/api/1/activities", ADMIN, "application/json", big.into_bytes()).await.0,
+        s.post_raw("/api/1/activities", ADMIN, "application/json", big.into_bytes()).await.0,
         StatusCode::PAYLOAD_TOO_LARGE
     );
     assert_eq!(
-        raw(s, "/api/1/schemas", ADMIN, "text/plain", b"{}".to_vec()).await.0,
+        s.post_raw("/api/1/schemas", ADMIN, "text/plain", b"{}".to_vec()).await.0,
         StatusCode::UNSUPPORTED_MEDIA_TYPE
     );
     // A refused body is kept up to 64 KiB.
     let long = format!("not json {}", "z".repeat(100_000));
     assert_eq!(
-        raw(s, "/api/1/activities", ADMIN, "application/json", long.into_bytes()).await.0,
+        s.post_raw("/api/1/activities", ADMIN, "application/json", long.into_bytes()).await.0,
         StatusCode::BAD_REQUEST
     );
     let last = &rejections(s, "?limit=1").await[0];

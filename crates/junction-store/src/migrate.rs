@@ -15,61 +15,28 @@ struct Migration {
     postgres: &'static str,
 }
 
+/// A migration by its file name: both dialects' files are embedded.
+macro_rules! migration {
+    ($version:literal, $name:literal, $file:literal) => {
+        Migration {
+            version: $version,
+            name: $name,
+            sqlite: include_str!(concat!("../migrations/sqlite/", $file, ".sql")),
+            postgres: include_str!(concat!("../migrations/postgres/", $file, ".sql")),
+        }
+    };
+}
+
 const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "initial",
-        sqlite: include_str!("../migrations/sqlite/0001_initial.sql"),
-        postgres: include_str!("../migrations/postgres/0001_initial.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "step_introspection",
-        sqlite: include_str!("../migrations/sqlite/0002_step_introspection.sql"),
-        postgres: include_str!("../migrations/postgres/0002_step_introspection.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "queue",
-        sqlite: include_str!("../migrations/sqlite/0003_queue.sql"),
-        postgres: include_str!("../migrations/postgres/0003_queue.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "scheduler",
-        sqlite: include_str!("../migrations/sqlite/0004_scheduler.sql"),
-        postgres: include_str!("../migrations/postgres/0004_scheduler.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "events",
-        sqlite: include_str!("../migrations/sqlite/0005_events.sql"),
-        postgres: include_str!("../migrations/postgres/0005_events.sql"),
-    },
-    Migration {
-        version: 6,
-        name: "xds",
-        sqlite: include_str!("../migrations/sqlite/0006_xds.sql"),
-        postgres: include_str!("../migrations/postgres/0006_xds.sql"),
-    },
-    Migration {
-        version: 7,
-        name: "triggers",
-        sqlite: include_str!("../migrations/sqlite/0007_triggers.sql"),
-        postgres: include_str!("../migrations/postgres/0007_triggers.sql"),
-    },
-    Migration {
-        version: 8,
-        name: "inbound",
-        sqlite: include_str!("../migrations/sqlite/0008_inbound.sql"),
-        postgres: include_str!("../migrations/postgres/0008_inbound.sql"),
-    },
-    Migration {
-        version: 9,
-        name: "sessions",
-        sqlite: include_str!("../migrations/sqlite/0009_sessions.sql"),
-        postgres: include_str!("../migrations/postgres/0009_sessions.sql"),
-    },
+    migration!(1, "initial", "0001_initial"),
+    migration!(2, "step_introspection", "0002_step_introspection"),
+    migration!(3, "queue", "0003_queue"),
+    migration!(4, "scheduler", "0004_scheduler"),
+    migration!(5, "events", "0005_events"),
+    migration!(6, "xds", "0006_xds"),
+    migration!(7, "triggers", "0007_triggers"),
+    migration!(8, "inbound", "0008_inbound"),
+    migration!(9, "sessions", "0009_sessions"),
 ];
 
 /// Arbitrary constant naming Junction's migration lock.

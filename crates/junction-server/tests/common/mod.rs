@@ -155,6 +155,21 @@ impl TestServer {
         (status, value)
     }
 
+    /// A POST of raw bytes with a chosen content type (bodies that are not
+    /// JSON, or too large).
+    pub async fn post_raw(&self, path: &str, token: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        self.read(resp).await
+    }
+
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.send(Method::GET, path, Some(ADMIN), None).await
     }
