@@ -64,6 +64,7 @@ pub enum DocCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// List the stored documents.
     List {
         #[command(flatten)]
         client: ClientArgs,
@@ -74,6 +75,7 @@ pub enum DocCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Delete a stored document.
     Delete {
         name: String,
         #[command(flatten)]

@@ -88,8 +88,10 @@ impl Engine {
     /// What the application refers to that does not exist (yet).
     async fn warnings(&self, app: &Application) -> Result<Vec<Violation>> {
         let mut out = Vec::new();
+        let files: Vec<&str> = app.steps().iter().map(|s| s.file.as_str()).collect();
+        let stored = self.store.step_versions(&files).await?;
         for (i, step) in app.steps().iter().enumerate() {
-            if self.store.get_step(&step.file).await?.is_none() {
+            if !stored.contains_key(&step.file) {
                 out.push(Violation::new(
                     format!("steps[{i}].file"),
                     "exists",
@@ -98,7 +100,7 @@ impl Engine {
             }
         }
         if let Some(config) = app.configuration() {
-            if self.store.get_configuration(config).await?.is_none() {
+            if self.store.configuration_names(&[config]).await?.is_empty() {
                 out.push(Violation::new(
                     "configuration",
                     "exists",

@@ -16,7 +16,7 @@ use junction_core::Invalid;
 use junction_store::{CicdJobRecord, CompanyRecord, NewCicdJob, ServiceRecord, Store, TriggerRecord, CUSTOM_CD};
 use serde_json::{json, Value};
 
-use crate::runs::RunRequest;
+use crate::runs::{build_run, wanted_configurations, RunRequest};
 use crate::{Engine, EngineError, Result};
 
 /// Jobs stored per transaction at most.
@@ -128,39 +128,85 @@ impl Engine {
                 )))
             }
         }
-        let mut runs = Vec::new();
-        for trigger in self.active_triggers().await?.iter().filter(|t| t.matches_cicd(company, &job)) {
-            let context = json!({
-                "JobName": trigger.application,
-                "Trigger": trigger.name,
-                "Company": {"ID": company, "Name": company_record.name},
-                "CicdJob": job,
-            });
-            let request = RunRequest {
-                params: trigger.arguments.clone(),
-                trigger_kind: "automated".into(),
-                triggered_by: Some(format!("trigger:{}", trigger.name)),
-                context: Some(context),
-                ..RunRequest::default()
-            };
-            let prepared = match self.store.get_application(&trigger.application).await? {
-                Some(app) => self.prepare_run(&app.application, app.revision, request).await,
-                None => Err(EngineError::NotFound(format!("application {:?}", trigger.application))),
-            };
-            match prepared {
-                Ok(run) => runs.push(run),
-                // The event is stored whatever its triggers can do.
-                Err(e) => {
-                    tracing::warn!(trigger = %trigger.name, error = %e, "trigger could not start its application")
-                }
-            }
-        }
+        let triggers = self.active_triggers().await?;
+        let matched: Vec<&TriggerSpec> = triggers.iter().filter(|t| t.matches_cicd(company, &job)).collect();
+        let runs = self
+            .trigger_runs(&matched, |trigger| {
+                json!({
+                    "JobName": trigger.application,
+                    "Trigger": trigger.name,
+                    "Company": {"ID": company, "Name": company_record.name},
+                    "CicdJob": job,
+                })
+            })
+            .await?
+            .into_iter()
+            .map(|(_, run)| run)
+            .collect::<Vec<_>>();
         let started = !runs.is_empty();
         let stored = self.events.store(NewCicdJob { company_id: company, job, runs }).await?;
         if started {
             self.signals.work_available.notify_waiters();
         }
         Ok(stored)
+    }
+
+    /// The automated runs `triggers` start, each with the event as its
+    /// context (`context(trigger)`) and the trigger's argument values. Their
+    /// applications and what the runs need are read for all of them at once.
+    /// A trigger whose application cannot run is logged and skipped: the
+    /// event is stored whatever its triggers can do. Each run comes with
+    /// the index of its trigger.
+    pub(crate) async fn trigger_runs(
+        &self,
+        triggers: &[&TriggerSpec],
+        context: impl Fn(&TriggerSpec) -> Value,
+    ) -> Result<Vec<(usize, junction_store::NewRun)>> {
+        if triggers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut names: Vec<&str> = triggers.iter().map(|t| t.application.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let apps: HashMap<String, junction_store::ApplicationRecord> = self
+            .store
+            .get_applications(&names)
+            .await?
+            .into_iter()
+            .map(|a| (a.application.name().to_string(), a))
+            .collect();
+        let requests: Vec<RunRequest> = triggers
+            .iter()
+            .map(|t| RunRequest {
+                params: t.arguments.clone(),
+                trigger_kind: "automated".into(),
+                triggered_by: Some(format!("trigger:{}", t.name)),
+                context: Some(context(t)),
+                ..RunRequest::default()
+            })
+            .collect();
+        let app_refs: Vec<&junction_core::application::Application> = apps.values().map(|a| &a.application).collect();
+        let configs: Vec<String> = triggers
+            .iter()
+            .zip(&requests)
+            .filter_map(|(t, r)| apps.get(&t.application).map(|a| wanted_configurations(&a.application, r)))
+            .flatten()
+            .collect();
+        let lookups = self.lookups(&app_refs, &configs).await?;
+        let mut runs = Vec::with_capacity(triggers.len());
+        for (i, (trigger, request)) in triggers.iter().zip(requests).enumerate() {
+            let built = match apps.get(&trigger.application) {
+                Some(app) => build_run(&app.application, app.revision, request, &lookups),
+                None => Err(EngineError::NotFound(format!("application {:?}", trigger.application))),
+            };
+            match built {
+                Ok(run) => runs.push((i, run)),
+                Err(e) => {
+                    tracing::warn!(trigger = %trigger.name, error = %e, "trigger could not start its application")
+                }
+            }
+        }
+        Ok(runs)
     }
 
     /// The enabled triggers, none while automated jobs are off.
@@ -246,7 +292,7 @@ impl Engine {
 
 /// Names of companies and services: 1-128 characters, no control
 /// characters.
-fn check_label(field: &str, name: &str) -> Result<(), Invalid> {
+pub(crate) fn check_label(field: &str, name: &str) -> Result<(), Invalid> {
     if name.trim().is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
         return Err(Invalid::one(field, "name_syntax", "must be 1-128 characters without control characters"));
     }

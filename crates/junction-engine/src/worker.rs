@@ -384,9 +384,10 @@ impl Engine {
         };
         // The log is in the store before the state says the task ended.
         self.logs.flush().await;
-        let item = FinishItem { task_id: task.id.clone(), worker: config.id.clone(), finish: finish.clone() };
+        let wakes = matches!(finish, Finish::Success { .. } | Finish::Retry { .. });
+        let item = FinishItem { task_id: task.id.clone(), worker: config.id.clone(), finish };
         let ended = self.completions.finish(item).await?;
-        if matches!(finish, Finish::Success { .. } | Finish::Retry { .. }) {
+        if wakes {
             self.signals.work_available.notify_waiters();
         }
         if ended.is_some() {

@@ -102,11 +102,7 @@ impl Engine {
 
     /// A new source with a random association key.
     pub async fn create_xds_source(&self, name: &str) -> Result<XdsSourceRecord> {
-        if name.trim().is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
-            return Err(
-                Invalid::one("name", "name_syntax", "must be 1-128 characters without control characters").into()
-            );
-        }
+        crate::events::check_label("name", name)?;
         let key = uuid::Uuid::new_v4().to_string();
         Ok(self.store.create_xds_source(name, &key).await?)
     }
@@ -303,41 +299,29 @@ impl Engine {
         activity: &junction_core::xds::Activity,
     ) -> Result<Vec<(junction_store::NewRun, bool)>> {
         let status_type = activity.fields.get("status_type").and_then(Value::as_str);
-        let mut runs = Vec::new();
-        for trigger in self.active_triggers().await? {
-            let Some(on_change) = trigger.matches_xds(source_id, &activity.schema_id, status_type) else { continue };
-            let context = serde_json::json!({
-                "JobName": trigger.application,
-                "Trigger": trigger.name,
-                "XdsActivity": {
-                    "source_id": source_id,
-                    "schema_id": activity.schema_id,
-                    "schema_version": activity.schema_version,
-                    "remote_id": activity.remote_id,
-                    "event_time": activity.event_time,
-                    "fields": activity.fields,
-                },
-            });
-            let request = crate::runs::RunRequest {
-                params: trigger.arguments.clone(),
-                trigger_kind: "automated".into(),
-                triggered_by: Some(format!("trigger:{}", trigger.name)),
-                context: Some(context),
-                ..Default::default()
-            };
-            let prepared = match self.store.get_application(&trigger.application).await? {
-                Some(app) => self.prepare_run(&app.application, app.revision, request).await,
-                None => Err(EngineError::NotFound(format!("application {:?}", trigger.application))),
-            };
-            match prepared {
-                Ok(run) => runs.push((run, on_change)),
-                // The message is stored whatever its triggers can do.
-                Err(e) => {
-                    tracing::warn!(trigger = %trigger.name, error = %e, "trigger could not start its application")
-                }
-            }
-        }
-        Ok(runs)
+        let triggers = self.active_triggers().await?;
+        let matched: Vec<(&junction_core::trigger::TriggerSpec, bool)> = triggers
+            .iter()
+            .filter_map(|t| t.matches_xds(source_id, &activity.schema_id, status_type).map(|on_change| (t, on_change)))
+            .collect();
+        let specs: Vec<&junction_core::trigger::TriggerSpec> = matched.iter().map(|(t, _)| *t).collect();
+        let runs = self
+            .trigger_runs(&specs, |trigger| {
+                serde_json::json!({
+                    "JobName": trigger.application,
+                    "Trigger": trigger.name,
+                    "XdsActivity": {
+                        "source_id": source_id,
+                        "schema_id": activity.schema_id,
+                        "schema_version": activity.schema_version,
+                        "remote_id": activity.remote_id,
+                        "event_time": activity.event_time,
+                        "fields": activity.fields,
+                    },
+                })
+            })
+            .await?;
+        Ok(runs.into_iter().map(|(i, run)| (run, matched[i].1)).collect())
     }
 
     /// Records a message refused before it could be read as JSON (the

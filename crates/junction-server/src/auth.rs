@@ -140,10 +140,7 @@ async fn session_caller(
         .await?
         .ok_or_else(|| ApiError::unauthorized("the session has ended; sign in again"))?;
     if changes {
-        let sent = sent.unwrap_or_default();
-        if !constant_time_eq(sent.as_bytes(), session.csrf.as_bytes()) {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "csrf", "the X-CSRF-Token header is missing or wrong"));
-        }
+        check_csrf(sent.as_deref(), &session)?;
     }
     Ok(TokenInfo {
         id: session.token_id.clone().unwrap_or_else(|| format!("user:{}", session.subject)),
@@ -153,6 +150,15 @@ async fn session_caller(
         created_at: state.engine.store().now(),
         last_used_at: None,
     })
+}
+
+/// A change by a browser session must send the session's CSRF token.
+pub fn check_csrf(sent: Option<&str>, session: &junction_store::SessionInfo) -> Result<(), ApiError> {
+    if constant_time_eq(sent.unwrap_or_default().as_bytes(), session.csrf.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::FORBIDDEN, "csrf", "the X-CSRF-Token header is missing or wrong"))
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

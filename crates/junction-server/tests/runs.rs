@@ -222,13 +222,16 @@ async fn a_long_step_is_revoked_and_a_run_is_replayed() {
     let (status, run) = s.post("/api/v1/applications/long/run", json!({"params": {"k": "given"}})).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let id = run["id"].as_str().unwrap().to_string();
-    for _ in 0..100 {
-        if s.get(&format!("/api/v1/tasks/{id}")).await.1["steps"][0]["state"] == "STARTED" {
+    // Revoked once the step is executing (its first line is in the log).
+    let mut started = false;
+    for _ in 0..400 {
+        if s.text(&format!("/api/v1/tasks/{id}/log")).await.contains("working") {
+            started = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(started, "the step never started");
     let (status, revoked) = s.post(&format!("/api/v1/tasks/{id}/revoke"), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{revoked}");
     assert_eq!(revoked["state"], "REVOKED");

@@ -273,7 +273,8 @@ impl Store {
                 got.sort_unstable();
                 ids.extend(got);
             }
-            let mut started = false;
+            // The triggered runs of the whole batch, inserted together.
+            let mut pending: Vec<(NewRun, Option<Vec<u8>>)> = Vec::new();
             let mut run_ids = Vec::with_capacity(jobs.len());
             for (NewCicdJob { runs, .. }, id) in jobs.iter().zip(&ids) {
                 let mut mine = Vec::with_capacity(runs.len());
@@ -283,13 +284,13 @@ impl Store {
                         ctx.insert("EventId".into(), Value::from(*id));
                     }
                     let sealed = self.seal_run_params(&run);
-                    insert_runs!(tx, vec![(&run, &sealed)], now);
                     mine.push(run.id.clone());
-                    started = true;
+                    pending.push((run, sealed));
                 }
                 run_ids.push(mine);
             }
-            if started {
+            if !pending.is_empty() {
+                insert_runs!(tx, pending.iter().map(|(r, s)| (r, s)).collect(), now);
                 notify_work!(self, tx);
             }
             (ids.into_iter().zip(run_ids).collect::<Vec<_>>(), users)

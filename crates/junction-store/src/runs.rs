@@ -685,21 +685,19 @@ impl Store {
         if lines.is_empty() {
             return Ok(());
         }
-        // 5 binds a row; SQLite allows 32766 binds a statement.
-        for chunk in lines.chunks(1000) {
-            let values = (0..chunk.len())
-                .map(|i| format!("(${}, ${}, ${}, ${}, ${})", i * 5 + 1, i * 5 + 2, i * 5 + 3, i * 5 + 4, i * 5 + 5))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!("INSERT INTO task_logs (run_id, task_id, ts, level, line) VALUES {values}");
-            write_tx!(self, tx => {
+        write_tx!(self, tx => {
+            // 5 binds a row; SQLite allows 32766 binds a statement.
+            for chunk in lines.chunks(1000) {
+                let values =
+                    (0..chunk.len()).map(|i| format!("({})", placeholders(i * 5 + 1, 5))).collect::<Vec<_>>().join(", ");
+                let sql = format!("INSERT INTO task_logs (run_id, task_id, ts, level, line) VALUES {values}");
                 let mut q = sqlx::query(&sql);
                 for l in chunk {
                     q = q.bind(&l.run_id).bind(&l.task_id).bind(l.ts.as_millisecond()).bind(&l.level).bind(&l.line);
                 }
                 q.execute(&mut *tx).await?;
-            });
-        }
+            }
+        });
         Ok(())
     }
 

@@ -98,17 +98,6 @@ impl Store {
     }
 
     /// The clear values of an application's encrypted variables.
-    /// The names of an application's sealed variables, without unsealing.
-    pub async fn application_secret_names(&self, app: &str) -> Result<Vec<String>> {
-        read!(self, db => {
-            sqlx::query_scalar("SELECT name FROM secrets WHERE scope = $1 ORDER BY name")
-                .bind(app_scope(app))
-                .fetch_all(db)
-                .await
-        })
-        .map_err(Into::into)
-    }
-
     pub async fn application_secrets(&self, app: &str) -> Result<Vec<(String, SecretString)>> {
         self.unseal_scope(&app_scope(app)).await
     }

@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use crate::runs::{insert_runs, notify_work, NewRun, NewTask};
+use crate::runs::{insert_runs, notify_work, placeholders, NewRun, NewTask};
 use crate::{json_of, read, ts, write_tx, Result, Store, StoreError};
 
 /// Inserts a sub-event inside `write_tx!`, yielding its id.
@@ -433,11 +433,6 @@ fn activity_lock(source_id: i64, schema_id: &str, remote_id: &str) -> i64 {
     i64::from_be_bytes(first)
 }
 
-/// `$first, $first+1, ...` for `n` values.
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
-}
-
 impl Store {
     pub async fn create_xds_source(&self, name: &str, key: &str) -> Result<XdsSourceRecord> {
         let now = self.now_ms();
@@ -637,7 +632,8 @@ impl Store {
             // Sources whose association this batch has checked.
             let mut associated: HashMap<i64, Option<String>> = HashMap::new();
             let mut out = Vec::with_capacity(items.len());
-            let mut started = false;
+            // The triggered runs of the whole batch, inserted together.
+            let mut pending: Vec<(NewRun, Option<Vec<u8>>)> = Vec::new();
             for NewXdsActivity { source_id, activity, schema, message_id, runs } in items {
                 let source_id = *source_id;
                 // (1) The source's schema.
@@ -824,9 +820,8 @@ impl Store {
                         ctx.insert("SubEventId".into(), Value::from(sub_event_id));
                     }
                     let sealed = self.seal_run_params(&run);
-                    insert_runs!(tx, vec![(&run, &sealed)], now);
                     triggered_runs.push(run.id.clone());
-                    started = true;
+                    pending.push((run, sealed));
                 }
                 out.push(Ok(XdsAccepted {
                     activity_id,
@@ -841,7 +836,8 @@ impl Store {
                     triggered_runs,
                 }));
             }
-            if started {
+            if !pending.is_empty() {
+                insert_runs!(tx, pending.iter().map(|(r, s)| (r, s)).collect(), now);
                 notify_work!(self, tx);
             }
             out

@@ -85,14 +85,7 @@ async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> ApiResul
     if let Some(secret) = session_cookie(&headers) {
         let store = state.engine.store();
         if let Some(info) = store.session(&secret).await? {
-            let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
-            if sent != info.csrf {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "csrf",
-                    "the X-CSRF-Token header is missing or wrong",
-                ));
-            }
+            crate::auth::check_csrf(headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()), &info)?;
             store.delete_session(&secret).await?;
         }
     }
