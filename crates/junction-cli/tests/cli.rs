@@ -811,21 +811,23 @@ fn user_create_makes_a_user_who_can_sign_in() {
     assert_eq!(sign_in("correct horse").0, 401);
 }
 
-/// The web UI in a real browser: `tests/browser/ui.test.js` (playwright-core
-/// driving Debian's Chromium, `apt-get install chromium`) against a served
-/// store with a finished job and a running one. Screenshots go to
-/// `target/tmp/junction-ui-screenshots`.
-#[test]
-fn the_web_ui_works_in_a_real_browser() {
+/// Runs `tests/browser/SCRIPT` (playwright-core driving Debian's Chromium,
+/// `apt-get install chromium`) against `serve`, signed in with ADMIN.
+/// Screenshots go to `target/tmp/junction-ui-screenshots`.
+fn run_browser_script(script: &str, serve: &Serve) {
     assert!(
         std::path::Path::new("/usr/bin/chromium").exists(),
         "the browser tests need Chromium: apt-get install chromium"
     );
-    // playwright-core, installed once per build directory from the lock file.
+    // playwright-core, installed once per build directory from the lock file;
+    // a file lock (released when the process dies) keeps two browser tests
+    // from installing at once.
     let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let modules = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("junction-browser-tests");
+    std::fs::create_dir_all(&modules).unwrap();
+    let lock = std::fs::File::create(modules.join("install.lock")).unwrap();
+    lock.lock().unwrap();
     if !modules.join("node_modules/playwright-core/package.json").exists() {
-        std::fs::create_dir_all(&modules).unwrap();
         for f in ["package.json", "package-lock.json"] {
             std::fs::copy(here.join(f), modules.join(f)).unwrap();
         }
@@ -836,7 +838,30 @@ fn the_web_ui_works_in_a_real_browser() {
             .expect("npm runs");
         assert!(out.status.success(), "npm ci: {}", String::from_utf8_lossy(&out.stderr));
     }
+    drop(lock);
 
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("junction-ui-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = Command::new("node")
+        .arg(here.join(script))
+        .env("NODE_PATH", modules.join("node_modules"))
+        .env("JUNCTION_URL", &serve.url)
+        .env("JUNCTION_TOKEN", ADMIN)
+        .env("SHOTS", &shots)
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "browser tests in {script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The Integration Hub pages in a real browser (`tests/browser/ui.test.js`)
+/// against a served store with a finished job and a running one.
+#[test]
+fn the_web_ui_works_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let serve = Serve::start(&data, &[], &[("JUNCTION_ADMIN_TOKEN", ADMIN)]);
@@ -880,20 +905,15 @@ fn the_web_ui_works_in_a_real_browser() {
         assert_eq!(resp.status().as_u16(), 202);
     });
 
-    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("junction-ui-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let out = Command::new("node")
-        .arg(here.join("ui.test.js"))
-        .env("NODE_PATH", modules.join("node_modules"))
-        .env("JUNCTION_URL", &serve.url)
-        .env("JUNCTION_TOKEN", ADMIN)
-        .env("SHOTS", &shots)
-        .output()
-        .expect("node runs");
-    assert!(
-        out.status.success(),
-        "browser tests failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_browser_script("ui.test.js", &serve);
+}
+
+/// The Applications and Configurations pages in a real browser
+/// (`tests/browser/apps.test.js`); the script creates what it needs through
+/// the API.
+#[test]
+fn the_application_pages_work_in_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&dir.path().join("data"), &[], &[("JUNCTION_ADMIN_TOKEN", ADMIN)]);
+    run_browser_script("apps.test.js", &serve);
 }

@@ -110,6 +110,12 @@ pub struct StepUpload {
     pub data: String,
     #[serde(default)]
     pub description: Option<String>,
+    /// The name of the file the source came from (the web UI's Upload New
+    /// File). Only checked, never stored: its extension must be `.js` or
+    /// `.py` and agree with `language`, and it settles the language when
+    /// `language` is absent.
+    #[serde(default)]
+    pub file_name: Option<String>,
 }
 
 impl StepUpload {
@@ -140,7 +146,8 @@ impl StepUpload {
         if self.data.contains('\0') {
             v.push("data", "text", "the step source must not contain NUL characters");
         }
-        let language = self.language.or_else(|| Language::infer(&self.data));
+        let from_file = self.file_name.as_deref().and_then(|f| check_file_name(f, self.language, &mut v));
+        let language = self.language.or(from_file).or_else(|| Language::infer(&self.data));
         if language.is_none() && !self.data.trim().is_empty() {
             v.push(
                 "language",
@@ -157,6 +164,30 @@ impl StepUpload {
         }
         v.finish(language.unwrap_or(Language::Javascript))
     }
+}
+
+/// The language a file name's extension says, if it is `.js` or `.py` and
+/// agrees with the declared language; otherwise a violation of `file_name`.
+fn check_file_name(file: &str, declared: Option<Language>, v: &mut Violations) -> Option<Language> {
+    if file.is_empty() || file.len() > 255 || file.contains(['/', '\\']) || file.chars().any(char::is_control) {
+        v.push("file_name", "file_name", "must be a file name of at most 255 bytes, without a directory or control characters");
+        return None;
+    }
+    let by_extension = match file.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("js") => Language::Javascript,
+        Some("py") => Language::Python,
+        _ => {
+            let wanted = declared.map_or(".js or .py", |l| if l == Language::Python { ".py" } else { ".js" });
+            v.push("file_name", "extension", format!("only {wanted} files can be uploaded, not {file:?}"));
+            return None;
+        }
+    };
+    if declared.is_some_and(|l| l != by_extension) {
+        let wanted = if by_extension == Language::Python { ".js" } else { ".py" };
+        v.push("file_name", "extension", format!("only {wanted} files can be uploaded, not {file:?}"));
+        return None;
+    }
+    Some(by_extension)
 }
 
 pub fn is_python_identifier(s: &str) -> bool {
@@ -224,7 +255,28 @@ mod tests {
     }
 
     fn upload(name: &str, language: Option<Language>, data: &str) -> StepUpload {
-        StepUpload { name: name.into(), language, data: data.into(), description: None }
+        StepUpload { name: name.into(), language, data: data.into(), description: None, file_name: None }
+    }
+
+    #[test]
+    fn file_names_must_be_js_or_py_and_agree_with_the_language() {
+        let with = |language, file: &str| StepUpload { file_name: Some(file.into()), ..upload("s", language, "1") };
+        assert_eq!(with(None, "deploy.js").validate(), Ok(Language::Javascript));
+        assert_eq!(with(Some(Language::Javascript), "deploy.js").validate(), Ok(Language::Javascript));
+        assert_eq!(with(None, "Sync.py").validate(), Ok(Language::Python));
+        for (language, file, message) in [
+            (Some(Language::Javascript), "deploy.txt", "only .js files"),
+            (Some(Language::Javascript), "deploy.py", "only .js files"),
+            (Some(Language::Javascript), "deploy.JS", "only .js files"),
+            (Some(Language::Javascript), "deploy", "only .js files"),
+            (None, "deploy.sh", "only .js or .py files"),
+            (Some(Language::Python), "s.js", "only .py files"),
+        ] {
+            let err = with(language, file).validate().unwrap_err();
+            assert_eq!((err.0[0].field.as_str(), err.0[0].rule.as_str()), ("file_name", "extension"), "{file}");
+            assert!(err.0[0].message.contains(message), "{file}: {}", err.0[0].message);
+        }
+        assert_eq!(with(None, "../x.js").validate().unwrap_err().0[0].rule, "file_name");
     }
 
     #[test]

@@ -45,6 +45,100 @@ async function main() {
     assert.match(await page.innerText(`${row} .next-run`), /^in /);
     assert.ok(await page.getAttribute(`${row} .last-run time`, 'title'), 'UTC time on hover');
 
+    // + New Job: mandatory fields are marked and refused with messages next to them.
+    await page.click('#new-job');
+    await page.waitForSelector('#job-dialog[open]');
+    await page.click('#job-save-close');
+    for (const id of ['job-name', 'job-file', 'job-trigger']) {
+      assert.notStrictEqual((await page.innerText(`#${id}-error`)).trim(), '', `${id} is mandatory`);
+    }
+    assert.strictEqual(await page.getAttribute('#job-name', 'aria-invalid'), 'true');
+    await page.fill('#job-name', 'Nightly Sync');
+    assert.match(await page.innerText('#job-id-note'), /nightly-sync/);
+    await page.fill('#job-description', 'Copies tickets every two hours');
+    const jobParam = '#job-params-body tr:last-child';
+    await page.click('#job-params-add');
+    await page.fill(`${jobParam} .param-name`, 'region');
+    await page.fill(`${jobParam} .param-value`, 'eu');
+    await page.click('#job-params-add');
+    await page.fill(`${jobParam} .param-name`, 'apiKey');
+    await page.selectOption(`${jobParam} .param-type`, 'masked');
+    await page.fill(`${jobParam} .param-value`, 'masked-secret-77');
+    // Only .js files: the browser says so at once...
+    await page.setInputFiles('#job-file', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hi') });
+    assert.match(await page.innerText('#job-file-error'), /Only \.js files/);
+    // ...and the server refuses other files on its own.
+    const refused = await fetch(`${URL}/api/v1/steps`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ name: 'notes', language: 'javascript', file_name: 'notes.txt', data: 'module.exports = {}' }),
+    });
+    assert.strictEqual(refused.status, 400);
+    assert.strictEqual((await refused.json()).error.details[0].field, 'file_name');
+    const script = "module.exports = { run: async (args) => {\n"
+      + "  console.log('sync', args.arguments.region, args.arguments.apiKey === 'masked-secret-77' ? 'key-ok' : 'key-missing');\n"
+      + "  return 'synced'; } };\n";
+    await page.setInputFiles('#job-file', { name: 'sync.js', mimeType: 'text/javascript', buffer: Buffer.from(script) });
+    assert.strictEqual((await page.innerText('#job-file-error')).trim(), '');
+    await page.check('#job-trigger-scheduled');
+    await page.selectOption('#job-frequency', 'Hourly');
+    await page.fill('#job-repeat', '0');
+    await page.fill('#job-start', '2026-01-01T08:00');
+    await page.selectOption('#job-timezone', 'Europe/Berlin');
+    await page.click('#job-save');
+    assert.match(await page.innerText('#job-repeat-error'), /1 to 10000/);
+    await page.fill('#job-repeat', '2');
+    assert.ok(!(await page.content()).includes('masked-secret-77'), 'a typed masked value is not in the HTML');
+    // Run & Close: saved, started, and the grid shows it.
+    await page.click('#job-run-close');
+    await page.waitForSelector('#job-dialog', { state: 'hidden' });
+    const nightly = 'tr[data-job="nightly-sync"]';
+    await page.waitForSelector(nightly);
+    assert.match(await page.innerText(`${nightly} .schedule`), /2 hours/);
+    assert.match(await page.innerText(`${nightly} .next-run`), /^(in |Running)/);
+    await waitForText(page, `${nightly} .last-run`, /SUCCESS/);
+    await page.click(`${nightly} button.history`);
+    await page.waitForSelector('#history-body tr[data-run] a.log');
+    const [syncLog] = await Promise.all([ctx.waitForEvent('page'), page.click('#history-body a.log')]);
+    await syncLog.waitForLoadState();
+    assert.match(await syncLog.innerText('body'), /\[LOG\] – sync eu key-ok/);
+    await syncLog.close();
+    await page.keyboard.press('Escape');
+
+    // Edit by clicking the Job Name: the stored job, the masked value locked and never in the page.
+    await page.click(`${nightly} button.job-edit`);
+    await page.waitForFunction(() => document.querySelector('#job-name').value === 'Nightly Sync');
+    assert.strictEqual(await page.inputValue('#job-frequency'), 'Hourly');
+    assert.strictEqual(await page.inputValue('#job-repeat'), '2');
+    assert.strictEqual(await page.inputValue('#job-start'), '2026-01-01T08:00');
+    assert.strictEqual(await page.inputValue('#job-timezone'), 'Europe/Berlin');
+    const keyRow = await page.evaluateHandle(() => [...document.querySelectorAll('#job-params-body tr')]
+      .find((r) => r.querySelector('.param-name').value === 'apiKey'));
+    assert.ok(await (await keyRow.$('.param-type')).isDisabled(), 'a saved masked parameter stays masked');
+    assert.strictEqual(await (await keyRow.$('.param-value')).inputValue(), '');
+    assert.ok(!(await page.content()).includes('masked-secret-77'), 'a masked value is never in the page');
+    if (SHOTS) await page.screenshot({ path: `${SHOTS}/editor.png` });
+    // The download button gives back the uploaded script.
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#job-script-download')]);
+    assert.strictEqual(download.suggestedFilename(), 'nightly-sync.js');
+    const chunks = [];
+    for await (const c of await download.createReadStream()) chunks.push(c);
+    assert.strictEqual(Buffer.concat(chunks).toString(), script);
+    // Save keeps the pop-up open; Automated Job drops the schedule.
+    await page.check('#job-trigger-automated');
+    await page.click('#job-save');
+    await waitForText(page, '#job-progress', /Saved Nightly Sync/);
+    assert.ok(await page.isVisible('#job-dialog'));
+    await page.click('#job-save-close');
+    await page.waitForSelector('#job-dialog', { state: 'hidden' });
+    await waitForText(page, `${nightly} .schedule`, /Automated Job/);
+    assert.match(await page.innerText(`${nightly} .next-run`), /Disabled/);
+    const stored = await (await fetch(`${URL}/api/v1/applications/nightly-sync`,
+      { headers: { Authorization: `Bearer ${TOKEN}` } })).json();
+    assert.strictEqual(stored.automated, true);
+    assert.deepStrictEqual(stored.app_variables.map((v) => [v.name, v.value, v.encrypted ?? false]),
+      [['region', 'eu', false], ['apiKey', null, true]]);
+
     // History and the log in a new tab, without a token.
     await page.click(`${row} button.history`);
     await page.waitForSelector('#history-body tr[data-run]');
@@ -68,6 +162,17 @@ async function main() {
     await logTab.waitForLoadState();
     assert.match(await logTab.innerText('body'), /Job was stopped by user/);
     await logTab.close();
+    await page.keyboard.press('Escape');
+
+    // A running instance is stopped from History too.
+    await page.click(`${slow} button.menu-button`);
+    await page.click('#job-menu-run');
+    await page.waitForSelector(`${slow} button.stop`);
+    await page.click(`${slow} button.history`);
+    await page.waitForSelector('#history-body button.stop-run');
+    await page.click('#history-body button.stop-run');
+    await waitForText(page, '#history-body', /^(?![\s\S]*(STARTED|PENDING))[\s\S]*REVOKED[\s\S]*REVOKED/);
+    assert.strictEqual(await page.locator('#history-body button.stop-run').count(), 0);
     await page.keyboard.press('Escape');
 
     // The Enabled toggle.
@@ -156,6 +261,20 @@ async function main() {
     assert.deepStrictEqual(problems, []);
   } finally {
     await browser.close();
+  }
+}
+
+// Waits until the element's text matches, refreshing the grid meanwhile
+// (it refreshes itself only once a minute).
+async function waitForText(page, selector, pattern) {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const text = await page.innerText(selector).catch(() => '');
+    if (pattern.test(text)) return;
+    if (Date.now() > deadline) throw new Error(`${selector} never matched ${pattern}; last text: ${text}`);
+    if (selector.startsWith('tr[')) await page.click('#refresh');
+    else if (selector.startsWith('#history')) await page.click('#history-refresh');
+    await page.waitForTimeout(250);
   }
 }
 

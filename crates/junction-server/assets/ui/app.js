@@ -1,12 +1,18 @@
-// Junction web UI: sign-in, the Integration Hub grid, Global Parameters
-// and Settings (spec 000).
-//
-// Plain ES2020 served as an ES module with no build step: the server embeds
-// this file and serves it as it is. It talks only to the public /api/v1.
+// Junction web UI, the entry module: sign-in, the Integration Hub grid,
+// history, Global Parameters and Settings (spec 000), and the page switch.
 //
 // Credentials never reach JavaScript storage: the session lives in an
-// HttpOnly cookie the server sets, and the CSRF token is kept only in the
-// `session` variable below, so a reload asks the server again.
+// HttpOnly cookie the server sets, and the CSRF token is kept only in
+// core.js's `session` variable, so a reload asks the server again.
+
+import {
+  $, api, appPath, clearParamError, clockFormat, confirmDialog, currentSession, dateFormat, el, focusKey,
+  formatDuration, jobPath, messageOf, onSessionLost, openDialog, paramOf, paramTable, placeParamError, plural, refocus,
+  renderPreservingFocus, setSession, showBanner, stateBadge, STOPPABLE, timeEl, toDate,
+} from './core.js';
+import { leaveApplications, showApplications } from './apps.js';
+import { initEditor, openJobEditor } from './editor.js';
+import { leaveConfigurations, showConfigurations } from './configs.js';
 
 const REFRESH_MS = 60_000;
 // While the action menu is open a refresh would replace the row it belongs
@@ -14,20 +20,8 @@ const REFRESH_MS = 60_000;
 const REFRESH_RETRY_MS = 5_000;
 const STATUS_CLEAR_MS = 10_000;
 const HISTORY_LIMIT = 50;
-// Run states a Stop button can still act on (spec 004's task states).
-const STOPPABLE = new Set(['PENDING', 'STARTED']);
-// Run state → colour family used by the CSS (blue, green, red, yellow, grey).
-const STATE_CLASS = {
-  STARTED: 'running', PENDING: 'queued', WAITING: 'queued', RETRY: 'warning',
-  SUCCESS: 'success', FAILURE: 'failure', REVOKED: 'warning',
-};
 const TRIGGER_LABEL = { automated: 'Automated Job', manual: 'Manual', scheduled: 'Scheduled' };
 
-const $ = (id) => document.getElementById(id);
-const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
-const clockFormat = new Intl.DateTimeFormat(undefined, { timeStyle: 'medium' });
-
-let session = null; // {user, role, csrf_token} while signed in
 let jobs = [];
 let refreshTimer = 0;
 let refreshSeq = 0; // answers to older refreshes are dropped
@@ -35,114 +29,6 @@ let statusTimer = 0;
 let menu = null; // {job, button} while the action menu is open
 let historyJob = null;
 let historySeq = 0;
-
-// ---------------------------------------------------------------- API
-
-class ApiError extends Error {
-  constructor(status, code, message, details = []) {
-    super(message);
-    this.status = status;
-    this.code = code;
-    this.details = Array.isArray(details) ? details : [];
-    this.handled = false; // true once the UI already reacted (session lost)
-  }
-}
-
-async function api(method, path, body) {
-  const headers = { Accept: 'application/json' };
-  const init = { method, headers, credentials: 'same-origin' };
-  if (body !== undefined) {
-    headers['Content-Type'] = 'application/json';
-    init.body = JSON.stringify(body);
-  }
-  if (method !== 'GET' && method !== 'HEAD' && session) headers['X-CSRF-Token'] = session.csrf_token;
-
-  let res;
-  try {
-    res = await fetch(path, init);
-  } catch {
-    throw new ApiError(0, 'network', 'Cannot reach the Junction server. Check the connection and try again.');
-  }
-  const text = res.status === 204 ? '' : await res.text();
-  let data = null;
-  try {
-    data = text ? JSON.parse(text) : null;
-  } catch {
-    // A proxy's HTML error page: fall back to the status line below.
-  }
-  if (res.ok) return data;
-
-  const e = data && data.error;
-  const err = new ApiError(res.status, e?.code ?? `http_${res.status}`,
-    e?.message || `The server answered ${res.status} ${res.statusText}`.trim(), e?.details);
-  // A 401 on anything but the session itself means the cookie expired or was
-  // revoked: go back to sign-in instead of showing a confusing error.
-  if (res.status === 401 && session && !path.startsWith('/api/v1/session')) {
-    endSession('Your session has ended. Sign in again.');
-    err.handled = true;
-  }
-  throw err;
-}
-
-function messageOf(err) {
-  if (!(err instanceof ApiError)) return `Something went wrong: ${err.message}`;
-  const extra = err.details.map((d) => (d.field ? `${d.field}: ${d.message}` : d.message)).filter(Boolean);
-  return extra.length ? `${err.message} (${extra.join('; ')})` : err.message;
-}
-
-const jobPath = (name) => `/api/v1/jobs/${encodeURIComponent(name)}`;
-const appPath = (name) => `/api/v1/applications/${encodeURIComponent(name)}`;
-
-// ---------------------------------------------------------------- DOM helpers
-
-// Builds elements from data without ever parsing it as HTML: `text` becomes
-// textContent, `data` the dataset, booleans are properties, the rest attributes.
-function el(tag, props = {}, children = []) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (value == null) continue;
-    if (key === 'text') node.textContent = value;
-    else if (key === 'class') node.className = value;
-    else if (key === 'data') Object.assign(node.dataset, value);
-    else if (typeof value === 'boolean') node[key] = value;
-    else node.setAttribute(key, String(value));
-  }
-  node.append(...children);
-  return node;
-}
-
-function toDate(iso) {
-  const d = iso ? new Date(iso) : null;
-  return d && !Number.isNaN(d.getTime()) ? d : null;
-}
-
-// Local time for reading, UTC (ISO 8601) on hover.
-function timeEl(iso) {
-  const d = toDate(iso);
-  if (!d) return el('span', { class: 'muted', text: iso || '—' });
-  return el('time', { datetime: d.toISOString(), title: d.toISOString(), text: dateFormat.format(d) });
-}
-
-function formatDuration(ms) {
-  if (ms == null) return '—';
-  if (ms < 1000) return `${ms} ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
-  const total = Math.round(ms / 1000);
-  const h = Math.floor(total / 3600);
-  const m = Math.floor((total % 3600) / 60);
-  return h ? `${h} h ${m} min` : `${m} min ${total % 60} s`;
-}
-
-function stateBadge(state) {
-  return el('span', { class: `state state-${STATE_CLASS[state] ?? 'other'}`, text: state || 'UNKNOWN' });
-}
-
-function showBanner(id, message, source = '') {
-  const banner = $(id);
-  banner.textContent = message || '';
-  banner.hidden = !message;
-  banner.dataset.source = source;
-}
 
 // The two banners answer the latest action, so each one clears the other.
 function showError(err, source = 'action') {
@@ -158,68 +44,56 @@ function announce(message) {
   statusTimer = setTimeout(() => showBanner('grid-status', ''), STATUS_CLEAR_MS);
 }
 
-// Rows are re-rendered on every refresh. To keep keyboard users where they
-// were, remember the focused control as (row key, data-ctl) and find it again.
-function focusKey(node) {
-  const row = node?.closest?.('tr[data-job], tr[data-run]');
-  return { node, body: row?.parentElement, key: row && (row.dataset.job ?? row.dataset.run), ctl: node?.dataset?.ctl };
-}
-
-function refocus(k, fallback) {
-  if (k.node?.isConnected && !k.node.disabled) return k.node.focus();
-  const row = k.body && [...k.body.rows].find((r) => (r.dataset.job ?? r.dataset.run) === k.key);
-  const target = row && ((k.ctl && row.querySelector(`[data-ctl="${k.ctl}"]`)) || row.querySelector('button, input, a'));
-  (target || fallback)?.focus();
-}
-
-function renderPreservingFocus(tbody, rows, fallback) {
-  const active = document.activeElement;
-  const k = tbody.contains(active) ? focusKey(active) : null;
-  tbody.replaceChildren(...rows);
-  if (k) refocus(k, fallback);
-}
-
-// Native <dialog> gives modality, a focus trap and Escape. Focus goes back to
-// the opener on close; if a refresh replaced the opener meanwhile, to the
-// same control in the same row.
-function openDialog(dialog, initialFocus) {
-  const opener = focusKey(document.activeElement);
-  dialog.addEventListener('close', () => refocus(opener, $('refresh')), { once: true });
-  dialog.showModal();
-  initialFocus.focus();
-}
-
-function confirmDialog(message) {
-  const dialog = $('confirm-dialog');
-  $('confirm-message').textContent = message;
-  dialog.returnValue = ''; // Escape leaves it empty: counts as No
-  openDialog(dialog, $('confirm-no'));
-  return new Promise((resolve) => {
-    dialog.addEventListener('close', () => resolve(dialog.returnValue === 'yes'), { once: true });
-  });
-}
 
 // ---------------------------------------------------------------- session
 
+const VIEWS = { signin: 'signin-view', grid: 'grid-view', apps: 'apps-view', configs: 'configs-view' };
+
 function showView(name) {
   $('loading').hidden = true;
-  $('signin-view').hidden = name !== 'signin';
-  $('grid-view').hidden = name !== 'grid';
-  $('session-info').hidden = name !== 'grid';
+  for (const [view, id] of Object.entries(VIEWS)) $(id).hidden = view !== name;
+  $('session-info').hidden = name === 'signin';
+  $('main-nav').hidden = name === 'signin';
+  for (const link of $('main-nav').querySelectorAll('a')) {
+    if (link.dataset.view === name) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+}
+
+// Pages are addressed by the URL's fragment, so Back, reload and bookmarks
+// work: #/ (the grid), #/applications, #/applications/NAME, #/configurations.
+function route(focusHeading) {
+  if (!currentSession()) return;
+  const path = location.hash.replace(/^#\/?/, '');
+  const [section, ...rest] = path.split('/');
+  const name = rest.length ? decodeURIComponent(rest.join('/')) : null;
+  if (section !== 'applications') leaveApplications();
+  if (section !== 'configurations') leaveConfigurations();
+  if (section === 'applications') {
+    showView('apps');
+    showApplications(name, focusHeading);
+  } else if (section === 'configurations') {
+    showView('configs');
+    showConfigurations(focusHeading);
+  } else {
+    showView('grid');
+    if (focusHeading) $('grid-heading').focus();
+    refreshJobs();
+  }
 }
 
 function startSession(answer, fromForm) {
-  session = { user: answer.user, role: answer.role, csrf_token: answer.csrf_token };
-  $('session-user').textContent = session.user ?? '';
-  $('session-role').textContent = session.role ?? '';
+  setSession({ user: answer.user, role: answer.role, csrf_token: answer.csrf_token });
+  $('session-user').textContent = answer.user ?? '';
+  $('session-role').textContent = answer.role ?? '';
   $('signin-notice').textContent = '';
-  showView('grid');
-  if (fromForm) $('grid-heading').focus();
-  refreshJobs();
+  route(fromForm);
 }
 
 function endSession(notice = '') {
-  session = null;
+  setSession(null);
+  leaveApplications();
+  leaveConfigurations();
   clearTimeout(refreshTimer);
   refreshSeq++;
   historySeq++;
@@ -295,7 +169,7 @@ async function refreshJobs() {
   } finally {
     if (seq === refreshSeq) {
       $('jobs').removeAttribute('aria-busy');
-      if (session) refreshTimer = setTimeout(autoRefresh, REFRESH_MS);
+      if (currentSession()) refreshTimer = setTimeout(autoRefresh, REFRESH_MS);
     }
   }
 }
@@ -321,7 +195,11 @@ function jobRow(job) {
   const name = displayName(job);
   const row = el('tr', { data: { job: job.name }, class: job.running > 0 ? 'is-running' : null });
 
-  const nameCell = el('th', { scope: 'row', class: 'job-name' }, [el('span', { class: 'friendly-name', text: name })]);
+  // Spec 000: "Edit: Click a script's Job Name in the grid."
+  const nameCell = el('th', { scope: 'row', class: 'job-name' }, [el('button', {
+    type: 'button', class: 'link-button friendly-name job-edit', data: { ctl: 'edit' }, 'aria-haspopup': 'dialog',
+    title: `Edit ${name}`, text: name,
+  })]);
   if (name !== job.name) nameCell.append(el('span', { class: 'job-id muted', text: job.name }));
   if (job.description) {
     nameCell.append(el('span', { class: 'description muted', title: job.description, text: job.description }));
@@ -386,6 +264,7 @@ function onGridClick(event) {
   if (!name) return;
   const ctl = button.dataset.ctl;
   if (ctl === 'history') openHistory(name);
+  else if (ctl === 'edit') openJobEditor(name);
   else if (ctl === 'stop') stopJob(name);
   else if (ctl === 'menu') (menu?.button === button ? closeMenu(true) : openMenu(button, name));
 }
@@ -430,7 +309,6 @@ async function act(request, describe) {
   refreshJobs();
 }
 
-const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 const stopJob = (name) => act(() => api('POST', `${jobPath(name)}/stop`),
   (answer) => `Stopped ${plural(answer?.stopped?.length ?? 0, 'instance')} of ${displayName(jobOf(name))}.`);
@@ -574,16 +452,15 @@ async function onHistoryClick(event) {
   refreshJobs();
 }
 
+
 // ---------------------------------------------------------------- global parameters
 
-const PARAM_TYPES = [['string', 'String'], ['masked', 'String (Masked)']];
-const MASKED_TEXT = '•••••• (masked)';
 let paramsSeq = 0;
-let paramRowSeq = 0; // unique ids for the inputs of each row
+let params = null; // the parameter table, made in wire()
 
 function openParams() {
   const seq = ++paramsSeq;
-  $('params-body').replaceChildren();
+  params.fill([]);
   $('params').hidden = true;
   $('params-empty').hidden = true;
   showBanner('params-error', '');
@@ -592,9 +469,8 @@ function openParams() {
   openDialog($('params-dialog'), $('params-add'));
   api('GET', '/api/v1/global-parameters').then((list) => {
     if (seq !== paramsSeq) return;
-    $('params-body').replaceChildren(...(Array.isArray(list) ? list : []).map(paramRow));
+    params.fill(Array.isArray(list) ? list : []);
     $('params-save').disabled = false;
-    updateParamsEmpty();
   }, (err) => {
     if (seq === paramsSeq && !err.handled) showBanner('params-error', messageOf(err));
   }).finally(() => {
@@ -602,96 +478,8 @@ function openParams() {
   });
 }
 
-function updateParamsEmpty() {
-  const n = $('params-body').rows.length;
-  $('params').hidden = n === 0;
-  $('params-empty').hidden = n > 0;
-}
-
-// One editable row. A stored masked parameter (`stored`) keeps its type and
-// shows no value: its input starts empty, and empty means "unchanged".
-function paramRow(param = { name: '', type: 'string', value: '' }) {
-  const id = `param-${++paramRowSeq}`;
-  const storedMasked = param.type === 'masked' && param.name !== '';
-  const label = () => nameInput.value.trim() || 'the new parameter';
-
-  const nameInput = el('input', {
-    type: 'text', id: `${id}-name`, class: 'param-name', value: param.name, autocomplete: 'off',
-    spellcheck: 'false', 'aria-label': 'Parameter name', 'aria-describedby': `${id}-error`,
-  });
-  const typeSelect = el('select', {
-    id: `${id}-type`, class: 'param-type', 'aria-label': 'Type', disabled: storedMasked,
-    title: storedMasked ? 'A masked parameter cannot be reverted' : null,
-  }, PARAM_TYPES.map(([value, text]) => el('option', { value, text })));
-  typeSelect.value = param.type === 'masked' ? 'masked' : 'string';
-  const valueInput = el('input', {
-    type: param.type === 'masked' ? 'password' : 'text', id: `${id}-value`, class: 'param-value',
-    autocomplete: 'off', spellcheck: 'false', 'aria-label': 'Value',
-    placeholder: storedMasked ? 'unchanged' : null,
-  });
-  // Set as a property: a value never sits in the page's HTML.
-  valueInput.value = param.type === 'masked' ? '' : (param.value ?? '');
-  typeSelect.addEventListener('change', () => {
-    valueInput.type = typeSelect.value === 'masked' ? 'password' : 'text';
-  });
-
-  const valueCell = el('td', { class: 'param-value-cell' }, [valueInput]);
-  if (storedMasked) {
-    valueCell.prepend(el('span', { class: 'masked-value', title: 'The stored value is never shown', text: MASKED_TEXT }));
-  }
-  const remove = el('button', {
-    type: 'button', class: 'button small danger param-delete', title: 'Delete this parameter',
-    'aria-label': `Delete ${param.name || 'the new parameter'}`, text: '✕',
-  });
-  nameInput.addEventListener('input', () => {
-    remove.setAttribute('aria-label', `Delete ${label()}`);
-    clearParamError(row);
-  });
-  valueInput.addEventListener('input', () => clearParamError(row));
-
-  const row = el('tr', { class: 'param-row', data: { storedMasked: storedMasked ? '1' : '' } }, [
-    el('td', {}, [nameInput, el('span', { id: `${id}-error`, class: 'param-error' })]),
-    el('td', {}, [typeSelect]),
-    valueCell,
-    el('td', { class: 'actions' }, [remove]),
-  ]);
-  return row;
-}
-
-function clearParamError(row) {
-  row.querySelector('.param-error').textContent = '';
-  for (const i of row.querySelectorAll('[aria-invalid]')) i.removeAttribute('aria-invalid');
-}
-
-function addParam() {
-  const row = paramRow();
-  $('params-body').append(row);
-  updateParamsEmpty();
-  row.querySelector('.param-name').focus();
-}
-
-function onParamsClick(event) {
-  const row = event.target.closest('button.param-delete')?.closest('tr');
-  if (!row) return;
-  const next = row.nextElementSibling ?? row.previousElementSibling;
-  row.remove();
-  updateParamsEmpty();
-  (next?.querySelector('button.param-delete') ?? $('params-add')).focus();
-}
-
-function paramOf(row) {
-  const type = row.querySelector('.param-type').value;
-  const value = row.querySelector('.param-value').value;
-  return {
-    name: row.querySelector('.param-name').value.trim(),
-    type,
-    // An untouched stored masked value is sent as null: the server keeps it.
-    value: row.dataset.storedMasked && value === '' ? null : value,
-  };
-}
-
 async function saveParams() {
-  const rows = [...$('params-body').rows];
+  const rows = params.rows();
   rows.forEach(clearParamError);
   showBanner('params-error', '');
   const save = $('params-save');
@@ -707,16 +495,8 @@ async function saveParams() {
     let first = null;
     for (const d of err.details) {
       // Fields name the list position: "[2].name".
-      const m = /^\[(\d+)\]\.?(\w*)/.exec(d.field ?? '');
-      const row = m && rows[Number(m[1])];
-      if (!row) {
-        $('params-error').textContent += ` (${d.field ? `${d.field}: ` : ''}${d.message})`;
-        continue;
-      }
-      const input = row.querySelector(m[2] === 'value' ? '.param-value' : '.param-name');
-      input.setAttribute('aria-invalid', 'true');
-      const note = row.querySelector('.param-error');
-      note.textContent = [note.textContent, d.message].filter(Boolean).join('; ');
+      const input = placeParamError(rows, d.field, d.message);
+      if (!input) $('params-error').textContent += ` (${d.field ? `${d.field}: ` : ''}${d.message})`;
       first ??= input;
     }
     (first ?? $('params-save')).focus();
@@ -777,6 +557,8 @@ async function onSettingChange() {
 // ---------------------------------------------------------------- start
 
 function wire() {
+  onSessionLost(endSession);
+  window.addEventListener('hashchange', () => route(true));
   $('signin-token-form').addEventListener('submit', (e) =>
     signIn(e, () => ({ token: $('signin-token').value.trim() }), 'Enter an API token.'));
   $('signin-password-form').addEventListener('submit', (e) => signIn(e,
@@ -787,6 +569,8 @@ function wire() {
   }
   $('signout').addEventListener('click', signOut);
   $('refresh').addEventListener('click', () => refreshJobs());
+  $('new-job').addEventListener('click', () => openJobEditor(null));
+  initEditor({ saved: () => refreshJobs(), announce });
 
   $('jobs-body').addEventListener('click', onGridClick);
   $('jobs-body').addEventListener('change', onGridChange);
@@ -809,16 +593,15 @@ function wire() {
     historySeq++;
   });
 
-  const params = $('params-dialog');
+  params = paramTable({ body: 'params-body', table: 'params', empty: 'params-empty', add: 'params-add' });
+  const paramsDialog = $('params-dialog');
   $('open-params').addEventListener('click', openParams);
-  $('params-add').addEventListener('click', addParam);
   $('params-save').addEventListener('click', saveParams);
-  $('params-close').addEventListener('click', () => params.close());
-  $('params-body').addEventListener('click', onParamsClick);
+  $('params-close').addEventListener('click', () => paramsDialog.close());
   // Closing without saving (Close, Escape) drops the edits, values included.
-  params.addEventListener('close', () => {
+  paramsDialog.addEventListener('close', () => {
     paramsSeq++;
-    $('params-body').replaceChildren();
+    params.fill([]);
   });
 
   const settings = $('settings-dialog');
