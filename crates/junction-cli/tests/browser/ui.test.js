@@ -38,7 +38,6 @@ async function main() {
     await page.fill('#signin-token', TOKEN);
     await page.click('#signin-submit');
     await page.waitForSelector('tr[data-job="hello-job"]');
-    if (SHOTS) await page.screenshot({ path: `${SHOTS}/grid.png` });
 
     const row = 'tr[data-job="hello-job"]';
     assert.match(await page.innerText(`${row} .last-run`), /SUCCESS/);
@@ -97,6 +96,7 @@ async function main() {
     assert.match(await page.innerText(`${nightly} .schedule`), /2 hours/);
     assert.match(await page.innerText(`${nightly} .next-run`), /^(in |Running)/);
     await waitForText(page, `${nightly} .last-run`, /SUCCESS/);
+    if (SHOTS) await page.screenshot({ path: `${SHOTS}/grid.png` });
     await page.click(`${nightly} button.history`);
     await page.waitForSelector('#history-body tr[data-run] a.log');
     const [syncLog] = await Promise.all([ctx.waitForEvent('page'), page.click('#history-body a.log')]);
