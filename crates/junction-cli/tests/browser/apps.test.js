@@ -11,11 +11,16 @@
 
 const assert = require('assert');
 const http = require('http');
-const { chromium } = require('playwright-core');
+const {
+  URL, TOKEN, SHOTS, launch, openPage, signIn, assertLocalTime, assertNoSidewaysScroll, run,
+} = require('./common');
 
-const URL = process.env.JUNCTION_URL;
-const TOKEN = process.env.JUNCTION_TOKEN;
-const SHOTS = process.env.SHOTS;
+// Failed requests this suite causes on purpose.
+const EXPECTED_FAILURES = [
+  [401, '/api/v1/session'], // the probe before sign-in
+  [404, '/api/v1/applications/no-such-app'], // the unknown application's page
+  [400, '/api/v1/configurations'], // the refused entry name
+];
 
 const SECRET_VAR = 'topsecret-apikey-9';
 const SECRET_ENTRY = 'hunter2-secret-77';
@@ -90,22 +95,9 @@ async function prepare(gate) {
 
 async function main() {
   const gate = await startGate();
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  const browser = await launch();
   try {
-    const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-    const page = await ctx.newPage();
-    const problems = [];
-    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-    // Chromium reports every non-2xx answer as a console error; the session
-    // probe before sign-in (401), the refused save (400) and the unknown
-    // application (404) are expected.
-    page.on('console', (m) => {
-      if (m.type() === 'error' && !/status of 40[014]/.test(m.text())) problems.push(`console: ${m.text()}`);
-    });
+    const { ctx, page, problems, assertNowhere } = await openPage(browser, EXPECTED_FAILURES);
     const box = (step) => `#dag g.dag-step[data-step="${step}"]`;
     const stepClass = (step) => page.getAttribute(box(step), 'class');
     const newRunId = async (previous) => {
@@ -118,9 +110,7 @@ async function main() {
 
     // Signed in on an empty store: the list says what to do next.
     await page.goto(`${URL}/#/applications`);
-    await page.waitForSelector('#signin-token', { state: 'visible' });
-    await page.fill('#signin-token', TOKEN);
-    await page.click('#signin-submit');
+    await signIn(page);
     await page.waitForSelector('#apps-empty', { state: 'visible' });
     assert.match(await page.innerText('#apps-empty'), /junction apps upload FILE/);
 
@@ -132,7 +122,7 @@ async function main() {
     const diamondRow = '#apps-body tr[data-app="diamond"]';
     assert.strictEqual((await page.innerText(`${diamondRow} .app-steps`)).trim(), '4');
     assert.match(await page.innerText(diamondRow), /Fans out/);
-    assert.ok(await page.getAttribute(`${diamondRow} time`, 'title'), 'UTC time on hover');
+    await assertLocalTime(page, `${diamondRow} time`);
     assert.strictEqual(await page.getAttribute(`${diamondRow} a`, 'href'), '#/applications/diamond');
     if (SHOTS) await page.screenshot({ path: `${SHOTS}/applications.png` });
 
@@ -157,7 +147,7 @@ async function main() {
     // Variables: the encrypted one is masked, its value nowhere.
     assert.match(await page.innerText('#vars-table tr[data-var="api_key"]'), /\(masked\)/);
     assert.match(await page.innerText('#vars-table tr[data-var="greeting"]'), /hello/);
-    assert.ok(!(await page.content()).includes(SECRET_VAR), 'an encrypted variable is never in the page');
+    await assertNowhere(SECRET_VAR, 'an encrypted variable');
 
     // Run: b waits on the closed gate, so it is seen running (blue)...
     await page.click('#app-run');
@@ -267,8 +257,7 @@ async function main() {
     const narrow = await page.$eval('#dag', (d) => ({ scroll: d.scrollWidth, client: d.clientWidth }));
     assert.ok(narrow.scroll > narrow.client, `the graph scrolls: ${JSON.stringify(narrow)}`);
     assert.ok(await page.isVisible(box('a')));
-    const pageWidth = await page.evaluate(() => document.documentElement.scrollWidth);
-    assert.ok(pageWidth <= 390, `no sideways page scroll at 390 px (${pageWidth})`);
+    await assertNoSidewaysScroll(page);
     await page.$eval('#dag', (d) => { d.scrollLeft = d.scrollWidth; });
     await page.waitForFunction(() => {
       const d = document.querySelector('#dag').getBoundingClientRect();
@@ -282,10 +271,9 @@ async function main() {
     await page.evaluate(() => { location.hash = '#/configurations'; });
     await page.waitForSelector('#configs-heading');
     await page.waitForSelector('#configs-loading', { state: 'hidden' });
-    if ((await api('GET', '/api/v1/configurations')).length === 0) {
-      assert.ok(await page.isVisible('#configs-empty'));
-      assert.match(await page.innerText('#configs-empty'), /New Configuration/);
-    }
+    assert.deepStrictEqual(await api('GET', '/api/v1/configurations'), [], 'the store is fresh');
+    assert.ok(await page.isVisible('#configs-empty'));
+    assert.match(await page.innerText('#configs-empty'), /New Configuration/);
     // The Global Parameters are listed, pointing to where they are edited.
     await api('PUT', '/api/v1/global-parameters', [{ name: 'HubUrl', type: 'string', value: 'https://hub.example' }]);
     await page.click('#configs-refresh');
@@ -326,7 +314,7 @@ async function main() {
     const demoRow = '#configs-body tr[data-config="demo-config"]';
     await page.waitForSelector(demoRow);
     assert.match(await page.innerText(`${demoRow} .config-entries`), /^2 \(1 encrypted\)$/);
-    assert.ok(!(await page.content()).includes(SECRET_ENTRY));
+    await assertNowhere(SECRET_ENTRY, 'an encrypted configuration value');
     let stored = await api('GET', '/api/v1/configurations/demo-config');
     assert.deepStrictEqual(stored.configuration_data, [
       { name: 'db_host', value: 'db.example', encrypted: false },
@@ -346,7 +334,7 @@ async function main() {
     assert.ok(await page.isDisabled(`${locked} .entry-encrypted`));
     assert.match(await page.innerText(`${locked} .masked-value`), /\(masked\)/);
     assert.strictEqual(await page.inputValue('#config-body tr:nth-child(1) .entry-value'), 'db.example');
-    assert.ok(!(await page.content()).includes(SECRET_ENTRY), 'an encrypted value is never in the page');
+    await assertNowhere(SECRET_ENTRY, 'an encrypted configuration value');
     if (SHOTS) await page.screenshot({ path: `${SHOTS}/configurations.png` });
     // Saved untouched: the sealed value is kept (a run sees it).
     await page.click('#config-save');
@@ -370,7 +358,7 @@ async function main() {
     await page.waitForSelector('#configs-body tr[data-config="temp-config"]', { state: 'detached' });
     assert.ok((await api('GET', '/api/v1/configurations')).every((c) => c.name !== 'temp-config'));
 
-    assert.ok(!(await page.content()).includes(TOKEN), 'the token is never in the page');
+    await assertNowhere(TOKEN, 'the API token');
     assert.deepStrictEqual(problems, []);
   } finally {
     await browser.close();
@@ -378,7 +366,4 @@ async function main() {
   }
 }
 
-main().then(() => console.log('browser tests passed'), (e) => {
-  console.error(e && e.stack ? e.stack : e);
-  process.exit(1);
-});
+run(main);

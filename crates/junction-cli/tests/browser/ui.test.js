@@ -6,28 +6,20 @@
 // Exits non-zero with the failed step on stderr.
 
 const assert = require('assert');
-const { chromium } = require('playwright-core');
+const {
+  URL, TOKEN, SHOTS, launch, openPage, waitForText, assertLocalTime, assertNoSidewaysScroll, run,
+} = require('./common');
 
-const URL = process.env.JUNCTION_URL;
-const TOKEN = process.env.JUNCTION_TOKEN;
-const SHOTS = process.env.SHOTS;
+// Failed requests this suite causes on purpose.
+const EXPECTED_FAILURES = [
+  [401, '/api/v1/session'], // the probe before sign-in, and the wrong token
+  [400, '/api/v1/global-parameters'], // the duplicate parameter name
+];
 
 async function main() {
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  const browser = await launch();
   try {
-    const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-    const page = await ctx.newPage();
-    const problems = [];
-    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-    // Chromium reports every non-2xx answer as a console error; the page
-    // itself must log none (400 comes from the refused parameter below).
-    page.on('console', (m) => {
-      if (m.type() === 'error' && !/status of 40[013]/.test(m.text())) problems.push(`console: ${m.text()}`);
-    });
+    const { ctx, page, problems, assertNowhere } = await openPage(browser, EXPECTED_FAILURES);
 
     // Sign in: a wrong token is refused next to the form, the right one opens the grid.
     await page.goto(`${URL}/`);
@@ -42,7 +34,7 @@ async function main() {
     const row = 'tr[data-job="hello-job"]';
     assert.match(await page.innerText(`${row} .last-run`), /SUCCESS/);
     assert.match(await page.innerText(`${row} .next-run`), /^in /);
-    assert.ok(await page.getAttribute(`${row} .last-run time`, 'title'), 'UTC time on hover');
+    await assertLocalTime(page, `${row} .last-run time`);
 
     // + New Job: mandatory fields are marked and refused with messages next to them.
     await page.click('#new-job');
@@ -75,7 +67,9 @@ async function main() {
     assert.strictEqual(refused.status, 400);
     assert.strictEqual((await refused.json()).error.details[0].field, 'file_name');
     const script = "module.exports = { run: async (args) => {\n"
-      + "  console.log('sync', args.arguments.region, args.arguments.apiKey === 'masked-secret-77' ? 'key-ok' : 'key-missing');\n"
+      // The script compares the key reversed, so the secret itself is nowhere in its source.
+      + "  const key = [...String(args.arguments.apiKey)].reverse().join('');\n"
+      + "  console.log('sync', args.arguments.region, key === '77-terces-deksam' ? 'key-ok' : 'key-missing');\n"
       + "  return 'synced'; } };\n";
     await page.setInputFiles('#job-file', { name: 'sync.js', mimeType: 'text/javascript', buffer: Buffer.from(script) });
     assert.strictEqual((await page.innerText('#job-file-error')).trim(), '');
@@ -95,7 +89,7 @@ async function main() {
     await page.waitForSelector(nightly);
     assert.match(await page.innerText(`${nightly} .schedule`), /2 hours/);
     assert.match(await page.innerText(`${nightly} .next-run`), /^(in |Running)/);
-    await waitForText(page, `${nightly} .last-run`, /SUCCESS/);
+    await waitForText(page, `${nightly} .last-run`, /SUCCESS/, '#refresh');
     if (SHOTS) await page.screenshot({ path: `${SHOTS}/grid.png` });
     await page.click(`${nightly} button.history`);
     await page.waitForSelector('#history-body tr[data-run] a.log');
@@ -116,7 +110,7 @@ async function main() {
       .find((r) => r.querySelector('.param-name').value === 'apiKey'));
     assert.ok(await (await keyRow.$('.param-type')).isDisabled(), 'a saved masked parameter stays masked');
     assert.strictEqual(await (await keyRow.$('.param-value')).inputValue(), '');
-    assert.ok(!(await page.content()).includes('masked-secret-77'), 'a masked value is never in the page');
+    await assertNowhere('masked-secret-77', 'a saved masked job parameter');
     if (SHOTS) await page.screenshot({ path: `${SHOTS}/editor.png` });
     // The download button gives back the uploaded script.
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('#job-script-download')]);
@@ -131,7 +125,7 @@ async function main() {
     assert.ok(await page.isVisible('#job-dialog'));
     await page.click('#job-save-close');
     await page.waitForSelector('#job-dialog', { state: 'hidden' });
-    await waitForText(page, `${nightly} .schedule`, /Automated Job/);
+    await waitForText(page, `${nightly} .schedule`, /Automated Job/, '#refresh');
     assert.match(await page.innerText(`${nightly} .next-run`), /Disabled/);
     const stored = await (await fetch(`${URL}/api/v1/applications/nightly-sync`,
       { headers: { Authorization: `Bearer ${TOKEN}` } })).json();
@@ -171,7 +165,8 @@ async function main() {
     await page.click(`${slow} button.history`);
     await page.waitForSelector('#history-body button.stop-run');
     await page.click('#history-body button.stop-run');
-    await waitForText(page, '#history-body', /^(?![\s\S]*(STARTED|PENDING))[\s\S]*REVOKED[\s\S]*REVOKED/);
+    await waitForText(page, '#history-body', /^(?![\s\S]*(STARTED|PENDING))[\s\S]*REVOKED[\s\S]*REVOKED/,
+      '#history-refresh');
     assert.strictEqual(await page.locator('#history-body button.stop-run').count(), 0);
     await page.keyboard.press('Escape');
 
@@ -187,7 +182,7 @@ async function main() {
     await page.waitForFunction((sel) => !document.querySelector(sel), slow);
 
     // Nothing secret in the page or its storage; no errors.
-    assert.ok(!(await page.content()).includes(TOKEN), 'the token is never in the page');
+    await assertNowhere(TOKEN, 'the API token');
     assert.strictEqual(await page.evaluate(() => localStorage.length + sessionStorage.length), 0);
 
     // Global Parameters: a String one and a masked one, saved as a whole list.
@@ -218,7 +213,7 @@ async function main() {
     assert.strictEqual(await (await token.$('.param-value')).inputValue(), '');
     assert.strictEqual(await (await token.$('.param-value')).getAttribute('placeholder'), 'unchanged');
     assert.match(await (await token.$('.masked-value')).innerText(), /\(masked\)/);
-    assert.ok(!(await page.content()).includes('super-secret-value-42'), 'a masked value is never in the page');
+    await assertNowhere('super-secret-value-42', 'a saved masked global parameter');
     if (SHOTS) await page.screenshot({ path: `${SHOTS}/params.png` });
     // Saving again untouched keeps the masked value (sent as null).
     await page.click('#params-save');
@@ -250,10 +245,21 @@ async function main() {
     await page.click('#settings-close');
     await page.waitForSelector('#settings-dialog', { state: 'hidden' });
 
-    // A narrow window still works.
+    // A narrow window still works: nothing sticks out sideways, and the
+    // action menu opens and is reachable.
     await page.setViewportSize({ width: 390, height: 800 });
     await page.click('#refresh');
     await page.waitForSelector(row);
+    await assertNoSidewaysScroll(page);
+    // (A person scrolls the table to the button first; a scroll closes the menu.)
+    await page.locator(`${row} button.menu-button`).scrollIntoViewIfNeeded();
+    await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    await page.click(`${row} button.menu-button`);
+    await page.waitForSelector('#job-menu:not([hidden])');
+    const menuBox = await page.locator('#job-menu').boundingBox();
+    assert.ok(menuBox.x >= 0 && menuBox.x + menuBox.width <= 390, 'the menu fits the window');
+    await page.keyboard.press('Escape');
+    await page.waitForSelector('#job-menu', { state: 'hidden' });
 
     // Sign out: back to the sign-in form.
     await page.click('#signout');
@@ -264,24 +270,4 @@ async function main() {
   }
 }
 
-// Waits until the element's text matches, refreshing the grid meanwhile
-// (it refreshes itself only once a minute).
-async function waitForText(page, selector, pattern) {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const text = await page.innerText(selector).catch(() => '');
-    if (pattern.test(text)) return;
-    if (Date.now() > deadline) throw new Error(`${selector} never matched ${pattern}; last text: ${text}`);
-    if (selector.startsWith('tr[')) await page.click('#refresh');
-    else if (selector.startsWith('#history')) await page.click('#history-refresh');
-    await page.waitForTimeout(250);
-  }
-}
-
-main().then(
-  () => console.log('browser tests passed'),
-  (e) => {
-    console.error(e && e.stack ? e.stack : e);
-    process.exit(1);
-  },
-);
+run(main);

@@ -6,8 +6,8 @@
 // core.js's `session` variable, so a reload asks the server again.
 
 import {
-  $, api, appPath, clearParamError, clockFormat, confirmDialog, currentSession, dateFormat, el, focusKey,
-  formatDuration, jobPath, messageOf, onSessionLost, openDialog, paramOf, paramTable, placeParamError, plural, refocus,
+  $, api, appPath, banners, clearParamError, clockFormat, confirmDialog, currentSession, dateFormat, el,
+  formatDuration, jobPath, messageOf, onSessionLost, openDialog, paramOf, paramTable, placeParamError, plural,
   renderPreservingFocus, setSession, showBanner, stateBadge, STOPPABLE, timeEl, toDate,
 } from './core.js';
 import { leaveApplications, showApplications } from './apps.js';
@@ -18,32 +18,21 @@ const REFRESH_MS = 60_000;
 // While the action menu is open a refresh would replace the row it belongs
 // to, so the automatic refresh waits this long and tries again.
 const REFRESH_RETRY_MS = 5_000;
-const STATUS_CLEAR_MS = 10_000;
 const HISTORY_LIMIT = 50;
 const TRIGGER_LABEL = { automated: 'Automated Job', manual: 'Manual', scheduled: 'Scheduled' };
 
 let jobs = [];
 let refreshTimer = 0;
 let refreshSeq = 0; // answers to older refreshes are dropped
-let statusTimer = 0;
 let menu = null; // {job, button} while the action menu is open
 let historyJob = null;
 let historySeq = 0;
 
-// The two banners answer the latest action, so each one clears the other.
-function showError(err, source = 'action') {
-  if (err.handled) return;
-  showBanner('grid-status', '');
-  showBanner('grid-error', messageOf(err), source);
-}
-
-function announce(message) {
-  showBanner('grid-error', '');
-  showBanner('grid-status', message);
-  clearTimeout(statusTimer);
-  statusTimer = setTimeout(() => showBanner('grid-status', ''), STATUS_CLEAR_MS);
-}
-
+const gridBanners = banners('grid-error', 'grid-status');
+const showError = gridBanners.error;
+const announce = gridBanners.announce;
+// The grid's pop-ups: closed when the page changes (Back with one open).
+const GRID_DIALOGS = ['history-dialog', 'params-dialog', 'settings-dialog', 'job-dialog', 'confirm-dialog'];
 
 // ---------------------------------------------------------------- session
 
@@ -64,11 +53,14 @@ function showView(name) {
 // work: #/ (the grid), #/applications, #/applications/NAME, #/configurations.
 function route(focusHeading) {
   if (!currentSession()) return;
-  const path = location.hash.replace(/^#\/?/, '');
+  // Only "#/..." names a page; other fragments (the skip link's #main) do not.
+  const path = location.hash.startsWith('#/') || location.hash === '' ? location.hash.replace(/^#\/?/, '') : null;
+  if (path === null) return;
   const [section, ...rest] = path.split('/');
   const name = rest.length ? decodeURIComponent(rest.join('/')) : null;
   if (section !== 'applications') leaveApplications();
   if (section !== 'configurations') leaveConfigurations();
+  if (section === 'applications' || section === 'configurations') leaveGrid();
   if (section === 'applications') {
     showView('apps');
     showApplications(name, focusHeading);
@@ -80,6 +72,15 @@ function route(focusHeading) {
     if (focusHeading) $('grid-heading').focus();
     refreshJobs();
   }
+}
+
+// The grid polls only while it is shown.
+function leaveGrid() {
+  clearTimeout(refreshTimer);
+  refreshSeq++;
+  historySeq++;
+  closeMenu(false);
+  for (const id of GRID_DIALOGS) if ($(id).open) $(id).close();
 }
 
 function startSession(answer, fromForm) {
@@ -145,9 +146,14 @@ async function signOut() {
   try {
     await api('DELETE', '/api/v1/session');
   } catch (err) {
-    // Already signed out on the server is as good as signing out now.
-    if (err.status !== 401) return showError(err);
+    // Already signed out on the server is as good as signing out now. The
+    // header's own line shows a failure: it is there on every page.
+    if (err.status !== 401) {
+      $('session-error').textContent = `Sign-out failed: ${messageOf(err)}`;
+      return;
+    }
   }
+  $('session-error').textContent = '';
   endSession('You have signed out.');
 }
 
@@ -169,7 +175,7 @@ async function refreshJobs() {
   } finally {
     if (seq === refreshSeq) {
       $('jobs').removeAttribute('aria-busy');
-      if (currentSession()) refreshTimer = setTimeout(autoRefresh, REFRESH_MS);
+      if (currentSession() && !$('grid-view').hidden) refreshTimer = setTimeout(autoRefresh, REFRESH_MS);
     }
   }
 }
@@ -337,9 +343,10 @@ function openMenu(button, name) {
   const r = button.getBoundingClientRect();
   const top = r.bottom + 4 + box.offsetHeight > window.innerHeight ? r.top - 4 - box.offsetHeight : r.bottom + 4;
   box.style.top = `${Math.max(4, top)}px`;
-  box.style.left = `${Math.max(4, r.right - box.offsetWidth)}px`;
+  box.style.left = `${Math.max(4, Math.min(r.right, window.innerWidth - 4) - box.offsetWidth)}px`;
   button.setAttribute('aria-expanded', 'true');
-  menuItems()[0].focus();
+  // The menu is fixed in place; focusing it must not scroll (a scroll closes it).
+  menuItems()[0].focus({ preventScroll: true });
 }
 
 function closeMenu(returnFocus) {
@@ -448,7 +455,7 @@ async function onHistoryClick(event) {
   } finally {
     pendingRevokes.delete(id);
   }
-  loadHistory();
+  if (historyJob) loadHistory();
   refreshJobs();
 }
 
@@ -558,6 +565,12 @@ async function onSettingChange() {
 
 function wire() {
   onSessionLost(endSession);
+  // The skip link moves focus; it must not change the page (the fragment
+  // names pages).
+  document.querySelector('.skip-link').addEventListener('click', (e) => {
+    e.preventDefault();
+    $('main').focus();
+  });
   window.addEventListener('hashchange', () => route(true));
   $('signin-token-form').addEventListener('submit', (e) =>
     signIn(e, () => ({ token: $('signin-token').value.trim() }), 'Enter an API token.'));

@@ -6,8 +6,8 @@
 // the user moved on; leaveApplications() stops the live polling.
 
 import {
-  $, api, appPath, el, formatDuration, MASKED_TEXT, messageOf, openDialog, renderPreservingFocus, showBanner,
-  stateBadge, STOPPABLE, timeEl, toDate,
+  $, api, appPath, banners, el, formatDuration, MASKED_TEXT, messageOf, openDialog, renderPreservingFocus, showBanner,
+  stateBadge, stepFile, STOPPABLE, timeEl, toDate, valueText,
 } from './core.js';
 
 const POLL_MS = 1000; // live step colours while a run is going
@@ -42,20 +42,17 @@ const NAME_CHARS = 22;
 
 let gen = 0; // bumped on every page change and on leave
 let pollTimer = 0;
-let statusTimer = 0;
 let cur = null; // the application page on show: {name, app, run, dom, ...}
 let customDialog = null;
 
 const appHref = (name) => `#/applications/${encodeURIComponent(name)}`;
 const taskPath = (id) => `/api/v1/tasks/${encodeURIComponent(id)}`;
-const stepFile = (file) => String(file ?? '').replace(/\.(js|py)$/, '');
 const fromSeconds = (s) => (typeof s === 'number' ? new Date(s * 1000).toISOString() : null);
-const textOf = (v) => (v == null ? '' : typeof v === 'string' ? v : JSON.stringify(v));
 
 export function leaveApplications() {
   gen++;
   clearTimeout(pollTimer);
-  clearTimeout(statusTimer);
+  appBanners.clear();
   pollTimer = 0;
   cur = null;
   if (customDialog?.open) customDialog.close();
@@ -313,16 +310,11 @@ function legend() {
   ])));
 }
 
-function announce(message) {
-  showBanner('app-error', '');
-  showBanner('app-status', message);
-  clearTimeout(statusTimer);
-  statusTimer = setTimeout(() => showBanner('app-status', ''), STATUS_CLEAR_MS);
-}
+const appBanners = banners('app-error', 'app-status', STATUS_CLEAR_MS);
+const announce = appBanners.announce;
 
 function showError(err, source = 'action') {
-  if (err.handled || !cur) return;
-  showBanner('app-error', messageOf(err), source);
+  if (cur) appBanners.error(err, source);
 }
 
 // ---------------------------------------------------------------- the DAG
@@ -491,38 +483,52 @@ function paint(run) {
 }
 
 // Shows `run` and follows it about once a second until it ends.
+// Every watch() starts a new generation: an answer to an older poll (one in
+// flight when Stop answered, say) is dropped instead of painting over it.
 function watch(run) {
   const c = cur;
   if (!c) return;
   clearTimeout(pollTimer);
   pollTimer = 0;
   c.run = run;
+  c.watchGen = (c.watchGen ?? 0) + 1;
+  c.pollErrors = 0;
   paint(run);
-  if (!FINAL.has(run.state)) pollTimer = setTimeout(() => poll(c, run.id), POLL_MS);
+  const g = c.watchGen;
+  if (!FINAL.has(run.state)) pollTimer = setTimeout(() => poll(c, run.id, g), POLL_MS);
 }
 
-async function poll(c, id) {
+async function poll(c, id, g) {
   pollTimer = 0;
-  if (c !== cur || c.run?.id !== id) return;
+  const stale = () => c !== cur || c.run?.id !== id || c.watchGen !== g;
+  if (stale()) return;
   try {
     const run = await api('GET', taskPath(id));
-    if (c !== cur || c.run?.id !== id) return;
+    if (stale()) return;
+    c.pollErrors = 0;
     const changed = c.run.state !== run.state;
     c.run = run;
     paint(run);
     if (changed) updateRunRow(run);
     if (document.getElementById('app-error')?.dataset.source === 'poll') showBanner('app-error', '');
     if (FINAL.has(run.state)) {
-      announce(`Run ${id} ended: ${run.state}.`);
+      if (run.state === 'FAILURE') {
+        showBanner('app-status', '');
+        showBanner('app-error', `Run ${id} ended: FAILURE.`);
+      }
+      else announce(`Run ${id} ended: ${run.state}.`);
       loadRuns();
       return;
     }
   } catch (err) {
-    if (c !== cur) return;
+    if (stale()) return;
     showError(err, 'poll');
-    if (err.status === 404) return;
+    if (err.status === 404 || err.handled) return;
+    c.pollErrors += 1;
   }
-  if (c === cur && c.run?.id === id) pollTimer = setTimeout(() => poll(c, id), POLL_MS);
+  // After errors (server restarting, network gone) ask less often, up to 30 s.
+  const delay = Math.min(POLL_MS * 2 ** (c.pollErrors ?? 0), 30_000);
+  if (!stale()) pollTimer = setTimeout(() => poll(c, id, g), delay);
 }
 
 // ---------------------------------------------------------------- run, stop
@@ -637,10 +643,6 @@ function runRow(run) {
 }
 
 // ---------------------------------------------------------------- steps and variables
-
-function valueText(v) {
-  return typeof v === 'string' ? v : JSON.stringify(v);
-}
 
 function stepRow(step, steps) {
   const params = Object.entries(step).filter(([k]) => !STEP_OWN_KEYS.has(k));
@@ -795,7 +797,7 @@ function customRow(v) {
   if (v) value.setAttribute('aria-labelledby', `${id}-name`);
   else value.setAttribute('aria-label', 'Value');
   // A property, never an attribute: values do not sit in the page's HTML.
-  const initial = v && !v.encrypted ? textOf(v.value) : '';
+  const initial = v && !v.encrypted ? valueText(v.value) : '';
   value.value = initial;
   const valueCell = el('td', { class: 'param-value-cell' }, [value]);
   if (v?.encrypted) valueCell.prepend(el('span', { class: 'masked-value', text: MASKED_TEXT }));
@@ -840,7 +842,7 @@ async function submitCustomRun() {
   const rows = [...$('custom-body').rows];
   rows.forEach(clearRowError);
   $('custom-error').textContent = '';
-  const params = {};
+  const params = Object.create(null); // a parameter may be called __proto__
   const rowOf = new Map();
   let first = null;
   for (const row of rows) {
@@ -865,7 +867,7 @@ async function submitCustomRun() {
         first ??= nameInput;
         continue;
       }
-      if (name in params || c.vars.some((x) => x.name === name)) {
+      if (Object.hasOwn(params, name) || c.vars.some((x) => x.name === name)) {
         rowError(row, `“${name}” is given twice.`, nameInput);
         first ??= nameInput;
         continue;

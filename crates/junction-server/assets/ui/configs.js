@@ -10,7 +10,9 @@
 // Parameters, edited under Integration Hub → Global Parameters: it is
 // listed here with a pointer there, not editable.
 
-import { $, api, confirmDialog, el, MASKED_TEXT, messageOf, openDialog, showBanner, timeEl } from './core.js';
+import {
+  $, api, banners, confirmDialog, el, MASKED_TEXT, messageOf, openDialog, showBanner, timeEl, valueText,
+} from './core.js';
 
 const GLOBAL = 'global';
 const NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
@@ -22,7 +24,6 @@ const SERVER_KEYS = ['created_at', 'updated_at'];
 let gen = 0; // bumped on every show and leave: late answers are dropped
 let listSeq = 0;
 let configs = [];
-let statusTimer = 0;
 let dialog = null;
 let editSeq = 0;
 let editing = null; // {name: null for a new one, base: the stored document}
@@ -32,7 +33,7 @@ const rowInfo = new WeakMap(); // entry row → {orig: the stored entry or null,
 export function leaveConfigurations() {
   gen++;
   editSeq++;
-  clearTimeout(statusTimer);
+  configBanners.clear();
   if (dialog?.open) dialog.close();
 }
 
@@ -74,18 +75,9 @@ export function showConfigurations(focusHeading) {
   loadList();
 }
 
-function announce(message) {
-  showBanner('configs-error', '');
-  showBanner('configs-status', message);
-  clearTimeout(statusTimer);
-  statusTimer = setTimeout(() => showBanner('configs-status', ''), STATUS_CLEAR_MS);
-}
-
-function showError(err) {
-  if (err.handled) return;
-  showBanner('configs-status', '');
-  showBanner('configs-error', messageOf(err));
-}
+const configBanners = banners('configs-error', 'configs-status', STATUS_CLEAR_MS);
+const announce = configBanners.announce;
+const showError = (err) => configBanners.error(err);
 
 const configPath = (name) => `/api/v1/configurations/${encodeURIComponent(name)}`;
 
@@ -260,8 +252,6 @@ function updateEmpty() {
   $('config-empty').hidden = n > 0;
 }
 
-const textOf = (v) => (v == null ? '' : typeof v === 'string' ? v : JSON.stringify(v));
-
 // One editable entry. `orig` is the entry as stored (null for a new row);
 // a stored encrypted one is locked and its value input starts empty.
 function entryRow(orig) {
@@ -279,7 +269,7 @@ function entryRow(orig) {
     spellcheck: 'false', 'aria-label': 'Value', 'aria-describedby': described, placeholder: locked ? 'unchanged' : null,
   });
   // Set as a property, never an attribute; an encrypted value is never here at all.
-  const text = locked ? '' : textOf(orig?.value);
+  const text = locked ? '' : valueText(orig?.value);
   value.value = text;
   const box = el('input', {
     type: 'checkbox', id: `${id}-encrypted`, class: 'entry-encrypted', checked: encrypted, disabled: locked,

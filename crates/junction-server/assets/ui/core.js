@@ -41,7 +41,7 @@ export class ApiError extends Error {
   }
 }
 
-export async function api(method, path, body) {
+export async function api(method, path, body, retried = false) {
   const headers = { Accept: 'application/json' };
   const init = { method, headers, credentials: 'same-origin' };
   if (body !== undefined) {
@@ -66,6 +66,15 @@ export async function api(method, path, body) {
   if (res.ok) return data;
 
   const e = data && data.error;
+  // Signing in from another tab replaces the session cookie, and with it the
+  // CSRF token: fetch the new one and try once more.
+  if (res.status === 403 && e?.code === 'csrf' && session && !retried && !path.startsWith('/api/v1/session')) {
+    const fresh = await api('GET', '/api/v1/session').catch(() => null);
+    if (fresh?.csrf_token) {
+      session = { user: fresh.user, role: fresh.role, csrf_token: fresh.csrf_token };
+      return api(method, path, body, true);
+    }
+  }
   const err = new ApiError(res.status, e?.code ?? `http_${res.status}`,
     e?.message || `The server answered ${res.status} ${res.statusText}`.trim(), e?.details);
   // A 401 on anything but the session itself means the cookie expired or was
@@ -82,6 +91,11 @@ export function messageOf(err) {
   const extra = err.details.map((d) => (d.field ? `${d.field}: ${d.message}` : d.message)).filter(Boolean);
   return extra.length ? `${err.message} (${extra.join('; ')})` : err.message;
 }
+
+// A value as an input shows it: strings as they are, others as JSON.
+export const valueText = (v) => (v == null ? '' : typeof v === 'string' ? v : JSON.stringify(v));
+// An application's step `file` may carry the source's suffix (spec 004).
+export const stepFile = (file) => String(file ?? '').replace(/\.(js|py)$/, '');
 
 export const jobPath = (name) => `/api/v1/jobs/${encodeURIComponent(name)}`;
 export const appPath = (name) => `/api/v1/applications/${encodeURIComponent(name)}`;
@@ -140,14 +154,17 @@ export function showBanner(id, message, source = '') {
 
 // Rows are re-rendered on every refresh. To keep keyboard users where they
 // were, remember the focused control as (row key, data-ctl) and find it again.
+// A row's key is its data-job, data-run or data-key.
+const rowKey = (row) => row.dataset.job ?? row.dataset.run ?? row.dataset.key;
+
 export function focusKey(node) {
-  const row = node?.closest?.('tr[data-job], tr[data-run]');
-  return { node, body: row?.parentElement, key: row && (row.dataset.job ?? row.dataset.run), ctl: node?.dataset?.ctl };
+  const row = node?.closest?.('tr[data-job], tr[data-run], tr[data-key]');
+  return { node, body: row?.parentElement, key: row && rowKey(row), ctl: node?.dataset?.ctl };
 }
 
 export function refocus(k, fallback) {
   if (k.node?.isConnected && !k.node.disabled) return k.node.focus();
-  const row = k.body && [...k.body.rows].find((r) => (r.dataset.job ?? r.dataset.run) === k.key);
+  const row = k.body && [...k.body.rows].find((r) => rowKey(r) === k.key);
   const target = row && ((k.ctl && row.querySelector(`[data-ctl="${k.ctl}"]`)) || row.querySelector('button, input, a'));
   (target || fallback)?.focus();
 }
@@ -164,7 +181,8 @@ export function renderPreservingFocus(tbody, rows, fallback) {
 // same control in the same row.
 export function openDialog(dialog, initialFocus) {
   const opener = focusKey(document.activeElement);
-  dialog.addEventListener('close', () => refocus(opener, $('main')), { once: true });
+  // After the session ended, sign-in has the focus already.
+  dialog.addEventListener('close', () => currentSession() && refocus(opener, $('main')), { once: true });
   dialog.showModal();
   initialFocus.focus();
 }
@@ -181,11 +199,38 @@ export function confirmDialog(message) {
 
 export const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
+// A page's two banners (an error and a status line that clears itself):
+// each message replaces the other, as both answer the latest action.
+export function banners(errorId, statusId, clearMs = 10_000) {
+  let timer = 0;
+  return {
+    announce(message) {
+      showBanner(errorId, '');
+      showBanner(statusId, message);
+      clearTimeout(timer);
+      timer = setTimeout(() => showBanner(statusId, ''), clearMs);
+    },
+    error(err, source = 'action') {
+      if (err.handled) return;
+      showBanner(statusId, '');
+      showBanner(errorId, messageOf(err), source);
+    },
+    // Also on leaving a page whose banners were never built.
+    clear() {
+      clearTimeout(timer);
+      for (const id of [errorId, statusId]) if ($(id)) showBanner(id, '');
+    },
+  };
+}
+
 // ---------------------------------------------------------------- parameter tables
 
 export const PARAM_TYPES = [['string', 'String'], ['masked', 'String (Masked)']];
 export const MASKED_TEXT = '•••••• (masked)';
 let paramRowSeq = 0; // unique ids for the inputs of each row
+// Row → the stored value it was made from, so an untouched number, object
+// or missing value is sent back as it was, not as the text the input shows.
+const storedValues = new WeakMap();
 
 // A parameter table (spec 000's Global Parameters and job parameters): the
 // element ids of its <tbody>, <table>, empty-state note and add button.
@@ -253,7 +298,7 @@ export function paramRow(param = { name: '', type: 'string', value: '' }) {
     placeholder: storedMasked ? 'unchanged' : null,
   });
   // Set as a property: a value never sits in the page's HTML.
-  valueInput.value = param.type === 'masked' ? '' : (param.value ?? '');
+  valueInput.value = param.type === 'masked' ? '' : valueText(param.value);
   typeSelect.addEventListener('change', () => {
     valueInput.type = typeSelect.value === 'masked' ? 'password' : 'text';
   });
@@ -278,6 +323,7 @@ export function paramRow(param = { name: '', type: 'string', value: '' }) {
     valueCell,
     el('td', { class: 'actions' }, [remove]),
   ]);
+  if (param.name !== '' && param.type !== 'masked') storedValues.set(row, param.value);
   return row;
 }
 
@@ -290,11 +336,11 @@ export function clearParamError(row) {
 export function paramOf(row) {
   const type = row.querySelector('.param-type').value;
   const value = row.querySelector('.param-value').value;
-  return {
-    name: row.querySelector('.param-name').value.trim(),
-    type,
-    // An untouched stored masked value is sent as null: the server keeps it.
-    value: row.dataset.storedMasked && value === '' ? null : value,
-  };
+  const stored = storedValues.get(row);
+  let out = value;
+  // An untouched stored masked value is sent as null: the server keeps it.
+  if (row.dataset.storedMasked && value === '') out = null;
+  else if (storedValues.has(row) && type === 'string' && value === valueText(stored)) out = stored;
+  return { name: row.querySelector('.param-name').value.trim(), type, value: out };
 }
 

@@ -13,6 +13,7 @@
 
 import {
   $, api, appPath, clearParamError, el, messageOf, openDialog, paramOf, paramTable, placeParamError, showBanner,
+  stepFile,
 } from './core.js';
 
 const FIELD_ERRORS = ['job-name', 'job-description', 'job-file', 'job-trigger', 'job-frequency', 'job-repeat',
@@ -32,7 +33,9 @@ const SERVER_FIELDS = [
 // Keys the server adds to a document it returns; ignored on upload anyway,
 // dropped so a saved document is exactly what the author wrote.
 const READ_BACK_KEYS = ['revision', 'created_at', 'updated_at', 'warnings'];
-const ISO_LOCAL = /^(\d{4}-\d\d-\d\dT\d\d:\d\d)(:\d\d)?$/;
+// start_on forms the server takes (date, optional time and seconds, optional
+// offset); the datetime-local input holds only "YYYY-MM-DDTHH:MM".
+const START_ON = /^(\d{4}-\d\d-\d\d)(?:[Tt ](\d\d:\d\d)(:\d\d)?)?(.*)$/;
 
 let hooks = { saved: () => {}, announce: () => {} };
 // The job being edited: null for a new one.
@@ -64,6 +67,11 @@ export function initEditor(options) {
   $('job-save').addEventListener('click', () => save('stay'));
   $('job-save-close').addEventListener('click', () => save('close'));
   $('job-cancel').addEventListener('click', () => $('job-dialog').close());
+  // A save in progress finishes before the pop-up can close (Escape included):
+  // closing half-way would leave the job saved without its trigger.
+  $('job-dialog').addEventListener('cancel', (e) => {
+    if (busy) e.preventDefault();
+  });
   // Enter in a field must not send the form anywhere; saving is a button.
   $('job-form').addEventListener('submit', (e) => e.preventDefault());
   // Closing without saving (Cancel, Escape) drops the edits, values included.
@@ -96,7 +104,7 @@ export async function openJobEditor(name) {
       name,
       doc,
       multiStep: steps.length !== 1,
-      step: steps.length === 1 ? String(steps[0].file ?? '').replace(/\.(js|py)$/, '') : null,
+      step: steps.length === 1 ? stepFile(steps[0].file) : null,
       schedules: (Array.isArray(schedules) ? schedules : []).filter((s) => s.application_id === name),
     };
     fillForm(current);
@@ -131,12 +139,7 @@ function fillForm(job) {
   $('job-name').value = doc.friendly_name ?? doc.name;
   $('job-description').value = doc.description ?? '';
   showIdNote();
-  const vars = Array.isArray(doc.app_variables) ? doc.app_variables : [];
-  params.fill(vars.map((v) => ({
-    name: v.name,
-    type: v.encrypted ? 'masked' : 'string',
-    value: v.value == null ? '' : (typeof v.value === 'string' ? v.value : JSON.stringify(v.value)),
-  })));
+  fillParams(doc);
 
   if (job.multiStep) {
     $('job-script-name').textContent = `This application has ${(doc.steps ?? []).length} steps; `
@@ -159,8 +162,17 @@ function fillForm(job) {
     $('job-frequency').value = info.frequency ?? '';
     $('job-repeat').value = info.repeat_every ?? '';
     $('job-repeat-unit').textContent = UNIT[info.frequency] ?? '';
-    const m = ISO_LOCAL.exec(String(info.start_on ?? ''));
-    $('job-start').value = m ? m[1] : '';
+    const m = START_ON.exec(String(info.start_on ?? ''));
+    // Shown when the input can hold it exactly; otherwise kept as stored
+    // unless a new Start On is picked.
+    const exact = m && (!m[3] || m[3] === ':00') && !m[4];
+    $('job-start').value = exact ? `${m[1]}T${m[2] ?? '00:00'}` : '';
+    job.storedStart = exact ? null : info.start_on ?? null;
+    if (job.storedStart) {
+      $('job-start-error').textContent = '';
+      $('job-schedule-note').textContent = `Start On stays ${job.storedStart} unless you pick a new one.`;
+      $('job-schedule-note').hidden = false;
+    }
     ensureTimeZone(interval.timezone ?? 'UTC');
     $('job-timezone').value = interval.timezone ?? 'UTC';
   } else if (job.schedules.length) {
@@ -172,6 +184,13 @@ function fillForm(job) {
     note.hidden = false;
   }
   showTriggerFields();
+}
+
+// The stored parameters: masked ones locked, other values kept as stored
+// (a number stays a number) unless edited.
+function fillParams(doc) {
+  const vars = Array.isArray(doc.app_variables) ? doc.app_variables : [];
+  params.fill(vars.map((v) => ({ name: v.name, type: v.encrypted ? 'masked' : 'string', value: v.value })));
 }
 
 function describeSchedule(s) {
@@ -261,7 +280,7 @@ function setFieldError(id, message) {
 }
 
 function setButtons(enabled) {
-  for (const id of ['job-run-close', 'job-save', 'job-save-close']) $(id).disabled = !enabled;
+  for (const id of ['job-run-close', 'job-save', 'job-save-close', 'job-cancel']) $(id).disabled = !enabled;
 }
 
 // Everything the browser can judge before anything is sent. Returns the
@@ -286,7 +305,7 @@ function checkForm() {
     else if (!/^\d+$/.test(repeat) || Number(repeat) < 1 || Number(repeat) > 10000) {
       fail('job-repeat', 'Repeat Every must be a whole number from 1 to 10000.');
     }
-    if (!$('job-start').value) fail('job-start', 'Start On is mandatory.');
+    if (!$('job-start').value && !current?.storedStart) fail('job-start', 'Start On is mandatory.');
     if (!$('job-timezone').value) fail('job-timezone', 'Time zone is mandatory.');
   }
   const rows = params.rows();
@@ -346,19 +365,24 @@ async function save(then) {
     const saved = await api('POST', '/api/v1/applications', documentFor(name, step));
     if (seq !== openSeq) return;
     // From here on the editor edits the stored job, even if the trigger is
-    // refused below: saving again must not make a second application.
-    current = { name, doc: saved, step, multiStep: current?.multiStep ?? false, schedules: current?.schedules ?? [] };
+    // refused below: saving again must not make a second application, and
+    // the masked values just saved are locked and gone from the inputs.
+    current = {
+      name, doc: saved, step, multiStep: current?.multiStep ?? false, schedules: current?.schedules ?? [],
+      storedStart: current?.storedStart ?? null,
+    };
+    fillParams(saved);
     $('job-title').textContent = 'Edit Job';
     showIdNote();
     stage = 'schedule';
     progress('Saving the trigger…');
     current.schedules = await saveTrigger(name, current.schedules);
-    if (seq !== openSeq) return;
+    hooks.saved();
     if (then === 'run') {
+      stage = 'run';
       progress('Starting…');
       await api('POST', `${appPath(name)}/run`);
     }
-    hooks.saved();
     const label = saved.friendly_name ?? name;
     if (then === 'stay') {
       // Shown again as stored: masked values locked, the file input empty.
@@ -381,10 +405,13 @@ async function save(then) {
 }
 
 // A new job's application name: its slug, or the slug with -2, -3, …
-// when an application of that name exists already.
+// when an application or a step of that name exists already (the script is
+// stored as a step of the same name: it must not become a new version of a
+// step other applications run).
 async function freeName(base) {
-  const apps = await api('GET', '/api/v1/applications');
-  const taken = new Set((Array.isArray(apps) ? apps : []).map((a) => a.name));
+  const [apps, steps] = await Promise.all([api('GET', '/api/v1/applications'), api('GET', '/api/v1/steps')]);
+  const taken = new Set([...(Array.isArray(apps) ? apps : []), ...(Array.isArray(steps) ? steps : [])]
+    .map((a) => a.name));
   let name = base;
   for (let i = 2; taken.has(name); i++) name = `${base}-${i}`;
   return name;
@@ -429,7 +456,7 @@ async function saveTrigger(name, existing) {
         schedule_info: {
           frequency: $('job-frequency').value,
           repeat_every: Number($('job-repeat').value),
-          start_on: $('job-start').value,
+          start_on: $('job-start').value || current?.storedStart,
         },
       },
     };
@@ -463,7 +490,10 @@ function showServerErrors(err, stage) {
       unplaced.push(field ? `${field}: ${d.message}` : d.message);
     }
   }
-  const saved = stage === 'schedule' ? ' The job itself was saved; fix the trigger and save again.' : '';
+  const saved = {
+    schedule: ' The job itself was saved; fix the trigger and save again.',
+    run: ' The job was saved but could not be started.',
+  }[stage] ?? '';
   showBanner('job-error', `${err.message}${unplaced.length ? ` (${unplaced.join('; ')})` : ''}${saved}`);
   (first ?? $('job-save')).focus();
 }
