@@ -170,7 +170,11 @@ impl StepUpload {
 /// agrees with the declared language; otherwise a violation of `file_name`.
 fn check_file_name(file: &str, declared: Option<Language>, v: &mut Violations) -> Option<Language> {
     if file.is_empty() || file.len() > 255 || file.contains(['/', '\\']) || file.chars().any(char::is_control) {
-        v.push("file_name", "file_name", "must be a file name of at most 255 bytes, without a directory or control characters");
+        v.push(
+            "file_name",
+            "file_name",
+            "must be a file name of at most 255 bytes, without a directory or control characters",
+        );
         return None;
     }
     let by_extension = match file.rsplit_once('.').map(|(_, ext)| ext) {

@@ -31,9 +31,7 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
                    connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(|| async { file("text/html; charset=utf-8", INDEX) }))
-        .route("/ui/{file}", get(asset))
+    Router::new().route("/", get(|| async { file("text/html; charset=utf-8", INDEX) })).route("/ui/{file}", get(asset))
 }
 
 async fn asset(PathParam(name): PathParam<String>) -> Response {
