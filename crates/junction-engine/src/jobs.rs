@@ -2,6 +2,8 @@
 //! text, last run, next run), stopping every running instance, automated
 //! triggers and the server setting that gates them.
 
+use std::collections::HashMap;
+
 use jiff::{SignedDuration, Timestamp};
 use junction_core::run::State;
 use junction_core::schedule::relative;
@@ -94,14 +96,18 @@ impl Engine {
     /// The jobs grid: every application, by name.
     pub async fn jobs(&self) -> Result<Vec<Job>> {
         let now = self.store.now();
-        let mut schedules = self.list_schedules(None).await?;
-        schedules.sort_by(|a, b| a.record.application.cmp(&b.record.application));
+        let schedules = self.list_schedules(None).await?;
+        let mut by_app: HashMap<&str, Vec<_>> = HashMap::new();
+        for s in &schedules {
+            by_app.entry(s.record.application.as_str()).or_default().push(s);
+        }
+        let (running, mut latest) = self.store.job_run_summaries().await?;
         let mut jobs = Vec::new();
         for app in self.store.list_applications().await? {
             let name = app.application.name().to_string();
-            let mine: Vec<_> = schedules.iter().filter(|s| s.record.application == name).collect();
-            let active = self.store.active_runs_of(&name).await?;
-            let last = self.store.list_runs(&name, 1, 0).await?.into_iter().next();
+            let mine = by_app.remove(name.as_str()).unwrap_or_default();
+            let active = running.get(&name).copied().unwrap_or(0);
+            let last = latest.remove(&name);
             let enabled: Vec<_> = mine.iter().filter(|s| s.record.enabled).collect();
             let next_run_at = enabled.iter().filter_map(|s| s.record.next_fire_at).min();
             let trigger = if !mine.is_empty() {
@@ -115,11 +121,11 @@ impl Engine {
                 Trigger::Scheduled if enabled.is_empty() => Some("Disabled".to_string()),
                 Trigger::Scheduled => Some(match next_run_at {
                     Some(t) if t < now - OVERDUE_AFTER => "Overdue".to_string(),
-                    _ if !active.is_empty() => "Running".to_string(),
+                    _ if active > 0 => "Running".to_string(),
                     Some(t) => relative(now, t),
                     None => "Never".to_string(),
                 }),
-                _ if !active.is_empty() => Some("Running".to_string()),
+                _ if active > 0 => Some("Running".to_string()),
                 Trigger::Automated => Some("Disabled".to_string()),
                 Trigger::Manual => None,
             };
@@ -134,7 +140,7 @@ impl Engine {
                 last_run: last.as_ref().map(|r| JobRun::of(r, now)),
                 next_run,
                 next_run_at,
-                running: active.len(),
+                running: active,
                 name,
             });
         }

@@ -7,6 +7,8 @@
 //! nothing (the tick is still due); after it, the tick cannot fire again. An
 //! edit, a disable or a delete that commits first makes the fire a no-op.
 
+use std::collections::HashMap;
+
 use jiff::Timestamp;
 use serde_json::Value;
 
@@ -450,6 +452,29 @@ impl Store {
                 .await?;
         });
         Ok(())
+    }
+
+    /// What the jobs grid shows of every application's runs, in two reads
+    /// whatever the number of applications: how many runs are still going,
+    /// and the latest run (one index probe per application).
+    pub async fn job_run_summaries(&self) -> Result<(HashMap<String, usize>, HashMap<String, RunRecord>)> {
+        let counts: Vec<(String, i64)> = read!(self, db => {
+            sqlx::query_as(&format!("SELECT application, COUNT(*) FROM runs WHERE {ACTIVE} GROUP BY application"))
+                .fetch_all(db)
+                .await
+        })?;
+        let sql = format!(
+            "SELECT {} FROM runs WHERE id IN (SELECT (SELECT x.id FROM runs x WHERE x.application = a.name \
+             ORDER BY x.created_at DESC, x.id DESC LIMIT 1) FROM applications a)",
+            crate::runs::RUN_COLUMNS
+        );
+        let rows: Vec<crate::runs::RunRow> = read!(self, db => sqlx::query_as(&sql).fetch_all(db).await)?;
+        let mut latest = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let run = crate::runs::run_from_row(row)?;
+            latest.insert(run.application.clone(), run);
+        }
+        Ok((counts.into_iter().map(|(app, n)| (app, usize::try_from(n).unwrap_or(0))).collect(), latest))
     }
 
     /// The runs of `application` still going, oldest first.
