@@ -526,8 +526,9 @@ async function poll(c, id, g) {
     if (err.status === 404 || err.handled) return;
     c.pollErrors += 1;
   }
-  // After errors (server restarting, network gone) ask less often, up to 30 s.
-  const delay = Math.min(POLL_MS * 2 ** (c.pollErrors ?? 0), 30_000);
+  // After errors (server restarting, network gone) ask less often, up to
+  // 30 s; a tab in the background asks every 10 s.
+  const delay = Math.min(POLL_MS * 2 ** (c.pollErrors ?? 0) * (document.hidden ? 10 : 1), 30_000);
   if (!stale()) pollTimer = setTimeout(() => poll(c, id, g), delay);
 }
 
