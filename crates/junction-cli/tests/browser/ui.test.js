@@ -264,6 +264,29 @@ async function main() {
     // Sign out: back to the sign-in form.
     await page.click('#signout');
     await page.waitForSelector('#signin-token', { state: 'visible' });
+
+    // A viewer sees the grid but is not offered what its role cannot do.
+    await page.setViewportSize({ width: 1280, height: 800 });
+    const made = await fetch(`${URL}/api/v1/tokens`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ name: 'ui-viewer', role: 'viewer' }),
+    });
+    assert.strictEqual(made.status, 201);
+    await page.fill('#signin-token', (await made.json()).token);
+    await page.click('#signin-submit');
+    await page.waitForSelector(row);
+    assert.strictEqual(await page.innerText('#session-role'), 'viewer');
+    assert.ok(!(await page.isVisible('#new-job')), 'no + New Job for a viewer');
+    assert.ok(!(await page.isVisible(`${row} button.menu-button`)), 'no action menu for a viewer');
+    assert.ok(await page.isDisabled(`${row} input.enabled`), 'the toggle is read-only for a viewer');
+    assert.ok(await page.isVisible(`${row} button.history`), 'history is still there');
+    await page.click(`${nightly} button.job-edit`);
+    await page.waitForFunction(() => document.querySelector('#job-name').value === 'Nightly Sync');
+    assert.ok(!(await page.isVisible('#job-save')), 'no Save for a viewer');
+    await page.click('#job-cancel');
+    await page.click('#signout');
+    await page.waitForSelector('#signin-token', { state: 'visible' });
     assert.deepStrictEqual(problems, []);
   } finally {
     await browser.close();

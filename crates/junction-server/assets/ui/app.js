@@ -6,7 +6,7 @@
 // core.js's `session` variable, so a reload asks the server again.
 
 import {
-  $, api, appPath, banners, clearParamError, clockFormat, confirmDialog, currentSession, dateFormat, el,
+  $, api, appPath, banners, can, clearParamError, clockFormat, confirmDialog, currentSession, dateFormat, el,
   formatDuration, jobPath, messageOf, onSessionLost, openDialog, paramOf, paramTable, placeParamError, plural,
   renderPreservingFocus, setSession, showBanner, stateBadge, STOPPABLE, timeEl, toDate,
 } from './core.js';
@@ -85,6 +85,8 @@ function leaveGrid() {
 
 function startSession(answer, fromForm) {
   setSession({ user: answer.user, role: answer.role, csrf_token: answer.csrf_token });
+  // Controls marked data-needs="operate|edit|administer" hide for lower roles (app.css).
+  document.body.dataset.role = answer.role ?? '';
   $('session-user').textContent = answer.user ?? '';
   $('session-role').textContent = answer.role ?? '';
   $('signin-notice').textContent = '';
@@ -93,6 +95,7 @@ function startSession(answer, fromForm) {
 
 function endSession(notice = '') {
   setSession(null);
+  delete document.body.dataset.role;
   leaveApplications();
   leaveConfigurations();
   clearTimeout(refreshTimer);
@@ -238,7 +241,8 @@ function jobRow(job) {
     enabled.append(el('label', { class: 'switch' }, [
       el('input', {
         type: 'checkbox', role: 'switch', class: 'enabled', data: { ctl: 'enabled' },
-        checked: job.enabled === true,
+        checked: job.enabled === true, disabled: !can('edit'),
+        title: can('edit') ? null : 'Your role cannot change jobs',
       }),
       el('span', { class: 'visually-hidden', text: `${name} enabled` }),
     ]));
@@ -248,12 +252,12 @@ function jobRow(job) {
   if (job.running > 0) {
     const label = `Stop all ${plural(job.running, 'running instance')} of ${name}`;
     actions.append(el('button', {
-      type: 'button', class: 'button small danger stop', title: label, 'aria-label': label, data: { ctl: 'stop' },
+      type: 'button', class: 'button small danger stop', title: label, 'aria-label': label, data: { ctl: 'stop', needs: 'operate' },
     }, [el('span', { class: 'icon-stop', 'aria-hidden': 'true' }), 'Stop']));
   }
   actions.append(el('button', {
     type: 'button', class: 'button small menu-button', 'aria-haspopup': 'menu', 'aria-expanded': 'false',
-    'aria-controls': 'job-menu', 'aria-label': `Actions for ${name}`, data: { ctl: 'menu' },
+    'aria-controls': 'job-menu', 'aria-label': `Actions for ${name}`, data: { ctl: 'menu', needs: 'operate' },
   }, [el('span', { 'aria-hidden': 'true', text: '⋯' })]));
 
   row.append(nameCell, schedule, lastRun, nextRun, history, enabled, actions);
@@ -421,7 +425,7 @@ function historyRow(run) {
   const stop = el('td', { class: 'actions' });
   if (STOPPABLE.has(run.state)) {
     stop.append(el('button', {
-      type: 'button', class: 'button small danger stop-run', data: { ctl: 'stop-run' },
+      type: 'button', class: 'button small danger stop-run', data: { ctl: 'stop-run', needs: 'operate' },
       title: 'Stop this run', 'aria-label': `Stop the run started ${when}`,
     }, [el('span', { class: 'icon-stop', 'aria-hidden': 'true' }), 'Stop']));
   }

@@ -199,12 +199,12 @@ function renderApp(app, heading) {
   // The heading moves into the full page; keep the focus on it.
   const hadFocus = document.activeElement === heading;
 
-  const button = (id, text, cls = 'button') => el('button', { type: 'button', id, class: cls, text });
+  const button = (id, text, cls = 'button') => el('button', { type: 'button', id, class: cls, text, data: { needs: 'operate' } });
   const run = button('app-run', 'Run', 'button primary');
   const debug = button('app-debug-run', 'Debug Run');
   const custom = button('app-custom-run', 'Custom Run');
   custom.setAttribute('aria-haspopup', 'dialog');
-  const stop = el('button', { type: 'button', id: 'app-stop', class: 'button danger', hidden: true },
+  const stop = el('button', { type: 'button', id: 'app-stop', class: 'button danger', hidden: true, data: { needs: 'operate' } },
     [el('span', { class: 'icon-stop', 'aria-hidden': 'true' }), 'Stop']);
   run.title = 'Run with the default log level (Info)';
   debug.title = 'Run with log level Debug (10)';
@@ -625,7 +625,7 @@ function runRow(run) {
   const stop = el('td', { class: 'actions' });
   if (STOPPABLE.has(run.state)) {
     stop.append(el('button', {
-      type: 'button', class: 'button small danger stop-run', data: { ctl: 'stop-run' },
+      type: 'button', class: 'button small danger stop-run', data: { ctl: 'stop-run', needs: 'operate' },
       title: 'Stop this run', 'aria-label': `Stop the run started ${when}`,
     }, [el('span', { class: 'icon-stop', 'aria-hidden': 'true' }), 'Stop']));
   }

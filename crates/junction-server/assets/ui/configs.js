@@ -41,7 +41,7 @@ export function showConfigurations(focusHeading) {
   leaveConfigurations();
   const view = $('configs-view');
   const heading = el('h1', { id: 'configs-heading', tabindex: '-1', text: 'Configurations' });
-  const add = el('button', { type: 'button', id: 'config-new', class: 'button primary', 'aria-haspopup': 'dialog', text: '+ New Configuration' });
+  const add = el('button', { type: 'button', id: 'config-new', class: 'button primary', 'aria-haspopup': 'dialog', text: '+ New Configuration', data: { needs: 'edit' } });
   const refresh = el('button', { type: 'button', id: 'configs-refresh', class: 'button', 'aria-label': 'Refresh the list of configurations' }, [
     el('span', { class: 'icon-refresh', 'aria-hidden': 'true', text: '↻' }), ' Refresh',
   ]);
@@ -126,8 +126,8 @@ function configRow(c) {
       el('a', { href: '#/', text: 'Integration Hub → Global Parameters' })]));
   } else {
     actions.append(
-      el('button', { type: 'button', class: 'button small config-edit', data: { ctl: 'edit' }, 'aria-haspopup': 'dialog', 'aria-label': `Edit ${c.name}`, text: 'Edit' }),
-      el('button', { type: 'button', class: 'button small danger config-delete', data: { ctl: 'delete' }, 'aria-label': `Delete ${c.name}`, text: 'Delete' }),
+      el('button', { type: 'button', class: 'button small config-edit', data: { ctl: 'edit', needs: 'edit' }, 'aria-haspopup': 'dialog', 'aria-label': `Edit ${c.name}`, text: 'Edit' }),
+      el('button', { type: 'button', class: 'button small danger config-delete', data: { ctl: 'delete', needs: 'edit' }, 'aria-label': `Delete ${c.name}`, text: 'Delete' }),
     );
   }
   return el('tr', { data: { config: c.name } }, [

@@ -24,6 +24,13 @@ export const currentSession = () => session;
 export function setSession(s) {
   session = s;
 }
+
+// Whether the signed-in role may do something (roles are ordered; see
+// junction-core's role.rs). The server decides; this only spares people
+// controls that would be refused.
+const ROLE_RANK = { viewer: 0, operator: 1, editor: 2, admin: 3 };
+const NEEDS_RANK = { read: 0, operate: 1, edit: 2, administer: 3 };
+export const can = (need) => (ROLE_RANK[session?.role] ?? -1) >= NEEDS_RANK[need];
 // Called when an API answer says the session is gone (401).
 export function onSessionLost(fn) {
   sessionLost = fn;
@@ -308,7 +315,7 @@ export function paramRow(param = { name: '', type: 'string', value: '' }) {
     valueCell.prepend(el('span', { class: 'masked-value', title: 'The stored value is never shown', text: MASKED_TEXT }));
   }
   const remove = el('button', {
-    type: 'button', class: 'button small danger param-delete', title: 'Delete this parameter',
+    type: 'button', class: 'button small danger param-delete', title: 'Delete this parameter', 'data-needs': 'edit',
     'aria-label': `Delete ${param.name || 'the new parameter'}`, text: '✕',
   });
   nameInput.addEventListener('input', () => {
