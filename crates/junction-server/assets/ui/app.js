@@ -6,9 +6,9 @@
 // core.js's `session` variable, so a reload asks the server again.
 
 import {
-  $, api, appPath, banners, can, clearParamError, clockFormat, confirmDialog, currentSession, dateFormat, el,
+  $, api, appPath, banners, can, logLink, stopRunCell, clearParamError, clockFormat, confirmDialog, currentSession, dateFormat, el,
   formatDuration, jobPath, messageOf, onSessionLost, openDialog, paramOf, paramTable, placeParamError, plural,
-  renderPreservingFocus, setSession, showBanner, stateBadge, STOPPABLE, timeEl, toDate,
+  renderPreservingFocus, setSession, showBanner, stateBadge, timeEl, toDate,
 } from './core.js';
 import { leaveApplications, showApplications } from './apps.js';
 import { initEditor, openJobEditor } from './editor.js';
@@ -422,26 +422,13 @@ function historyRow(run) {
   const start = run.started_at ?? run.created_at;
   const when = toDate(start) ? dateFormat.format(toDate(start)) : 'this run';
   const trigger = run.triggered_by ? `${run.trigger} by ${run.triggered_by}` : run.trigger;
-  const stop = el('td', { class: 'actions' });
-  if (STOPPABLE.has(run.state)) {
-    stop.append(el('button', {
-      type: 'button', class: 'button small danger stop-run', data: { ctl: 'stop-run', needs: 'operate' },
-      title: 'Stop this run', 'aria-label': `Stop the run started ${when}`,
-    }, [el('span', { class: 'icon-stop', 'aria-hidden': 'true' }), 'Stop']));
-  }
-  const log = run.log_href
-    ? el('a', {
-      class: 'log', href: run.log_href, target: '_blank', rel: 'noopener',
-      'aria-label': `View the log of the run started ${when} (opens in a new tab)`, text: 'View',
-    })
-    : el('span', { class: 'muted', text: '—' });
   return el('tr', { data: { run: run.id } }, [
     el('td', { class: 'run-start' }, [timeEl(start)]),
     el('td', { class: 'run-duration', text: formatDuration(run.duration_ms) }),
     el('td', { class: 'run-trigger', text: trigger ?? '—' }),
     el('td', { class: 'run-state' }, [stateBadge(run.state)]),
-    el('td', { class: 'run-log' }, [log]),
-    stop,
+    el('td', { class: 'run-log' }, [run.log_href ? logLink(run.log_href, when, 'log') : el('span', { class: 'muted', text: '—' })]),
+    stopRunCell(run, when),
   ]);
 }
 

@@ -6,8 +6,8 @@
 // the user moved on; leaveApplications() stops the live polling.
 
 import {
-  $, api, appPath, banners, el, formatDuration, MASKED_TEXT, messageOf, openDialog, renderPreservingFocus, showBanner,
-  stateBadge, stepFile, STOPPABLE, timeEl, toDate, valueText,
+  $, api, appPath, banners, logLink, stopRunCell, el, formatDuration, MASKED_TEXT, messageOf, openDialog, renderPreservingFocus, showBanner,
+  stateBadge, stepFile, timeEl, toDate, valueText,
 } from './core.js';
 
 const POLL_MS = 1000; // live step colours while a run is going
@@ -622,24 +622,14 @@ function runRow(run) {
   const when = start ? start.toLocaleString() : run.id;
   const duration = run.start_time != null && run.end_time != null ? (run.end_time - run.start_time) * 1000 : null;
   const trigger = Array.isArray(run.triggered_by) ? run.triggered_by.map((t) => t.triggered_by).filter(Boolean).join(', ') : '';
-  const stop = el('td', { class: 'actions' });
-  if (STOPPABLE.has(run.state)) {
-    stop.append(el('button', {
-      type: 'button', class: 'button small danger stop-run', data: { ctl: 'stop-run', needs: 'operate' },
-      title: 'Stop this run', 'aria-label': `Stop the run started ${when}`,
-    }, [el('span', { class: 'icon-stop', 'aria-hidden': 'true' }), 'Stop']));
-  }
   return el('tr', { data: { run: run.id } }, [
     el('td', { class: 'run-start' }, [timeEl(startIso)]),
     el('td', { class: 'run-duration', text: FINAL.has(run.state) ? formatDuration(duration) : '—' }),
     el('td', { class: 'run-trigger', text: trigger || '—' }),
     el('td', { class: 'run-level', text: LEVEL_NAME[run.log_level] ?? String(run.log_level ?? '—') }),
     el('td', { class: 'run-state' }, [stateBadge(run.state)]),
-    el('td', {}, [el('a', {
-      class: 'run-log', href: `${taskPath(run.id)}/log`, target: '_blank', rel: 'noopener', data: { ctl: 'log' },
-      'aria-label': `View the log of the run started ${when} (opens in a new tab)`, text: 'View',
-    })]),
-    stop,
+    el('td', {}, [logLink(`${taskPath(run.id)}/log`, when, 'run-log')]),
+    stopRunCell(run, when),
   ]);
 }
 

@@ -204,6 +204,27 @@ export function confirmDialog(message) {
   });
 }
 
+// The cells every run table shares: View (the log in a new tab) and a red
+// Stop while the run can still be stopped. `when` names the run for
+// screen readers ("the run started …").
+export function logLink(href, when, cls) {
+  return el('a', {
+    class: cls, href, target: '_blank', rel: 'noopener', data: { ctl: 'log' },
+    'aria-label': `View the log of the run started ${when} (opens in a new tab)`, text: 'View',
+  });
+}
+
+export function stopRunCell(run, when) {
+  const cell = el('td', { class: 'actions' });
+  if (STOPPABLE.has(run.state)) {
+    cell.append(el('button', {
+      type: 'button', class: 'button small danger stop-run', data: { ctl: 'stop-run', needs: 'operate' },
+      title: 'Stop this run', 'aria-label': `Stop the run started ${when}`,
+    }, [el('span', { class: 'icon-stop', 'aria-hidden': 'true' }), 'Stop']));
+  }
+  return cell;
+}
+
 export const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 // A page's two banners (an error and a status line that clears itself):
