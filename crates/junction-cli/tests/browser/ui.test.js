@@ -260,6 +260,13 @@ async function main() {
     assert.ok(menuBox.x >= 0 && menuBox.x + menuBox.width <= 390, 'the menu fits the window');
     await page.keyboard.press('Escape');
     await page.waitForSelector('#job-menu', { state: 'hidden' });
+    // The job editor fits too: nothing in it is wider than the pop-up.
+    await page.click('#new-job');
+    await page.check('#job-trigger-scheduled');
+    const fits = await page.$eval('#job-form', (f) => f.scrollWidth <= f.clientWidth);
+    assert.ok(fits, 'the job editor fits a narrow window');
+    await page.click('#job-cancel');
+    await page.waitForSelector('#job-dialog', { state: 'hidden' });
 
     // Sign out: back to the sign-in form.
     await page.click('#signout');
