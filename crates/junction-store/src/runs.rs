@@ -226,20 +226,18 @@ fn task_from_row(r: TaskRow) -> Result<TaskRecord> {
 /// failed, else SUCCESS) and evaluates to `Ok(Some(state))`.
 macro_rules! finalize_run {
     ($tx:ident, $run_id:expr, $now:expr) => {{
-        let active: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM tasks WHERE run_id = $1 AND state IN ('WAITING', 'PENDING', 'STARTED', 'RETRY')",
+        // One pass over the run's tasks: how many can still run, how many failed.
+        let (active, failed): (Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT SUM(CASE WHEN state IN ('WAITING', 'PENDING', 'STARTED', 'RETRY') THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN state = 'FAILURE' THEN 1 ELSE 0 END) FROM tasks WHERE run_id = $1",
         )
         .bind(&$run_id)
         .fetch_one(&mut *$tx)
         .await?;
-        if active > 0 {
+        if active.unwrap_or(0) > 0 {
             Ok::<_, StoreError>(None)
         } else {
-            let failed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE run_id = $1 AND state = 'FAILURE'")
-                .bind(&$run_id)
-                .fetch_one(&mut *$tx)
-                .await?;
-            let final_state = if failed > 0 { State::Failure } else { State::Success };
+            let final_state = if failed.unwrap_or(0) > 0 { State::Failure } else { State::Success };
             sqlx::query(
                 "UPDATE runs SET state = $1, finished_at = $2 WHERE id = $3 AND state IN ('PENDING', 'STARTED')",
             )
@@ -510,14 +508,7 @@ impl Store {
             let mut released = false;
             for &i in &order {
                 let FinishItem { task_id, worker, finish } = &items[i];
-                let run_id: Option<String> = sqlx::query_scalar(
-                    "SELECT run_id FROM tasks WHERE id = $1 AND lease_owner = $2 AND state = 'STARTED'",
-                )
-                .bind(task_id)
-                .bind(worker)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(run_id) = run_id else {
+                let Some(run_id) = runs.get(task_id) else {
                     ended.push(None);
                     continue;
                 };

@@ -494,20 +494,18 @@ impl Store {
     /// they started never executed and do not count.
     pub async fn previous_run_starts(&self, run: &RunRecord) -> Result<(Option<Timestamp>, Option<Timestamp>)> {
         let before = run.created_at.as_millisecond();
-        let query = |success: bool| {
-            let filter = if success { "AND state = 'SUCCESS'" } else { "" };
+        // Both in one round trip: two scalar subqueries on the
+        // (application, created_at) index.
+        let sub = |filter: &str| {
             format!(
-                "SELECT started_at FROM runs WHERE application = $1 AND started_at IS NOT NULL \
-                 AND (created_at < $2 OR (created_at = $2 AND id < $3)) {filter} ORDER BY created_at DESC, id DESC LIMIT 1"
+                "(SELECT started_at FROM runs WHERE application = $1 AND started_at IS NOT NULL \
+                 AND (created_at < $2 OR (created_at = $2 AND id < $3)) {filter} ORDER BY created_at DESC, id DESC LIMIT 1)"
             )
         };
-        let (any, success) = (query(false), query(true));
-        let last: Option<Option<i64>> = read!(self, db => {
-            sqlx::query_scalar(&any).bind(&run.application).bind(before).bind(&run.id).fetch_optional(db).await
+        let sql = format!("SELECT {}, {}", sub(""), sub("AND state = 'SUCCESS'"));
+        let (last, good): (Option<i64>, Option<i64>) = read!(self, db => {
+            sqlx::query_as(&sql).bind(&run.application).bind(before).bind(&run.id).fetch_one(db).await
         })?;
-        let good: Option<Option<i64>> = read!(self, db => {
-            sqlx::query_scalar(&success).bind(&run.application).bind(before).bind(&run.id).fetch_optional(db).await
-        })?;
-        Ok((last.flatten().map(ts).transpose()?, good.flatten().map(ts).transpose()?))
+        Ok((last.map(ts).transpose()?, good.map(ts).transpose()?))
     }
 }

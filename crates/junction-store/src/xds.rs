@@ -705,12 +705,13 @@ impl Store {
                 .await?;
                 let event_time = activity.event_time.as_millisecond();
                 let sub_fields = to_json(&activity.fields)?;
-                let sub_rendered = to_json(&render(schema, &activity.fields, urls))?;
+                let sub_render = render(schema, &activity.fields, urls);
+                let sub_rendered = to_json(&sub_render)?;
                 let (activity_id, sub_event_id, status, changed, rendered) = match existing {
                     None => {
-                        let fields = activity.fields.clone();
-                        let rendered = render(schema, &fields, urls);
-                        let changed = important_changes(schema, &Map::new(), &fields);
+                        // A new activity is its first message: one rendering serves both.
+                        let fields = &activity.fields;
+                        let changed = important_changes(schema, &Map::new(), fields);
                         let activity_id: i64 = sqlx::query_scalar(
                             "INSERT INTO xds_activities (source_id, schema_id, remote_id, schema_version, status_type, \
                              fields, rendered, first_event_time, event_time, sub_event_count, created_at, updated_at) \
@@ -720,15 +721,15 @@ impl Store {
                         .bind(&activity.schema_id)
                         .bind(&activity.remote_id)
                         .bind(activity.schema_version)
-                        .bind(status_type(&fields))
-                        .bind(to_json(&fields)?)
-                        .bind(to_json(&rendered)?)
+                        .bind(status_type(fields))
+                        .bind(&sub_fields)
+                        .bind(&sub_rendered)
                         .bind(event_time)
                         .bind(now)
                         .fetch_one(&mut *tx)
                         .await?;
                         let sub_event_id = insert_sub_event!(tx, activity_id, activity.schema_version, event_time, &sub_fields, &sub_rendered, now);
-                        (activity_id, sub_event_id, "created", changed, rendered)
+                        (activity_id, sub_event_id, "created", changed, sub_render)
                     }
                     Some((activity_id, version, fields, latest, first)) => {
                         let before = object_of(&fields)?;
