@@ -210,42 +210,43 @@ impl Api {
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Option<Value>> {
-        let base = self.args.server.trim_end_matches('/');
-        let url = format!("{base}/api/v1/{path}");
-        let mut req = self.http.request(method, &url);
-        if let Some(token) = self.args.token.as_deref().filter(|t| !t.is_empty()) {
-            req = req.bearer_auth(token);
-        }
+        let mut req = self.request(method, path);
         if let Some(body) = body {
             req = req.json(body);
         }
-        let resp = req.send().await.map_err(|e| anyhow!("cannot reach Junction at {base}: {e}"))?;
-        let status = resp.status();
-        let text = resp.text().await.context("reading the server's answer")?;
-        if status.is_success() {
-            if status == StatusCode::NO_CONTENT || text.is_empty() {
-                return Ok(None);
-            }
-            return serde_json::from_str(&text).map(Some).context("the server's answer is not JSON");
+        let (status, _, text) = self.send(req).await?;
+        if status == StatusCode::NO_CONTENT || text.is_empty() {
+            return Ok(None);
         }
-        Err(anyhow!(describe_error(status, &text)))
+        serde_json::from_str(&text).map(Some).context("the server's answer is not JSON")
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let base = self.args.server.trim_end_matches('/');
+        let req = self.http.request(method, format!("{base}/api/v1/{path}"));
+        match self.args.token.as_deref().filter(|t| !t.is_empty()) {
+            Some(token) => req.bearer_auth(token),
+            None => req,
+        }
+    }
+
+    /// Sends `req`; an answer that is not 2xx becomes the one-line error.
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<(StatusCode, reqwest::header::HeaderMap, String)> {
+        let base = self.args.server.trim_end_matches('/');
+        let resp = req.send().await.map_err(|e| anyhow!("cannot reach Junction at {base}: {e}"))?;
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let text = resp.text().await.context("reading the server's answer")?;
+        if !status.is_success() {
+            bail!(describe_error(status, &text));
+        }
+        Ok((status, headers, text))
     }
 }
 
 impl Api {
     /// A text GET: the body and the headers.
     async fn text(&self, path: &str) -> Result<(String, reqwest::header::HeaderMap)> {
-        let base = self.args.server.trim_end_matches('/');
-        let mut req = self.http.get(format!("{base}/api/v1/{path}"));
-        if let Some(token) = self.args.token.as_deref().filter(|t| !t.is_empty()) {
-            req = req.bearer_auth(token);
-        }
-        let resp = req.send().await.map_err(|e| anyhow!("cannot reach Junction at {base}: {e}"))?;
-        let (status, headers) = (resp.status(), resp.headers().clone());
-        let text = resp.text().await?;
-        if !status.is_success() {
-            bail!(describe_error(status, &text));
-        }
+        let (_, headers, text) = self.send(self.request(Method::GET, path)).await?;
         Ok((text, headers))
     }
 
@@ -327,6 +328,18 @@ fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
+impl Api {
+    /// An answer that is a list: as JSON with `--json`, else a table with
+    /// one `row` per item.
+    fn print_list(&self, v: &Value, headers: &[&str], row: impl Fn(&Value) -> Vec<String>) {
+        if self.args.json {
+            print_json(v);
+        } else {
+            table(headers, v.as_array().into_iter().flatten().map(row).collect());
+        }
+    }
+}
+
 fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     let mut t = Table::new();
     t.load_preset(UTF8_BORDERS_ONLY).set_header(headers.to_vec());
@@ -399,19 +412,9 @@ pub async fn steps(cmd: StepsCommand) -> Result<()> {
         StepsCommand::List { client } => {
             let api = Api::new(client)?;
             let v = api.call(Method::GET, "steps", None).await?.unwrap_or_default();
-            if api.args.json {
-                print_json(&v);
-                return Ok(());
-            }
-            let rows = v
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|r| {
-                    vec![s(&r["name"]), s(&r["language"]), s(&r["version"]), s(&r["updated_at"]), s(&r["description"])]
-                })
-                .collect();
-            table(&["NAME", "LANGUAGE", "VERSION", "UPDATED", "DESCRIPTION"], rows);
+            api.print_list(&v, &["NAME", "LANGUAGE", "VERSION", "UPDATED", "DESCRIPTION"], |r| {
+                vec![s(&r["name"]), s(&r["language"]), s(&r["version"]), s(&r["updated_at"]), s(&r["description"])]
+            });
         }
         StepsCommand::Show { name, client } => {
             let api = Api::new(client)?;
@@ -627,18 +630,10 @@ pub async fn params(cmd: ParamsCommand) -> Result<()> {
         ParamsCommand::List { client } => {
             let api = Api::new(client)?;
             let list = current_params(&api).await?;
-            if api.args.json {
-                print_json(&Value::Array(list));
-                return Ok(());
-            }
-            let rows = list
-                .iter()
-                .map(|p| {
-                    let value = if p["type"] == "masked" { "••••••".to_string() } else { s(&p["value"]) };
-                    vec![s(&p["name"]), s(&p["type"]), value]
-                })
-                .collect();
-            table(&["NAME", "TYPE", "VALUE"], rows);
+            api.print_list(&Value::Array(list), &["NAME", "TYPE", "VALUE"], |p| {
+                let value = if p["type"] == "masked" { "••••••".to_string() } else { s(&p["value"]) };
+                vec![s(&p["name"]), s(&p["type"]), value]
+            });
         }
         ParamsCommand::Delete { name, client } => {
             let api = Api::new(client)?;
@@ -982,33 +977,23 @@ pub async fn jobs(args: JobsArgs) -> Result<()> {
         JobsCommand::List { client } => {
             let api = Api::new(client)?;
             let v = api.call(Method::GET, "jobs", None).await?.unwrap_or_default();
-            if api.args.json {
-                print_json(&v);
-                return Ok(());
-            }
-            let rows = v
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|job| {
-                    let last = &job["last_run"];
-                    let last = if last.is_null() {
-                        "-".to_string()
-                    } else {
-                        let at = if last["started_at"].is_null() { &last["created_at"] } else { &last["started_at"] };
-                        format!("{} {}", local_time(at, false), s(&last["state"]))
-                    };
-                    vec![
-                        s(&job["name"]),
-                        s(&job["trigger"]),
-                        or_dash(s(&job["schedule"])),
-                        last,
-                        or_dash(s(&job["next_run"])),
-                        s(&job["running"]),
-                    ]
-                })
-                .collect();
-            table(&["JOB NAME", "TRIGGER", "SCHEDULE", "LAST RUN", "NEXT RUN", "RUNNING"], rows);
+            api.print_list(&v, &["JOB NAME", "TRIGGER", "SCHEDULE", "LAST RUN", "NEXT RUN", "RUNNING"], |job| {
+                let last = &job["last_run"];
+                let last = if last.is_null() {
+                    "-".to_string()
+                } else {
+                    let at = if last["started_at"].is_null() { &last["created_at"] } else { &last["started_at"] };
+                    format!("{} {}", local_time(at, false), s(&last["state"]))
+                };
+                vec![
+                    s(&job["name"]),
+                    s(&job["trigger"]),
+                    or_dash(s(&job["schedule"])),
+                    last,
+                    or_dash(s(&job["next_run"])),
+                    s(&job["running"]),
+                ]
+            });
         }
         JobsCommand::History { name, limit, offset, client } => {
             let api = Api::new(client)?;
@@ -1021,25 +1006,15 @@ pub async fn jobs(args: JobsArgs) -> Result<()> {
                 path = format!("{path}?{}", query.join("&"));
             }
             let v = api.call(Method::GET, &path, None).await?.unwrap_or_default();
-            if api.args.json {
-                print_json(&v);
-                return Ok(());
-            }
-            let rows = v
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|run| {
-                    let trigger = match run["triggered_by"].as_str() {
-                        Some(by) => format!("{} by {by}", s(&run["trigger"])),
-                        None => s(&run["trigger"]),
-                    };
-                    let started = if run["started_at"].is_null() { &run["created_at"] } else { &run["started_at"] };
-                    let duration = run["duration_ms"].as_i64().map(human_duration).unwrap_or_else(|| "-".to_string());
-                    vec![s(&run["id"]), trigger, local_time(started, false), duration, s(&run["state"])]
-                })
-                .collect();
-            table(&["RUN", "TRIGGER", "START", "DURATION", "STATE"], rows);
+            api.print_list(&v, &["RUN", "TRIGGER", "START", "DURATION", "STATE"], |run| {
+                let trigger = match run["triggered_by"].as_str() {
+                    Some(by) => format!("{} by {by}", s(&run["trigger"])),
+                    None => s(&run["trigger"]),
+                };
+                let started = if run["started_at"].is_null() { &run["created_at"] } else { &run["started_at"] };
+                let duration = run["duration_ms"].as_i64().map(human_duration).unwrap_or_else(|| "-".to_string());
+                vec![s(&run["id"]), trigger, local_time(started, false), duration, s(&run["state"])]
+            });
         }
         JobsCommand::Stop { name, client } => {
             let api = Api::new(client)?;
@@ -1093,13 +1068,10 @@ pub async fn schedule(cmd: ScheduleCommand) -> Result<()> {
                 .filter(|sched| app.as_deref().is_none_or(|a| sched["application_id"] == a))
                 .cloned()
                 .collect();
-            if api.args.json {
-                print_json(&Value::Array(list));
-                return Ok(());
-            }
-            let rows = list
-                .iter()
-                .map(|sched| {
+            api.print_list(
+                &Value::Array(list),
+                &["ID", "JOB", "SCHEDULE", "TIME ZONE", "ENABLED", "NEXT FIRE", "LAST ERROR"],
+                |sched| {
                     vec![
                         s(&sched["id"]),
                         s(&sched["application_id"]),
@@ -1109,9 +1081,8 @@ pub async fn schedule(cmd: ScheduleCommand) -> Result<()> {
                         next_fire(sched, false),
                         or_dash(s(&sched["last_error"])),
                     ]
-                })
-                .collect();
-            table(&["ID", "JOB", "SCHEDULE", "TIME ZONE", "ENABLED", "NEXT FIRE", "LAST ERROR"], rows);
+                },
+            );
         }
         ScheduleCommand::Show { id, client } => {
             let api = Api::new(client)?;
@@ -1340,33 +1311,17 @@ pub async fn companies(cmd: CompaniesCommand) -> Result<()> {
         CompaniesCommand::List { client } => {
             let api = Api::new(client)?;
             let v = api.call(Method::GET, "companies", None).await?.unwrap_or_default();
-            if api.args.json {
-                print_json(&v);
-                return Ok(());
-            }
-            let rows = v
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| vec![s(&c["id"]), s(&c["name"]), local_time(&c["created_at"], false)])
-                .collect();
-            table(&["ID", "NAME", "CREATED"], rows);
+            api.print_list(&v, &["ID", "NAME", "CREATED"], |c| {
+                vec![s(&c["id"]), s(&c["name"]), local_time(&c["created_at"], false)]
+            });
         }
         CompaniesCommand::Services { company_id, client } => {
             let api = Api::new(client)?;
             let v = api.call(Method::GET, &format!("companies/{company_id}/cicd_services"), None).await?;
             let v = v.unwrap_or_default();
-            if api.args.json {
-                print_json(&v);
-                return Ok(());
-            }
-            let rows = v
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| vec![s(&c["id"]), s(&c["name"]), s(&c["type"]), local_time(&c["created_at"], false)])
-                .collect();
-            table(&["ID", "NAME", "TYPE", "CREATED"], rows);
+            api.print_list(&v, &["ID", "NAME", "TYPE", "CREATED"], |c| {
+                vec![s(&c["id"]), s(&c["name"]), s(&c["type"]), local_time(&c["created_at"], false)]
+            });
         }
         CompaniesCommand::AddService { company_id, name, client } => {
             let api = Api::new(client)?;
@@ -1445,33 +1400,19 @@ pub async fn triggers(cmd: TriggersCommand) -> Result<()> {
         TriggersCommand::List { client } => {
             let api = Api::new(client)?;
             let v = api.call(Method::GET, "triggers", None).await?.unwrap_or_default();
-            if api.args.json {
-                print_json(&v);
-                return Ok(());
-            }
-            let rows = v
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|t| {
-                    let arguments: Vec<String> = t["arguments"]
-                        .as_object()
-                        .into_iter()
-                        .flatten()
-                        .map(|(k, v)| format!("{k}={}", s(v)))
-                        .collect();
-                    vec![
-                        s(&t["name"]),
-                        s(&t["application"]),
-                        s(&t["event"]),
-                        if t["company_id"].is_null() { "any".to_string() } else { s(&t["company_id"]) },
-                        filter_text(&t["filter"]),
-                        or_dash(arguments.join(" ")),
-                        s(&t["enabled"]),
-                    ]
-                })
-                .collect();
-            table(&["NAME", "JOB", "EVENT", "COMPANY", "FILTER", "ARGUMENTS", "ENABLED"], rows);
+            api.print_list(&v, &["NAME", "JOB", "EVENT", "COMPANY", "FILTER", "ARGUMENTS", "ENABLED"], |t| {
+                let arguments: Vec<String> =
+                    t["arguments"].as_object().into_iter().flatten().map(|(k, v)| format!("{k}={}", s(v))).collect();
+                vec![
+                    s(&t["name"]),
+                    s(&t["application"]),
+                    s(&t["event"]),
+                    if t["company_id"].is_null() { "any".to_string() } else { s(&t["company_id"]) },
+                    filter_text(&t["filter"]),
+                    or_dash(arguments.join(" ")),
+                    s(&t["enabled"]),
+                ]
+            });
         }
         TriggersCommand::Show { name, client } => {
             let api = Api::new(client)?;
