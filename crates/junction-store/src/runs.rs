@@ -514,7 +514,7 @@ impl Store {
                 };
                 // Completions of one run are serialized, so exactly one of them
                 // sees the run's last task finish.
-                sqlx::query(&format!("SELECT id FROM runs WHERE id = $1 {run_lock}")).bind(&run_id).fetch_one(&mut *tx).await?;
+                sqlx::query(&format!("SELECT id FROM runs WHERE id = $1 {run_lock}")).bind(run_id).fetch_one(&mut *tx).await?;
                 // Checked again under the locks: a revoke (which takes the run
                 // lock) or a lease requeue may have come between.
                 let still_ours: Option<String> = sqlx::query_scalar(&format!(
@@ -546,7 +546,7 @@ impl Store {
                                 "UPDATE tasks SET waiting_on = waiting_on - 1 WHERE run_id = $1 AND state = 'WAITING' \
                                  AND step_name IN ({list})"
                             );
-                            let mut q = sqlx::query(&dec).bind(&run_id);
+                            let mut q = sqlx::query(&dec).bind(run_id);
                             for c in children {
                                 q = q.bind(c);
                             }
@@ -555,7 +555,7 @@ impl Store {
                                 "UPDATE tasks SET state = 'PENDING', due_at = $1 WHERE run_id = $2 AND state = 'WAITING' AND waiting_on <= 0",
                             )
                             .bind(now)
-                            .bind(&run_id)
+                            .bind(run_id)
                             .execute(&mut *tx)
                             .await?;
                         }
@@ -589,7 +589,7 @@ impl Store {
                                 "UPDATE tasks SET state = 'REVOKED', result = $1, finished_at = $2 WHERE run_id = $3 \
                                  AND state = 'WAITING' AND step_name IN ({list})"
                             );
-                            let mut q = sqlx::query(&sql).bind("not run: an input step failed").bind(now).bind(&run_id);
+                            let mut q = sqlx::query(&sql).bind("not run: an input step failed").bind(now).bind(run_id);
                             for s in skip {
                                 q = q.bind(s);
                             }
