@@ -192,15 +192,14 @@ fn check_company(company: i64, route: &str, path: &str) -> Result<(), ApiError> 
 /// without putting a token in a URL (where history and proxies keep it),
 /// and grants nothing but this one read.
 fn signed_link_valid(state: &AppState, req: &Request) -> bool {
-    let (mut expires, mut sig) = (None, None);
-    for pair in req.uri().query().unwrap_or_default().split('&') {
-        match pair.split_once('=') {
-            Some(("expires", v)) => expires = v.parse::<i64>().ok(),
-            Some(("sig", v)) => sig = Some(v),
-            _ => {}
-        }
+    #[derive(serde::Deserialize)]
+    struct Link {
+        expires: i64,
+        sig: String,
     }
-    let (Some(expires), Some(sig)) = (expires, sig) else { return false };
+    let Ok(axum::extract::Query(Link { expires, sig })) = axum::extract::Query::<Link>::try_from_uri(req.uri()) else {
+        return false;
+    };
     let store = state.engine.store();
     if expires < store.now().as_second() {
         return false;
@@ -208,7 +207,7 @@ fn signed_link_valid(state: &AppState, req: &Request) -> bool {
     let Some(id) = req.uri().path().strip_prefix("/api/v1/tasks/").and_then(|p| p.strip_suffix("/log")) else {
         return false;
     };
-    store.verify_signature(&crate::routes::jobs::log_link_message(id, expires), sig)
+    store.verify_signature(&crate::routes::jobs::log_link_message(id, expires), &sig)
 }
 
 #[cfg(test)]

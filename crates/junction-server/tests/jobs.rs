@@ -457,6 +457,11 @@ async fn a_spec_000_job_end_to_end(clock: Arc<ManualClock>, s: &TestServer) {
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "a signature is for one run only");
     let resp = s.http.get(format!("{}/api/v1/tasks/{}/log", s.base, triggered.id)).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    for broken in [href.replace("expires=", "expires=x"), href.replace("sig=", "sig=00"), href.replace("&sig=", "&s=")]
+    {
+        let resp = s.http.get(format!("{}{broken}", s.base)).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{broken}");
+    }
 
     // args as spec 000 describes them.
     let line = log.lines().find(|l| l.contains("[LOG] – args ")).unwrap_or_else(|| panic!("{log}"));
@@ -481,6 +486,11 @@ async fn a_spec_000_job_end_to_end(clock: Arc<ManualClock>, s: &TestServer) {
     assert_eq!(j["next_run_at"], "2026-11-23T08:02:00Z");
     assert_eq!(j["next_run"], "in a few seconds", "{j}");
     assert_eq!(j["description"], "the deploy-sync job");
+
+    // A log link lasts an hour.
+    advance(&clock, 3601);
+    let resp = s.http.get(format!("{}{href}", s.base)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "an expired link");
     s.assert_never_sent(SECRET);
 }
 
