@@ -16,6 +16,7 @@ use junction_core::Invalid;
 use junction_store::{CicdJobRecord, CompanyRecord, NewCicdJob, ServiceRecord, Store, TriggerRecord, CUSTOM_CD};
 use serde_json::{json, Value};
 
+use crate::memo::Memo;
 use crate::runs::{build_run, wanted_configurations, RunRequest};
 use crate::{Engine, EngineError, Result};
 
@@ -54,20 +55,30 @@ impl EventWriter {
 }
 
 /// Companies and services never change once made (there is no rename or
-/// delete), so each process remembers the ones it has seen.
-#[derive(Debug, Default)]
+/// delete), so each process remembers the ones it has seen; the enabled
+/// triggers are kept for a short while.
+#[derive(Debug, Clone)]
 pub(crate) struct Directory {
-    companies: HashMap<i64, CompanyRecord>,
-    services: HashMap<i64, ServiceRecord>,
-    /// The enabled triggers when automated jobs are on (else none), and
-    /// when they were read.
-    triggers: Option<(Instant, Vec<TriggerSpec>)>,
-    /// Bumped by every change made here, so a list read before a change is
-    /// not kept after it.
-    triggers_generation: u64,
+    companies: Memo<i64, CompanyRecord>,
+    services: Memo<i64, ServiceRecord>,
+    triggers: Arc<Mutex<Triggers>>,
 }
 
-pub(crate) type SharedDirectory = Arc<Mutex<Directory>>;
+impl Default for Directory {
+    fn default() -> Self {
+        Directory { companies: Memo::new(4096), services: Memo::new(4096), triggers: Arc::default() }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Triggers {
+    /// The enabled triggers when automated jobs are on (else none), and
+    /// when they were read.
+    list: Option<(Instant, Vec<TriggerSpec>)>,
+    /// Bumped by every change made here, so a list read before a change is
+    /// not kept after it.
+    generation: u64,
+}
 
 impl Engine {
     pub async fn create_company(&self, name: &str) -> Result<CompanyRecord> {
@@ -81,12 +92,12 @@ impl Engine {
 
     /// The company, or NotFound.
     pub async fn company(&self, id: i64) -> Result<CompanyRecord> {
-        if let Some(c) = self.directory.lock().unwrap_or_else(|e| e.into_inner()).companies.get(&id) {
-            return Ok(c.clone());
-        }
-        let c = self.store.get_company(id).await?.ok_or_else(|| EngineError::NotFound(format!("company {id}")))?;
-        self.directory.lock().unwrap_or_else(|e| e.into_inner()).companies.insert(id, c.clone());
-        Ok(c)
+        let fetch = async { Ok::<_, EngineError>(self.store.get_company(id).await?) };
+        self.directory
+            .companies
+            .get_or_fetch(id, fetch)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("company {id}")))
     }
 
     pub async fn create_cicd_service(&self, company: i64, name: &str) -> Result<ServiceRecord> {
@@ -101,14 +112,8 @@ impl Engine {
     }
 
     async fn service(&self, id: i64) -> Result<Option<ServiceRecord>> {
-        if let Some(s) = self.directory.lock().unwrap_or_else(|e| e.into_inner()).services.get(&id) {
-            return Ok(Some(s.clone()));
-        }
-        let s = self.store.get_cicd_service(id).await?;
-        if let Some(s) = &s {
-            self.directory.lock().unwrap_or_else(|e| e.into_inner()).services.insert(id, s.clone());
-        }
-        Ok(s)
+        let fetch = async { Ok::<_, EngineError>(self.store.get_cicd_service(id).await?) };
+        self.directory.services.get_or_fetch(id, fetch).await
     }
 
     /// Spec 002's webhook: validates the message (400 with every
@@ -212,31 +217,31 @@ impl Engine {
     /// The enabled triggers, none while automated jobs are off.
     pub(crate) async fn active_triggers(&self) -> Result<Vec<TriggerSpec>> {
         let generation = {
-            let dir = self.directory.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((at, list)) = &dir.triggers {
+            let dir = self.directory.triggers.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, list)) = &dir.list {
                 if at.elapsed() < TRIGGERS_TTL {
                     return Ok(list.clone());
                 }
             }
-            dir.triggers_generation
+            dir.generation
         };
         let list: Vec<TriggerSpec> = if self.automated_jobs_enabled().await? {
             self.store.list_triggers().await?.into_iter().map(|t| t.spec).filter(|t| t.enabled).collect()
         } else {
             Vec::new()
         };
-        let mut dir = self.directory.lock().unwrap_or_else(|e| e.into_inner());
-        if dir.triggers_generation == generation {
-            dir.triggers = Some((Instant::now(), list.clone()));
+        let mut dir = self.directory.triggers.lock().unwrap_or_else(|e| e.into_inner());
+        if dir.generation == generation {
+            dir.list = Some((Instant::now(), list.clone()));
         }
         Ok(list)
     }
 
     /// Forgets the cached triggers (a trigger or the setting changed here).
     pub(crate) fn triggers_changed(&self) {
-        let mut dir = self.directory.lock().unwrap_or_else(|e| e.into_inner());
-        dir.triggers = None;
-        dir.triggers_generation += 1;
+        let mut dir = self.directory.triggers.lock().unwrap_or_else(|e| e.into_inner());
+        dir.list = None;
+        dir.generation += 1;
     }
 
     /// Creates or replaces (by name) an event trigger. Its `arguments` may

@@ -16,6 +16,7 @@ mod batch;
 mod content;
 mod events;
 mod jobs;
+mod memo;
 mod runs;
 mod scheduler;
 mod worker;
@@ -85,8 +86,10 @@ pub struct Engine {
     logs: worker::LogWriter,
     completions: worker::CompletionWriter,
     events: events::EventWriter,
-    directory: events::SharedDirectory,
-    cache: Arc<Mutex<worker::Cache>>,
+    directory: events::Directory,
+    /// Application revisions and step versions a worker has read (256 of each).
+    apps: memo::Memo<(String, i64), Arc<junction_core::application::Application>>,
+    steps: memo::Memo<(String, i64), Arc<junction_core::step::StepVersion>>,
     xds: xds::Xds,
 }
 
@@ -145,8 +148,9 @@ impl Engine {
             logs,
             completions,
             events,
-            directory: Arc::default(),
-            cache: Arc::default(),
+            directory: events::Directory::default(),
+            apps: memo::Memo::new(worker::CACHE_ENTRIES),
+            steps: memo::Memo::new(worker::CACHE_ENTRIES),
         }
     }
 

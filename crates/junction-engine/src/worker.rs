@@ -22,14 +22,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use crate::{Engine, EngineError, Result};
 
 /// Most application revisions (and step versions) a worker keeps parsed.
-const CACHE_ENTRIES: usize = 256;
-
-/// Immutable stored things a worker has read.
-#[derive(Debug, Default)]
-pub(crate) struct Cache {
-    apps: std::collections::HashMap<(String, i64), Arc<Application>>,
-    steps: std::collections::HashMap<(String, i64), Arc<StepVersion>>,
-}
+pub(crate) const CACHE_ENTRIES: usize = 256;
 
 /// Lost attempts (worker died) tolerated beyond a step's retries.
 const MAX_LOST_ATTEMPTS: i64 = 3;
@@ -399,37 +392,17 @@ impl Engine {
     /// Application revisions and step versions never change once stored,
     /// so each worker process reads and parses each one once.
     async fn cached_revision(&self, name: &str, revision: i64) -> Result<Arc<Application>> {
-        let key = (name.to_string(), revision);
-        if let Some(app) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).apps.get(&key) {
-            return Ok(app.clone());
-        }
-        let app = self
-            .store
-            .get_application_revision(name, revision)
+        let fetch =
+            async { Ok::<_, EngineError>(self.store.get_application_revision(name, revision).await?.map(Arc::new)) };
+        self.apps
+            .get_or_fetch((name.to_string(), revision), fetch)
             .await?
-            .ok_or_else(|| EngineError::NotFound(format!("application {name} revision {revision}")))?;
-        let app = Arc::new(app);
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.apps.len() >= CACHE_ENTRIES {
-            cache.apps.clear();
-        }
-        cache.apps.insert(key, app.clone());
-        Ok(app)
+            .ok_or_else(|| EngineError::NotFound(format!("application {name} revision {revision}")))
     }
 
     async fn cached_step(&self, name: &str, version: i64) -> Result<Option<Arc<StepVersion>>> {
-        let key = (name.to_string(), version);
-        if let Some(step) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).steps.get(&key) {
-            return Ok(Some(step.clone()));
-        }
-        let Some(step) = self.store.get_step_version(name, version).await? else { return Ok(None) };
-        let step = Arc::new(step);
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.steps.len() >= CACHE_ENTRIES {
-            cache.steps.clear();
-        }
-        cache.steps.insert(key, step.clone());
-        Ok(Some(step))
+        let fetch = async { Ok::<_, EngineError>(self.store.get_step_version(name, version).await?.map(Arc::new)) };
+        self.steps.get_or_fetch((name.to_string(), version), fetch).await
     }
 
     fn log_line(&self, run_id: &str, task_id: &str, level: &str, text: &str) {

@@ -8,8 +8,7 @@
 //! validated message to one writer that stores whatever has accumulated in
 //! one transaction (group commit), like the CI/CD events.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use junction_core::xds::{message_hints, ActivityEnvelope, MessageKind, Schema, SchemaMessage, Urls};
 use junction_core::{Invalid, Violation};
@@ -19,6 +18,7 @@ use junction_store::{
 };
 use serde_json::Value;
 
+use crate::memo::Memo;
 use crate::{Engine, EngineError, Result};
 
 /// Messages stored per transaction at most.
@@ -27,9 +27,10 @@ const BATCH: usize = 256;
 pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:8080";
 /// Schema versions a process remembers (they never change once stored).
 const MAX_CACHED_SCHEMAS: usize = 4096;
+/// Association keys a process remembers the source of.
+const MAX_CACHED_SOURCES: usize = 4096;
 
 type Stored = std::result::Result<XdsAccepted, XdsRefusal>;
-type Schemas = Arc<Mutex<HashMap<(String, i64), Arc<Schema>>>>;
 
 /// The engine's XDS state: the base URL for placeholders and links, the
 /// activity writer (group commit, see `batch`), and what never changes
@@ -38,8 +39,8 @@ type Schemas = Arc<Mutex<HashMap<(String, i64), Arc<Schema>>>>;
 pub(crate) struct Xds {
     urls: Arc<Urls>,
     writer: crate::batch::Batcher<NewXdsActivity, Stored>,
-    schemas: Schemas,
-    sources: Arc<Mutex<HashMap<String, i64>>>,
+    schemas: Memo<(String, i64), Arc<Schema>>,
+    sources: Memo<String, i64>,
 }
 
 impl Xds {
@@ -63,7 +64,7 @@ impl Xds {
                 async move { store.insert_xds_activities(&items, &urls).await }
             },
         );
-        Xds { urls, writer, schemas: Arc::default(), sources: Arc::default() }
+        Xds { urls, writer, schemas: Memo::new(MAX_CACHED_SCHEMAS), sources: Memo::new(MAX_CACHED_SOURCES) }
     }
 
     async fn store_activity(&self, item: NewXdsActivity) -> Result<Stored> {
@@ -113,28 +114,16 @@ impl Engine {
 
     /// The source of an association key (sources and keys never change).
     async fn xds_source_id(&self, key: &str) -> Result<Option<i64>> {
-        if let Some(id) = self.xds.sources.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
-            return Ok(Some(*id));
-        }
-        let Some(source) = self.store.xds_source_by_key(key).await? else { return Ok(None) };
-        self.xds.sources.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_string(), source.id);
-        Ok(Some(source.id))
+        let fetch = async { Ok::<_, EngineError>(self.store.xds_source_by_key(key).await?.map(|s| s.id)) };
+        self.xds.sources.get_or_fetch(key.to_string(), fetch).await
     }
 
     /// A registered schema version; stored versions never change.
     async fn xds_schema(&self, schema_id: &str, version: i64) -> Result<Option<Arc<Schema>>> {
-        let key = (schema_id.to_string(), version);
-        if let Some(s) = self.xds.schemas.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-            return Ok(Some(s.clone()));
-        }
-        let Some(record) = self.store.get_xds_schema(schema_id, version).await? else { return Ok(None) };
-        let schema = Arc::new(record.schema);
-        let mut cache = self.xds.schemas.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= MAX_CACHED_SCHEMAS {
-            cache.clear();
-        }
-        cache.insert(key, schema.clone());
-        Ok(Some(schema))
+        let fetch = async {
+            Ok::<_, EngineError>(self.store.get_xds_schema(schema_id, version).await?.map(|r| Arc::new(r.schema)))
+        };
+        self.xds.schemas.get_or_fetch((schema_id.to_string(), version), fetch).await
     }
 
     /// The latest version of a schema and the list of its versions.
