@@ -558,7 +558,9 @@ async fn the_scheduler_leader_fails_over() {
             })
             .await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A first run shows that a leads (only the leader fires).
+    advance(&clock, 60);
+    wait_for_runs(&a, "ha", 1).await;
     assert!(b.engine.store().try_lead().await.unwrap().is_none(), "a leads, so b cannot");
     let (stop_b, rx_b) = tokio::sync::oneshot::channel::<()>();
     let (engine_b, cfg) = (b.engine.clone(), config);
@@ -570,8 +572,6 @@ async fn the_scheduler_leader_fails_over() {
             .await
     });
 
-    advance(&clock, 60);
-    wait_for_runs(&a, "ha", 1).await;
     stop_a.send(()).unwrap();
     leader_a.await.unwrap();
     // The first run must end before the next tick may start one.
