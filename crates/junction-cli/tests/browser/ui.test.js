@@ -14,6 +14,8 @@ const {
 const EXPECTED_FAILURES = [
   [401, '/api/v1/session'], // the probe before sign-in, and the wrong token
   [400, '/api/v1/global-parameters'], // the duplicate parameter name
+  [401, '/api/v1/applications'], // the save after the session's token was revoked
+  [401, '/api/v1/steps'], // (the same save)
 ];
 
 async function main() {
@@ -244,6 +246,36 @@ async function main() {
     assert.strictEqual(settings.automated_jobs_enabled, true);
     await page.click('#settings-close');
     await page.waitForSelector('#settings-dialog', { state: 'hidden' });
+
+    // A session that ends while the editor is open asks to sign in again
+    // over it; what was typed is kept and saves afterwards.
+    const temp = await (await fetch(`${URL}/api/v1/tokens`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ name: 'ui-temp', role: 'admin' }),
+    })).json();
+    await page.click('#signout');
+    await page.fill('#signin-token', temp.token);
+    await page.click('#signin-submit');
+    await page.waitForSelector(row);
+    await page.click('#new-job');
+    await page.fill('#job-name', 'Kept Work');
+    await page.setInputFiles('#job-file', { name: 'kept.js', mimeType: 'text/javascript', buffer: Buffer.from(script) });
+    await page.check('#job-trigger-manual');
+    const revoked = await fetch(`${URL}/api/v1/tokens/${temp.id}`, {
+      method: 'DELETE', headers: { Authorization: `Bearer ${TOKEN}` },
+    });
+    assert.strictEqual(revoked.status, 204);
+    await page.click('#job-save-close');
+    await page.waitForSelector('#reauth-dialog[open]');
+    assert.ok(await page.isVisible('#job-dialog'), 'the editor stays open under the sign-in');
+    await page.fill('#reauth-token', TOKEN);
+    await page.click('#reauth-submit');
+    await page.waitForSelector('#reauth-dialog', { state: 'hidden' });
+    assert.strictEqual(await page.inputValue('#job-name'), 'Kept Work');
+    await page.click('#job-save-close');
+    await page.waitForSelector('#job-dialog', { state: 'hidden' });
+    await page.waitForSelector('tr[data-job="kept-work"]');
 
     // A narrow window still works: nothing sticks out sideways, and the
     // action menu opens and is reachable.

@@ -83,14 +83,59 @@ function leaveGrid() {
   for (const id of GRID_DIALOGS) if ($(id).open) $(id).close();
 }
 
-function startSession(answer, fromForm) {
+function adoptSession(answer) {
   setSession({ user: answer.user, role: answer.role, csrf_token: answer.csrf_token });
   // Controls marked data-needs="operate|edit|administer" hide for lower roles (app.css).
   document.body.dataset.role = answer.role ?? '';
   $('session-user').textContent = answer.user ?? '';
   $('session-role').textContent = answer.role ?? '';
+}
+
+function startSession(answer, fromForm) {
+  adoptSession(answer);
   $('signin-notice').textContent = '';
   route(fromForm);
+}
+
+// Pop-ups holding typed work: a session that ends under one of them asks
+// to sign in again on top of it instead of throwing the work away.
+const EDITORS = '#job-dialog[open], #params-dialog[open], #config-dialog[open], #custom-run-dialog[open]';
+let reauthOk = false;
+
+function sessionLost(notice) {
+  if ($('reauth-dialog').open) return;
+  if (!document.querySelector(EDITORS)) {
+    endSession(notice);
+    return;
+  }
+  reauthOk = false;
+  $('reauth-form').reset();
+  $('reauth-error').textContent = '';
+  openDialog($('reauth-dialog'), $('reauth-token'));
+}
+
+async function reauth(event) {
+  event.preventDefault();
+  const token = $('reauth-token').value.trim();
+  const user = $('reauth-user').value.trim();
+  const password = $('reauth-password').value;
+  if (!token && !(user && password)) {
+    $('reauth-error').textContent = 'Enter an API token, or a user name and a password.';
+    $('reauth-token').focus();
+    return;
+  }
+  $('reauth-submit').disabled = true;
+  try {
+    adoptSession(await api('POST', '/api/v1/session', token ? { token } : { user, password }));
+    reauthOk = true;
+    $('reauth-dialog').close();
+  } catch (err) {
+    $('reauth-error').textContent = messageOf(err);
+    $('reauth-token').focus();
+  } finally {
+    $('reauth-submit').disabled = false;
+    $('reauth-form').reset();
+  }
 }
 
 function endSession(notice = '') {
@@ -555,7 +600,13 @@ async function onSettingChange() {
 // ---------------------------------------------------------------- start
 
 function wire() {
-  onSessionLost(endSession);
+  onSessionLost(sessionLost);
+  $('reauth-form').addEventListener('submit', reauth);
+  $('reauth-cancel').addEventListener('click', () => $('reauth-dialog').close());
+  // Closed without signing in (Sign out, Escape): the session is over.
+  $('reauth-dialog').addEventListener('close', () => {
+    if (!reauthOk) endSession('Your session has ended. Sign in again.');
+  });
   // The skip link moves focus; it must not change the page (the fragment
   // names pages).
   document.querySelector('.skip-link').addEventListener('click', (e) => {

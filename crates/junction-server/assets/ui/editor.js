@@ -395,9 +395,10 @@ async function save(then) {
       hooks.announce(then === 'run' ? `Saved ${label} and started it.` : `Saved ${label}.`);
     }
   } catch (err) {
-    if (err.handled || seq !== openSeq) return;
+    if (seq !== openSeq) return;
     progress('');
-    showServerErrors(err, stage);
+    // A lost session is handled by the sign-in-again pop-up; Save again after it.
+    if (!err.handled) showServerErrors(err, stage);
   } finally {
     busy = false;
     if (seq === openSeq) setButtons(true);
