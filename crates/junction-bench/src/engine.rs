@@ -3,14 +3,11 @@
 //! and two worker slots, a 3-step chain's latency, a 40-step chain's
 //! per-step overhead.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use junction_core::SystemClock;
 use junction_engine::{Engine, RunRequest, WorkerConfig};
 use junction_runtime::{Runtime, RuntimeConfig};
-use junction_store::{Location, Sealer, Store};
 use serde_json::{json, Value};
 
 const NOOP: &str = "module.exports = { run: async () => 'ok' };";
@@ -37,14 +34,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 impl Bench {
     async fn new(backend: &str, modules: std::path::PathBuf) -> Result<Bench> {
         let dir = tempfile::tempdir()?;
-        let (location, pg) = match backend {
-            "sqlite" => (Location::in_data_dir(dir.path()), None),
-            _ => {
-                let pg = junction_testkit::postgres().await;
-                (Location::Postgres(pg.url.clone()), Some(pg))
-            }
-        };
-        let store = Store::open(&location, Sealer::from_key([3; 32]), Arc::new(SystemClock)).await?;
+        let (store, _, pg) = crate::open_store(backend, dir.path()).await?;
         store.bootstrap_admin(Some(TOKEN)).await?;
         let mut config = RuntimeConfig::new(dir.path().join("runtime"));
         config.node_modules = Some(modules);

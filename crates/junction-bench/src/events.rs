@@ -63,7 +63,7 @@ use junction_core::role::Role;
 use junction_core::SystemClock;
 use junction_engine::Engine;
 use junction_runtime::{Runtime, RuntimeConfig};
-use junction_store::{CicdJobFilter, Location, NewCicdJob, Sealer, Store, XdsActivityFilter, XdsStreamFilter};
+use junction_store::{CicdJobFilter, Location, NewCicdJob, Store, XdsActivityFilter, XdsStreamFilter};
 use serde_json::{json, Value};
 
 const ADMIN: &str = "bench-admin-token-0123456789";
@@ -112,21 +112,10 @@ struct Setup {
     _pg: Option<junction_testkit::PgSchema>,
 }
 
-fn sealer() -> Sealer {
-    Sealer::from_key([7; 32])
-}
-
 impl Setup {
     async fn new(backend: &str, client_rt: tokio::runtime::Handle, users: usize) -> Result<Setup> {
         let dir = tempfile::tempdir()?;
-        let (location, pg) = match backend {
-            "sqlite" => (Location::in_data_dir(dir.path()), None),
-            _ => {
-                let pg = junction_testkit::postgres().await;
-                (Location::Postgres(pg.url.clone()), Some(pg))
-            }
-        };
-        let store = Store::open(&location, sealer(), Arc::new(SystemClock)).await?;
+        let (store, location, pg) = crate::open_store(backend, dir.path()).await?;
         store.bootstrap_admin(Some(ADMIN)).await?;
         // The engine needs runtimes; with no spare process and no run,
         // none is started.
@@ -571,7 +560,7 @@ async fn store_batches(s: &Setup, first: usize) -> Result<(Vec<Value>, usize)> {
 /// Reads back every job of the company from a newly opened store: item
 /// id → `received_at` (milliseconds).
 async fn read_back(location: &Location, company: i64) -> Result<Vec<(i64, i64)>> {
-    let store = Store::open(location, sealer(), Arc::new(SystemClock)).await?;
+    let store = Store::open(location, crate::bench_sealer(), Arc::new(SystemClock)).await?;
     let mut jobs = Vec::new();
     let mut offset = 0;
     loop {
@@ -785,7 +774,7 @@ struct XdsStored {
 }
 
 async fn read_back_xds(location: &Location, source: i64) -> Result<XdsStored> {
-    let store = Store::open(location, sealer(), Arc::new(SystemClock)).await?;
+    let store = Store::open(location, crate::bench_sealer(), Arc::new(SystemClock)).await?;
     let mut out = XdsStored { activities: 0, counted: 0, sub_events: Vec::new(), stream_entries: 0 };
     let filter = XdsActivityFilter { source_id: Some(source), ..XdsActivityFilter::default() };
     let mut offset = 0;

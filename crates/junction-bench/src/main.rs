@@ -123,6 +123,30 @@ fn options() -> Result<Options> {
     Ok(o)
 }
 
+/// The sealing key of every benchmark store (a store reopened elsewhere
+/// must use the same one).
+fn bench_sealer() -> junction_store::Sealer {
+    junction_store::Sealer::from_key([3; 32])
+}
+
+/// A fresh store for `backend` ("sqlite" in `dir`, else a throwaway
+/// PostgreSQL schema, kept alive by the returned handle), and where it is.
+async fn open_store(
+    backend: &str,
+    dir: &std::path::Path,
+) -> Result<(junction_store::Store, junction_store::Location, Option<junction_testkit::PgSchema>)> {
+    let (location, pg) = match backend {
+        "sqlite" => (junction_store::Location::in_data_dir(dir), None),
+        _ => {
+            let pg = junction_testkit::postgres().await;
+            (junction_store::Location::Postgres(pg.url.clone()), Some(pg))
+        }
+    };
+    let clock = std::sync::Arc::new(junction_core::SystemClock);
+    let store = junction_store::Store::open(&location, bench_sealer(), clock).await?;
+    Ok((store, location, pg))
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i].as_secs_f64() * 1000.0

@@ -23,10 +23,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use junction_core::application::Application;
 use junction_core::step::Language;
-use junction_core::SystemClock;
 use junction_engine::{Engine, SchedulerConfig};
 use junction_runtime::{Runtime, RuntimeConfig};
-use junction_store::{Location, NewStepVersion, Sealer, Store};
+use junction_store::{NewStepVersion, Store};
 use serde_json::{json, Value};
 
 const NOOP: &str = "module.exports = { run: async () => 'ok' };";
@@ -183,14 +182,7 @@ async fn setup(engine: &Engine, n: usize, same_instant: bool) -> Result<Setup> {
 async fn bench(backend: &'static str, o: &Options) -> Result<Value> {
     let n = o.schedules;
     let dir = tempfile::tempdir()?;
-    let (location, pg) = match backend {
-        "sqlite" => (Location::in_data_dir(dir.path()), None),
-        _ => {
-            let pg = junction_testkit::postgres().await;
-            (Location::Postgres(pg.url.clone()), Some(pg))
-        }
-    };
-    let store = Store::open(&location, Sealer::from_key([3; 32]), Arc::new(SystemClock)).await?;
+    let (store, _, pg) = crate::open_store(backend, dir.path()).await?;
     let mut config = RuntimeConfig::new(dir.path().join("runtime"));
     config.spare = false; // nothing executes: no worker runs
     let runtime = Runtime::start(config).await?;

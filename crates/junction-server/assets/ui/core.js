@@ -261,9 +261,17 @@ let paramRowSeq = 0; // unique ids for the inputs of each row
 const storedValues = new WeakMap();
 
 // A parameter table (spec 000's Global Parameters and job parameters): the
-// element ids of its <tbody>, <table>, empty-state note and add button.
-// The table hides and the note shows while there are no rows.
+// element ids of its (empty) <table>, empty-state note and add button; the
+// head and the <tbody id="BODY"> are made here. The table hides and the note
+// shows while there are no rows.
 export function paramTable({ body, table, empty, add }) {
+  $(table).replaceChildren(
+    el('thead', {}, [el('tr', {}, [
+      ...['Name', 'Type', 'Value'].map((text) => el('th', { scope: 'col', text })),
+      el('th', { scope: 'col' }, [el('span', { class: 'visually-hidden', text: 'Delete' })]),
+    ])]),
+    el('tbody', { id: body }),
+  );
   const update = () => {
     const n = $(body).rows.length;
     $(table).hidden = n === 0;
