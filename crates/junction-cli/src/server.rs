@@ -257,11 +257,9 @@ pub async fn token(cmd: TokenCommand) -> Result<()> {
     init_logging();
     match cmd {
         TokenCommand::Create { name, role, company, store, json } => {
-            if company.is_some() && role == Role::Admin {
-                crate::usage_error(
-                    &["token", "create"],
-                    "--company: a company's token cannot be an admin token (use viewer, operator or editor)",
-                );
+            // Refused before the store is opened, as a usage error.
+            if let Err(e) = junction_core::token::check_company_role(role, company) {
+                crate::usage_error(&["token", "create"], format!("--company: {}", e.0[0].message));
             }
             let store = open_store(&store).await?;
             let created = store.create_company_token(&name, role, company).await;

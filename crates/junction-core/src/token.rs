@@ -24,6 +24,18 @@ pub struct TokenInfo {
 }
 
 /// Checks a token's label: 1..=128 characters, no control characters.
+/// A company's personal access token (spec 002) is never an admin token.
+pub fn check_company_role(role: crate::role::Role, company: Option<i64>) -> Result<(), crate::Invalid> {
+    if company.is_some() && role == crate::role::Role::Admin {
+        return Err(crate::Invalid::one(
+            "role",
+            "company_role",
+            "a company's token cannot be an admin token (use viewer, operator or editor)",
+        ));
+    }
+    Ok(())
+}
+
 pub fn check_token_name(name: &str) -> Result<(), crate::Invalid> {
     if name.trim().is_empty() {
         return Err(crate::Invalid::one("name", "required", "a token needs a name"));

@@ -178,6 +178,20 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathPar
     }
 }
 
+/// `limit` (default `default`, 1 to `max`) and `offset` (default 0, not
+/// negative) of a listing; anything else is a 400 naming the field.
+pub fn page(limit: Option<i64>, offset: Option<i64>, default: i64, max: i64) -> Result<(i64, i64), Invalid> {
+    let limit = limit.unwrap_or(default);
+    if !(1..=max).contains(&limit) {
+        return Err(Invalid::one("limit", "range", format!("must be between 1 and {max}")));
+    }
+    let offset = offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(Invalid::one("offset", "range", "must not be negative"));
+    }
+    Ok((limit, offset))
+}
+
 /// Query parameters whose rejection is a JSON 400.
 pub struct QueryParams<T>(pub T);
 

@@ -90,6 +90,7 @@ impl Store {
         company: Option<i64>,
     ) -> Result<(TokenInfo, SecretString)> {
         check_token_name(name)?;
+        junction_core::token::check_company_role(role, company)?;
         let secret = generate();
         let info = self.insert_token(name, role, company, &secret).await?;
         Ok((info, SecretString::new(secret)))

@@ -4,7 +4,6 @@
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::Json;
-use junction_core::Invalid;
 use junction_store::{CicdJobFilter, CicdJobRecord, CompanyRecord, ServiceRecord, TriggerRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -77,11 +76,6 @@ async fn list_services(
     Ok(Json(state.engine.list_cicd_services(id).await?))
 }
 
-/// Report a CI/CD job (spec 002), with a token of the company (or a
-/// server-wide operator token). Every violation is listed in one 400; a
-/// `service_id` that is not a Custom CD service of the company is 422.
-/// Each accepted post is a new item with its own `id`, stored before the
-/// answer.
 /// The answer to an accepted job: the stored item and the runs its
 /// triggers started.
 #[derive(Serialize, ToSchema)]
@@ -91,6 +85,11 @@ pub struct AcceptedJob {
     triggered_runs: Vec<String>,
 }
 
+/// Report a CI/CD job (spec 002), with a token of the company (or a
+/// server-wide operator token). Every violation is listed in one 400; a
+/// `service_id` that is not a Custom CD service of the company is 422.
+/// Each accepted post is a new item with its own `id`, stored before the
+/// answer.
 #[utoipa::path(post, path = "/webhook/company/{company_id}/cicd_job", tag = "events", request_body = CicdJobRecord,
     params(("company_id" = i64, Path, description = "Company id")),
     responses((status = 201, description = "Stored", body = AcceptedJob), (status = 400, body = ErrorBody),
@@ -130,13 +129,10 @@ async fn list_jobs(
     PathParam(id): PathParam<i64>,
     QueryParams(q): QueryParams<JobQuery>,
 ) -> ApiResult<Json<Vec<CicdJobRecord>>> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(Invalid::one("limit", "range", "must be between 1 and 500").into());
-    }
+    let (limit, offset) = crate::extract::page(q.limit, q.offset, 100, 500)?;
     state.engine.company(id).await?;
     let filter = CicdJobFilter { service_id: q.service_id, repo: q.repo, status: q.status, from: q.from, to: q.to };
-    let jobs = state.engine.store().list_cicd_jobs(id, &filter, limit, q.offset.unwrap_or(0).max(0)).await?;
+    let jobs = state.engine.store().list_cicd_jobs(id, &filter, limit, offset).await?;
     Ok(Json(jobs))
 }
 

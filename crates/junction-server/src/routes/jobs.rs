@@ -220,10 +220,6 @@ async fn put_settings(State(state): State<AppState>, JsonBody(s): JsonBody<Setti
 impl Page {
     /// `(limit, offset)`: limit 1-200 (default 50), offset ≥ 0.
     pub fn checked(&self) -> Result<(i64, i64), Invalid> {
-        let limit = self.limit.unwrap_or(50);
-        if !(1..=200).contains(&limit) {
-            return Err(Invalid::one("limit", "range", "must be between 1 and 200"));
-        }
-        Ok((limit, self.offset.unwrap_or(0).max(0)))
+        crate::extract::page(self.limit, self.offset, 50, 200)
     }
 }

@@ -47,14 +47,6 @@ async fn create_token(
     State(state): State<AppState>,
     JsonBody(new): JsonBody<NewToken>,
 ) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
-    if new.company_id.is_some() && new.role == Role::Admin {
-        return Err(junction_core::Invalid::one(
-            "role",
-            "company_role",
-            "a company's token cannot be an admin token (viewer, operator or editor)",
-        )
-        .into());
-    }
     let (info, secret) = state.engine.store().create_company_token(&new.name, new.role, new.company_id).await?;
     let created = CreatedToken {
         id: info.id,

@@ -190,29 +190,6 @@ async fn post_activity(
     Ok((StatusCode::CREATED, Json(state.engine.ingest_xds_activity(&body, &raw).await?)))
 }
 
-/// Text filters reach the database only without control characters (a
-/// NUL cannot even be bound on PostgreSQL).
-fn plain(field: &str, value: &Option<String>) -> ApiResult<()> {
-    match value {
-        Some(v) if v.chars().any(char::is_control) => {
-            Err(Invalid::one(field, "text", "must not contain control characters").into())
-        }
-        _ => Ok(()),
-    }
-}
-
-fn page(limit: Option<i64>, offset: Option<i64>, default: i64, max: i64) -> ApiResult<(i64, i64)> {
-    let limit = limit.unwrap_or(default);
-    if !(1..=max).contains(&limit) {
-        return Err(Invalid::one("limit", "range", format!("must be between 1 and {max}")).into());
-    }
-    let offset = offset.unwrap_or(0);
-    if offset < 0 {
-        return Err(Invalid::one("offset", "range", "must not be negative").into());
-    }
-    Ok((limit, offset))
-}
-
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ActivityQuery {
@@ -234,10 +211,7 @@ async fn list_activities(
     State(state): State<AppState>,
     QueryParams(q): QueryParams<ActivityQuery>,
 ) -> ApiResult<Json<Vec<XdsActivityRecord>>> {
-    let (limit, offset) = page(q.limit, q.offset, 50, 200)?;
-    plain("schema_id", &q.schema_id)?;
-    plain("status_type", &q.status_type)?;
-    plain("remote_id", &q.remote_id)?;
+    let (limit, offset) = crate::extract::page(q.limit, q.offset, 50, 200)?;
     let filter = XdsActivityFilter {
         source_id: q.source_id,
         schema_id: q.schema_id,
@@ -277,8 +251,7 @@ async fn stream(
     State(state): State<AppState>,
     QueryParams(q): QueryParams<StreamQuery>,
 ) -> ApiResult<Json<Vec<XdsStreamEntry>>> {
-    let (limit, offset) = page(q.limit, q.offset, 100, 500)?;
-    plain("schema_id", &q.schema_id)?;
+    let (limit, offset) = crate::extract::page(q.limit, q.offset, 100, 500)?;
     let filter = XdsStreamFilter { source_id: q.source_id, schema_id: q.schema_id, activity_id: q.activity_id };
     Ok(Json(state.engine.store().list_xds_stream(&filter, limit, offset).await?))
 }
@@ -303,8 +276,7 @@ async fn rejections(
     State(state): State<AppState>,
     QueryParams(q): QueryParams<RejectionQuery>,
 ) -> ApiResult<Json<Vec<XdsRejectionRecord>>> {
-    let (limit, offset) = page(q.limit, q.offset, 100, 500)?;
-    plain("schema_id", &q.schema_id)?;
+    let (limit, offset) = crate::extract::page(q.limit, q.offset, 100, 500)?;
     if let Some(kind) = &q.kind {
         if kind != "schema" && kind != "activity" {
             return Err(Invalid::one("kind", "one_of", "must be \"schema\" or \"activity\"").into());
