@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::document::kind;
+use crate::document::{kind, unknown_keys};
 use crate::validation::{Invalid, Violations};
 
 pub const STATUSES: [&str; 3] = ["Succeeded", "Failed", "On Hold"];
@@ -75,11 +75,7 @@ impl CicdJob {
             return Err(Invalid::one("body", "type", format!("a CI/CD job must be a JSON object, not {}", kind(body))));
         };
         let mut v = Violations::default();
-        for key in obj.keys() {
-            if !KEYS.contains(&key.as_str()) {
-                v.push(key, "unknown_field", format!("{key:?} is not a field of a CI/CD job (spec 002)"));
-            }
-        }
+        unknown_keys(obj, &KEYS, "", "a CI/CD job (spec 002)", &mut v);
         let job_id = text(obj, "job_id", true, &mut v);
         let commit_sha = text(obj, "commit_sha", true, &mut v).and_then(|sha| {
             let ok = (sha.len() == 40 || sha.len() == 64) && sha.bytes().all(|b| b.is_ascii_hexdigit());
@@ -219,9 +215,7 @@ fn optional_fields(value: Option<&Value>, v: &mut Violations) -> Vec<OptionalFie
             v.push(&base, "type", format!("must be an object {{key, value, type}}, not {}", kind(item)));
             continue;
         };
-        for k in o.keys().filter(|k| !["key", "value", "type"].contains(&k.as_str())) {
-            v.push(format!("{base}.{k}"), "unknown_field", format!("{k:?} is not a field of an optional field"));
-        }
+        unknown_keys(o, &["key", "value", "type"], &base, "an optional field", v);
         let key = match o.get("key") {
             Some(Value::String(k)) if !k.trim().is_empty() && k.len() <= 256 && !k.chars().any(char::is_control) => {
                 if seen.contains(&k.as_str()) {

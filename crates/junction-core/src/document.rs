@@ -11,6 +11,37 @@ use crate::name::{check_name, check_variable_name};
 use crate::secret::{SecretString, SecretWrite, SecretWrites};
 use crate::validation::{Invalid, Violations};
 
+/// Longest user-given key quoted in a message or a field path.
+pub(crate) const MAX_KEY: usize = 128;
+
+/// Every key of `obj` not in `known` is a violation at its path under `at`.
+pub(crate) fn unknown_keys(obj: &Map<String, Value>, known: &[&str], at: &str, what: &str, v: &mut Violations) {
+    for key in obj.keys().filter(|k| !known.contains(&k.as_str())) {
+        v.push(path(at, key), "unknown_field", format!("{} is not a field of {what}", quoted(key)));
+    }
+}
+
+/// The JSON path of `key` under `at`; a key that is not a plain word is
+/// written as a quoted JSON string (control characters escaped), cut to a
+/// readable length.
+pub(crate) fn path(at: &str, key: &str) -> String {
+    let plain =
+        !key.is_empty() && key.len() <= MAX_KEY && key.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+    let key = if plain { key.to_string() } else { format!("[{}]", quoted(key)) };
+    match (at.is_empty(), plain) {
+        (true, true) => key,
+        (true, false) => key,
+        (false, true) => format!("{at}.{key}"),
+        (false, false) => format!("{at}{key}"),
+    }
+}
+
+/// A user-given name for a message: JSON-quoted and cut.
+pub(crate) fn quoted(s: &str) -> String {
+    let cut: String = s.chars().take(MAX_KEY).collect();
+    serde_json::to_string(&cut).unwrap_or_default()
+}
+
 /// A JSON type name for messages.
 pub fn kind(v: &Value) -> &'static str {
     match v {

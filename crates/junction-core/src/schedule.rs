@@ -23,7 +23,7 @@ use jiff::{SignedDuration, Span, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::document::kind;
+use crate::document::{kind, unknown_keys};
 use crate::validation::{Invalid, Violations};
 
 /// Keys Junction adds when it shows a schedule. They are ignored on input so
@@ -409,11 +409,8 @@ impl ScheduleEntry {
             return Err(Invalid::one("", "type", format!("a schedule must be a JSON object, not {}", kind(body))));
         };
         let mut v = Violations::default();
-        for key in obj.keys() {
-            if !ENTRY_KEYS.contains(&key.as_str()) && !READ_BACK_KEYS.contains(&key.as_str()) {
-                v.push(key, "unknown_field", format!("{key:?} is not a schedule field"));
-            }
-        }
+        let known: Vec<&str> = ENTRY_KEYS.iter().chain(READ_BACK_KEYS.iter()).copied().collect();
+        unknown_keys(obj, &known, "", "a schedule", &mut v);
         let id = opt_string(obj, "id", "id", &mut v);
         let application_id = match obj.get("application_id") {
             Some(Value::String(s)) if !s.is_empty() => match crate::name::check_name("application_id", s) {
@@ -586,14 +583,6 @@ fn opt_string(obj: &Map<String, Value>, key: &str, field: &str, v: &mut Violatio
     }
 }
 
-fn unknown_keys(obj: &Map<String, Value>, known: &[&str], base: &str, v: &mut Violations) {
-    for key in obj.keys() {
-        if !known.contains(&key.as_str()) {
-            v.push(format!("{base}.{key}"), "unknown_field", format!("{key:?} is not a field here"));
-        }
-    }
-}
-
 /// A required whole number in `min..=max`. `3600.0` is accepted because
 /// some clients write every number as a float.
 fn whole_number(obj: &Map<String, Value>, key: &str, min: i64, max: i64, v: &mut Violations) -> Option<i64> {
@@ -646,7 +635,7 @@ fn parse_schedule(value: Option<&Value>, tz: &TimeZone, v: &mut Violations) -> O
             return None;
         }
     };
-    unknown_keys(obj, &SCHEDULE_KEYS, "schedule", v);
+    unknown_keys(obj, &SCHEDULE_KEYS, "schedule", "a schedule", v);
     let schedule_type = match obj.get("schedule_type") {
         Some(Value::String(s)) if SCHEDULE_TYPES.contains(&s.as_str()) => Some(s.as_str()),
         Some(Value::String(s)) => {
@@ -685,13 +674,13 @@ fn parse_schedule(value: Option<&Value>, tz: &TimeZone, v: &mut Violations) -> O
 }
 
 fn parse_frequency(info: &Map<String, Value>, v: &mut Violations) -> Option<Rule> {
-    unknown_keys(info, &["run_every"], INFO, v);
+    unknown_keys(info, &["run_every"], INFO, "this kind of schedule", v);
     let seconds = whole_number(info, "run_every", 1, i64::MAX, v)?;
     Some(Rule::Every { seconds })
 }
 
 fn parse_crontab(info: &Map<String, Value>, v: &mut Violations) -> Option<Rule> {
-    unknown_keys(info, &CRONTAB_KEYS, INFO, v);
+    unknown_keys(info, &CRONTAB_KEYS, INFO, "this kind of schedule", v);
     let mut texts: [String; 5] = Default::default();
     let mut typed = true;
     for (i, key) in CRONTAB_KEYS.iter().enumerate() {
@@ -722,7 +711,7 @@ fn parse_crontab(info: &Map<String, Value>, v: &mut Violations) -> Option<Rule> 
 }
 
 fn parse_cron(info: &Map<String, Value>, v: &mut Violations) -> Option<Rule> {
-    unknown_keys(info, &["expression"], INFO, v);
+    unknown_keys(info, &["expression"], INFO, "this kind of schedule", v);
     let field = format!("{INFO}.expression");
     match info.get("expression") {
         Some(Value::String(s)) => match CronExpr::parse(&field, s) {
@@ -744,7 +733,7 @@ fn parse_cron(info: &Map<String, Value>, v: &mut Violations) -> Option<Rule> {
 }
 
 fn parse_interval(info: &Map<String, Value>, tz: &TimeZone, v: &mut Violations) -> Option<Rule> {
-    unknown_keys(info, &["frequency", "repeat_every", "start_on"], INFO, v);
+    unknown_keys(info, &["frequency", "repeat_every", "start_on"], INFO, "this kind of schedule", v);
     let field = format!("{INFO}.frequency");
     let frequency = match info.get("frequency") {
         Some(Value::String(s)) => match s.parse::<Frequency>() {

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::cicd::{CicdJob, STATUSES};
-use crate::document::kind;
+use crate::document::{kind, unknown_keys};
 use crate::validation::{Invalid, Violations};
 
 /// The event kinds a trigger can listen to.
@@ -48,9 +48,8 @@ impl TriggerSpec {
             return Err(Invalid::one("body", "type", format!("a trigger must be a JSON object, not {}", kind(body))));
         };
         let mut v = Violations::default();
-        for key in obj.keys().filter(|k| !KEYS.contains(&k.as_str()) && !READ_BACK.contains(&k.as_str())) {
-            v.push(key, "unknown_field", format!("{key:?} is not a field of a trigger"));
-        }
+        let known: Vec<&str> = KEYS.iter().chain(READ_BACK.iter()).copied().collect();
+        unknown_keys(obj, &known, "", "a trigger", &mut v);
         let name = named(obj, "name", &mut v);
         let application = named(obj, "application", &mut v);
         let event = match obj.get("event") {

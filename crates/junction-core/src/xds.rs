@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::document::kind;
+use crate::document::{kind, path, quoted, unknown_keys, MAX_KEY};
 use crate::validation::{Invalid, Violation, Violations};
 
 /// The only version of the XDS schema and activity APIs.
@@ -51,7 +51,6 @@ pub const MAX_SCHEMA_ID: usize = 128;
 pub const MAX_VERSION: i64 = i32::MAX as i64;
 pub const MAX_FIELD_NAME: usize = 64;
 const MAX_SCHEMA_NAME: usize = 200;
-const MAX_KEY: usize = 128;
 const MAX_REMOTE_ID: usize = 256;
 /// `created_by`, `status_name`, associated ids, link labels.
 const MAX_SHORT: usize = 1024;
@@ -579,33 +578,6 @@ fn association_key(obj: &Map<String, Value>, required: bool, v: &mut Violations)
             None
         }
     }
-}
-
-fn unknown_keys(obj: &Map<String, Value>, known: &[&str], at: &str, what: &str, v: &mut Violations) {
-    for key in obj.keys().filter(|k| !known.contains(&k.as_str())) {
-        v.push(path(at, key), "unknown_field", format!("{} is not a field of {what}", quoted(key)));
-    }
-}
-
-/// The JSON path of `key` under `at`; a key that is not a plain word is
-/// written as a quoted JSON string (control characters escaped), cut to a
-/// readable length.
-fn path(at: &str, key: &str) -> String {
-    let plain =
-        !key.is_empty() && key.len() <= MAX_KEY && key.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
-    let key = if plain { key.to_string() } else { format!("[{}]", quoted(key)) };
-    match (at.is_empty(), plain) {
-        (true, true) => key,
-        (true, false) => key,
-        (false, true) => format!("{at}.{key}"),
-        (false, false) => format!("{at}{key}"),
-    }
-}
-
-/// A user-given name for a message: JSON-quoted and cut.
-fn quoted(s: &str) -> String {
-    let cut: String = s.chars().take(MAX_KEY).collect();
-    serde_json::to_string(&cut).unwrap_or_default()
 }
 
 /// The base URL Junction is reached at, and its go-URL (`BASE/go`), for

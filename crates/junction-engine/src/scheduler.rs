@@ -312,6 +312,8 @@ impl Engine {
         names.sort_unstable();
         names.dedup();
         let running = self.store.active_instance_apps(&names).await?;
+        // A job still running holds its ticks back: nothing of it is read.
+        names.retain(|n| !running.contains(*n));
         let apps: std::collections::HashMap<String, junction_store::ApplicationRecord> =
             match self.store.get_applications(&names).await {
                 Ok(list) => list.into_iter().map(|a| (a.application.name().to_string(), a)).collect(),
