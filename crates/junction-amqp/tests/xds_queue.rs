@@ -201,7 +201,8 @@ async fn xds_messages_from_the_queue_on_postgres() {
     queue_intake(true).await;
 }
 
-/// The handler's answer for each kind of message, without a broker.
+/// The handler's answer for each kind of message, called directly (the
+/// harness still needs RabbitMQ for its queue).
 #[tokio::test]
 async fn queue_outcomes() {
     let h = harness(false).await;

@@ -727,7 +727,13 @@ fn serve_consumes_xds_messages_from_rabbitmq() {
             if let Some(b) = body {
                 req = req.json(&b);
             }
-            req.send().await.unwrap().json().await.unwrap()
+            req.send().await.unwrap().error_for_status().unwrap().json().await.unwrap()
+        })
+    };
+    let ready = |q: &str| {
+        rt.block_on(async {
+            let passive = QueueDeclareOptions { passive: true, durable: true, ..QueueDeclareOptions::default() };
+            channel.queue_declare(q, passive, FieldTable::default()).await.unwrap().message_count()
         })
     };
     let serve = Serve::start(dir.path(), &args, &env);
@@ -763,10 +769,17 @@ fn serve_consumes_xds_messages_from_rabbitmq() {
     wait_for("the second message", || {
         activities(&serve.url).as_array().is_some_and(|a| a.first().is_some_and(|x| x["fields"]["env"] == "production"))
     });
-    let list = activities(&serve.url);
-    assert_eq!(list[0]["sub_event_count"], 2, "a-1 stored once, a-2 once: {list}");
+    // A graceful stop finishes what is in hand: then nothing is left in the
+    // queue, so the copy of a-1 has been handled too, and the poison
+    // message sits in the dead-letter queue.
     let status = serve.terminate();
     assert!(status.success());
+    assert_eq!(ready(&queue), 0, "every message handled and acknowledged");
+    assert_eq!(ready(&format!("{queue}.dead")), 1, "the poison message was dead-lettered");
+    let serve = Serve::start(dir.path(), &args, &env);
+    let list = activities(&serve.url);
+    assert_eq!(list[0]["sub_event_count"], 2, "a-1 stored once, a-2 once: {list}");
+    assert!(serve.terminate().success());
     rt.block_on(async {
         for q in [queue.clone(), format!("{queue}.dead")] {
             let _ = channel.queue_delete(&q, QueueDeleteOptions::default()).await;

@@ -1518,16 +1518,16 @@ mod tests {
             assert_eq!(render_parsed(text, &u).0, want, "{text}");
         }
         assert_eq!(render_parsed("[artf1] [task22] [artf1]", &u).1, ["artf1", "task22"]);
-        // Text made to be slow is walked once: tens of milliseconds at most.
+        // Text made to be slow is walked once (tens of milliseconds); tests do
+        // not assert on wall time, so a quadratic walk would show as a test
+        // that takes minutes. Each still renders to something.
         for hostile in [
             "(www.".repeat(13_000),
             format!("http://x{}", ")".repeat(60_000)),
             "[a".repeat(30_000),
             "http:///".repeat(8_000),
         ] {
-            let started = std::time::Instant::now();
-            render_parsed(&hostile, &u);
-            assert!(started.elapsed() < std::time::Duration::from_millis(500), "{:?}", started.elapsed());
+            assert!(!render_parsed(&hostile, &u).0.is_empty());
         }
         assert_eq!(render_parsed("x http://a.b/c)) y", &u).0, "x <a href=\"http://a.b/c\">http://a.b/c</a>)) y");
     }

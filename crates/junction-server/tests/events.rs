@@ -190,7 +190,7 @@ async fn webhook(s: &TestServer) {
     let (status, _) = s.get(&format!("/api/v1/companies/{}/cicd_jobs/{}", globex.id, item["id"])).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "items are per company");
     let (_, globex_jobs) = s.get(&format!("/api/v1/companies/{}/cicd_jobs", globex.id)).await;
-    assert_eq!(globex_jobs, json!([]), "refused posts stored nothing");
+    assert_eq!(globex_jobs, json!([]), "acme's jobs are not globex's");
 }
 
 #[tokio::test]

@@ -108,8 +108,11 @@ async fn a_session_ends_with_its_token_and_company_tokens_cannot_sign_in() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(b.send(Method::GET, "/api/v1/jobs", false, None).await.0, StatusCode::UNAUTHORIZED);
 
-    let (_, c) = s.post("/api/v1/companies", json!({"name": "acme"})).await;
-    let (_, pat) = s.post("/api/v1/tokens", json!({"name": "agent", "role": "operator", "company_id": c["id"]})).await;
+    let (status, c) = s.post("/api/v1/companies", json!({"name": "acme"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{c}");
+    let (status, pat) =
+        s.post("/api/v1/tokens", json!({"name": "agent", "role": "operator", "company_id": c["id"]})).await;
+    assert_eq!(status, StatusCode::CREATED, "{pat}");
     let (status, _) = sign_in(&s, json!({"token": pat["token"]})).await.err().unwrap();
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = sign_in(&s, json!({"token": "jct_nope"})).await.err().unwrap();

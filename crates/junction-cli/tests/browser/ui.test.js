@@ -249,11 +249,13 @@ async function main() {
 
     // A session that ends while the editor is open asks to sign in again
     // over it; what was typed is kept and saves afterwards.
-    const temp = await (await fetch(`${URL}/api/v1/tokens`, {
+    const tempAnswer = await fetch(`${URL}/api/v1/tokens`, {
       method: 'POST',
       headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' },
       body: JSON.stringify({ name: 'ui-temp', role: 'admin' }),
-    })).json();
+    });
+    assert.strictEqual(tempAnswer.status, 201);
+    const temp = await tempAnswer.json();
     await page.click('#signout');
     await page.fill('#signin-token', temp.token);
     await page.click('#signin-submit');
