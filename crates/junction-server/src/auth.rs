@@ -17,7 +17,7 @@ use crate::extract::Caller;
 use crate::AppState;
 
 /// Route-template suffixes that start or stop work.
-const OPERATE_SUFFIXES: [&str; 6] = ["/run", "/stop", "/replay", "/revoke", "/run-now", "/trigger"];
+const OPERATE_SUFFIXES: [&str; 5] = ["/run", "/stop", "/replay", "/revoke", "/trigger"];
 
 /// The one route a signed link (from a job's history) may read without a
 /// token.
