@@ -26,11 +26,6 @@ struct Bench {
     _pg: Option<junction_testkit::PgSchema>,
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
-}
-
 impl Bench {
     async fn new(backend: &str, modules: std::path::PathBuf) -> Result<Bench> {
         let dir = tempfile::tempdir()?;
@@ -144,13 +139,13 @@ pub async fn run(options: &Options, modules: std::path::PathBuf) -> Result<Vec<V
         let forty_median = forty[forty.len() / 2];
         results.push(json!({
             "backend": backend,
-            "one_step_ms_p50": percentile(&one, 0.5),
-            "one_step_ms_p99": percentile(&one, 0.99),
+            "one_step_ms_p50": crate::percentile(&one, 0.5),
+            "one_step_ms_p99": crate::percentile(&one, 0.99),
             "runs_per_second_1_slot": throughput_1,
             "runs_per_second_2_slots": throughput_2,
             "queued_runs": options.runs,
-            "chain3_ms_p50": percentile(&three, 0.5),
-            "chain3_ms_p99": percentile(&three, 0.99),
+            "chain3_ms_p50": crate::percentile(&three, 0.5),
+            "chain3_ms_p99": crate::percentile(&three, 0.99),
             "chain40_seconds_median": forty_median.as_secs_f64(),
             "chain40_per_step_ms": forty_median.as_secs_f64() * 1000.0 / 40.0,
         }));

@@ -290,11 +290,7 @@ impl Drive {
     }
 
     fn ms(&self, p: f64) -> f64 {
-        if self.latencies.is_empty() {
-            return 0.0;
-        }
-        let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies[i].as_secs_f64() * 1000.0
+        crate::percentile(&self.latencies, p)
     }
 
     /// The figures every report row has, for `total` planned posts.
@@ -583,7 +579,7 @@ fn batch_sizes(per_commit: &BTreeMap<i64, usize>) -> Value {
     if sizes.is_empty() {
         return json!(null);
     }
-    let at = |p: f64| sizes[((sizes.len() as f64 - 1.0) * p).round() as usize];
+    let at = |p: f64| crate::quantile(&sizes, p);
     json!({
         "commits": sizes.len(),
         "mean": sizes.iter().sum::<usize>() as f64 / sizes.len() as f64,

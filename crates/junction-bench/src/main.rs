@@ -147,9 +147,27 @@ async fn open_store(
     Ok((store, location, pg))
 }
 
+/// Writes `report` (with the machine's core count added) to `--out`, by
+/// default `target/bench/NAME.json`, and says where.
+fn write_report(o: &Options, name: &str, mut report: Value) -> Result<()> {
+    let out = o.out.clone().unwrap_or_else(|| PathBuf::from(format!("target/bench/{name}.json")));
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    report["machine_cores"] = json!(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+/// The `p` quantile of sorted samples (nearest rank); None without samples.
+fn quantile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
+    (!sorted.is_empty()).then(|| sorted[((sorted.len() as f64 - 1.0) * p).round() as usize])
+}
+
+/// The `p` quantile of sorted durations, in ms (0 without samples).
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
+    quantile(sorted, p).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
 async fn once(runtime: &Runtime, execution: &Execution) -> Result<Duration> {
@@ -253,13 +271,7 @@ async fn main() -> Result<()> {
             r["executions_per_second"]["workers_2"].as_f64().unwrap_or_default(),
         );
     }
-    let out = o.out.clone().unwrap_or_else(|| PathBuf::from("target/bench/runtime.json"));
-    if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let report = json!({"benchmark": "runtime", "machine_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "results": results});
-    std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
-    println!("wrote {}", out.display());
+    write_report(&o, "runtime", json!({"benchmark": "runtime", "results": results}))?;
     Ok(())
 }
 
@@ -289,13 +301,7 @@ async fn engine_main(o: &Options) -> Result<()> {
             f("chain40_per_step_ms"),
         );
     }
-    let out = o.out.clone().unwrap_or_else(|| PathBuf::from("target/bench/engine.json"));
-    if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let report = json!({"benchmark": "engine", "machine_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "results": results});
-    std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
-    println!("wrote {}", out.display());
+    write_report(o, "engine", json!({"benchmark": "engine", "results": results}))?;
     Ok(())
 }
 
@@ -337,19 +343,16 @@ async fn scheduler_main(o: &Options) -> Result<()> {
             est,
         );
     }
-    let out = o.out.clone().unwrap_or_else(|| PathBuf::from("target/bench/scheduler.json"));
-    if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let report = json!({
-        "benchmark": "scheduler",
-        "machine_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "schedules": o.schedules,
-        "same_instant": o.same_instant,
-        "results": results,
-    });
-    std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
-    println!("wrote {}", out.display());
+    write_report(
+        o,
+        "scheduler",
+        json!({
+            "benchmark": "scheduler",
+            "schedules": o.schedules,
+            "same_instant": o.same_instant,
+            "results": results,
+        }),
+    )?;
     Ok(())
 }
 
@@ -455,20 +458,17 @@ async fn events_main(o: &Options) -> Result<()> {
             );
         }
     }
-    let out = o.out.clone().unwrap_or_else(|| PathBuf::from("target/bench/events.json"));
-    if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let report = json!({
-        "benchmark": "events",
-        "machine_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "total": o.total,
-        "cap_seconds": o.cap,
-        "kinds": o.kinds,
-        "results": results,
-    });
-    std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
-    println!("wrote {}", out.display());
+    write_report(
+        o,
+        "events",
+        json!({
+            "benchmark": "events",
+            "total": o.total,
+            "cap_seconds": o.cap,
+            "kinds": o.kinds,
+            "results": results,
+        }),
+    )?;
     Ok(())
 }
 

@@ -89,10 +89,7 @@ fn rfc3339(unix_secs: i64) -> String {
 }
 
 fn percentile(sorted: &[i64], p: f64) -> i64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+    crate::quantile(sorted, p).unwrap_or(0)
 }
 
 fn app_name(i: usize) -> String {
