@@ -997,14 +997,8 @@ pub async fn jobs(args: JobsArgs) -> Result<()> {
         }
         JobsCommand::History { name, limit, offset, client } => {
             let api = Api::new(client)?;
-            let mut path = format!("jobs/{}/history", segment(&name));
-            let query: Vec<String> = [("limit", limit), ("offset", offset)]
-                .into_iter()
-                .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
-                .collect();
-            if !query.is_empty() {
-                path = format!("{path}?{}", query.join("&"));
-            }
+            let q = query(&[("limit", limit.map(|x| x.to_string())), ("offset", offset.map(|x| x.to_string()))]);
+            let path = format!("jobs/{}/history{q}", segment(&name));
             let v = api.call(Method::GET, &path, None).await?.unwrap_or_default();
             api.print_list(&v, &["RUN", "TRIGGER", "START", "DURATION", "STATE"], |run| {
                 let trigger = match run["triggered_by"].as_str() {
