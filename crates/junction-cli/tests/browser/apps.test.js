@@ -12,7 +12,7 @@
 const assert = require('assert');
 const http = require('http');
 const {
-  URL, TOKEN, SHOTS, launch, openPage, signIn, assertLocalTime, assertNoSidewaysScroll, run,
+  URL, TOKEN, SHOTS, api, launch, openPage, signIn, assertLocalTime, assertNoSidewaysScroll, run,
 } = require('./common');
 
 // Failed requests this suite causes on purpose.
@@ -24,17 +24,6 @@ const EXPECTED_FAILURES = [
 
 const SECRET_VAR = 'topsecret-apikey-9';
 const SECRET_ENTRY = 'hunter2-secret-77';
-
-async function api(method, path, body) {
-  const res = await fetch(URL + path, {
-    method,
-    headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
 
 // A gate on 127.0.0.1: while closed, each request is held unanswered.
 function startGate() {

@@ -11,6 +11,25 @@ const SHOTS = process.env.SHOTS;
 // Not UTC, so the tests see that times are shown in the browser's zone.
 const TIME_ZONE = 'America/New_York';
 
+// The API as the admin token sees it, from the test itself (not the page):
+// the status and the parsed body.
+async function request(method, path, body) {
+  const res = await fetch(URL + path, {
+    method,
+    headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null };
+}
+
+// The same, for setup that must succeed: the body, or a thrown error.
+async function api(method, path, body) {
+  const { status, body: answer } = await request(method, path, body);
+  if (status >= 300) throw new Error(`${method} ${path}: ${status} ${JSON.stringify(answer)}`);
+  return answer;
+}
+
 async function launch() {
   return chromium.launch({
     executablePath: '/usr/bin/chromium',
@@ -107,5 +126,5 @@ function run(main) {
 }
 
 module.exports = {
-  URL, TOKEN, SHOTS, launch, openPage, signIn, waitForText, assertLocalTime, assertNoSidewaysScroll, run,
+  URL, TOKEN, SHOTS, request, api, launch, openPage, signIn, waitForText, assertLocalTime, assertNoSidewaysScroll, run,
 };

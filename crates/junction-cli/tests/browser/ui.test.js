@@ -7,7 +7,7 @@
 
 const assert = require('assert');
 const {
-  URL, TOKEN, SHOTS, launch, openPage, waitForText, assertLocalTime, assertNoSidewaysScroll, run,
+  URL, TOKEN, SHOTS, request, api, launch, openPage, waitForText, assertLocalTime, assertNoSidewaysScroll, run,
 } = require('./common');
 
 // Failed requests this suite causes on purpose.
@@ -61,13 +61,10 @@ async function main() {
     await page.setInputFiles('#job-file', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hi') });
     assert.match(await page.innerText('#job-file-error'), /Only \.js files/);
     // ...and the server refuses other files on its own.
-    const refused = await fetch(`${URL}/api/v1/steps`, {
-      method: 'POST',
-      headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ name: 'notes', language: 'javascript', file_name: 'notes.txt', data: 'module.exports = {}' }),
-    });
+    const refused = await request('POST', '/api/v1/steps',
+      { name: 'notes', language: 'javascript', file_name: 'notes.txt', data: 'module.exports = {}' });
     assert.strictEqual(refused.status, 400);
-    assert.strictEqual((await refused.json()).error.details[0].field, 'file_name');
+    assert.strictEqual(refused.body.error.details[0].field, 'file_name');
     const script = "module.exports = { run: async (args) => {\n"
       // The script compares the key reversed, so the secret itself is nowhere in its source.
       + "  const key = [...String(args.arguments.apiKey)].reverse().join('');\n"
@@ -129,8 +126,7 @@ async function main() {
     await page.waitForSelector('#job-dialog', { state: 'hidden' });
     await waitForText(page, `${nightly} .schedule`, /Automated Job/, '#refresh');
     assert.match(await page.innerText(`${nightly} .next-run`), /Disabled/);
-    const stored = await (await fetch(`${URL}/api/v1/applications/nightly-sync`,
-      { headers: { Authorization: `Bearer ${TOKEN}` } })).json();
+    const stored = await api('GET', '/api/v1/applications/nightly-sync');
     assert.strictEqual(stored.automated, true);
     assert.deepStrictEqual(stored.app_variables.map((v) => [v.name, v.value, v.encrypted ?? false]),
       [['region', 'eu', false], ['apiKey', null, true]]);
@@ -249,13 +245,7 @@ async function main() {
 
     // A session that ends while the editor is open asks to sign in again
     // over it; what was typed is kept and saves afterwards.
-    const tempAnswer = await fetch(`${URL}/api/v1/tokens`, {
-      method: 'POST',
-      headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ name: 'ui-temp', role: 'admin' }),
-    });
-    assert.strictEqual(tempAnswer.status, 201);
-    const temp = await tempAnswer.json();
+    const temp = await api('POST', '/api/v1/tokens', { name: 'ui-temp', role: 'admin' });
     await page.click('#signout');
     await page.fill('#signin-token', temp.token);
     await page.click('#signin-submit');
@@ -264,10 +254,7 @@ async function main() {
     await page.fill('#job-name', 'Kept Work');
     await page.setInputFiles('#job-file', { name: 'kept.js', mimeType: 'text/javascript', buffer: Buffer.from(script) });
     await page.check('#job-trigger-manual');
-    const revoked = await fetch(`${URL}/api/v1/tokens/${temp.id}`, {
-      method: 'DELETE', headers: { Authorization: `Bearer ${TOKEN}` },
-    });
-    assert.strictEqual(revoked.status, 204);
+    await api('DELETE', `/api/v1/tokens/${temp.id}`);
     await page.click('#job-save-close');
     await page.waitForSelector('#reauth-dialog[open]');
     assert.ok(await page.isVisible('#job-dialog'), 'the editor stays open under the sign-in');
@@ -308,13 +295,8 @@ async function main() {
 
     // A viewer sees the grid but is not offered what its role cannot do.
     await page.setViewportSize({ width: 1280, height: 800 });
-    const made = await fetch(`${URL}/api/v1/tokens`, {
-      method: 'POST',
-      headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ name: 'ui-viewer', role: 'viewer' }),
-    });
-    assert.strictEqual(made.status, 201);
-    await page.fill('#signin-token', (await made.json()).token);
+    const viewer = await api('POST', '/api/v1/tokens', { name: 'ui-viewer', role: 'viewer' });
+    await page.fill('#signin-token', viewer.token);
     await page.click('#signin-submit');
     await page.waitForSelector(row);
     assert.strictEqual(await page.innerText('#session-role'), 'viewer');
