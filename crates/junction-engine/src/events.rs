@@ -5,7 +5,6 @@
 //! validated job to one writer that stores whatever has accumulated in one
 //! transaction (group commit) and answers each request with its item.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use std::time::{Duration, Instant};
@@ -17,7 +16,7 @@ use junction_store::{CicdJobRecord, CompanyRecord, NewCicdJob, ServiceRecord, St
 use serde_json::{json, Value};
 
 use crate::memo::Memo;
-use crate::runs::{build_run, wanted_configurations, RunRequest};
+use crate::runs::RunRequest;
 use crate::{Engine, EngineError, Result};
 
 /// Jobs stored per transaction at most.
@@ -170,40 +169,21 @@ impl Engine {
         if triggers.is_empty() {
             return Ok(Vec::new());
         }
-        let mut names: Vec<&str> = triggers.iter().map(|t| t.application.as_str()).collect();
-        names.sort_unstable();
-        names.dedup();
-        let apps: HashMap<String, junction_store::ApplicationRecord> = self
-            .store
-            .get_applications(&names)
-            .await?
-            .into_iter()
-            .map(|a| (a.application.name().to_string(), a))
-            .collect();
-        let requests: Vec<RunRequest> = triggers
+        let requests = triggers
             .iter()
-            .map(|t| RunRequest {
-                params: t.arguments.clone(),
-                trigger_kind: "automated".into(),
-                triggered_by: Some(format!("trigger:{}", t.name)),
-                context: Some(context(t)),
-                ..RunRequest::default()
+            .map(|t| {
+                let request = RunRequest {
+                    params: t.arguments.clone(),
+                    trigger_kind: "automated".into(),
+                    triggered_by: Some(format!("trigger:{}", t.name)),
+                    context: Some(context(t)),
+                    ..RunRequest::default()
+                };
+                (t.application.as_str(), request)
             })
             .collect();
-        let app_refs: Vec<&junction_core::application::Application> = apps.values().map(|a| &a.application).collect();
-        let configs: Vec<String> = triggers
-            .iter()
-            .zip(&requests)
-            .filter_map(|(t, r)| apps.get(&t.application).map(|a| wanted_configurations(&a.application, r)))
-            .flatten()
-            .collect();
-        let lookups = self.lookups(&app_refs, &configs).await?;
         let mut runs = Vec::with_capacity(triggers.len());
-        for (i, (trigger, request)) in triggers.iter().zip(requests).enumerate() {
-            let built = match apps.get(&trigger.application) {
-                Some(app) => build_run(&app.application, app.revision, request, &lookups),
-                None => Err(EngineError::NotFound(format!("application {:?}", trigger.application))),
-            };
+        for (i, (trigger, built)) in triggers.iter().zip(self.prepare_runs(requests).await?).enumerate() {
             match built {
                 Ok(run) => runs.push((i, run)),
                 Err(e) => {

@@ -63,6 +63,45 @@ impl Engine {
         build_run(app, revision, request, &lookups)
     }
 
+    /// Runs of the latest revisions of several applications, prepared
+    /// together: the applications are read at once (one by one only when
+    /// one of them cannot be read, so it cannot hold back the others) and
+    /// what the runs need in a few queries. One answer per request, in
+    /// order; an application that is missing or cannot run answers an error.
+    pub(crate) async fn prepare_runs(&self, requests: Vec<(&str, RunRequest)>) -> Result<Vec<Result<NewRun>>> {
+        let mut names: Vec<&str> = requests.iter().map(|(app, _)| *app).collect();
+        names.sort_unstable();
+        names.dedup();
+        let apps: std::collections::HashMap<String, junction_store::ApplicationRecord> =
+            match self.store.get_applications(&names).await {
+                Ok(list) => list.into_iter().map(|a| (a.application.name().to_string(), a)).collect(),
+                Err(junction_store::StoreError::Corrupt(_)) => {
+                    let mut map = std::collections::HashMap::new();
+                    for n in &names {
+                        if let Ok(Some(a)) = self.store.get_application(n).await {
+                            map.insert(n.to_string(), a);
+                        }
+                    }
+                    map
+                }
+                Err(e) => return Err(e.into()),
+            };
+        let app_refs: Vec<&Application> = apps.values().map(|a| &a.application).collect();
+        let configs: Vec<String> = requests
+            .iter()
+            .filter_map(|(app, r)| apps.get(*app).map(|a| wanted_configurations(&a.application, r)))
+            .flatten()
+            .collect();
+        let lookups = self.lookups(&app_refs, &configs).await?;
+        Ok(requests
+            .into_iter()
+            .map(|(app, request)| match apps.get(app) {
+                Some(a) => build_run(&a.application, a.revision, request, &lookups),
+                None => Err(EngineError::NotFound(format!("application {app:?}"))),
+            })
+            .collect())
+    }
+
     /// What preparing runs of `apps` needs from the store, read in a few
     /// queries for all of them.
     pub(crate) async fn lookups(&self, apps: &[&Application], configurations: &[String]) -> Result<Lookups> {

@@ -23,7 +23,7 @@ use junction_core::schedule::ScheduleEntry;
 use junction_store::{Fired, Firing, PutSchedule, ScheduleRecord};
 use serde_json::{json, Value};
 
-use crate::runs::{build_run, uuid, wanted_configurations, RunRequest};
+use crate::runs::{uuid, RunRequest};
 use crate::{Engine, EngineError, Result};
 
 /// How the scheduler loop behaves.
@@ -313,42 +313,25 @@ impl Engine {
         names.dedup();
         let running = self.store.active_instance_apps(&names).await?;
         // A job still running holds its ticks back: nothing of it is read.
-        names.retain(|n| !running.contains(*n));
-        let apps: std::collections::HashMap<String, junction_store::ApplicationRecord> =
-            match self.store.get_applications(&names).await {
-                Ok(list) => list.into_iter().map(|a| (a.application.name().to_string(), a)).collect(),
-                // One unreadable application must not stop the others: one by one.
-                Err(junction_store::StoreError::Corrupt(_)) => {
-                    let mut map = std::collections::HashMap::new();
-                    for n in &names {
-                        if let Ok(Some(a)) = self.store.get_application(n).await {
-                            map.insert(n.to_string(), a);
-                        }
-                    }
-                    map
-                }
-                Err(e) => return Err(e.into()),
-            };
-        let requests: Vec<RunRequest> = due
+        let requests = due
             .iter()
-            .map(|record| RunRequest {
-                params: record.params.as_object().cloned().unwrap_or_default(),
-                trigger_kind: "schedule".into(),
-                triggered_by: Some(format!("schedule:{}", record.id)),
-                ..RunRequest::default()
+            .filter(|record| !running.contains(&record.application))
+            .map(|record| {
+                let request = RunRequest {
+                    params: record.params.as_object().cloned().unwrap_or_default(),
+                    trigger_kind: "schedule".into(),
+                    triggered_by: Some(format!("schedule:{}", record.id)),
+                    ..RunRequest::default()
+                };
+                (record.application.as_str(), request)
             })
             .collect();
-        let app_refs: Vec<&junction_core::application::Application> = apps.values().map(|a| &a.application).collect();
-        let configs: Vec<String> = due
-            .iter()
-            .zip(&requests)
-            .filter_map(|(r, req)| apps.get(&r.application).map(|a| wanted_configurations(&a.application, req)))
-            .flatten()
-            .collect();
-        let lookups = self.lookups(&app_refs, &configs).await?;
+        let mut prepared = self.prepare_runs(requests).await?.into_iter();
 
         let mut out = Vec::with_capacity(due.len());
-        for (record, request) in due.into_iter().zip(requests) {
+        for record in due {
+            // Taken first, so every prepared run stays with its record.
+            let built = if running.contains(&record.application) { None } else { prepared.next() };
             let due_at = record.next_fire_at.unwrap_or(now);
             let spent = |record: &ScheduleRecord, next_fire_at, error: String| Firing {
                 schedule_id: record.id.clone(),
@@ -368,17 +351,13 @@ impl Engine {
                 }
             };
             let next_fire_at = schedule.entry.next_after(now, record.created_at);
-            if running.contains(&record.application) {
+            let Some(built) = built else {
                 out.push(None);
                 continue;
-            }
+            };
             // More than one tick missed (no scheduler ran): fire once.
             let catch_up = schedule.entry.next_after(due_at, record.created_at).is_some_and(|t| t <= now);
-            let prepared = match apps.get(&record.application) {
-                Some(app) => build_run(&app.application, app.revision, request, &lookups),
-                None => Err(EngineError::NotFound(format!("application {:?}", record.application))),
-            };
-            let firing = match prepared {
+            let firing = match built {
                 Ok(run) => Firing {
                     schedule_id: record.id,
                     due_at,
