@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use crate::isolation::hand_over;
 use crate::process::{next_event, Process};
 use crate::protocol::{self, Event as Wire, Request, StepRef};
 use crate::redact::Redactor;
@@ -33,13 +34,19 @@ pub(crate) async fn run(
     on_event: &mut (dyn FnMut(Event) + Send),
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<Outcome, RuntimeError> {
-    let config = &runtime.config;
+    let host = &runtime.host;
+    let config = &host.config;
     let script = &execution.script;
     let started = Instant::now();
-    let (mut process, warm) = runtime.pool.acquire(config, script.language, &script.sha256, execution.fresh).await?;
-    process.script = Some(script.sha256.clone());
+    let (mut process, warm) =
+        runtime.pool.acquire(host, script.language, &execution.tenant, &script.sha256, execution.fresh).await?;
+    process.serves = Some((execution.tenant.clone(), script.sha256.clone()));
     process.uses += 1;
-    let workdir = tempfile::Builder::new().prefix("exec-").tempdir_in(config.dir.join("work"))?;
+    // Inside the process's own directory: no other execution can reach it.
+    let workdir = tempfile::Builder::new().prefix("exec-").tempdir_in(process.dir.path())?;
+    if let Some((uid, users)) = &process.uid {
+        hand_over(workdir.path(), *uid, users.gid)?;
+    }
     // Unguessable, so a script writing to the protocol stream cannot forge
     // this execution's result.
     let id = format!("x{}-{:016x}", NEXT_ID.fetch_add(1, Ordering::Relaxed), rand_u64());
@@ -50,8 +57,9 @@ pub(crate) async fn run(
         workdir: &workdir.path().to_string_lossy(),
         entry: &execution.entry,
         input: &execution.input,
+        secrets: &execution.secrets,
     };
-    let redactor = Redactor::new(&execution.secrets);
+    let redactor = Redactor::new(&execution.secrets).hiding_paths(&host.private_paths);
     let mut relay = Relay { on_event, redactor: &redactor, budget: execution.limits.max_log_bytes, truncated: false };
     let mut outcome = Outcome {
         status: Status::Crashed,
@@ -81,13 +89,13 @@ pub(crate) async fn run(
             tokio::pin!(deadline);
             loop {
                 tokio::select! {
-                    event = next_event(&mut process.stdout) => match event {
+                    event = next_event(&mut process.events) => match event {
                         Ok(Some(Wire::Log { id: Some(eid), level, line })) if eid == id => relay.log(level, &line),
                         Ok(Some(Wire::Progress { id: Some(eid), message })) if eid == id => {
                             let message = redactor.apply(&message);
                             (relay.on_event)(Event::Progress { message });
                         }
-                        Ok(Some(Wire::Result { id: Some(eid), ok, message, data, error, kind, traceback })) if eid == id => {
+                        Ok(Some(Wire::Result { id: Some(eid), ok, message, data, error, kind, traceback, leftover })) if eid == id => {
                             outcome.message = redactor.apply(message.as_deref().unwrap_or_default());
                             outcome.error = error.map(|e| redactor.apply(&e));
                             outcome.kind = kind.map(|k| redactor.apply(&k));
@@ -107,9 +115,13 @@ pub(crate) async fn run(
                                     outcome.data = Some(data);
                                 }
                             }
-                            // A failed script may have left state behind; a
-                            // fresh process serves the next execution.
-                            break if ok && !execution.fresh { Fate::Reuse } else { Fate::Discard };
+                            // A failed script may have left state behind, and
+                            // a timer or handle left running would run into
+                            // the next execution: a fresh process serves it.
+                            if let Some(what) = &leftover {
+                                tracing::debug!(script = %script.name, leftover = %what, "recycling a runtime process");
+                            }
+                            break if ok && !execution.fresh && leftover.is_none() { Fate::Reuse } else { Fate::Discard };
                         }
                         // Stray output of an earlier execution of this
                         // process (a timer that fired late): not ours.
@@ -123,7 +135,7 @@ pub(crate) async fn run(
                             break Fate::Discard;
                         }
                     },
-                    Some(line) = process.stderr.recv() => relay.log("ERROR".into(), &line),
+                    Some((level, line)) = process.output.recv() => relay.output(level, &line),
                     _ = &mut deadline => {
                         let msg = format!("time limit of {} s exceeded; the execution was ended", execution.limits.wall_time.as_secs_f64());
                         relay.own(worker_line("ERROR", &msg));
@@ -141,10 +153,18 @@ pub(crate) async fn run(
             }
         }
     };
-    // Lines the process wrote to stderr just before its result.
-    while let Ok(line) = process.stderr.try_recv() {
-        relay.log("ERROR".into(), &line);
+    // Lines the process wrote to fd 1 or 2 just before its result.
+    while let Ok((level, line)) = process.output.try_recv() {
+        relay.output(level, &line);
     }
+    // A process the script started (even one that left the group with
+    // setsid) must not outlive the execution.
+    let fate =
+        if matches!(fate, Fate::Reuse) && process.uid.is_some() && process.count_processes().await > process.baseline {
+            Fate::Discard
+        } else {
+            fate
+        };
     outcome.error = outcome.error.map(|e| redactor.apply(&e));
     if let Some(err) = &outcome.error {
         if outcome.status == Status::Crashed {
@@ -152,7 +172,7 @@ pub(crate) async fn run(
         }
     }
     match fate {
-        Fate::Reuse => runtime.pool.release(config, process),
+        Fate::Reuse => runtime.pool.release(host, process),
         Fate::Discard => process.kill().await,
         Fate::Stop => process.terminate(config.kill_grace).await,
     }
@@ -167,7 +187,7 @@ pub(crate) async fn run(
 async fn crash_message(process: &mut Process, what: &str) -> String {
     let mut msg = what.to_string();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(300);
-    while let Ok(Some(line)) = tokio::time::timeout_at(deadline, process.stderr.recv()).await {
+    while let Ok(Some((_, line))) = tokio::time::timeout_at(deadline, process.output.recv()).await {
         msg.push_str("\n  ");
         msg.push_str(&line);
     }
@@ -196,6 +216,12 @@ impl Relay<'_> {
         }
         self.budget -= line.len();
         (self.on_event)(Event::Log { level, line });
+    }
+
+    /// A line the process wrote to fd 1 or 2 itself (not through the
+    /// harness): a log line of that level.
+    fn output(&mut self, level: &'static str, text: &str) {
+        self.log(level.to_string(), &crate::log_line(level, text));
     }
 
     /// A line of the worker's own (time limit, stop, crash): always kept,

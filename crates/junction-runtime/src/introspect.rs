@@ -39,13 +39,15 @@ pub enum IntrospectError {
 impl Runtime {
     /// Loads `script` in its runtime and reports what it declares.
     pub async fn introspect(&self, script: &Script) -> Result<Introspection, IntrospectError> {
-        let config = &self.config;
-        let (mut process, _) = self.pool.acquire(config, script.language, &script.sha256, false).await?;
-        process.script = Some(script.sha256.clone());
-        let workdir = tempfile::Builder::new()
-            .prefix("introspect-")
-            .tempdir_in(config.dir.join("work"))
-            .map_err(RuntimeError::Io)?;
+        let config = &self.host.config;
+        // A process that loaded an upload serves no run afterwards (it is
+        // nobody's tenant): it is ended below whatever the answer.
+        let (mut process, _) = self.pool.acquire(&self.host, script.language, "", &script.sha256, true).await?;
+        let workdir =
+            tempfile::Builder::new().prefix("introspect-").tempdir_in(process.dir.path()).map_err(RuntimeError::Io)?;
+        if let Some((uid, users)) = &process.uid {
+            crate::isolation::hand_over(workdir.path(), *uid, users.gid).map_err(RuntimeError::Io)?;
+        }
         let request = Request::Introspect {
             v: protocol::VERSION,
             id: "introspect",
@@ -55,7 +57,7 @@ impl Runtime {
         process.send(&request).await?;
         let answer = tokio::time::timeout(config.check_timeout, async {
             loop {
-                match next_event(&mut process.stdout).await? {
+                match next_event(&mut process.events).await? {
                     Some(Wire::Introspection { ok, info, error, .. }) => return Ok((ok, info, error)),
                     Some(_) => continue,
                     None => {
@@ -72,7 +74,7 @@ impl Runtime {
                     .map_err(|e| RuntimeError::Crashed(format!("the runtime's introspection does not parse: {e}")));
                 match parsed {
                     Ok(parsed) => {
-                        self.pool.release(config, process);
+                        process.kill().await;
                         Ok(parsed)
                     }
                     Err(e) => {

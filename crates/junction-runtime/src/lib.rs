@@ -13,6 +13,7 @@
 mod assets;
 mod execute;
 mod introspect;
+mod isolation;
 mod pool;
 mod process;
 mod protocol;
@@ -28,6 +29,7 @@ use serde_json::Value;
 
 pub use assets::{ensure_node_modules, install_assets};
 pub use introspect::{IntrospectError, Introspection};
+pub use isolation::{Health, DEFAULT_UIDS};
 pub use redact::MASK;
 
 /// A log line in the one format every runtime uses (spec 000):
@@ -61,20 +63,48 @@ pub struct RuntimeConfig {
     pub kill_grace: Duration,
     /// Upper bound for an upload's check.
     pub check_timeout: Duration,
-    /// Run each process inside bubblewrap (`bwrap`) when it is installed.
+    /// How scripts are isolated (see [`Sandbox`]).
     pub sandbox: Sandbox,
+    /// The bubblewrap binary; `None` when it is not installed. Default:
+    /// `bwrap` found on `PATH`.
+    pub bwrap: Option<PathBuf>,
+    /// Under root, scripts run as transient uids from this range (the first
+    /// is their group); `None` keeps them as root.
+    pub run_uids: Option<std::ops::Range<u32>>,
     /// Paths that do not exist inside the sandbox (the data dir with the
     /// database and the key file). The runtime's own directories under
     /// them are mounted back.
     pub hidden_paths: Vec<PathBuf>,
 }
 
-/// Whether runtime processes are sandboxed.
+/// How runtime processes are isolated (`--sandbox`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sandbox {
-    /// With bubblewrap when `bwrap` is on `PATH`, else without.
+    /// Bubblewrap when installed; under root, unprivileged uids as well
+    /// (or alone without bubblewrap).
     Auto,
+    /// Like `Auto`, but refuse to start without bubblewrap.
+    Required,
+    /// Neither: scripts run as the server's user.
     Off,
+}
+
+impl std::str::FromStr for Sandbox {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Sandbox, String> {
+        match s {
+            "auto" => Ok(Sandbox::Auto),
+            "required" => Ok(Sandbox::Required),
+            "off" => Ok(Sandbox::Off),
+            _ => Err(format!("{s:?}: expected auto, required or off")),
+        }
+    }
+}
+
+/// `name` on `PATH`, if it is there.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file())
 }
 
 impl RuntimeConfig {
@@ -92,6 +122,8 @@ impl RuntimeConfig {
             kill_grace: Duration::from_secs(3),
             check_timeout: Duration::from_secs(20),
             sandbox: Sandbox::Auto,
+            bwrap: find_on_path("bwrap"),
+            run_uids: Some(DEFAULT_UIDS),
             hidden_paths: Vec::new(),
         }
     }
@@ -169,13 +201,25 @@ pub struct Execution {
     pub limits: Limits,
     /// Values to mask in every log line and message.
     pub secrets: Vec<String>,
+    /// Who the execution is for (an application, a stack): a warm process
+    /// serves one tenant only, so nothing one leaves in module state or in
+    /// a timer reaches another's run.
+    pub tenant: String,
     /// Do not reuse a warm process.
     pub fresh: bool,
 }
 
 impl Execution {
     pub fn new(script: Script, input: Value) -> Execution {
-        Execution { script, entry: "run".into(), input, limits: Limits::default(), secrets: vec![], fresh: false }
+        Execution {
+            script,
+            entry: "run".into(),
+            input,
+            limits: Limits::default(),
+            secrets: vec![],
+            tenant: String::new(),
+            fresh: false,
+        }
     }
 }
 
@@ -232,48 +276,111 @@ pub enum RuntimeError {
     Io(#[from] std::io::Error),
 }
 
+/// What every process of a runtime is started from.
+pub(crate) struct Host {
+    pub config: RuntimeConfig,
+    pub isolation: isolation::Isolation,
+    /// Where the harness files (`assets/`) and the processes' directories
+    /// (`work/`) are: `config.dir`, or under root a directory the
+    /// unprivileged uids can reach (see `isolation`).
+    pub root: PathBuf,
+    /// The `node_modules` scripts may require.
+    pub modules: PathBuf,
+    /// The runtime's own paths, as scripts would print them in tracebacks.
+    pub private_paths: Vec<String>,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if self.root != self.config.dir {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
 /// The runtimes of one worker. Cheap to clone.
 #[derive(Clone)]
 pub struct Runtime {
-    config: Arc<RuntimeConfig>,
+    host: Arc<Host>,
     pool: Arc<pool::Pool>,
 }
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("dir", &self.config.dir).finish()
+        f.debug_struct("Runtime").field("dir", &self.host.config.dir).finish()
     }
 }
 
 impl Runtime {
-    /// Writes the harness files under `config.dir` and, when
-    /// `config.spare`, pre-starts one process per language.
+    /// Writes the harness files, decides the isolation (a warning names
+    /// what is missing) and, when `config.spare`, pre-starts one process
+    /// per language.
     pub async fn start(mut config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
-        install_assets(&config.dir)?;
-        std::fs::create_dir_all(config.dir.join("work"))?;
-        std::fs::create_dir_all(config.dir.join("home"))?;
+        std::fs::create_dir_all(&config.dir)?;
         // The sandbox mounts by absolute path.
         config.dir = std::fs::canonicalize(&config.dir)?;
         if let Some(m) = &config.node_modules {
             config.node_modules = Some(std::fs::canonicalize(m).unwrap_or_else(|_| m.clone()));
         }
         config.hidden_paths = config.hidden_paths.iter().filter_map(|p| std::fs::canonicalize(p).ok()).collect();
-        let runtime = Runtime { config: Arc::new(config), pool: Arc::default() };
-        if runtime.config.spare {
+        let isolation = isolation::Isolation::resolve(&config)?;
+        let users = isolation.users.is_some();
+        let root = isolation::public_root(&config, users)?;
+        install_assets(&root)?;
+        std::fs::create_dir_all(root.join("work"))?;
+        let mut modules = config.node_modules_dir();
+        if users && modules.is_dir() && !isolation::reachable(&modules) {
+            // The data dir is 0700: the uids read a linked copy.
+            let linked = root.join("node_modules");
+            isolation::link_tree(&modules, &linked)?;
+            modules = linked;
+        }
+        if users {
+            use std::os::unix::fs::PermissionsExt;
+            // Others may pass through work/ to their own directory, never
+            // list it.
+            std::fs::set_permissions(root.join("work"), std::fs::Permissions::from_mode(0o711))?;
+        }
+        let mut private_paths: Vec<String> =
+            [&config.dir, &root].iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        private_paths.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        private_paths.dedup();
+        let host = Host { config, isolation, root, modules, private_paths };
+        if let Some(bwrap) = host.isolation.bwrap.clone() {
+            if let Err(why) = probe_bwrap(&host, &bwrap).await {
+                if host.config.sandbox == Sandbox::Required {
+                    return Err(RuntimeError::Unavailable(why));
+                }
+                host.isolation.broken(why);
+            }
+        }
+        let health = host.isolation.health();
+        if let (Some(problem), true) = (&health.problem, health.ok) {
+            tracing::warn!("script isolation: {problem}");
+        } else if let Some(problem) = &health.problem {
+            tracing::error!("script isolation is broken, no script will run until it works: {problem}");
+        }
+        let runtime = Runtime { host: Arc::new(host), pool: Arc::default() };
+        if runtime.host.config.spare && health.ok {
             for language in [Language::Javascript, Language::Python] {
-                runtime.pool.refill_spare(&runtime.config, language);
+                runtime.pool.refill_spare(&runtime.host, language);
             }
         }
         Ok(runtime)
     }
 
     pub fn config(&self) -> &RuntimeConfig {
-        &self.config
+        &self.host.config
     }
 
     /// Whether processes run inside bubblewrap.
     pub fn sandboxed(&self) -> bool {
-        process::bwrap(&self.config).is_some()
+        self.host.isolation.bwrap.is_some()
+    }
+
+    /// The isolation in force, and whether it works.
+    pub fn health(&self) -> Health {
+        self.host.isolation.health()
     }
 
     /// Runs one execution. `on_event` receives log lines and progress as
@@ -291,5 +398,32 @@ impl Runtime {
     /// Ends every pooled process.
     pub async fn shutdown(&self) {
         self.pool.drain().await;
+    }
+}
+
+/// Starts `true` in the sandbox as a script process would be: a bwrap
+/// that is installed but cannot work here (no user namespaces, a broken
+/// setuid bit) is found at start, not at the first run.
+async fn probe_bwrap(host: &Host, bwrap: &std::path::Path) -> Result<(), String> {
+    let mut cmd = tokio::process::Command::new(bwrap);
+    cmd.args(["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid", "--die-with-parent"])
+        .args(["--", "true"])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    if let Some(users) = &host.isolation.users {
+        cmd.uid(users.gid).gid(users.gid);
+    }
+    let out = tokio::time::timeout(host.config.start_timeout, cmd.output()).await;
+    match out {
+        Ok(Ok(o)) if o.status.success() => Ok(()),
+        Ok(Ok(o)) => Err(format!(
+            "bubblewrap ({}) is installed but does not work: {}",
+            bwrap.display(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Ok(Err(e)) => Err(format!("bubblewrap ({}) cannot be started: {e}", bwrap.display())),
+        Err(_) => Err(format!("bubblewrap ({}) did not finish a trial run", bwrap.display())),
     }
 }

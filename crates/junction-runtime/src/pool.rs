@@ -1,7 +1,8 @@
 //! Warm processes. A process that has loaded a script version is kept and
-//! handed the next execution of that same version (the serverless "warm
-//! container": module state may persist between invocations of one
-//! script, never across scripts). One pre-started spare per language, with
+//! handed the next execution of that same version for the same tenant (the
+//! serverless "warm container": module state may persist between
+//! invocations of one script for one application, never across scripts or
+//! applications). One pre-started spare per language, with
 //! nothing loaded yet, hides the cold start of the next new script.
 
 use std::collections::HashMap;
@@ -10,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use junction_core::step::Language;
 
 use crate::process::Process;
-use crate::{RuntimeConfig, RuntimeError};
+use crate::{Host, RuntimeError};
 
 #[derive(Default)]
 pub(crate) struct Pool {
@@ -22,49 +23,54 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    /// A process for `script` of `language`: a warm one when there is one
-    /// (unless `fresh`), else the spare, else a new one. The bool says
-    /// whether it was warm.
+    /// A process for `script` of `language` serving `tenant`: a warm one
+    /// when there is one (unless `fresh`), else the spare, else a new one.
+    /// The bool says whether it was warm.
     pub async fn acquire(
         self: &Arc<Self>,
-        config: &Arc<RuntimeConfig>,
+        host: &Arc<Host>,
         language: Language,
+        tenant: &str,
         script: &str,
         fresh: bool,
     ) -> Result<(Process, bool), RuntimeError> {
+        host.isolation.check()?;
         if !fresh {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             // A process that died while idle is dropped (with its group).
             idle.retain_mut(|p| !p.exited());
-            if let Some(i) = idle.iter().rposition(|p| p.language == language && p.script.as_deref() == Some(script)) {
+            let wanted = |p: &Process| {
+                p.language == language && p.serves.as_ref().is_some_and(|(t, s)| t == tenant && s == script)
+            };
+            if let Some(i) = idle.iter().rposition(wanted) {
                 let mut p = idle.remove(i);
-                p.discard_stderr();
+                p.discard_output();
                 return Ok((p, true));
             }
         }
         let spare = self.spares.lock().unwrap_or_else(|e| e.into_inner()).remove(&language);
-        if config.spare {
-            self.refill_spare(config, language);
+        if host.config.spare {
+            self.refill_spare(host, language);
         }
         match spare.map(|mut p| (p.exited(), p)) {
             Some((false, mut p)) => {
-                p.discard_stderr();
+                p.discard_output();
                 Ok((p, false))
             }
-            _ => Ok((Process::spawn(config, language).await?, false)),
+            _ => Ok((Process::spawn(host, language).await?, false)),
         }
     }
 
     /// Starts a spare for `language` in the background, if none is there.
-    pub fn refill_spare(self: &Arc<Self>, config: &Arc<RuntimeConfig>, language: Language) {
+    pub fn refill_spare(self: &Arc<Self>, host: &Arc<Host>, language: Language) {
         if self.spares.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&language)
             || !self.starting.lock().unwrap_or_else(|e| e.into_inner()).insert(language)
         {
             return;
         }
-        let (pool, config) = (self.clone(), config.clone());
+        let (pool, host) = (self.clone(), host.clone());
         tokio::spawn(async move {
-            let spawned = Process::spawn(&config, language).await;
+            let spawned = Process::spawn(&host, language).await;
             pool.starting.lock().unwrap_or_else(|e| e.into_inner()).remove(&language);
             match spawned {
                 Ok(p) => {
@@ -81,7 +87,8 @@ impl Pool {
     }
 
     /// Takes a process back after an execution that left it healthy.
-    pub fn release(&self, config: &RuntimeConfig, process: Process) {
+    pub fn release(&self, host: &Host, process: Process) {
+        let config = &host.config;
         if process.uses >= config.max_uses {
             tokio::spawn(process.shutdown());
             return;

@@ -1,75 +1,105 @@
 //! One runtime process: spawned in its own process group with a clean
-//! environment, spoken to over stdin/stdout, its stderr collected as log
-//! lines, and killed as a group.
+//! environment (as a transient uid of its own under root), spoken to over
+//! fds 3 and 4, its stdout and stderr collected as log lines, and killed
+//! as a group.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use junction_core::step::Language;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::net::unix::pipe;
+use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+use crate::isolation::{hand_over, processes_of, Users};
 use crate::protocol::{self, Event, Request};
-use crate::{RuntimeConfig, RuntimeError, Sandbox};
+use crate::{Host, RuntimeError};
 
 /// Longest protocol line accepted (a result with saved data can be long;
 /// the data limit is checked after parsing). Enforced while reading.
 const MAX_LINE: usize = 64 * 1024 * 1024;
-/// Longest stderr line kept; the rest of a longer line is dropped.
-const MAX_STDERR_LINE: usize = 64 * 1024;
-/// Stderr lines held for an execution; more are dropped (the reader keeps
-/// draining the pipe so the process never blocks on it).
-const MAX_STDERR_QUEUED: usize = 1024;
+/// Longest output line kept (fd 1 or 2); the rest of a longer line is
+/// dropped.
+const MAX_OUTPUT_LINE: usize = 64 * 1024;
+/// Output lines held for an execution; more are dropped (the readers keep
+/// draining the pipes so the process never blocks on them).
+const MAX_OUTPUT_QUEUED: usize = 1024;
+/// Processes one transient uid may have at once.
+const MAX_PROCESSES: libc::rlim_t = 256;
 
 pub(crate) struct Process {
     child: Child,
-    stdin: ChildStdin,
-    pub stdout: BufReader<ChildStdout>,
-    pub stderr: mpsc::Receiver<String>,
-    /// This process's own home directory (removed with it), so nothing one
-    /// script leaves in `$HOME` (`.node_modules`, Python user site, tool
-    /// configs) reaches another script.
-    _home: tempfile::TempDir,
+    /// Protocol requests: the child's fd 3.
+    requests: pipe::Sender,
+    /// Protocol events: the child's fd 4. Fds 1 and 2 are plain log output,
+    /// so nothing a script writes there can break the protocol.
+    pub events: BufReader<pipe::Receiver>,
+    /// Lines the process wrote to fd 1 (`LOG`) or fd 2 (`ERROR`).
+    pub output: mpsc::Receiver<(&'static str, String)>,
+    /// This process's own directory (mode 0700, its uid's): its home and
+    /// each execution's working directory, nothing else of the runtime's
+    /// writable, and in the sandbox the only writable mount. Removed with
+    /// the process, so nothing one script leaves in `$HOME` reaches another.
+    pub dir: tempfile::TempDir,
     pgid: i32,
     pub language: Language,
-    /// The script this process has loaded (sha256); a process never serves
-    /// two scripts.
-    pub script: Option<String>,
+    /// What this process serves: (tenant, script sha256). A process never
+    /// serves two scripts nor two tenants (applications).
+    pub serves: Option<(String, String)>,
     pub uses: u32,
+    /// The transient uid it runs as, given back when it is gone.
+    pub uid: Option<(u32, Arc<Users>)>,
+    /// Processes of that uid once ready (the harness, and bubblewrap's
+    /// own); more after an execution means the script left some behind.
+    pub baseline: usize,
 }
 
 impl Process {
-    pub async fn spawn(config: &RuntimeConfig, language: Language) -> Result<Process, RuntimeError> {
-        let assets = config.dir.join("assets");
+    pub async fn spawn(host: &Host, language: Language) -> Result<Process, RuntimeError> {
+        host.isolation.check()?;
+        let uid = match &host.isolation.users {
+            Some(users) => Some((users.take()?, users.clone())),
+            None => None,
+        };
+        let dir = tempfile::Builder::new().prefix("p-").tempdir_in(host.root.join("work"))?;
+        let home = dir.path().join("home");
+        std::fs::create_dir(&home)?;
+        if let Some((uid, users)) = &uid {
+            hand_over(dir.path(), *uid, users.gid)?;
+            hand_over(&home, *uid, users.gid)?;
+        }
+        let assets = host.root.join("assets");
         let (program, args): (&Path, Vec<PathBuf>) = match language {
             Language::Javascript => {
                 // Node's permission model: the script reads only the
-                // harness, the modules and the working directories, writes
+                // harness, the modules and its process's directory, writes
                 // only the latter, and cannot spawn processes, start
                 // workers or load native addons, however it reaches
                 // `require`.
-                let work = config.dir.join("work");
                 let mut args: Vec<PathBuf> =
                     vec!["--experimental-permission".into(), "--disable-warning=ExperimentalWarning".into()];
                 // One flag per path: Node 20 takes no list in one flag.
-                for p in [assets.as_path(), config.node_modules_dir().as_path(), work.as_path()] {
+                for p in [assets.as_path(), host.modules.as_path(), dir.path()] {
                     args.push(format!("--allow-fs-read={}", p.display()).into());
                 }
-                args.push(format!("--allow-fs-write={}", work.display()).into());
+                args.push(format!("--allow-fs-write={}", dir.path().display()).into());
                 args.push(assets.join("node/harness.js"));
-                (&config.node, args)
+                (&host.config.node, args)
             }
-            Language::Python => {
-                (&config.python, vec!["-u".into(), "-B".into(), "-s".into(), assets.join("python/junction_harness.py")])
-            }
+            Language::Python => (
+                &host.config.python,
+                vec!["-u".into(), "-B".into(), "-s".into(), assets.join("python/junction_harness.py")],
+            ),
         };
-        let home = tempfile::Builder::new().prefix("h-").tempdir_in(config.dir.join("home"))?;
-        let mut cmd = match bwrap(config) {
+        let mut cmd = match &host.isolation.bwrap {
             Some(bwrap) => {
                 let mut c = Command::new(bwrap);
-                c.args(sandbox_args(config, home.path())).arg("--").arg(program).args(&args);
+                c.args(sandbox_args(host, dir.path())).arg("--").arg(program).args(&args);
                 c
             }
             None => {
@@ -80,18 +110,23 @@ impl Process {
         };
         cmd.env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env("HOME", home.path())
+            .env("HOME", &home)
+            .env("TMPDIR", &home)
             .env("LANG", "C.UTF-8")
             .env("TZ", "UTC")
-            .current_dir(home.path())
-            .stdin(Stdio::piped())
+            .current_dir(&home)
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        if let Some((uid, users)) = &uid {
+            // std drops the supplementary groups when root sets a uid.
+            cmd.uid(*uid).gid(users.gid);
+        }
         match language {
             Language::Javascript => {
-                cmd.env("JUNCTION_NODE_MODULES", config.node_modules_dir())
+                cmd.env("JUNCTION_NODE_MODULES", &host.modules)
                     .env("AWS_SDK_JS_SUPPRESS_MAINTENANCE_MODE_MESSAGE", "1");
             }
             Language::Python => {
@@ -102,25 +137,55 @@ impl Process {
                     .env("PYTHONIOENCODING", "utf-8");
             }
         }
-        let program = cmd.as_std().get_program().to_string_lossy().into_owned();
-        let mut child = cmd.spawn().map_err(|e| RuntimeError::Unavailable(format!("cannot start {program}: {e}")))?;
-        let pgid = child.id().map(|id| id as i32).unwrap_or(0);
-        let stdin = child.stdin.take().expect("stdin is piped");
-        let stdout = BufReader::with_capacity(64 * 1024, child.stdout.take().expect("stdout is piped"));
-        let stderr_pipe = child.stderr.take().expect("stderr is piped");
-        let (tx, stderr) = mpsc::channel(MAX_STDERR_QUEUED);
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stderr_pipe);
-            while let Ok(Some(line)) = read_line_capped(&mut reader, MAX_STDERR_LINE, false).await {
-                // Full: the line is dropped, the pipe still drained.
-                if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(line) {
-                    break;
+        let (child_in, requests) = pipe_pair()?;
+        let (events, child_out) = pipe_pair()?;
+        let (fd_in, fd_out) = (child_in.as_raw_fd(), child_out.as_raw_fd());
+        let limit_procs = uid.is_some();
+        // SAFETY: only async-signal-safe calls (fcntl, dup2, close,
+        // setrlimit) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                // Out of the way first, so neither lands on the other's slot.
+                let a = libc::fcntl(fd_in, libc::F_DUPFD, 10);
+                let b = libc::fcntl(fd_out, libc::F_DUPFD, 10);
+                if a < 0 || b < 0 || libc::dup2(a, 3) < 0 || libc::dup2(b, 4) < 0 {
+                    return Err(std::io::Error::last_os_error());
                 }
+                libc::close(a);
+                libc::close(b);
+                if limit_procs {
+                    // A fork bomb stays a small one (the uid is its own).
+                    let cap = libc::rlimit { rlim_cur: MAX_PROCESSES, rlim_max: MAX_PROCESSES };
+                    libc::setrlimit(libc::RLIMIT_NPROC, &cap);
+                }
+                Ok(())
+            });
+        }
+        let program = cmd.as_std().get_program().to_string_lossy().into_owned();
+        let spawned = cmd.spawn();
+        drop((child_in, child_out));
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some((uid, users)) = uid {
+                    users.give_back(uid);
+                }
+                return Err(RuntimeError::Unavailable(format!("cannot start {program}: {e}")));
             }
-        });
-        let mut process = Process { child, stdin, stdout, stderr, _home: home, pgid, language, script: None, uses: 0 };
-        match tokio::time::timeout(config.start_timeout, next_event(&mut process.stdout)).await {
-            Ok(Ok(Some(Event::Ready { v, .. }))) if v == protocol::VERSION => Ok(process),
+        };
+        let pgid = child.id().map(|id| id as i32).unwrap_or(0);
+        let requests = pipe::Sender::from_owned_fd(requests)?;
+        let events = BufReader::with_capacity(64 * 1024, pipe::Receiver::from_owned_fd(events)?);
+        let (tx, output) = mpsc::channel(MAX_OUTPUT_QUEUED);
+        forward_lines(child.stdout.take().expect("stdout is piped"), "LOG", tx.clone());
+        forward_lines(child.stderr.take().expect("stderr is piped"), "ERROR", tx);
+        let mut process =
+            Process { child, requests, events, output, dir, pgid, language, serves: None, uses: 0, uid, baseline: 0 };
+        match tokio::time::timeout(host.config.start_timeout, next_event(&mut process.events)).await {
+            Ok(Ok(Some(Event::Ready { v, .. }))) if v == protocol::VERSION => {
+                process.baseline = process.count_processes().await;
+                Ok(process)
+            }
             Ok(Ok(Some(Event::Ready { v, .. }))) => {
                 process.kill().await;
                 Err(RuntimeError::Unavailable(format!(
@@ -130,11 +195,13 @@ impl Process {
             }
             other => {
                 let mut why = match other {
-                    Err(_) => format!("{program} did not become ready within {:?}", config.start_timeout),
+                    Err(_) => format!("{program} did not become ready within {:?}", host.config.start_timeout),
                     Ok(Err(e)) => e.to_string(),
                     Ok(Ok(_)) => format!("{program} exited before becoming ready"),
                 };
-                while let Ok(line) = process.stderr.try_recv() {
+                // The last words may still be in the pipe.
+                let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+                while let Ok(Some((_, line))) = tokio::time::timeout_at(deadline, process.output.recv()).await {
                     why.push_str("\n  ");
                     why.push_str(&line);
                 }
@@ -147,8 +214,18 @@ impl Process {
     pub async fn send(&mut self, request: &Request<'_>) -> Result<(), RuntimeError> {
         let mut line = serde_json::to_vec(request).expect("requests serialize");
         line.push(b'\n');
-        self.stdin.write_all(&line).await.map_err(|e| RuntimeError::Crashed(format!("writing to the runtime: {e}")))?;
-        self.stdin.flush().await.map_err(|e| RuntimeError::Crashed(format!("writing to the runtime: {e}")))
+        self.requests.write_all(&line).await.map_err(|e| RuntimeError::Crashed(format!("writing to the runtime: {e}")))
+    }
+
+    /// How many processes run as this process's uid (0 without one).
+    pub async fn count_processes(&self) -> usize {
+        match &self.uid {
+            Some((uid, _)) => {
+                let uid = *uid;
+                tokio::task::spawn_blocking(move || processes_of(uid).len()).await.unwrap_or(usize::MAX)
+            }
+            None => 0,
+        }
     }
 
     pub fn signal(&self, signal: i32) {
@@ -180,10 +257,10 @@ impl Process {
         !matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// Drops stderr lines left from earlier work (a late timer), so they
-    /// are not logged in the next execution.
-    pub fn discard_stderr(&mut self) {
-        while self.stderr.try_recv().is_ok() {}
+    /// Drops output lines left from earlier work, so they are not logged in
+    /// the next execution.
+    pub fn discard_output(&mut self) {
+        while self.output.try_recv().is_ok() {}
     }
 
     /// Asks the harness to exit; kills it if it does not within a second.
@@ -196,6 +273,36 @@ impl Process {
             self.signal(libc::SIGKILL);
         }
     }
+}
+
+/// A pipe, both ends close-on-exec: (read end, write end).
+fn pipe_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into the array; on success we own them.
+    unsafe {
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok((OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])))
+    }
+}
+
+/// Relays a child's output pipe as lines of `level`. When the queue is
+/// full lines are dropped, but the pipe is still drained, so a chatty
+/// process never blocks.
+fn forward_lines<R: AsyncRead + Unpin + Send + 'static>(
+    pipe: R,
+    level: &'static str,
+    tx: mpsc::Sender<(&'static str, String)>,
+) {
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(pipe);
+        while let Ok(Some(line)) = read_line_capped(&mut reader, MAX_OUTPUT_LINE, false).await {
+            if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send((level, line)) {
+                break;
+            }
+        }
+    });
 }
 
 /// One line, at most `max` bytes kept, invalid UTF-8 replaced; `None` at
@@ -231,7 +338,7 @@ async fn read_line_capped<R: AsyncBufRead + Unpin>(
 }
 
 /// The next protocol event; `None` when the process closed stdout.
-pub(crate) async fn next_event(stdout: &mut BufReader<ChildStdout>) -> Result<Option<Event>, RuntimeError> {
+pub(crate) async fn next_event(stdout: &mut BufReader<pipe::Receiver>) -> Result<Option<Event>, RuntimeError> {
     loop {
         let line = read_line_capped(stdout, MAX_LINE, true)
             .await
@@ -254,23 +361,20 @@ impl Drop for Process {
         if matches!(self.child.try_wait(), Ok(None)) {
             self.signal(libc::SIGKILL);
         }
+        // Whatever escaped the group (setsid, a double fork) is found by
+        // its uid and killed before the uid serves anyone else.
+        if let Some((uid, users)) = self.uid.take() {
+            users.give_back(uid);
+        }
     }
-}
-
-/// The `bwrap` binary when the sandbox is on and installed.
-pub(crate) fn bwrap(config: &RuntimeConfig) -> Option<PathBuf> {
-    if config.sandbox == Sandbox::Off {
-        return None;
-    }
-    let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths).map(|d| d.join("bwrap")).find(|p| p.is_file())
 }
 
 /// The whole file system read-only, a private /tmp, the hidden paths
 /// replaced by empty directories, and only the runtime's own directories
-/// mounted back (harness files and modules read-only; working directories
-/// and home writable). The network stays: scripts call remote APIs.
-fn sandbox_args(config: &RuntimeConfig, home: &Path) -> Vec<std::ffi::OsString> {
+/// mounted back: harness files and modules read-only, and this process's
+/// own directory writable (not the other processes'). The network stays:
+/// scripts call remote APIs.
+pub(crate) fn sandbox_args(host: &Host, own: &Path) -> Vec<std::ffi::OsString> {
     let mut a: Vec<std::ffi::OsString> = Vec::new();
     let mut push = |parts: &[&std::ffi::OsStr]| a.extend(parts.iter().map(|p| p.to_os_string()));
     push(&["--ro-bind".as_ref(), "/".as_ref(), "/".as_ref()]);
@@ -282,23 +386,22 @@ fn sandbox_args(config: &RuntimeConfig, home: &Path) -> Vec<std::ffi::OsString> 
         "--tmpfs".as_ref(),
         "/tmp".as_ref(),
     ]);
-    for hidden in &config.hidden_paths {
+    for hidden in &host.config.hidden_paths {
         if hidden.is_dir() {
             push(&["--tmpfs".as_ref(), hidden.as_os_str()]);
         } else {
             push(&["--ro-bind".as_ref(), "/dev/null".as_ref(), hidden.as_os_str()]);
         }
     }
-    let assets = config.dir.join("assets");
-    let modules = config.node_modules_dir();
+    // The other processes' directories are not there at all.
+    let work = host.root.join("work");
+    push(&["--tmpfs".as_ref(), work.as_os_str()]);
+    let assets = host.root.join("assets");
     push(&["--ro-bind".as_ref(), assets.as_os_str(), assets.as_os_str()]);
-    if modules.is_dir() {
-        push(&["--ro-bind".as_ref(), modules.as_os_str(), modules.as_os_str()]);
+    if host.modules.is_dir() {
+        push(&["--ro-bind".as_ref(), host.modules.as_os_str(), host.modules.as_os_str()]);
     }
-    let work = config.dir.join("work");
-    for rw in [work.as_path(), home] {
-        push(&["--bind".as_ref(), rw.as_os_str(), rw.as_os_str()]);
-    }
+    push(&["--bind".as_ref(), own.as_os_str(), own.as_os_str()]);
     push(&["--die-with-parent".as_ref(), "--unshare-pid".as_ref(), "--unshare-ipc".as_ref()]);
     a
 }

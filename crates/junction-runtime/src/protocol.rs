@@ -20,9 +20,26 @@ pub(crate) struct StepRef<'a> {
 #[derive(Debug, Serialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub(crate) enum Request<'a> {
-    Exec { v: u32, id: &'a str, step: StepRef<'a>, workdir: &'a str, entry: &'a str, input: &'a Value },
-    Introspect { v: u32, id: &'a str, step: StepRef<'a>, workdir: &'a str },
-    Shutdown { v: u32 },
+    Exec {
+        v: u32,
+        id: &'a str,
+        step: StepRef<'a>,
+        workdir: &'a str,
+        entry: &'a str,
+        input: &'a Value,
+        /// The harness masks these in values before it formats them.
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        secrets: &'a [String],
+    },
+    Introspect {
+        v: u32,
+        id: &'a str,
+        step: StepRef<'a>,
+        workdir: &'a str,
+    },
+    Shutdown {
+        v: u32,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +74,10 @@ pub(crate) enum Event {
         kind: Option<String>,
         #[serde(default)]
         traceback: Option<String>,
+        /// What the script left running (timers, handles, threads): the
+        /// process is not reused.
+        #[serde(default)]
+        leftover: Option<String>,
     },
     Introspection {
         ok: bool,

@@ -254,6 +254,7 @@ async fn scripts_see_a_clean_environment_and_their_own_working_directory() {
         env.iter().all(|k| [
             "PATH",
             "PWD",
+            "TMPDIR",
             "HOME",
             "LANG",
             "TZ",

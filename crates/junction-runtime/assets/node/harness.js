@@ -5,21 +5,135 @@
 
 const util = require('util');
 const Module = require('module');
-const path = require('path');
+const fs = require('fs');
+const net = require('net');
+const timers = require('timers');
 const readline = require('readline');
 
 const PROTOCOL = 1;
 
-// The protocol owns stdout. The user's writes to it become log lines.
-// The functions the protocol relies on are captured now, before any script
-// can replace them.
-const protocolWrite = process.stdout.write.bind(process.stdout);
+// The protocol has fds of its own: requests on 3, events on 4. Fds 1 and 2
+// are plain log output for the worker, so a raw fs.writeSync(1, ...) is a
+// log line, never a broken protocol. The functions the protocol relies on
+// are captured now, before any script can replace them.
+const EVENTS_FD = 4;
+const writeSync = fs.writeSync;
 const stringify = JSON.stringify;
+const activeResources = process.getActiveResourcesInfo;
 // A lone surrogate (half an emoji) would make the line invalid JSON for
 // the worker; it becomes U+FFFD.
 const wellFormed = (key, value) => (typeof value === 'string' ? value.toWellFormed() : value);
 function send(event) {
-  protocolWrite(stringify(event, wellFormed) + '\n');
+  const bytes = Buffer.from(stringify(event, wellFormed) + '\n', 'utf8');
+  let off = 0;
+  while (off < bytes.length) off += writeSync(EVENTS_FD, bytes, off, bytes.length - off);
+}
+
+// The secrets of the request being served, longest first: masked in the
+// values a script logs before util.format/inspect turn them into text
+// (inspect escapes quotes, backslashes and control characters, and the
+// worker's text-level redaction is only the second line).
+let secrets = [];
+const MASK = '********';
+function maskString(text) {
+  for (const secret of secrets) if (text.includes(secret)) text = text.split(secret).join(MASK);
+  return text;
+}
+function masked(value, seen = new Map(), depth = 0) {
+  if (typeof value === 'string') return maskString(value);
+  if (value === null || typeof value !== 'object' || depth > 50) return value;
+  if (seen.has(value)) return seen.get(value);
+  if (ArrayBuffer.isView(value) || value instanceof Date || value instanceof RegExp) return value;
+  try {
+    if (Array.isArray(value)) {
+      const copy = [];
+      seen.set(value, copy);
+      for (const item of value) copy.push(masked(item, seen, depth + 1));
+      return copy;
+    }
+    if (value instanceof Map) {
+      const copy = new Map();
+      seen.set(value, copy);
+      for (const [k, v] of value) copy.set(masked(k, seen, depth + 1), masked(v, seen, depth + 1));
+      return copy;
+    }
+    if (value instanceof Set) {
+      const copy = new Set();
+      seen.set(value, copy);
+      for (const v of value) copy.add(masked(v, seen, depth + 1));
+      return copy;
+    }
+    const copy = value instanceof Error ? new Error(maskString(String(value.message))) : {};
+    Object.setPrototypeOf(copy, Object.getPrototypeOf(value));
+    seen.set(value, copy);
+    if (value instanceof Error) {
+      Object.defineProperty(copy, 'stack', { value: maskString(String(value.stack)), enumerable: false, writable: true, configurable: true });
+    }
+    for (const key of Reflect.ownKeys(value)) {
+      const d = Object.getOwnPropertyDescriptor(value, key);
+      if (!d || (value instanceof Error && (key === 'stack' || key === 'message'))) continue;
+      if ('value' in d) d.value = masked(d.value, seen, depth + 1);
+      const name = typeof key === 'string' ? maskString(key) : key;
+      Object.defineProperty(copy, name, d);
+    }
+    return copy;
+  } catch (_) {
+    return value; // a Proxy or an exotic object: the text-level redaction still applies
+  }
+}
+const maskedArgs = (args) => (secrets.length ? args.map((a) => masked(a)) : args);
+
+// Timers a script starts are tracked (unref'd ones too, which
+// getActiveResourcesInfo does not list), so one still pending when its
+// execution ends ends the process rather than running into the next one.
+const pendingTimers = new Set();
+function tracked(start, repeats) {
+  const wrapper = function (callback, ...rest) {
+    if (typeof callback !== 'function') return start.call(this, callback, ...rest);
+    let handle;
+    const fire = function (...a) {
+      if (!repeats) pendingTimers.delete(handle);
+      return callback.apply(this, a);
+    };
+    handle = start.call(this, fire, ...rest);
+    pendingTimers.add(handle);
+    return handle;
+  };
+  if (start[util.promisify.custom]) wrapper[util.promisify.custom] = start[util.promisify.custom];
+  return wrapper;
+}
+function untracked(clear) {
+  return function (handle) {
+    pendingTimers.delete(handle);
+    return clear.call(this, handle);
+  };
+}
+for (const [name, repeats] of [['setTimeout', false], ['setInterval', true], ['setImmediate', false]]) {
+  const wrapped = tracked(timers[name], repeats);
+  global[name] = wrapped;
+  timers[name] = wrapped;
+}
+for (const name of ['clearTimeout', 'clearInterval', 'clearImmediate']) {
+  const wrapped = untracked(timers[name]);
+  global[name] = wrapped;
+  timers[name] = wrapped;
+}
+
+function resourceCounts() {
+  const counts = new Map();
+  for (const r of activeResources()) counts.set(r, (counts.get(r) || 0) + 1);
+  return counts;
+}
+// What an execution left running: more timers than none, or more active
+// handles and requests (sockets, servers, file operations) than before it.
+function leftovers(before) {
+  const left = [];
+  if (pendingTimers.size) left.push(`${pendingTimers.size} timer(s)`);
+  for (const [kind, n] of resourceCounts()) {
+    const extra = n - (before.get(kind) || 0);
+    if (extra > 0 && kind !== 'Timeout' && kind !== 'Immediate') left.push(`${extra} ${kind}`);
+  }
+  return left.length ? left.join(', ') : undefined;
 }
 
 let current = null; // id of the request being served
@@ -54,14 +168,14 @@ process.stdout.write = function (chunk, encoding, callback) {
 // Spec 000's console: each method is one log level.
 const levels = { log: 'LOG', info: 'INFO', warn: 'WARN', error: 'ERROR', debug: 'LOG' };
 for (const [method, level] of Object.entries(levels)) {
-  console[method] = (...args) => log(level, util.format(...args));
+  console[method] = (...args) => log(level, util.format(...maskedArgs(args)));
 }
-console.dir = (obj, options) => log('DIR', util.inspect(obj, options));
+console.dir = (obj, options) => log('DIR', util.inspect(secrets.length ? masked(obj) : obj, options));
 console.trace = function trace(...args) {
   const holder = {};
   Error.captureStackTrace(holder, trace);
   const frames = String(holder.stack).split('\n').slice(1).join('\n');
-  log('TRACE', `Trace: ${util.format(...args)}\n${frames}`);
+  log('TRACE', `Trace: ${util.format(...maskedArgs(args))}\n${frames}`);
 };
 
 // Real public scripts call notifier.progress(msg).
@@ -95,7 +209,9 @@ function allowedRequire(id) {
 }
 
 function loadScript(step) {
-  const filename = path.join(process.cwd(), `${step.name}.js`);
+  // The script's own name, not where the server keeps it, in its stack
+  // traces (relative requires are refused anyway).
+  const filename = `${step.name}.js`;
   const mod = new Module(filename, null);
   mod.filename = filename;
   mod.paths = MODULES_DIR ? [MODULES_DIR] : [];
@@ -170,13 +286,20 @@ let settle = null; // ends the request in progress (also from global error handl
 function serve(request) {
   return new Promise((resolve) => {
     let done = false;
+    const before = resourceCounts();
+    pendingTimers.clear();
+    secrets = (Array.isArray(request.secrets) ? request.secrets : [])
+      .filter((x) => typeof x === 'string' && x)
+      .sort((a, b) => b.length - a.length);
     settle = (event) => {
       if (done) return;
       done = true;
       settle = null;
       flushPending();
       if (!event.ok && event.error) log('ERROR', event.error);
-      send(Object.assign({ t: 'result', id: request.id }, event));
+      const leftover = leftovers(before);
+      send(Object.assign({ t: 'result', id: request.id }, event, leftover ? { leftover } : {}));
+      secrets = [];
       resolve();
     };
     const fail = (reason, prefix) => {
@@ -248,7 +371,8 @@ process.on('uncaughtException', (e) => {
 send({ t: 'ready', v: PROTOCOL, runtime: 'node', version: process.version });
 
 // Requests are served strictly one after another.
-const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
+const requests = new net.Socket({ fd: 3, readable: true, writable: false });
+const rl = readline.createInterface({ input: requests, crlfDelay: Infinity });
 let queue = Promise.resolve();
 rl.on('line', (line) => {
   if (!line.trim()) return;

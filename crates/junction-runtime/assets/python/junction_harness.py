@@ -1,9 +1,10 @@
 """Junction's Python runtime process: runs spec-004 steps for the worker.
 
 Run as ``python3 -u -B junction_harness.py`` with this directory on PYTHONPATH. Speaks runtime
-protocol version 1 (docs/runtime-protocol.md): JSON requests one per line on stdin, JSON events one
-per line on the original stdout. The user's code never sees either: fd 1 is pointed at stderr,
-``sys.stdout`` turns ``print()`` into log events, and fd 0 reads /dev/null.
+protocol version 1 (docs/runtime-protocol.md): JSON requests one per line on fd 3, JSON events one
+per line on fd 4. Fds 1 and 2 are plain log output for the worker (a raw ``os.write(1, ...)`` is a
+log line, never a broken protocol), ``sys.stdout`` turns ``print()`` into log events, and fd 0
+reads /dev/null.
 
 A process serves one script: the module is loaded once (cached by sha256) and reused by later
 requests, but every exec creates a new instance of the step class.
@@ -18,7 +19,9 @@ import linecache
 import logging
 import math
 import os
+import builtins
 import platform
+import signal
 import sys
 import threading
 import traceback
@@ -88,7 +91,7 @@ class PrintStream(io.TextIOBase):
         return False
 
     def fileno(self):
-        # fd 1 now points at stderr: a subprocess handed sys.stdout writes there.
+        # fd 1 is a log pipe of the worker's: a subprocess handed sys.stdout writes there.
         return 1
 
     def write(self, text):
@@ -449,6 +452,8 @@ class Harness:
         input_ = input_ if isinstance(input_, dict) else {}
         log_level = _log_level(input_)
         self._begin(request_id, log_level, _step_name_hint(request))
+        secrets = request.get("secrets")
+        _runtime.set_secrets(secrets if isinstance(secrets, list) else ())
         try:
             name, source, sha256 = self._step(request)
             context = StepContext(
@@ -475,7 +480,11 @@ class Harness:
                 data = json_safe(saved)
             except SavedDataError as error:
                 return self.failure_result(request_id, RequestFailure("TypeError", str(error)))
-            return {"t": "result", "id": request_id, "ok": True, "data": data}
+            result = {"t": "result", "id": request_id, "ok": True, "data": data}
+            left = leftovers()
+            if left:
+                result["leftover"] = left
+            return result
         except RequestFailure as failure:
             return self.failure_result(request_id, failure)
         except BaseException as error:  # noqa: B902 -- a step may raise anything, even SystemExit
@@ -548,6 +557,7 @@ class Harness:
     def _end(self):
         self.stdout.send_pending()  # before the result: a request's output precedes its end
         _runtime.end_request()
+        _runtime.set_secrets(())
         try:
             os.chdir("/")  # the worker removes the workdir
         except OSError:
@@ -556,19 +566,41 @@ class Harness:
 
 # ---------------------------------------------------------------------------------------- main
 
-def take_standard_streams():
-    """Keep fds 0 and 1 for the protocol and give the user's code harmless ones."""
-    protocol_out = os.dup(1)
-    os.dup2(2, 1)
-    protocol_in = os.dup(0)
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    return protocol_in, protocol_out
+def leftovers():
+    """What the step left running that would run into the next request: threads, an interval
+    timer, an alarm. The worker then ends this process instead of reusing it."""
+    left = []
+    threads = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
+    if threads:
+        left.append("{} thread(s)".format(len(threads)))
+    try:
+        if signal.getitimer(signal.ITIMER_REAL) != (0.0, 0.0):
+            left.append("an interval timer")
+        remaining = signal.alarm(0)
+        if remaining:
+            left.append("an alarm")
+    except (AttributeError, ValueError, OSError):
+        pass
+    return ", ".join(left) or None
+
+
+_print = builtins.print
+
+
+def masked_print(*args, **kwargs):
+    """print() with the request's secrets masked in the values before they become text."""
+    return _print(*[_runtime.mask(a) for a in args], **kwargs)
+
+
+builtins.print = masked_print
 
 
 def main():
-    protocol_in, protocol_out = take_standard_streams()
+    # fd 3: requests in; fd 4: events out (the worker's pipes). Neither is left open for a
+    # subprocess.
+    protocol_in, protocol_out = 3, 4
+    os.set_inheritable(protocol_in, False)
+    os.set_inheritable(protocol_out, False)
     writer = EventWriter(protocol_out)
     stdout = PrintStream()
     sys.stdout = stdout

@@ -22,6 +22,68 @@ DEFAULT_LOG_LEVEL = logging.INFO
 
 _sink = None  # callable(event: dict) -> None, installed by the harness
 _lock = threading.Lock()
+_MASK = "********"
+_secrets = ()  # the current request's secret values, longest first
+
+
+def set_secrets(secrets):
+    global _secrets
+    _secrets = tuple(sorted({s for s in secrets if isinstance(s, str) and s}, key=len, reverse=True))
+
+
+def mask(value, _depth=0, _seen=None):
+    """``value`` with every secret replaced in its strings (keys too), before it is formatted:
+    ``repr`` would escape a secret holding quotes, backslashes or control characters into a form
+    the worker's text-level redaction may not recognise. Containers are copied, other objects
+    kept."""
+    if not _secrets:
+        return value
+    if isinstance(value, str):
+        for secret in _secrets:
+            if secret in value:
+                value = value.replace(secret, _MASK)
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        text = bytes(value).decode("utf-8", "replace")
+        masked = mask(text)
+        return value if masked == text else masked.encode("utf-8")
+    if _depth > 50 or not isinstance(value, (dict, list, tuple, set, frozenset)):
+        if isinstance(value, BaseException) and _depth <= 50:
+            return _masked_exception(value)
+        return value
+    _seen = _seen if _seen is not None else set()
+    if id(value) in _seen:
+        return value
+    _seen.add(id(value))
+    try:
+        if isinstance(value, dict):
+            return {mask(k, _depth + 1, _seen): mask(v, _depth + 1, _seen) for k, v in value.items()}
+        items = [mask(v, _depth + 1, _seen) for v in value]
+        if isinstance(value, tuple) and not hasattr(value, "_fields"):
+            return tuple(items)
+        if isinstance(value, (set, frozenset)):
+            try:
+                return type(value)(items) if type(value) in (set, frozenset) else set(items)
+            except TypeError:
+                return items
+        return items if isinstance(value, list) or hasattr(value, "_fields") else type(value)(items)
+    except Exception:
+        return value
+    finally:
+        _seen.discard(id(value))
+
+
+def _masked_exception(error):
+    text = str(error)
+    masked = mask(text)
+    if masked == text:
+        return error
+    try:
+        copy = type(error)(masked)
+    except Exception:
+        copy = Exception(masked)
+    copy.__traceback__ = error.__traceback__
+    return copy
 
 
 class _Request:
@@ -111,6 +173,13 @@ class ProtocolLogHandler(logging.Handler):
 
     def emit(self, record):
         try:
+            if _secrets:
+                # Mask the arguments before %-formatting turns them into text.
+                record.msg = mask(record.msg)
+                if isinstance(record.args, dict):
+                    record.args = mask(record.args)
+                elif record.args:
+                    record.args = tuple(mask(a) for a in record.args)
             message = record.getMessage()
             if record.exc_info:
                 message += "\n" + self._formatter.formatException(record.exc_info)

@@ -1,0 +1,298 @@
+//! How far a script is kept from the server: bubblewrap, unprivileged
+//! users, or nothing — decided once at start, reported by `health`.
+//!
+//! - **bubblewrap** (`bwrap` installed and working): each process in its
+//!   own mount, PID and IPC namespaces; the data dir does not exist inside.
+//! - **user** (Junction runs as root): each process runs as a transient
+//!   unprivileged uid of its own (systemd's `DynamicUser` model: taken from
+//!   a configured range, no account is created), with no supplementary
+//!   groups. It cannot read the data dir (0700), the key file or the
+//!   server's `/proc/PID/environ` and memory, cannot write the harness
+//!   files (root's), and cannot reach another process's files. When its
+//!   process ends, every process of that uid is killed and what it left in
+//!   `/tmp`, `/var/tmp` and `/dev/shm` is removed before the uid is used
+//!   again. As root, bubblewrap processes get a uid of their own too.
+//! - **none**: neither is available (not root, no bwrap) or `--sandbox off`.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::{RuntimeConfig, RuntimeError, Sandbox};
+
+/// The uids scripts run as when Junction runs as root (the start of
+/// systemd's dynamic range; the first one is the group's id).
+pub const DEFAULT_UIDS: std::ops::Range<u32> = 61184..61440;
+
+/// What `/healthz` says about script isolation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Health {
+    /// `bubblewrap`, `user` or `none`.
+    pub sandbox: &'static str,
+    /// Scripts run as transient unprivileged uids.
+    pub unprivileged_users: bool,
+    /// False when the sandbox is configured but does not work: no
+    /// execution starts until it does.
+    pub ok: bool,
+    /// What is missing or broken, for the operator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+pub(crate) struct Isolation {
+    pub bwrap: Option<PathBuf>,
+    pub users: Option<Arc<Users>>,
+    pub health: Mutex<Health>,
+}
+
+impl Isolation {
+    /// Decides the mode. `required` without a working bwrap is an error;
+    /// `auto` with a broken bwrap starts degraded (no silent fallback: the
+    /// operator installed it for a reason).
+    pub fn resolve(config: &RuntimeConfig) -> Result<Isolation, RuntimeError> {
+        let root = unsafe { libc::geteuid() } == 0;
+        let users = match (config.sandbox, root, config.run_uids.clone()) {
+            (Sandbox::Off, ..) | (_, false, _) | (_, true, None) => None,
+            (_, true, Some(range)) => Some(Arc::new(Users::new(range)?)),
+        };
+        let bwrap = match config.sandbox {
+            Sandbox::Off => None,
+            _ => config.bwrap.clone().filter(|p| p.is_file()),
+        };
+        if config.sandbox == Sandbox::Required && bwrap.is_none() {
+            return Err(RuntimeError::Unavailable(
+                "--sandbox required: bubblewrap (bwrap) is not installed (apt-get install bubblewrap)".into(),
+            ));
+        }
+        let sandbox = match (&bwrap, &users) {
+            (Some(_), _) => "bubblewrap",
+            (None, Some(_)) => "user",
+            (None, None) => "none",
+        };
+        let problem = match (config.sandbox, &bwrap, &users) {
+            (Sandbox::Off, ..) => Some("the sandbox is off (--sandbox off): scripts run as this server's user and can read its data dir and key".to_string()),
+            (_, None, Some(_)) => Some("bubblewrap (bwrap) is not installed: scripts run as unprivileged users without namespaces; they can see other processes and reach the network, including this server's loopback API (apt-get install bubblewrap)".to_string()),
+            (_, None, None) => Some("bubblewrap (bwrap) is not installed and Junction does not run as root: scripts run as this server's user and can read its data dir and key (install bubblewrap, or run as root for unprivileged script users)".to_string()),
+            _ => None,
+        };
+        let health = Health { sandbox, unprivileged_users: users.is_some(), ok: true, problem };
+        Ok(Isolation { bwrap, users, health: Mutex::new(health) })
+    }
+
+    pub fn health(&self) -> Health {
+        self.health.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A sandbox that fails to start a process marks the runtime broken.
+    pub fn broken(&self, why: String) {
+        let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        h.ok = false;
+        h.problem = Some(why);
+    }
+
+    pub fn check(&self) -> Result<(), RuntimeError> {
+        let h = self.health();
+        match h.ok {
+            true => Ok(()),
+            false => Err(RuntimeError::Unavailable(h.problem.unwrap_or_else(|| "the sandbox does not work".into()))),
+        }
+    }
+}
+
+/// The transient uids; one per live runtime process. Several Junction
+/// processes on one machine (servers, workers, test binaries) share the
+/// range: a uid is held under an exclusive lock on a file of its own in a
+/// root-only directory, so two processes never hand out the same uid, and
+/// a crashed holder's lock is gone with it.
+pub(crate) struct Users {
+    pub gid: u32,
+    ids: Vec<u32>,
+    locks: Arc<Mutex<std::collections::HashMap<u32, std::fs::File>>>,
+    lock_dir: PathBuf,
+    reaper: Mutex<std::sync::mpsc::Sender<u32>>,
+}
+
+impl Users {
+    fn new(range: std::ops::Range<u32>) -> Result<Users, RuntimeError> {
+        if range.len() < 2 || range.start == 0 {
+            return Err(RuntimeError::Unavailable(format!(
+                "the script uid range {}-{} is too small or includes root",
+                range.start,
+                range.end.saturating_sub(1)
+            )));
+        }
+        let gid = range.start;
+        // An id that belongs to an account of this host is never borrowed.
+        let ids: Vec<u32> = (range.start + 1..range.end).filter(|&uid| !has_account(uid)).collect();
+        if ids.is_empty() {
+            return Err(RuntimeError::Unavailable("every uid of the script range belongs to an account".into()));
+        }
+        let lock_dir = lock_dir()?;
+        let locks: Arc<Mutex<std::collections::HashMap<u32, std::fs::File>>> = Arc::default();
+        let (reaper, jobs) = std::sync::mpsc::channel::<u32>();
+        let held = locks.clone();
+        std::thread::Builder::new()
+            .name("junction-reaper".into())
+            .spawn(move || {
+                for uid in jobs {
+                    reap(uid);
+                    // Only now may another process (or this one) take it.
+                    held.lock().unwrap_or_else(|e| e.into_inner()).remove(&uid);
+                }
+            })
+            .map_err(RuntimeError::Io)?;
+        Ok(Users { gid, ids, locks, lock_dir, reaper: Mutex::new(reaper) })
+    }
+
+    /// A uid no live process has, here or in another Junction process.
+    pub fn take(&self) -> Result<u32, RuntimeError> {
+        let start = rand::random::<usize>() % self.ids.len();
+        for k in 0..self.ids.len() {
+            let uid = self.ids[(start + k) % self.ids.len()];
+            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            if locks.contains_key(&uid) {
+                continue;
+            }
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(self.lock_dir.join(uid.to_string()))?;
+            if file.try_lock().is_err() {
+                continue;
+            }
+            locks.insert(uid, file);
+            drop(locks);
+            // A holder that crashed may have left processes behind.
+            if !processes_of(uid).is_empty() {
+                reap(uid);
+            }
+            return Ok(uid);
+        }
+        Err(RuntimeError::Unavailable("every script uid is in use (too many runtime processes at once)".into()))
+    }
+
+    /// Back to the pool once everything running as `uid` is gone; never
+    /// blocks the caller.
+    pub fn give_back(&self, uid: u32) {
+        let _ = self.reaper.lock().unwrap_or_else(|e| e.into_inner()).send(uid);
+    }
+}
+
+/// Root's own directory for the uid locks: `/run/junction-uids` (a tmpfs
+/// only root writes), else one in the temporary dir.
+fn lock_dir() -> Result<PathBuf, RuntimeError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let candidates = [PathBuf::from("/run/junction-uids"), std::env::temp_dir().join("junction-uids-0")];
+    let mut last = None;
+    for dir in candidates {
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+        match std::fs::symlink_metadata(&dir) {
+            // Ours and nobody else's: not a link someone planted.
+            Ok(m) if m.is_dir() && m.uid() == 0 => {
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+                return Ok(dir);
+            }
+            Ok(_) => last = Some(format!("{} is not root's own directory", dir.display())),
+            Err(e) => last = Some(format!("{}: {e}", dir.display())),
+        }
+    }
+    Err(RuntimeError::Unavailable(format!("no directory for the script uid locks: {}", last.unwrap_or_default())))
+}
+
+fn has_account(uid: u32) -> bool {
+    // SAFETY: getpwuid returns a pointer into static storage or null; only
+    // nullness is read.
+    unsafe { !libc::getpwuid(uid).is_null() }
+}
+
+/// Pids of the processes whose real owner is `uid`.
+pub(crate) fn processes_of(uid: u32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            (e.metadata().ok()?.uid() == uid).then_some(pid)
+        })
+        .collect()
+}
+
+/// Kills every process of `uid` (until none is left: a forking process is
+/// caught on a later pass) and removes what it left in the shared
+/// temporary directories.
+fn reap(uid: u32) {
+    for _ in 0..100 {
+        let pids = processes_of(uid);
+        if pids.is_empty() {
+            break;
+        }
+        for pid in pids {
+            // SAFETY: kill(2) sends a signal; no memory is touched.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    for dir in ["/tmp", "/var/tmp", "/dev/shm"] {
+        remove_owned_by(Path::new(dir), uid);
+    }
+}
+
+fn remove_owned_by(dir: &Path, uid: u32) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let Ok(meta) = entry.path().symlink_metadata() else { continue };
+        if meta.uid() != uid {
+            continue;
+        }
+        let path = entry.path();
+        let _ = if meta.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+    }
+}
+
+/// Makes `path` (a directory Junction created) the private home of `uid`.
+pub(crate) fn hand_over(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+}
+
+/// The runtime's shared, read-only tree (harness files, modules) and the
+/// per-process directories, placed where an unprivileged uid can reach
+/// them: the data dir stays 0700, so under root they live in a fresh
+/// directory of the system's temporary dir, owned by root.
+pub(crate) fn public_root(config: &RuntimeConfig, users: bool) -> Result<PathBuf, RuntimeError> {
+    if !users {
+        return Ok(config.dir.clone());
+    }
+    let dir = tempfile::Builder::new().prefix("junction-run-").tempdir()?.keep();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+    Ok(dir)
+}
+
+/// `src`'s files hard-linked under `dst` (copied where a link cannot be
+/// made), so an unprivileged uid reads the modules without reaching the
+/// data dir. Links share the files' owner and mode: root's, read-only to
+/// others.
+pub(crate) fn link_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dst)?;
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let (from, to) = (entry.path(), dst.join(entry.file_name()));
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            link_tree(&from, &to)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
+        } else if std::fs::hard_link(&from, &to).is_err() {
+            std::fs::copy(&from, &to)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether every directory from `/` to `path` lets other users through.
+pub(crate) fn reachable(path: &Path) -> bool {
+    path.ancestors().all(|p| std::fs::metadata(p).is_ok_and(|m| m.mode() & 0o001 != 0))
+}
