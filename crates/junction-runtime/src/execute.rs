@@ -12,6 +12,10 @@ use crate::{Event, Execution, Outcome, Runtime, RuntimeError, Status};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// How long the fd 1/2 output of a finished execution may trail its result
+/// (a script that closed those fds leaves no end marks).
+const OUTPUT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
 fn rand_u64() -> u64 {
     rand::random()
 }
@@ -60,7 +64,14 @@ pub(crate) async fn run(
         secrets: &execution.secrets,
     };
     let redactor = Redactor::new(&execution.secrets).hiding_paths(&host.private_paths);
-    let mut relay = Relay { on_event, redactor: &redactor, budget: execution.limits.max_log_bytes, truncated: false };
+    let mut relay = Relay {
+        on_event,
+        redactor: &redactor,
+        budget: execution.limits.max_log_bytes,
+        truncated: false,
+        end_mark: format!("\0junction-end:{id}"),
+        ends_seen: 0,
+    };
     let mut outcome = Outcome {
         status: Status::Crashed,
         message: String::new(),
@@ -153,7 +164,18 @@ pub(crate) async fn run(
             }
         }
     };
-    // Lines the process wrote to fd 1 or 2 just before its result.
+    // Lines the process wrote to fd 1 or 2 before its result travel on
+    // other pipes than the result: the harness ends each with a mark, and
+    // the log is complete when both marks are in.
+    if matches!(fate, Fate::Reuse | Fate::Discard) && matches!(outcome.status, Status::Succeeded | Status::Failed) {
+        let deadline = tokio::time::Instant::now() + OUTPUT_GRACE;
+        while relay.ends_seen < 2 {
+            match tokio::time::timeout_at(deadline, process.output.recv()).await {
+                Ok(Some((level, line))) => relay.output(level, &line),
+                _ => break,
+            }
+        }
+    }
     while let Ok((level, line)) = process.output.try_recv() {
         relay.output(level, &line);
     }
@@ -200,6 +222,10 @@ struct Relay<'a> {
     redactor: &'a Redactor,
     budget: usize,
     truncated: bool,
+    /// What the harness writes to fds 1 and 2 after an execution's last
+    /// output (NUL, then the request id).
+    end_mark: String,
+    ends_seen: u8,
 }
 
 impl Relay<'_> {
@@ -221,6 +247,16 @@ impl Relay<'_> {
     /// A line the process wrote to fd 1 or 2 itself (not through the
     /// harness): a log line of that level.
     fn output(&mut self, level: &'static str, text: &str) {
+        let text = match text.strip_suffix(self.end_mark.as_str()) {
+            Some(before) => {
+                self.ends_seen += 1;
+                if before.is_empty() {
+                    return;
+                }
+                before
+            }
+            None => text,
+        };
         self.log(level.to_string(), &crate::log_line(level, text));
     }
 

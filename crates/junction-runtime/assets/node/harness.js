@@ -298,6 +298,14 @@ function serve(request) {
       flushPending();
       if (!event.ok && event.error) log('ERROR', event.error);
       const leftover = leftovers(before);
+      // Ends this execution's raw output on fds 1 and 2 for the worker.
+      for (const fd of [1, 2]) {
+        try {
+          writeSync(fd, `\0junction-end:${request.id}\n`);
+        } catch (_) {
+          // the script closed it; the worker waits briefly instead
+        }
+      }
       send(Object.assign({ t: 'result', id: request.id }, event, leftover ? { leftover } : {}));
       secrets = [];
       resolve();

@@ -584,6 +584,17 @@ def leftovers():
     return ", ".join(left) or None
 
 
+def end_raw_output(request_id):
+    """Marks the end of this request's raw output on fds 1 and 2 for the worker."""
+    mark = "\0junction-end:{}\n".format(request_id).encode("utf-8", "replace")
+    for fd in (1, 2):
+        try:
+            sys.stderr.flush() if fd == 2 else None
+            os.write(fd, mark)
+        except (OSError, ValueError):
+            pass  # the step closed it; the worker waits briefly instead
+
+
 _print = builtins.print
 
 
@@ -644,6 +655,8 @@ def main():
                         version, PROTOCOL_VERSION)))
             else:
                 event = harness.handle(request)
+            if request.get("op") == "exec":
+                end_raw_output(request_id)
         except KeyboardInterrupt:
             break
         except BaseException as error:  # noqa: B902 -- the harness must outlive any request
