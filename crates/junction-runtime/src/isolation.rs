@@ -265,9 +265,11 @@ pub(crate) fn public_root(config: &RuntimeConfig, users: bool) -> Result<PathBuf
     if !users {
         return Ok(config.dir.clone());
     }
-    let dir = tempfile::Builder::new().prefix("junction-run-").tempdir()?.keep();
+    sweep_stale_roots();
+    let dir = tempfile::Builder::new().prefix(ROOT_PREFIX).tempdir()?.keep();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::write(dir.join(OWNER_FILE), std::process::id().to_string())?;
     Ok(dir)
 }
 
@@ -290,6 +292,30 @@ pub(crate) fn link_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+const ROOT_PREFIX: &str = "junction-run-";
+const OWNER_FILE: &str = "owner.pid";
+
+/// Removes the roots of Junction processes that died without cleaning up
+/// (killed with SIGKILL): root's directories whose owner is gone.
+fn sweep_stale_roots() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let path = entry.path();
+        let ours = entry.file_name().to_str().is_some_and(|n| n.starts_with(ROOT_PREFIX))
+            && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir() && m.uid() == 0);
+        if !ours {
+            continue;
+        }
+        let owner: Option<i32> =
+            std::fs::read_to_string(path.join(OWNER_FILE)).ok().and_then(|s| s.trim().parse().ok());
+        // SAFETY: kill with signal 0 only asks whether the pid exists.
+        let alive = owner.is_some_and(|pid| pid > 0 && unsafe { libc::kill(pid, 0) } == 0);
+        if owner.is_some() && !alive {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }
 
 /// Whether every directory from `/` to `path` lets other users through.
