@@ -178,9 +178,13 @@ fn integer_value(field: &str, value: &Value, min: i64, max: i64, v: &mut Violati
     match value {
         Value::Number(n) if n.is_i64() || n.is_u64() => match n.as_i64() {
             Some(x) if (min..=max).contains(&x) => Some(x),
+            // Below the minimum; a u64 beyond i64 is above every maximum.
+            Some(x) if x < min => {
+                v.push(field, "range", format!("must be at least {min}"));
+                None
+            }
             _ => {
-                let upper = if max == i64::MAX { String::new() } else { format!(" and at most {max}") };
-                v.push(field, "range", format!("must be at least {min}{upper}"));
+                v.push(field, "range", format!("must be at most {max}"));
                 None
             }
         },
@@ -418,5 +422,18 @@ mod tests {
             pairs(&[("optional[0].value", "max_items")])
         );
         assert_eq!(rules(json!([1])), pairs(&[("body", "type")]));
+    }
+
+    #[test]
+    fn out_of_range_integers_name_the_bound_they_break() {
+        let message = |change: Value| CicdJob::parse(&with(change)).unwrap_err().0[0].message.clone();
+        assert_eq!(message(json!({"service_id": 0})), "must be at least 1");
+        assert_eq!(message(json!({"service_id": u64::MAX})), format!("must be at most {}", i64::MAX));
+        assert_eq!(message(json!({"job_duration": u64::MAX})), format!("must be at most {}", i64::MAX));
+        assert_eq!(message(json!({"job_start_time": -1})), "must be at least 0");
+        assert_eq!(
+            message(json!({"job_start_time": 1704018030000i64})),
+            format!("must be at most {MAX_EPOCH_SECONDS}")
+        );
     }
 }

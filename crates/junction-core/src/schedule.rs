@@ -28,8 +28,17 @@ use crate::validation::{Invalid, Violations};
 
 /// Keys Junction adds when it shows a schedule. They are ignored on input so
 /// a schedule read back can be posted again.
-pub const READ_BACK_KEYS: [&str; 8] =
-    ["next_fire_at", "last_fire_at", "created_at", "updated_at", "description", "last_error", "next_run", "anchor_at"];
+pub const READ_BACK_KEYS: [&str; 9] = [
+    "next_fire_at",
+    "last_fire_at",
+    "last_run_id",
+    "created_at",
+    "updated_at",
+    "description",
+    "last_error",
+    "next_run",
+    "anchor_at",
+];
 
 /// The accepted `schedule.schedule_type` values.
 pub const SCHEDULE_TYPES: [&str; 4] = ["frequency", "crontab", "interval", "cron"];
@@ -42,6 +51,10 @@ const INFO: &str = "schedule.schedule_info";
 /// The largest `repeat_every` of an interval; beyond it the numbers stop
 /// meaning anything to people and start risking overflow.
 pub const MAX_REPEAT_EVERY: i64 = 10_000;
+
+/// The largest `run_every`: 100 years of 365 days, in seconds. Beyond it
+/// a schedule would never fire in any calendar Junction can count in.
+pub const MAX_RUN_EVERY: i64 = 100 * 365 * 86_400;
 
 /// How far ahead a cron search looks. 28 years is the Gregorian calendar's
 /// weekday cycle within a century, so a day pattern that matches nothing in
@@ -584,42 +597,56 @@ fn opt_string(obj: &Map<String, Value>, key: &str, field: &str, v: &mut Violatio
 }
 
 /// A required whole number in `min..=max`. `3600.0` is accepted because
-/// some clients write every number as a float.
+/// some clients write every number as a float. Out of range is `too_small`
+/// or `too_large`, naming the bound, however far out the number is
+/// (`1e300`, `-1e300`, `u64::MAX`).
 fn whole_number(obj: &Map<String, Value>, key: &str, min: i64, max: i64, v: &mut Violations) -> Option<i64> {
     let field = format!("{INFO}.{key}");
-    let range =
-        || if max == i64::MAX { format!("must be at least {min}") } else { format!("must be from {min} to {max}") };
-    match obj.get(key) {
+    let value = match obj.get(key) {
         None | Some(Value::Null) => {
             v.push(field, "required", "is required");
-            None
+            return None;
         }
-        Some(Value::Number(n)) => {
-            let value = n.as_i64().or_else(|| {
-                let f = n.as_f64()?;
-                (f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i64)
-            });
-            match value {
-                Some(x) if (min..=max).contains(&x) => Some(x),
-                Some(_) => {
-                    v.push(field, "range", range());
-                    None
-                }
-                None if n.as_u64().is_some() || n.as_f64().is_some_and(|f| f.fract() == 0.0) => {
-                    v.push(field, "range", range());
-                    None
-                }
-                None => {
-                    v.push(field, "type", format!("must be a whole number, not {n}"));
-                    None
-                }
-            }
-        }
+        Some(Value::Number(n)) => n,
         Some(other) => {
             v.push(field, "type", format!("must be a whole number, not {}", kind(other)));
+            return None;
+        }
+    };
+    // Below or above every i64 when it does not fit one.
+    let whole: Option<Result<i64, std::cmp::Ordering>> = if let Some(x) = value.as_i64() {
+        Some(Ok(x))
+    } else if value.is_u64() {
+        Some(Err(std::cmp::Ordering::Greater))
+    } else {
+        value.as_f64().filter(|f| f.fract() == 0.0).map(|f| {
+            if f.abs() < 9.0e15 {
+                Ok(f as i64)
+            } else if f > 0.0 {
+                Err(std::cmp::Ordering::Greater)
+            } else {
+                Err(std::cmp::Ordering::Less)
+            }
+        })
+    };
+    match whole {
+        Some(Ok(x)) if (min..=max).contains(&x) => Some(x),
+        Some(Ok(x)) if x < min => too_small(field, min, v),
+        Some(Err(std::cmp::Ordering::Less)) => too_small(field, min, v),
+        Some(_) => {
+            v.push(field, "too_large", format!("must be at most {max}"));
+            None
+        }
+        None => {
+            v.push(field, "type", format!("must be a whole number, not {value}"));
             None
         }
     }
+}
+
+fn too_small(field: String, min: i64, v: &mut Violations) -> Option<i64> {
+    v.push(field, "too_small", format!("must be at least {min}"));
+    None
 }
 
 /// `schedule`: the type and the type's own fields, as (type, info as written, rule).
@@ -675,7 +702,7 @@ fn parse_schedule(value: Option<&Value>, tz: &TimeZone, v: &mut Violations) -> O
 
 fn parse_frequency(info: &Map<String, Value>, v: &mut Violations) -> Option<Rule> {
     unknown_keys(info, &["run_every"], INFO, "this kind of schedule", v);
-    let seconds = whole_number(info, "run_every", 1, i64::MAX, v)?;
+    let seconds = whole_number(info, "run_every", 1, MAX_RUN_EVERY, v)?;
     Some(Rule::Every { seconds })
 }
 
@@ -1423,6 +1450,34 @@ mod tests {
             json!({"frequency": "WEEKLY", "repeat_every": 2.0, "start_on": "2026-11-23"}),
         ));
         assert!(matches!(e.rule, Rule::Interval { frequency: Frequency::Weekly, repeat_every: 2, .. }));
+        // A schedule exactly as `GET /api/v1/schedule/{id}` shows it (the
+        // engine's `Schedule::to_json`) posts back as it is.
+        let shown = json!({
+            "application_id": "job", "entry_id": null, "params": {}, "enabled": true, "timezone": "UTC",
+            "schedule": {"schedule_type": "frequency", "schedule_info": {"run_every": 60}},
+            "id": "s1", "description": "Every minute", "next_fire_at": "2026-11-23T08:02:00Z", "next_run": "in a minute",
+            "last_fire_at": "2026-11-23T08:01:00Z", "last_run_id": "isapp-1", "last_error": null,
+            "created_at": "2026-11-23T08:00:00Z", "updated_at": "2026-11-23T08:00:00Z"
+        });
+        assert_eq!(entry(&shown).to_json(), entry(&shown.clone()).to_json());
+        assert_eq!(entry(&shown).id.as_deref(), Some("s1"));
+    }
+
+    #[test]
+    fn out_of_range_numbers_say_which_bound() {
+        let message = |info: Value| ScheduleEntry::parse(&body("UTC", "frequency", info)).unwrap_err().0[0].clone();
+        let too_big = message(json!({"run_every": 1e300}));
+        assert_eq!((too_big.rule.as_str(), too_big.message), ("too_large", format!("must be at most {MAX_RUN_EVERY}")));
+        let too_small = message(json!({"run_every": 0}));
+        assert_eq!((too_small.rule.as_str(), too_small.message.as_str()), ("too_small", "must be at least 1"));
+        assert_eq!(message(json!({"run_every": 1.5})).rule, "type");
+        assert!(ScheduleEntry::parse(&body("UTC", "frequency", json!({"run_every": MAX_RUN_EVERY}))).is_ok());
+        assert!(ScheduleEntry::parse(&body("UTC", "frequency", json!({"run_every": 3.6e3}))).is_ok());
+        let interval = |n: Value| {
+            body("UTC", "interval", json!({"frequency": "Daily", "repeat_every": n, "start_on": "2026-11-23"}))
+        };
+        let v = ScheduleEntry::parse(&interval(json!(1e300))).unwrap_err().0.remove(0);
+        assert_eq!((v.rule.as_str(), v.message), ("too_large", format!("must be at most {MAX_REPEAT_EVERY}")));
     }
 
     /// `(field, rule)` pairs a refused body must report, all of them and no others.
@@ -1495,14 +1550,38 @@ mod tests {
             // frequency
             ("run_every missing", freq(json!({})), &[("schedule.schedule_info.run_every", "required")]),
             ("run_every string", freq(json!({"run_every": "3600"})), &[("schedule.schedule_info.run_every", "type")]),
-            ("run_every 0", freq(json!({"run_every": 0})), &[("schedule.schedule_info.run_every", "range")]),
-            ("run_every negative", freq(json!({"run_every": -60})), &[("schedule.schedule_info.run_every", "range")]),
-            ("run_every fraction", freq(json!({"run_every": 1.5})), &[("schedule.schedule_info.run_every", "type")]),
-            ("run_every huge", freq(json!({"run_every": u64::MAX})), &[("schedule.schedule_info.run_every", "range")]),
+            ("run_every 0", freq(json!({"run_every": 0})), &[("schedule.schedule_info.run_every", "too_small")]),
             (
-                "run_every past year 9999",
+                "run_every negative",
+                freq(json!({"run_every": -60})),
+                &[("schedule.schedule_info.run_every", "too_small")],
+            ),
+            (
+                "run_every -1e300",
+                freq(json!({"run_every": -1e300})),
+                &[("schedule.schedule_info.run_every", "too_small")],
+            ),
+            (
+                "run_every 1e300",
+                freq(json!({"run_every": 1e300})),
+                &[("schedule.schedule_info.run_every", "too_large")],
+            ),
+            ("run_every 1e18", freq(json!({"run_every": 1e18})), &[("schedule.schedule_info.run_every", "too_large")]),
+            (
+                "run_every over 100 years",
+                freq(json!({"run_every": MAX_RUN_EVERY + 1})),
+                &[("schedule.schedule_info.run_every", "too_large")],
+            ),
+            ("run_every fraction", freq(json!({"run_every": 1.5})), &[("schedule.schedule_info.run_every", "type")]),
+            (
+                "run_every huge",
+                freq(json!({"run_every": u64::MAX})),
+                &[("schedule.schedule_info.run_every", "too_large")],
+            ),
+            (
+                "run_every i64::MAX",
                 freq(json!({"run_every": i64::MAX})),
-                &[("schedule.schedule_info.run_every", "never_fires")],
+                &[("schedule.schedule_info.run_every", "too_large")],
             ),
             (
                 "frequency unknown key",
@@ -1584,12 +1663,27 @@ mod tests {
             (
                 "repeat_every 0",
                 iv(json!("Daily"), json!(0), ok_start()),
-                &[("schedule.schedule_info.repeat_every", "range")],
+                &[("schedule.schedule_info.repeat_every", "too_small")],
             ),
             (
                 "repeat_every 10001",
                 iv(json!("Daily"), json!(10_001), ok_start()),
-                &[("schedule.schedule_info.repeat_every", "range")],
+                &[("schedule.schedule_info.repeat_every", "too_large")],
+            ),
+            (
+                "repeat_every 1e300",
+                iv(json!("Daily"), json!(1e300), ok_start()),
+                &[("schedule.schedule_info.repeat_every", "too_large")],
+            ),
+            (
+                "repeat_every u64::MAX",
+                iv(json!("Daily"), json!(u64::MAX), ok_start()),
+                &[("schedule.schedule_info.repeat_every", "too_large")],
+            ),
+            (
+                "repeat_every -1e300",
+                iv(json!("Daily"), json!(-1e300), ok_start()),
+                &[("schedule.schedule_info.repeat_every", "too_small")],
             ),
             (
                 "repeat_every string",
@@ -1657,7 +1751,7 @@ mod tests {
                     ("enabled", "type"),
                     ("extra", "unknown_field"),
                     ("schedule.schedule_info.frequency", "one_of"),
-                    ("schedule.schedule_info.repeat_every", "range"),
+                    ("schedule.schedule_info.repeat_every", "too_small"),
                     ("schedule.schedule_info.start_on", "date_time"),
                     ("timezone", "time_zone"),
                 ],

@@ -111,7 +111,7 @@ async fn bad_schedules_are_refused_naming_the_field() {
         (
             interval(json!({"frequency": "Minute", "repeat_every": 0, "start_on": "2026-11-23T09:00"})),
             "schedule.schedule_info.repeat_every",
-            "range",
+            "too_small",
         ),
         (
             interval(json!({"frequency": "Yearly", "repeat_every": 1, "start_on": "2026-11-23T09:00"})),
@@ -719,4 +719,68 @@ async fn a_frequency_schedule_counts_from_its_creation() {
     assert_eq!(fired, 4);
     let (_, got) = s.get(&format!("/api/v1/schedule/{}", sched["id"].as_str().unwrap())).await;
     assert_eq!(got["next_fire_at"], "2026-11-23T08:07:37Z");
+}
+
+/// A schedule read back (one or the listing) posts back unchanged: every
+/// key the server adds (`last_run_id`, `next_fire_at`, `last_error`,
+/// `created_at` ...) is accepted and ignored, and nothing changes.
+#[tokio::test]
+async fn a_schedule_read_back_posts_back_unchanged() {
+    let (clock, options) = manual();
+    let s = TestServer::sqlite_with(options).await;
+    make_job(&s, "sync").await;
+    let sched = add_schedule(&s, every_minute("sync", "2026-11-23T08:01")).await;
+    let id = sched["id"].as_str().unwrap().to_string();
+    advance(&clock, 60);
+    assert_eq!(fire(&s).await, 1);
+    let (status, shown) = s.get(&format!("/api/v1/schedule/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert!(shown["last_run_id"].is_string() && shown["last_fire_at"].is_string(), "{shown}");
+    let (_, list) = s.get("/api/v1/schedule").await;
+    assert_eq!(list[0], shown);
+    advance(&clock, 5);
+    for body in [shown.clone(), list[0].clone()] {
+        let (status, answer) = s.post("/api/v1/schedule", body.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{body} -> {answer}");
+        let (_, now) = s.get(&format!("/api/v1/schedule/{id}")).await;
+        assert_eq!(answer, now);
+        // Everything as it was; only the time of the save is new.
+        let mut before = shown.clone();
+        before["updated_at"] = now["updated_at"].clone();
+        assert_eq!(now, before);
+        assert_ne!(now["updated_at"], shown["updated_at"]);
+    }
+    assert_eq!(fire(&s).await, 0, "re-posting fired nothing");
+    let (_, list) = s.get("/api/v1/schedule").await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "still one schedule");
+}
+
+/// Numbers out of range name the bound they break, however far out they
+/// are: `1e300` is too large, not "at least 1".
+#[tokio::test]
+async fn out_of_range_schedule_numbers_say_too_small_or_too_large() {
+    let s = TestServer::sqlite().await;
+    make_job(&s, "job").await;
+    let frequency = |n: Value| json!({"application_id": "job", "schedule": {"schedule_type": "frequency", "schedule_info": {"run_every": n}}});
+    let interval = |n: Value| json!({"application_id": "job", "schedule": {"schedule_type": "interval", "schedule_info": {"frequency": "Daily", "repeat_every": n, "start_on": "2026-11-23T09:00"}}});
+    let cases = [
+        (frequency(json!(1e300)), "run_every", "too_large", "must be at most 3153600000"),
+        (frequency(json!(u64::MAX)), "run_every", "too_large", "must be at most 3153600000"),
+        (frequency(json!(i64::MAX)), "run_every", "too_large", "must be at most 3153600000"),
+        (frequency(json!(-1e300)), "run_every", "too_small", "must be at least 1"),
+        (frequency(json!(0)), "run_every", "too_small", "must be at least 1"),
+        (interval(json!(1e300)), "repeat_every", "too_large", "must be at most 10000"),
+        (interval(json!(10_001)), "repeat_every", "too_large", "must be at most 10000"),
+        (interval(json!(0)), "repeat_every", "too_small", "must be at least 1"),
+    ];
+    for (body, field, rule, message) in cases {
+        let (status, answer) = s.post("/api/v1/schedule", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} -> {answer}");
+        let detail = &answer["error"]["details"][0];
+        assert_eq!(
+            (detail["field"].as_str(), detail["rule"].as_str(), detail["message"].as_str()),
+            (Some(format!("schedule.schedule_info.{field}").as_str()), Some(rule), Some(message)),
+            "{body} -> {answer}"
+        );
+    }
 }
