@@ -99,18 +99,26 @@ fn activity(key: &str, remote: &str, env: &str) -> Value {
         "remote_id": remote, "env": env}})
 }
 
+/// `activity` with a custom field the schema does not declare.
+fn activity_with_colour(key: &str, remote: &str, env: &str) -> Value {
+    let mut a = activity(key, remote, env);
+    a["custom_data"]["colour"] = json!("<b>red</b>");
+    a
+}
+
 async fn queue_intake(postgres: bool) {
     let h = harness(postgres).await;
     let source = h.engine.create_xds_source("queue-agent").await.unwrap();
     let key = source.source_association_key.clone();
     h.publish("m-schema", schema(&key).to_string().as_bytes()).await;
-    h.publish("m-1", activity(&key, "deploy-7", "staging").to_string().as_bytes()).await;
+    // An undeclared custom field is stored, as over HTTP (spec 003).
+    h.publish("m-1", activity_with_colour(&key, "deploy-7", "staging").to_string().as_bytes()).await;
     h.publish("m-bad", b"{not json").await;
     h.publish(
-        "m-undeclared",
+        "m-invalid",
         {
             let mut a = activity(&key, "deploy-8", "prod");
-            a["custom_data"]["colour"] = json!("red");
+            a["custom_data"]["schema_version"] = json!("1");
             a.to_string()
         }
         .as_bytes(),
@@ -186,6 +194,13 @@ async fn queue_intake(postgres: bool) {
     let acts = h.activities().await;
     assert_eq!(acts[0].sub_event_count, 2, "the redelivered message was stored once");
     assert_eq!(acts[0].fields["env"], "production");
+    // The undeclared field of m-1 is kept through the aggregation, listed,
+    // and never rendered.
+    assert_eq!(acts[0].fields["colour"], "<b>red</b>");
+    assert_eq!(acts[0].undeclared_fields, ["colour"]);
+    assert_eq!(acts[0].sub_events[0].undeclared_fields, ["colour"]);
+    assert!(acts[0].sub_events[1].undeclared_fields.is_empty());
+    assert!(!serde_json::to_string(&acts[0].rendered).unwrap().contains("red"));
     let left = h.channel.queue_declare(&h.config.queue, passive, FieldTable::default()).await.unwrap().message_count();
     assert_eq!(left, 0, "everything was acknowledged");
     h.cleanup().await;

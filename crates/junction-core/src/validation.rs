@@ -27,17 +27,54 @@ impl Violation {
 #[error("{}", summary(.0))]
 pub struct Invalid(pub Vec<Violation>);
 
+/// The most violations one answer (or recorded refusal) lists; a document
+/// can break a rule thousands of times, and an answer of a megabyte helps
+/// nobody. The rest are counted, see [`listed`].
+pub const MAX_LISTED: usize = 100;
+
+/// The rule of the entry that stands for the violations not listed.
+pub const MORE_VIOLATIONS: &str = "more_violations";
+
 fn summary(v: &[Violation]) -> String {
     match v {
         [] => "invalid input".to_string(),
         [one] => format!("{}: {}", one.field, one.message),
+        [first, ..] if v.len() > MAX_LISTED => format!(
+            "{} violations; the first {MAX_LISTED} are listed, starting with {}: {}",
+            v.len(),
+            first.field,
+            first.message
+        ),
         [first, rest @ ..] => format!("{}: {} (and {} more)", first.field, first.message, rest.len()),
     }
+}
+
+/// The violations to list: all of them when there are at most
+/// [`MAX_LISTED`]; otherwise the first [`MAX_LISTED`] and one last entry
+/// (field `body`, rule `more_violations`) saying how many more there are.
+pub fn listed(v: &[Violation]) -> Vec<Violation> {
+    if v.len() <= MAX_LISTED {
+        return v.to_vec();
+    }
+    let mut out = v[..MAX_LISTED].to_vec();
+    let more = v.len() - MAX_LISTED;
+    let (noun, verb) = if more == 1 { ("violation", "is") } else { ("violations", "are") };
+    out.push(Violation::new(
+        "body",
+        MORE_VIOLATIONS,
+        format!("{more} more {noun} {verb} not listed ({} in all)", v.len()),
+    ));
+    out
 }
 
 impl Invalid {
     pub fn one(field: impl Into<String>, rule: &str, message: impl Into<String>) -> Self {
         Self(vec![Violation::new(field, rule, message)])
+    }
+
+    /// The violations an answer lists (see [`listed`]).
+    pub fn listed(&self) -> Vec<Violation> {
+        listed(&self.0)
     }
 }
 
@@ -90,4 +127,30 @@ pub fn from_json<T: serde::de::DeserializeOwned>(base: &str, value: serde_json::
         let field = if field.is_empty() { "body".to_string() } else { field };
         Invalid::one(field, "type", e.into_inner().to_string())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn many(n: usize) -> Invalid {
+        Invalid((0..n).map(|i| Violation::new(format!("f{i}"), "unknown_field", format!("f{i} is unknown"))).collect())
+    }
+
+    #[test]
+    fn at_most_a_hundred_violations_are_listed_and_the_rest_counted() {
+        assert_eq!(many(1).to_string(), "f0: f0 is unknown");
+        assert_eq!(many(100).to_string(), "f0: f0 is unknown (and 99 more)");
+        assert_eq!(many(100).listed(), many(100).0);
+        let big = many(10_000);
+        assert_eq!(big.to_string(), "10000 violations; the first 100 are listed, starting with f0: f0 is unknown");
+        let shown = big.listed();
+        assert_eq!(shown.len(), MAX_LISTED + 1);
+        assert_eq!(shown[..MAX_LISTED], big.0[..MAX_LISTED]);
+        assert_eq!(
+            shown[MAX_LISTED],
+            Violation::new("body", MORE_VIOLATIONS, "9900 more violations are not listed (10000 in all)")
+        );
+        assert_eq!(many(101).listed()[100].message, "1 more violation is not listed (101 in all)");
+    }
 }

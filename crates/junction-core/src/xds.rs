@@ -12,7 +12,10 @@
 //! Field classes (spec 003): the four *mandatory* fields are in every
 //! schema and every message; *stock* fields are defined by the API and so
 //! are part of every schema whether or not its `fields` lists them;
-//! *custom* fields are the schema's own and must be listed in `fields`.
+//! *custom* fields are the schema's own, listed in `fields`. A message may
+//! also carry custom fields its schema version does not declare ("truly
+//! arbitrary", spec 003): they are checked as custom values, stored, listed
+//! as undeclared, and — like hidden fields — never rendered.
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -154,6 +157,12 @@ impl Schema {
 
     pub fn is_hidden(&self, field: &str) -> bool {
         self.hidden.iter().any(|f| f == field)
+    }
+
+    /// The keys of `fields` (an activity's or a message's values) this
+    /// schema version does not declare, in their order.
+    pub fn undeclared(&self, fields: &Map<String, Value>) -> Vec<String> {
+        fields.keys().filter(|k| self.kind_of(k).is_none()).cloned().collect()
     }
 }
 
@@ -620,7 +629,8 @@ pub struct Activity {
     /// Integers are kept as their decimal text, so `1234` and `"1234"` are
     /// the same activity.
     pub remote_id: String,
-    /// Every other key of `custom_data` (but `name`), as sent.
+    /// Every other key of `custom_data` (but `name`), as sent, undeclared
+    /// ones included.
     pub fields: Map<String, Value>,
 }
 
@@ -705,16 +715,17 @@ impl ActivityEnvelope {
                     continue;
                 }
                 let Some(field_kind) = schema.kind_of(key) else {
-                    v.push(
-                        &at,
-                        "undeclared",
-                        format!(
-                            "{} is not a field of schema {} version {}",
-                            quoted(key),
-                            schema.schema_id,
-                            schema.schema_version
-                        ),
-                    );
+                    // Undeclared: kept as a custom value (never rendered),
+                    // under a name a later version could declare.
+                    let before = v.len();
+                    if let Err(e) = check_field_name(&at, key) {
+                        v.add(e);
+                    } else {
+                        custom(&at, value, v);
+                    }
+                    if v.len() == before {
+                        fields.insert(key.clone(), value.clone());
+                    }
                     continue;
                 };
                 if field_kind == FieldKind::Mandatory {
@@ -1421,8 +1432,10 @@ mod tests {
             (json!({"-event_time": null}), pairs(&[("custom_data.event_time", "required")])),
             (json!({"event_time": "2015-02-02"}), pairs(&[("custom_data.event_time", "rfc3339_utc")])),
             (json!({"schema_version": "2"}), pairs(&[("custom_data.schema_version", "type")])),
-            (json!({"ticket": "T-1"}), pairs(&[("custom_data.ticket", "undeclared")])),
-            (json!({"bad key\u{0}": 1}), pairs(&[("custom_data[\"bad key\\u0000\"]", "undeclared")])),
+            (json!({"bad key\u{0}": 1}), pairs(&[("custom_data[\"bad key\\u0000\"]", "field_name")])),
+            (json!({"bad key": 1}), pairs(&[("custom_data[\"bad key\"]", "field_name")])),
+            (json!({"ticket": "a\u{0}b"}), pairs(&[("custom_data.ticket", "text")])),
+            (json!({"ticket": "x".repeat(MAX_VALUE_BYTES)}), pairs(&[("custom_data.ticket", "size")])),
             (json!({"name": "Other"}), pairs(&[("custom_data.name", "schema_name")])),
             (json!({"status_type": "done"}), pairs(&[("custom_data.status_type", "one_of")])),
             (json!({"status_type": 1}), pairs(&[("custom_data.status_type", "type")])),
@@ -1464,7 +1477,7 @@ mod tests {
             assert!(ActivityEnvelope::read(&body).validate(Some(&schema()), &urls()).is_ok(), "{ok}");
         }
         // Everything at once, envelope included.
-        let mut body = with_data(json!({"-rule": null, "ticket": 1, "status_type": "done"}));
+        let mut body = with_data(json!({"-rule": null, "ticket": 1, "bad key": 1, "status_type": "done"}));
         body["api_version"] = json!("2");
         body["extra"] = json!(1);
         assert_eq!(
@@ -1473,7 +1486,7 @@ mod tests {
                 ("extra", "unknown_field"),
                 ("api_version", "one_of"),
                 ("custom_data.status_type", "one_of"),
-                ("custom_data.ticket", "undeclared"),
+                ("custom_data[\"bad key\"]", "field_name"),
                 ("custom_data.rule", "required"),
             ])
         );
@@ -1485,6 +1498,44 @@ mod tests {
         let mut env = ActivityEnvelope::read(&spec_activity());
         env.refuse(Violation::new("custom_data.schema_version", "unknown_version", "no such version"));
         assert_eq!(env.validate(None, &urls()).unwrap_err().0[0].rule, "unknown_version");
+    }
+
+    /// Spec 003's walkthrough sends its activity (with `environment`)
+    /// while the schema it has registered so far does not declare
+    /// `environment`: the message is taken, the undeclared field stored,
+    /// listed, and never rendered.
+    #[test]
+    fn undeclared_custom_fields_are_kept_listed_and_never_rendered() {
+        let walkthrough = with_schema(json!({
+            "fields": ["schema_id", "schema_version", "event_time", "remote_id", "associated_remote_id", "summary",
+                "status_name", "status_type", "link_to", "rule", "deploy_url", "deploy_message"],
+            "-link_to": null, "-hidden": null
+        }));
+        let schema = SchemaMessage::parse(&walkthrough).unwrap().schema;
+        let env = ActivityEnvelope::read(&spec_activity());
+        let a = env.validate(Some(&schema), &urls()).unwrap();
+        assert_eq!(a.fields["environment"], "Dev Stage 1");
+        assert_eq!(schema.undeclared(&a.fields), ["environment"]);
+        assert!(render(&schema, &a.fields, &urls()).fields.get("environment").is_none());
+        // Any JSON within the custom caps; markup stays out of the rendering.
+        let body = with_data(json!({
+            "environment": "<script>alert(1)</script>", "authorized_by": {"who": ["alice", 1, null]}, "ticket": null
+        }));
+        let a = ActivityEnvelope::read(&body).validate(Some(&schema), &urls()).unwrap();
+        assert_eq!(schema.undeclared(&a.fields), ["environment", "authorized_by", "ticket"]);
+        let rendered = serde_json::to_string(&render(&schema, &a.fields, &urls())).unwrap();
+        assert!(!rendered.contains("script") && !rendered.contains("alice"), "{rendered}");
+        // Declared fields keep their types: an undeclared field is no way
+        // around them.
+        let wrong = with_data(json!({"summary": 5, "environment": "x"}));
+        let refused = ActivityEnvelope::read(&wrong).validate(Some(&schema), &urls()).unwrap_err();
+        assert_eq!(
+            refused.0.iter().map(|v| (v.field.as_str(), v.rule.as_str())).collect::<Vec<_>>(),
+            [("custom_data.summary", "type")]
+        );
+        // Under the complete schema nothing is undeclared.
+        let a = ActivityEnvelope::read(&spec_activity()).validate(Some(&self::schema()), &urls()).unwrap();
+        assert!(self::schema().undeclared(&a.fields).is_empty());
     }
 
     #[test]

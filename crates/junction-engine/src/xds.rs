@@ -171,10 +171,11 @@ impl Engine {
 
     /// `POST /api/1/activities`: validates the message against the schema
     /// version it names (400 with every violation: unknown source, schema
-    /// or version, missing required fields, undeclared fields, wrong
-    /// types), associates a source that has no schema yet, and stores it
-    /// as a sub-event of its activity; a source that follows another
-    /// schema is 409. Refusals are recorded. Answers once stored.
+    /// or version, missing required fields, wrong types; fields the version
+    /// does not declare are kept as custom data, never rendered),
+    /// associates a source that has no schema yet, and stores it as a
+    /// sub-event of its activity; a source that follows another schema is
+    /// 409. Refusals are recorded. Answers once stored.
     pub async fn ingest_xds_activity(&self, body: &Value, raw: &[u8]) -> Result<XdsAccepted> {
         match self.ingest_activity(body, raw, None).await? {
             Some(accepted) => Ok(accepted),

@@ -31,7 +31,8 @@ pub struct ErrorInfo {
     /// Stable snake_case code, e.g. `validation_failed`, `not_found`.
     code: String,
     message: String,
-    /// One entry per broken rule, naming the field.
+    /// One entry per broken rule, naming the field; at most 100, then
+    /// one entry (rule `more_violations`) counting the rest.
     details: Vec<Violation>,
 }
 
@@ -48,12 +49,14 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
 
+    /// A 400 listing the violations: at most the first 100 and an entry
+    /// counting the rest (`Invalid::listed`), so no refusal is unbounded.
     pub fn invalid(invalid: Invalid) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             code: "validation_failed",
             message: invalid.to_string(),
-            details: invalid.0,
+            details: invalid.listed(),
         }
     }
 

@@ -203,6 +203,44 @@ async fn cicd_jobs_are_validated_stored_and_scoped_on_postgres() {
     webhook(&TestServer::postgres().await).await;
 }
 
+/// A body with 10,000 violations gets a short answer: the first 100 are
+/// listed and a last entry says how many more there are.
+#[tokio::test]
+async fn a_refusal_lists_the_first_hundred_violations_and_counts_the_rest() {
+    let s = TestServer::sqlite().await;
+    let acme = company(&s, "acme").await;
+    let mut body = sample(acme.service);
+    for i in 0..10_000 {
+        body[format!("extra{i}")] = json!(1);
+    }
+    let url = format!("{}/webhook/company/{}/cicd_job", s.base, acme.id);
+    let resp = s.http.post(url).bearer_auth(&acme.token).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let text = resp.text().await.unwrap();
+    assert!(text.len() < 20_000, "a short answer, not {} bytes", text.len());
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    let listed = details(&answer);
+    assert_eq!(listed.len(), 101, "{answer}");
+    assert_eq!(listed[0], ("extra0".to_string(), "unknown_field".to_string()));
+    assert_eq!(listed[99], ("extra99".to_string(), "unknown_field".to_string()));
+    assert_eq!(listed[100], ("body".to_string(), "more_violations".to_string()));
+    let last = &answer["error"]["details"][100]["message"];
+    assert_eq!(last, "9900 more violations are not listed (10000 in all)");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("10000 violations; the first 100 are listed"), "{message}");
+    // Up to 100 violations are all listed, with no extra entry.
+    let mut body = sample(acme.service);
+    for i in 0..100 {
+        body[format!("extra{i}")] = json!(1);
+    }
+    let (status, answer) = post_job(&s, acme.id, Some(&acme.token), &body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let listed = details(&answer);
+    assert_eq!(listed.len(), 100);
+    assert!(listed.iter().all(|(_, rule)| rule == "unknown_field"), "{answer}");
+    assert_eq!(answer["error"]["message"], "extra0: \"extra0\" is not a field of a CI/CD job (spec 002) (and 99 more)");
+}
+
 /// Many agents at once: every accepted post is stored exactly once.
 #[tokio::test]
 async fn concurrent_posts_are_all_stored() {

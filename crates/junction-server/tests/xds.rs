@@ -476,7 +476,7 @@ async fn xds(s: &TestServer) {
             activity_with(&key, json!({"event_time": "2015-02-02T17:15:32"})),
             pairs(&[("custom_data.event_time", "rfc3339_utc")]),
         ),
-        (activity_with(&key, json!({"ticket": "T-1"})), pairs(&[("custom_data.ticket", "undeclared")])),
+        (activity_with(&key, json!({"bad key": "T-1"})), pairs(&[("custom_data[\"bad key\"]", "field_name")])),
         (activity_with(&key, json!({"name": "Other Schema"})), pairs(&[("custom_data.name", "schema_name")])),
         (activity_with(&key, json!({"status_type": "done"})), pairs(&[("custom_data.status_type", "one_of")])),
         (activity_with(&key, json!({"summary": 5})), pairs(&[("custom_data.summary", "type")])),
@@ -494,7 +494,7 @@ async fn xds(s: &TestServer) {
         ),
         (activity_with(&key, json!({"schema_version": 1e300})), pairs(&[("custom_data.schema_version", "type")])),
         (activity_with(&key, json!({"schema_version": u64::MAX})), pairs(&[("custom_data.schema_version", "range")])),
-        (activity_with(&key, json!({"bad\u{0}key": 1})), pairs(&[("custom_data[\"bad\\u0000key\"]", "undeclared")])),
+        (activity_with(&key, json!({"bad\u{0}key": 1})), pairs(&[("custom_data[\"bad\\u0000key\"]", "field_name")])),
         (json!({"api_version": "1", "source_association_key": key}), pairs(&[("custom_data", "required")])),
         (json!("activity"), pairs(&[("body", "type")])),
     ];
@@ -510,7 +510,7 @@ async fn xds(s: &TestServer) {
         pairs(&[("custom_data.environment", "depth")])
     );
     let mut everything =
-        activity_with(&key, json!({"-rule": null, "ticket": 1, "status_type": "done", "summary": false}));
+        activity_with(&key, json!({"-rule": null, "bad key": 1, "status_type": "done", "summary": false}));
     everything["api_version"] = json!(1);
     assert_eq!(
         refused(s, "/api/1/activities", &everything).await,
@@ -518,7 +518,7 @@ async fn xds(s: &TestServer) {
             ("api_version", "type"),
             ("custom_data.summary", "type"),
             ("custom_data.status_type", "one_of"),
-            ("custom_data.ticket", "undeclared"),
+            ("custom_data[\"bad key\"]", "field_name"),
             ("custom_data.rule", "required"),
         ])
     );
@@ -678,4 +678,123 @@ async fn concurrent_messages_to_two_servers_aggregate_without_loss_on_postgres()
     let a = TestServer::postgres_with(Options { workers: 0, ..Options::default() }).await;
     let b = a.sibling(Options { workers: 0, ..Options::default() }).await;
     concurrent(&[&a, &b]).await;
+}
+
+/// A message breaking a rule hundreds of times: the answer and the recorded
+/// refusal list the first 100 violations and count the rest.
+#[tokio::test]
+async fn a_refusal_with_many_violations_is_answered_and_recorded_capped() {
+    let s = TestServer::sqlite().await;
+    let (_, key) = source(&s, "noisy").await;
+    let mut fields: Vec<String> = ["schema_id", "schema_version", "event_time", "remote_id"].map(String::from).to_vec();
+    fields.extend((0..190).map(|i| format!("bad name {i}")));
+    let body = schema_with(&key, json!({"fields": fields, "-parse": null, "-link_to": null, "-hidden": null}));
+    let got = refused(&s, "/api/1/schemas", &body).await;
+    assert_eq!(got.len(), 101);
+    assert_eq!(got[0], ("custom_schema.fields[4]".to_string(), "field_name".to_string()));
+    assert_eq!(got[100], ("body".to_string(), "more_violations".to_string()));
+    let last = &rejections(&s, "?limit=1").await[0];
+    assert_eq!(last["details"][100]["message"], "91 more violations are not listed (191 in all)");
+    assert!(last["reason"].as_str().unwrap().starts_with("191 violations; the first 100 are listed"), "{last}");
+}
+
+/// Spec 003's walkthrough sends its activity message — with the custom
+/// field `environment` — while the schema registered is the one of its
+/// "parse" step, which does not declare `environment`. Custom fields are
+/// "truly arbitrary" and only messages missing required fields are
+/// discarded: the message is stored, the undeclared field kept and listed,
+/// and — like a hidden field — never rendered.
+async fn walkthrough(s: &TestServer) {
+    let (_, key) = source(s, "walkthrough").await;
+    let (status, reg) = s.post("/api/1/schemas", corrected(SPEC_PARSE_SCHEMA_AS_PRINTED, &key)).await;
+    assert_eq!(status, StatusCode::CREATED, "{reg}");
+    assert!(!reg["schema"]["fields"].as_array().unwrap().contains(&json!("environment")));
+    let (status, ack) = s.post("/api/1/activities", corrected(SPEC_ACTIVITY_AS_PRINTED, &key)).await;
+    assert_eq!(status, StatusCode::CREATED, "{ack}");
+    assert_eq!(ack["undeclared_fields"], json!(["environment"]));
+    let id = ack["activity_id"].as_i64().unwrap();
+    let a = activity(s, id).await;
+    assert_eq!(a["fields"]["environment"], "Dev Stage 1");
+    assert_eq!(a["undeclared_fields"], json!(["environment"]));
+    assert_eq!(a["sub_events"][0]["undeclared_fields"], json!(["environment"]));
+    assert!(a["rendered"]["fields"].get("environment").is_none(), "{a}");
+    assert_eq!(a["rendered"]["fields"]["summary"], "Deploy at 4:52pm on a Friday");
+
+    // A later message of the same activity: undeclared values with markup;
+    // the activity keeps every undeclared field any message set.
+    let later = activity_with(
+        &key,
+        json!({"event_time": "2015-02-02T17:20:00Z", "-environment": null, "-summary": null, "-link_to": null,
+            "status_name": "Deployed", "authorized_by": "<script>alert('x')</script>", "approvals": {"qa": ["alice"]}}),
+    );
+    let (status, ack) = s.post("/api/1/activities", later).await;
+    assert_eq!(status, StatusCode::CREATED, "{ack}");
+    assert_eq!((ack["status"].as_str(), ack["changed"].clone()), (Some("aggregated"), json!(["status_name"])));
+    assert_eq!(ack["undeclared_fields"], json!(["authorized_by", "approvals"]));
+    let a = activity(s, id).await;
+    assert_eq!(a["undeclared_fields"], json!(["environment", "authorized_by", "approvals"]));
+    assert_eq!(
+        (a["fields"]["environment"].as_str(), a["fields"]["authorized_by"].as_str()),
+        (Some("Dev Stage 1"), Some("<script>alert('x')</script>"))
+    );
+    assert_eq!(a["fields"]["approvals"], json!({"qa": ["alice"]}));
+    assert_eq!(a["sub_events"][1]["undeclared_fields"], json!(["authorized_by", "approvals"]));
+    let rendered = a["rendered"].to_string();
+    assert!(
+        !rendered.contains("script") && !rendered.contains("Dev Stage") && !rendered.contains("alice"),
+        "{rendered}"
+    );
+    let (_, stream) = s.get(&format!("/api/v1/xds/stream?activity_id={id}")).await;
+    assert_eq!(stream.as_array().unwrap().len(), 2, "{stream}");
+    let stream = stream.to_string();
+    assert!(
+        !stream.contains("script") && !stream.contains("Dev Stage") && !stream.contains("authorized_by"),
+        "{stream}"
+    );
+
+    // A later version that declares `environment` shows it (escaped); the
+    // first sub-event still lists it under its own version.
+    let mut v3 = corrected(SPEC_PARSE_SCHEMA_AS_PRINTED, &key);
+    v3["custom_schema"]["schema_version"] = json!(3);
+    v3["custom_schema"]["fields"].as_array_mut().unwrap().push(json!("environment"));
+    assert_eq!(s.post("/api/1/schemas", v3).await.0, StatusCode::CREATED);
+    let declared = activity_with(
+        &key,
+        json!({"schema_version": 3, "event_time": "2015-02-02T17:30:00Z", "environment": "Prod <b>1</b>",
+            "-summary": null, "-link_to": null}),
+    );
+    let (status, ack) = s.post("/api/1/activities", declared).await;
+    assert_eq!((status, ack["undeclared_fields"].clone()), (StatusCode::CREATED, json!([])), "{ack}");
+    let a = activity(s, id).await;
+    assert_eq!(a["undeclared_fields"], json!(["authorized_by", "approvals"]));
+    assert_eq!(a["rendered"]["fields"]["environment"], "Prod &lt;b&gt;1&lt;/b&gt;");
+    assert_eq!(a["sub_events"][0]["undeclared_fields"], json!(["environment"]));
+    assert_eq!(a["sub_events"][2]["undeclared_fields"], json!([]));
+    let (_, list) = s.get("/api/v1/xds/activities?remote_id=deploy-1234").await;
+    assert_eq!(list[0], a, "the listing shows the same");
+
+    // Still refused: a declared field of the wrong type (an undeclared one
+    // beside it changes nothing), a required field missing, an undeclared
+    // key that is no field name, an undeclared value beyond the caps.
+    let deep = (0..20).fold(json!("x"), |inner, _| json!([inner]));
+    let cases = [
+        (activity_with(&key, json!({"summary": 5, "extra": "x"})), pairs(&[("custom_data.summary", "type")])),
+        (activity_with(&key, json!({"-rule": null})), pairs(&[("custom_data.rule", "required")])),
+        (activity_with(&key, json!({"two words": 1})), pairs(&[("custom_data[\"two words\"]", "field_name")])),
+        (activity_with(&key, json!({"notes": deep})), pairs(&[("custom_data.notes", "depth")])),
+    ];
+    for (body, want) in cases {
+        assert_eq!(refused(s, "/api/1/activities", &body).await, want, "{body}");
+    }
+    assert_eq!(activity(s, id).await["sub_event_count"], 3, "nothing refused was stored");
+}
+
+#[tokio::test]
+async fn the_walkthrough_activity_with_an_undeclared_field_is_stored_on_sqlite() {
+    walkthrough(&TestServer::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn the_walkthrough_activity_with_an_undeclared_field_is_stored_on_postgres() {
+    walkthrough(&TestServer::postgres().await).await;
 }

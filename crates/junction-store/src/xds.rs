@@ -130,6 +130,9 @@ pub struct XdsAccepted {
     pub remote_id: String,
     /// Important fields this message set, changed or cleared.
     pub changed: Vec<String>,
+    /// Fields of this message its schema version does not declare: stored
+    /// (and returned in `fields`) but never rendered, like hidden ones.
+    pub undeclared_fields: Vec<String>,
     /// The activity-stream entry the change made, if any.
     pub stream_entry_id: Option<i64>,
     /// Runs started by event triggers.
@@ -159,6 +162,8 @@ pub struct XdsSubEvent {
     pub event_time: Timestamp,
     #[schema(value_type = Object)]
     pub fields: Map<String, Value>,
+    /// Keys of `fields` the sub-event's schema version does not declare.
+    pub undeclared_fields: Vec<String>,
     pub rendered: Rendered,
     #[schema(value_type = String, format = DateTime)]
     pub received_at: Timestamp,
@@ -175,10 +180,14 @@ pub struct XdsActivityRecord {
     pub schema_version: i64,
     pub remote_id: String,
     pub status_type: Option<String>,
-    /// Current raw values, hidden fields included.
+    /// Current raw values, hidden and undeclared fields included.
     #[schema(value_type = Object)]
     pub fields: Map<String, Value>,
-    /// Current values for people: no hidden fields.
+    /// Keys of `fields` that `schema_version` does not declare (custom
+    /// data the schema does not know of): stored and returned, never
+    /// rendered.
+    pub undeclared_fields: Vec<String>,
+    /// Current values for people: no hidden or undeclared fields.
     pub rendered: Rendered,
     #[schema(value_type = String, format = DateTime)]
     pub first_event_time: Timestamp,
@@ -335,6 +344,7 @@ fn activity_from_row(r: ActivityRow) -> Result<XdsActivityRecord> {
         schema_version: r.4,
         status_type: r.5,
         fields: object_of(&r.6)?,
+        undeclared_fields: Vec::new(),
         rendered: rendered_of(&r.7)?,
         first_event_time: ts(r.8)?,
         event_time: ts(r.9)?,
@@ -355,6 +365,7 @@ fn sub_event_from_row(r: SubEventRow) -> Result<(i64, XdsSubEvent)> {
             schema_version: r.2,
             event_time: ts(r.3)?,
             fields: object_of(&r.4)?,
+            undeclared_fields: Vec::new(),
             rendered: rendered_of(&r.5)?,
             received_at: ts(r.6)?,
         },
@@ -832,6 +843,7 @@ impl Store {
                     schema_id: activity.schema_id.clone(),
                     schema_version: activity.schema_version,
                     remote_id: activity.remote_id.clone(),
+                    undeclared_fields: schema.undeclared(&activity.fields),
                     changed,
                     stream_entry_id,
                     triggered_runs,
@@ -871,6 +883,7 @@ impl Store {
         })?;
         let mut activities = rows.into_iter().map(activity_from_row).collect::<Result<Vec<_>>>()?;
         self.attach_sub_events(&mut activities).await?;
+        self.mark_undeclared(&mut activities).await?;
         Ok(activities)
     }
 
@@ -880,7 +893,48 @@ impl Store {
         let Some(activity) = row.map(activity_from_row).transpose()? else { return Ok(None) };
         let mut one = vec![activity];
         self.attach_sub_events(&mut one).await?;
+        self.mark_undeclared(&mut one).await?;
         Ok(one.pop())
+    }
+
+    /// Fills in each activity's and sub-event's `undeclared_fields` from
+    /// the schema version it is shown by (the activity's latest, each
+    /// sub-event's own), read in one query. Derived on read, so it always
+    /// agrees with the rendering, which leaves the same fields out.
+    async fn mark_undeclared(&self, activities: &mut [XdsActivityRecord]) -> Result<()> {
+        let mut ids: Vec<&str> = activities.iter().map(|a| a.schema_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "SELECT schema_id, version, doc FROM xds_schemas WHERE schema_id IN ({})",
+            placeholders(1, ids.len())
+        );
+        let rows: Vec<(String, i64, String)> = read!(self, db => {
+            let mut q = sqlx::query_as(&sql);
+            for id in &ids {
+                q = q.bind(*id);
+            }
+            q.fetch_all(db).await
+        })?;
+        let mut schemas: HashMap<(String, i64), Schema> = HashMap::with_capacity(rows.len());
+        for (id, version, doc) in rows {
+            schemas.insert((id, version), schema_of(&doc)?);
+        }
+        let schema = |id: &str, version: i64| {
+            schemas
+                .get(&(id.to_string(), version))
+                .ok_or_else(|| StoreError::Corrupt(format!("XDS schema {id:?} version {version} is gone")))
+        };
+        for a in activities.iter_mut() {
+            a.undeclared_fields = schema(&a.schema_id, a.schema_version)?.undeclared(&a.fields);
+            for sub in &mut a.sub_events {
+                sub.undeclared_fields = schema(&a.schema_id, sub.schema_version)?.undeclared(&sub.fields);
+            }
+        }
+        Ok(())
     }
 
     async fn attach_sub_events(&self, activities: &mut [XdsActivityRecord]) -> Result<()> {
@@ -936,10 +990,10 @@ impl Store {
 
     pub async fn insert_xds_rejection(&self, r: &NewXdsRejection) -> Result<i64> {
         let now = self.now_ms();
-        let details: Vec<XdsViolation> = r
-            .details
-            .iter()
-            .map(|v| XdsViolation { field: v.field.clone(), rule: v.rule.clone(), message: v.message.clone() })
+        // As answered: at most the first 100 and an entry counting the rest.
+        let details: Vec<XdsViolation> = junction_core::validation::listed(&r.details)
+            .into_iter()
+            .map(|v| XdsViolation { field: v.field, rule: v.rule, message: v.message })
             .collect();
         let id: i64 = write_tx!(self, tx => {
             sqlx::query_scalar(

@@ -175,10 +175,12 @@ pub struct ActivityMessageBody {
 }
 
 /// Send an activity message (spec 003). It is checked against the schema
-/// version it names; every violation is listed in one 400. Messages with
-/// the same `remote_id` (per source and schema) are one activity. A source
-/// without a schema is associated with this one; a source that follows
-/// another schema is 409. Refusals are recorded. 201 once stored.
+/// version it names; every violation is listed in one 400. Custom fields
+/// the version does not declare are stored, named in `undeclared_fields`
+/// and never rendered (like hidden ones). Messages with the same
+/// `remote_id` (per source and schema) are one activity. A source without
+/// a schema is associated with this one; a source that follows another
+/// schema is 409. Refusals are recorded. 201 once stored.
 #[utoipa::path(post, path = "/api/1/activities", tag = "xds", request_body = ActivityMessageBody,
     responses((status = 201, description = "Stored", body = XdsAccepted), (status = 400, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), CommonErrors))]
