@@ -4,7 +4,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::isolation::hand_over;
 use crate::process::{next_event, Process};
 use crate::protocol::{self, Event as Wire, Request, StepRef};
 use crate::redact::Redactor;
@@ -47,10 +46,7 @@ pub(crate) async fn run(
     process.serves = Some((execution.tenant.clone(), script.sha256.clone()));
     process.uses += 1;
     // Inside the process's own directory: no other execution can reach it.
-    let workdir = tempfile::Builder::new().prefix("exec-").tempdir_in(process.dir.path())?;
-    if let Some((uid, users)) = &process.uid {
-        hand_over(workdir.path(), *uid, users.gid)?;
-    }
+    let workdir = process.workdir("exec-")?;
     // Unguessable, so a script writing to the protocol stream cannot forge
     // this execution's result.
     let id = format!("x{}-{:016x}", NEXT_ID.fetch_add(1, Ordering::Relaxed), rand_u64());

@@ -43,11 +43,7 @@ impl Runtime {
         // A process that loaded an upload serves no run afterwards (it is
         // nobody's tenant): it is ended below whatever the answer.
         let (mut process, _) = self.pool.acquire(&self.host, script.language, "", &script.sha256, true).await?;
-        let workdir =
-            tempfile::Builder::new().prefix("introspect-").tempdir_in(process.dir.path()).map_err(RuntimeError::Io)?;
-        if let Some((uid, users)) = &process.uid {
-            crate::isolation::hand_over(workdir.path(), *uid, users.gid).map_err(RuntimeError::Io)?;
-        }
+        let workdir = process.workdir("introspect-").map_err(RuntimeError::Io)?;
         let request = Request::Introspect {
             v: protocol::VERSION,
             id: "introspect",

@@ -252,9 +252,23 @@ fn remove_owned_by(dir: &Path, uid: u32) {
     }
 }
 
-/// Makes `path` (a directory Junction created) the private home of `uid`.
-pub(crate) fn hand_over(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
-    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+/// A fresh directory only its owner may enter (mode 0700 whatever the
+/// umask), handed to `uid` when there is one.
+pub(crate) fn private_dir(
+    parent: &Path,
+    prefix: &str,
+    owner: Option<(u32, u32)>,
+) -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in(parent)?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))?;
+    }
+    Ok(dir)
 }
 
 /// The runtime's shared, read-only tree (harness files, modules) and the

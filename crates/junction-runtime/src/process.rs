@@ -16,7 +16,7 @@ use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-use crate::isolation::{hand_over, processes_of, Users};
+use crate::isolation::{private_dir, processes_of, Users};
 use crate::protocol::{self, Event, Request};
 use crate::{Host, RuntimeError};
 
@@ -66,12 +66,15 @@ impl Process {
             Some(users) => Some((users.take()?, users.clone())),
             None => None,
         };
-        let dir = tempfile::Builder::new().prefix("p-").tempdir_in(host.root.join("work"))?;
+        let owner = uid.as_ref().map(|(uid, users)| (*uid, users.gid));
+        let dir = private_dir(&host.root.join("work"), "p-", owner)?;
         let home = dir.path().join("home");
-        std::fs::create_dir(&home)?;
-        if let Some((uid, users)) = &uid {
-            hand_over(dir.path(), *uid, users.gid)?;
-            hand_over(&home, *uid, users.gid)?;
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new().mode(0o700).create(&home)?;
+        }
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(&home, Some(uid), Some(gid))?;
         }
         let assets = host.root.join("assets");
         let (program, args): (&Path, Vec<PathBuf>) = match language {
@@ -215,6 +218,12 @@ impl Process {
         let mut line = serde_json::to_vec(request).expect("requests serialize");
         line.push(b'\n');
         self.requests.write_all(&line).await.map_err(|e| RuntimeError::Crashed(format!("writing to the runtime: {e}")))
+    }
+
+    /// A fresh working directory for one execution, inside this process's
+    /// own directory and owned like it.
+    pub fn workdir(&self, prefix: &str) -> std::io::Result<tempfile::TempDir> {
+        private_dir(self.dir.path(), prefix, self.uid.as_ref().map(|(uid, users)| (*uid, users.gid)))
     }
 
     /// How many processes run as this process's uid (0 without one).
