@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::name::{check_name, check_variable_name};
 use crate::secret::{SecretString, SecretWrite, SecretWrites};
-use crate::validation::{Invalid, Violations};
+use crate::validation::{Invalid, Violation, Violations};
 
 /// Longest user-given key quoted in a message or a field path.
 pub(crate) const MAX_KEY: usize = 128;
@@ -196,5 +196,75 @@ pub(crate) fn take_encrypted_value(
             "type",
             format!("an encrypted value must be a string, not {}", kind(&other)),
         ),
+    }
+}
+
+/// Most places [`nul_violations`] names in one answer.
+pub const MAX_NUL_REPORTS: usize = 20;
+
+/// Every string and object key of `value` that holds NUL (U+0000), each a
+/// violation (rule `no_nul`) naming its JSON path (`user`,
+/// `steps[0].name`, `body` for the value itself; a key with NUL is written
+/// quoted, `steps[0]["a\u0000b"]`), at most [`MAX_NUL_REPORTS`].
+/// PostgreSQL cannot store NUL in text, so every JSON body is checked with
+/// this before anything else reads it: both backends refuse it the same way.
+pub fn nul_violations(value: &Value) -> Vec<Violation> {
+    fn walk(value: &Value, at: &str, out: &mut Vec<Violation>) {
+        match value {
+            Value::String(s) if s.contains('\0') => {
+                let field = if at.is_empty() { "body" } else { at };
+                out.push(Violation::new(field, "no_nul", "must not contain NUL (U+0000) characters"));
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if out.len() >= MAX_NUL_REPORTS {
+                        return;
+                    }
+                    walk(item, &format!("{at}[{i}]"), out);
+                }
+            }
+            Value::Object(map) => {
+                for (key, item) in map {
+                    if out.len() >= MAX_NUL_REPORTS {
+                        return;
+                    }
+                    let here = path(at, key);
+                    if key.contains('\0') {
+                        out.push(Violation::new(&here, "no_nul", "a key must not contain NUL (U+0000) characters"));
+                    }
+                    walk(item, &here, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(value, "", &mut out);
+    out.truncate(MAX_NUL_REPORTS);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn fields(value: Value) -> Vec<(String, String)> {
+        nul_violations(&value).into_iter().map(|v| (v.field, v.rule)).collect()
+    }
+
+    #[test]
+    fn nul_in_any_string_or_key_is_named_by_its_path() {
+        let nul = |f: &str| (f.to_string(), "no_nul".to_string());
+        assert_eq!(fields(json!({"user": "a\u{0}", "password": "x"})), [nul("user")]);
+        assert_eq!(fields(json!({"steps": [{"name": "ok"}, {"name": "a\u{0}b"}]})), [nul("steps[1].name")]);
+        assert_eq!(fields(json!([{"value": "\u{0}"}])), [nul("[0].value")]);
+        assert_eq!(fields(json!("\u{0}")), [nul("body")]);
+        assert_eq!(fields(json!({"meta": {"a\u{0}b": 1}})), [nul("meta[\"a\\u0000b\"]")]);
+        assert_eq!(fields(json!({"a\u{0}": "\u{0}"})).len(), 2, "the key and its value");
+        assert!(fields(json!({"a": ["b", 1, null, {"c": "\\u0000 written out"}]})).is_empty());
+        let many: Vec<Value> = (0..100).map(|_| json!("\u{0}")).collect();
+        assert_eq!(fields(Value::Array(many)).len(), MAX_NUL_REPORTS);
     }
 }

@@ -201,6 +201,12 @@ impl Engine {
                 return QueueOutcome::Refused(why);
             }
         };
+        let nul = junction_core::document::nul_violations(&body);
+        if !nul.is_empty() {
+            // The HTTP routes' rule (the server's `refuse_nul`), for queue messages.
+            let kind = if body.get("custom_schema").is_some() { MessageKind::Schema } else { MessageKind::Activity };
+            return QueueOutcome::Refused(self.refuse_xds_message(kind, raw, Invalid(nul)).await.to_string());
+        }
         let answer = if body.get("custom_schema").is_some() {
             self.register_xds_schema(&body, raw).await.map(|_| true)
         } else {
@@ -329,6 +335,12 @@ impl Engine {
             body: raw.to_vec(),
         };
         self.record_rejection(rejection).await;
+    }
+
+    /// Records a message refused before it was read (the server's NUL
+    /// check), as a validation failure; the error to answer with.
+    pub async fn refuse_xds_message(&self, kind: MessageKind, raw: &[u8], invalid: Invalid) -> EngineError {
+        self.refuse(kind, raw, Hints::default(), invalid).await
     }
 
     async fn refuse(&self, kind: MessageKind, raw: &[u8], hints: Hints, invalid: Invalid) -> EngineError {

@@ -151,9 +151,7 @@ async fn steps_are_versioned_checked_by_their_interpreter_and_readable() {
     assert!(list[0].get("data").is_none(), "listings carry no source");
 }
 
-#[tokio::test]
-async fn bad_step_uploads_are_refused_with_the_field_and_rule() {
-    let s = TestServer::sqlite().await;
+async fn bad_step_uploads_are_refused_with_the_field_and_rule(s: &TestServer) {
     let cases = [
         (json!({"name": "js", "language": "javascript", "data": "module.exports = {run: ("}), ("data", "loads")),
         (json!({"name": "Other", "language": "python", "data": PY_STEP}), ("data", "loads")),
@@ -240,9 +238,7 @@ async fn applications_round_trip_with_warnings_revisions_and_masked_variables() 
     s.assert_never_sent("APP-SECRET-VALUE-1");
 }
 
-#[tokio::test]
-async fn invalid_applications_list_every_violation_and_change_nothing() {
-    let s = TestServer::sqlite().await;
+async fn invalid_applications_list_every_violation_and_change_nothing(s: &TestServer) {
     let good = json!({"name": "app", "steps": [{"name": "a", "file": "S"}]});
     assert_eq!(s.post("/api/v1/applications", good.clone()).await.0, StatusCode::OK);
     let cases = [
@@ -338,9 +334,7 @@ async fn global_parameters_keep_masked_values_hidden_and_masked() {
     s.assert_never_sent("GLOBAL-SECRET-VALUE-1");
 }
 
-#[tokio::test]
-async fn malformed_oversized_and_non_json_bodies_get_json_errors() {
-    let s = TestServer::sqlite().await;
+async fn malformed_oversized_and_non_json_bodies_get_json_errors(s: &TestServer) {
     let url = format!("{}/api/v1/applications", s.base);
     let send = |body: Vec<u8>, ctype: &'static str| {
         s.http.post(&url).bearer_auth(ADMIN).header("content-type", ctype).body(body).send()
@@ -366,7 +360,7 @@ async fn malformed_oversized_and_non_json_bodies_get_json_errors() {
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
     let (status, body) = s.send(Method::PATCH, "/api/v1/steps", Some(ADMIN), None).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
-    assert_eq!(s.get("/api/v1/applications").await.1, json!([]), "nothing was stored");
+    assert_eq!(s.get("/api/v1/applications/a").await.0, StatusCode::NOT_FOUND, "nothing was stored");
 }
 
 /// The acceptance check of the foundation: three kinds of secret, sent in
@@ -478,9 +472,7 @@ async fn one_global_parameter_at_a_time_loses_no_concurrent_edit() {
     s.assert_never_sent("PER-NAME-SECRET");
 }
 
-#[tokio::test]
-async fn a_wrongly_typed_secret_is_not_echoed_in_the_error() {
-    let s = TestServer::sqlite().await;
+async fn a_wrongly_typed_secret_is_not_echoed_in_the_error(s: &TestServer) {
     let (status, body) =
         s.put("/api/v1/global-parameters", json!([{"name": "k", "type": "masked", "value": 987654321}])).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -488,9 +480,7 @@ async fn a_wrongly_typed_secret_is_not_echoed_in_the_error() {
     s.assert_never_sent("987654321");
 }
 
-#[tokio::test]
-async fn control_characters_in_path_names_are_refused_before_the_store() {
-    let s = TestServer::postgres().await;
+async fn control_characters_in_path_names_are_refused_before_the_store(s: &TestServer) {
     let requests = [
         (Method::GET, "/api/v1/steps/a%00b"),
         (Method::GET, "/api/v1/applications/a%00b"),
@@ -504,5 +494,92 @@ async fn control_characters_in_path_names_are_refused_before_the_store() {
     }
     let (status, body) =
         s.post("/api/v1/steps", json!({"name": "d", "data": JS_STEP, "description": "nul\u{0}here"})).await;
-    assert_eq!((status, details(&body)), (StatusCode::BAD_REQUEST, pairs(&[("description", "text")])));
+    assert_eq!((status, details(&body)), (StatusCode::BAD_REQUEST, pairs(&[("description", "no_nul")])));
+}
+
+/// A NUL (U+0000) in any string or key of any JSON body is a 400 naming
+/// the field — never a 500 (PostgreSQL cannot store NUL in text) — and
+/// nothing is stored.
+async fn nul_in_any_json_string_or_key_is_refused_naming_the_field(s: &TestServer) {
+    let nul = |field: &str| vec![(field.to_string(), "no_nul".to_string())];
+    let refused = |(status, body): (StatusCode, Value), field: &str| {
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {body}");
+        assert_eq!(body["error"]["code"], "validation_failed", "{field}: {body}");
+        assert!(body["error"]["message"].is_string(), "{body}");
+        assert_eq!(details(&body), nul(field), "{body}");
+    };
+    // What the requests below would reach without the check.
+    assert_eq!(s.post("/api/v1/steps", json!({"name": "nul_step", "data": JS_STEP})).await.0, StatusCode::OK);
+    let app = json!({"name": "nul_app", "steps": [{"name": "s", "file": "nul_step"}]});
+    assert_eq!(s.post("/api/v1/applications", app.clone()).await.0, StatusCode::OK);
+    let (status, company) = s.post("/api/v1/companies", json!({"name": "nul co"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{company}");
+    let company = company["id"].as_i64().unwrap();
+    let (status, service) = s.post(&format!("/api/v1/companies/{company}/cicd_services"), json!({"name": "cd"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{service}");
+
+    // Signing in needs no token.
+    for (body, field) in
+        [(json!({"user": "a\u{0}", "password": "x"}), "user"), (json!({"user": "a", "password": "x\u{0}"}), "password")]
+    {
+        refused(s.send(Method::POST, "/api/v1/session", None, Some(&body)).await, field);
+    }
+    refused(s.post("/api/v1/applications/nul_app/run", json!({"configuration": "a\u{0}b"})).await, "configuration");
+    let mut step_name = app.clone();
+    step_name["steps"][0]["name"] = json!("s\u{0}");
+    refused(s.post("/api/v1/applications", step_name).await, "steps[0].name");
+    let mut key = app.clone();
+    key["meta"] = json!({"k\u{0}": 1});
+    refused(s.post("/api/v1/applications", key).await, "meta[\"k\\u0000\"]");
+    refused(s.post("/api/v1/steps", json!({"name\u{0}": "x", "data": JS_STEP})).await, "[\"name\\u0000\"]");
+    let config = json!({"name": "nul_conf", "configuration_data": [{"name": "host", "value": "10.0.0.1\u{0}"}]});
+    refused(s.post("/api/v1/configurations", config).await, "configuration_data[0].value");
+    let schedule = json!({"application_id": "nul_app", "params": {"k": "a\u{0}"}, "schedule": {
+        "schedule_type": "frequency", "schedule_info": {"run_every": 60}}});
+    refused(s.post("/api/v1/schedule", schedule).await, "params.k");
+    let job = json!({"job_id": "1", "status": "Succeeded", "triggered_by": "u@org.com", "repo_id": "1",
+        "service_id": service["id"], "job_start_time": 1704018030, "job_duration": 300, "job_type": "Deploy\u{0}"});
+    refused(s.post(&format!("/webhook/company/{company}/cicd_job"), job).await, "job_type");
+    // XDS messages are refused the same way, and the refusal is recorded.
+    let activity = json!({"api_version": "1", "source_association_key": "a\u{0}", "custom_data": {}});
+    let answer = s.post("/api/1/activities", activity.clone()).await;
+    let recorded = s.get("/api/v1/xds/rejections?limit=1").await.1[0].clone();
+    assert_eq!(recorded["details"], answer.1["error"]["details"], "{recorded}");
+    assert_eq!(serde_json::from_str::<Value>(recorded["body"].as_str().unwrap()).unwrap(), activity);
+    refused(answer, "source_association_key");
+    let schema = json!({"api_version": "1", "custom_schema": {"schema_id": "s\u{0}"}});
+    refused(s.post("/api/1/schemas", schema).await, "custom_schema.schema_id");
+    // So are queue messages (the AMQP intake), dead-lettered as refused.
+    let outcome = s.engine.ingest_queue_message(&serde_json::to_vec(&activity).unwrap(), Some("nul-message")).await;
+    assert!(matches!(outcome, junction_engine::QueueOutcome::Refused(_)), "{outcome:?}");
+    let recorded = s.get("/api/v1/xds/rejections?limit=1").await.1[0].clone();
+    assert_eq!(details(&json!({"error": recorded})), nul("source_association_key"), "{recorded}");
+
+    // Nothing refused was stored.
+    assert_eq!(s.get("/api/v1/applications/nul_app").await.1["revision"], 1);
+    assert_eq!(s.get("/api/v1/applications/nul_app/runs").await.1, json!([]));
+    assert_eq!(s.get("/api/v1/configurations/nul_conf").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(s.get("/api/v1/schedule").await.1, json!([]));
+    assert_eq!(s.get(&format!("/api/v1/companies/{company}/cicd_jobs")).await.1, json!([]));
+    assert_eq!(s.get("/api/v1/xds/activities").await.1, json!([]));
+}
+
+/// Hostile and malformed input: the same answers on both backends.
+async fn bad_input(s: &TestServer) {
+    bad_step_uploads_are_refused_with_the_field_and_rule(s).await;
+    invalid_applications_list_every_violation_and_change_nothing(s).await;
+    malformed_oversized_and_non_json_bodies_get_json_errors(s).await;
+    a_wrongly_typed_secret_is_not_echoed_in_the_error(s).await;
+    control_characters_in_path_names_are_refused_before_the_store(s).await;
+    nul_in_any_json_string_or_key_is_refused_naming_the_field(s).await;
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_alike_on_sqlite() {
+    bad_input(&TestServer::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_alike_on_postgres() {
+    bad_input(&TestServer::postgres().await).await;
 }

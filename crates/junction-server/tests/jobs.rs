@@ -102,9 +102,8 @@ macro_rules! on_both {
     };
 }
 
-#[tokio::test]
-async fn bad_schedules_are_refused_naming_the_field() {
-    let s = TestServer::sqlite().await;
+/// Hostile schedules: the same answers on both backends.
+async fn bad_schedules_are_refused_naming_the_field(_clock: Arc<ManualClock>, s: TestServer) {
     make_job(&s, "job").await;
     let interval = |info: Value| json!({"application_id": "job", "schedule": {"schedule_type": "interval", "schedule_info": info}});
     let cases = [
@@ -174,6 +173,8 @@ async fn bad_schedules_are_refused_naming_the_field() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+on_both!(bad_schedules_are_refused_naming_the_field);
 
 /// Exactly one run per tick; a missed stretch fires once; re-saving keeps
 /// the tick, editing moves it; disabled and deleted schedules never fire.

@@ -265,7 +265,7 @@ async fn xds(s: &TestServer) {
             json!({"fields": ["schema_id", "schema_version", "event_time", "remote_id", "rule", "name", "x y"], "-parse": null, "-link_to": null, "-hidden": null}),
             pairs(&[("custom_schema.fields[5]", "reserved"), ("custom_schema.fields[6]", "field_name")]),
         ),
-        (json!({"name": "nul\u{0}name"}), pairs(&[("custom_schema.name", "text")])),
+        (json!({"name": "nul\u{0}name"}), pairs(&[("custom_schema.name", "no_nul")])),
     ];
     for (change, want) in cases {
         assert_eq!(refused(s, "/api/1/schemas", &schema_with(&key, change.clone())).await, want, "{change}");
@@ -480,8 +480,11 @@ async fn xds(s: &TestServer) {
         (activity_with(&key, json!({"name": "Other Schema"})), pairs(&[("custom_data.name", "schema_name")])),
         (activity_with(&key, json!({"status_type": "done"})), pairs(&[("custom_data.status_type", "one_of")])),
         (activity_with(&key, json!({"summary": 5})), pairs(&[("custom_data.summary", "type")])),
-        (activity_with(&key, json!({"summary": "a\u{0}b"})), pairs(&[("custom_data.summary", "text")])),
-        (activity_with(&key, json!({"environment": {"k": "v\u{0}"}})), pairs(&[("custom_data.environment", "text")])),
+        (activity_with(&key, json!({"summary": "a\u{0}b"})), pairs(&[("custom_data.summary", "no_nul")])),
+        (
+            activity_with(&key, json!({"environment": {"k": "v\u{0}"}})),
+            pairs(&[("custom_data.environment.k", "no_nul")]),
+        ),
         (activity_with(&key, json!({"deploy_message": ["x"]})), pairs(&[("custom_data.deploy_message", "type")])),
         (activity_with(&key, json!({"link_to": "javascript:alert(1)"})), pairs(&[("custom_data.link_to", "url")])),
         (
@@ -494,7 +497,7 @@ async fn xds(s: &TestServer) {
         ),
         (activity_with(&key, json!({"schema_version": 1e300})), pairs(&[("custom_data.schema_version", "type")])),
         (activity_with(&key, json!({"schema_version": u64::MAX})), pairs(&[("custom_data.schema_version", "range")])),
-        (activity_with(&key, json!({"bad\u{0}key": 1})), pairs(&[("custom_data[\"bad\\u0000key\"]", "field_name")])),
+        (activity_with(&key, json!({"bad\u{0}key": 1})), pairs(&[("custom_data[\"bad\\u0000key\"]", "no_nul")])),
         (json!({"api_version": "1", "source_association_key": key}), pairs(&[("custom_data", "required")])),
         (json!("activity"), pairs(&[("body", "type")])),
     ];

@@ -23,7 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{JsonBody, JsonBytes, PathParam, QueryParams};
+use crate::extract::{refuse_nul, JsonBody, JsonBytes, PathParam, QueryParams};
 use crate::routes::CommonErrors;
 use crate::AppState;
 
@@ -78,11 +78,15 @@ async fn get_source(State(state): State<AppState>, PathParam(id): PathParam<i64>
     Ok(Json(state.engine.xds_source(id).await?))
 }
 
-/// The body as JSON; a body that is not JSON is recorded as a rejection
-/// and answered 400 `malformed_json`.
+/// The body as JSON; a body that is not JSON (400 `malformed_json`) or
+/// holds NUL (400 `validation_failed`, `extract::refuse_nul`) is recorded
+/// as a rejection and refused.
 async fn parse_message(state: &AppState, kind: MessageKind, raw: &[u8]) -> ApiResult<Value> {
     match serde_json::from_slice::<Value>(raw) {
-        Ok(value) => Ok(value),
+        Ok(value) => match refuse_nul(raw, &value) {
+            Ok(()) => Ok(value),
+            Err(invalid) => Err(state.engine.refuse_xds_message(kind, raw, invalid).await.into()),
+        },
         Err(e) => {
             let message = format!("the body is not valid JSON: {e}");
             state.engine.record_xds_malformed(kind, raw, 400, "malformed_json", &message).await;
