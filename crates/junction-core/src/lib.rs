@@ -9,7 +9,7 @@ pub mod application;
 pub mod cicd;
 pub mod clock;
 pub mod configuration;
-mod document;
+pub mod document;
 pub mod name;
 pub mod parameter;
 pub mod role;
