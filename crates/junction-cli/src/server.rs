@@ -118,8 +118,9 @@ async fn open_store(args: &StoreArgs) -> Result<Store> {
         Some(url) if !url.trim().is_empty() => Location::from_url(url)?,
         _ => Location::in_data_dir(&args.data_dir),
     };
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create the data dir {}", args.data_dir.display()))?;
+    // Owner-only, and so is every file in it (database, -wal, -shm, key).
+    junction_store::secure_data_dir(&args.data_dir, junction_store::DATA_DIR_MODE)
+        .with_context(|| format!("cannot create the data dir {} (or make it private)", args.data_dir.display()))?;
     let env_key = std::env::var("JUNCTION_SECRET_KEY").ok();
     let (sealer, source) = Sealer::load(env_key.as_deref(), &args.data_dir.join("secret.key"))?;
     match source {

@@ -15,6 +15,7 @@
 mod applications;
 mod configurations;
 mod events;
+mod files;
 mod migrate;
 mod runs;
 mod schedules;
@@ -39,6 +40,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 pub use applications::ApplicationRecord;
 pub use configurations::ConfigurationRecord;
 pub use events::{CicdJobFilter, CicdJobRecord, CompanyRecord, NewCicdJob, ServiceRecord, CUSTOM_CD};
+pub use files::{secure_data_dir, DATA_DIR_MODE, DATA_FILE_MODE};
 pub use runs::{Finish, FinishItem, LogLine, NewRun, NewTask, RunRecord, TaskRecord};
 pub use schedules::{Fired, Firing, Leadership, PutSchedule, ScheduleRecord};
 pub use seal::Sealer;
@@ -234,16 +236,17 @@ macro_rules! lock_key {
 }
 pub(crate) use {lock_key, read, write_tx};
 
+fn private_file_error(db: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Config(format!("cannot create {} (or make it private to its owner): {e}", db.display()))
+}
+
 impl Store {
     /// Opens (creating if needed) the store at `location` and brings its
     /// schema up to date.
     pub async fn open(location: &Location, sealer: Sealer, clock: Arc<dyn Clock>) -> Result<Store> {
         let backend = match location {
             Location::Sqlite(path) => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
-                }
+                files::prepare_sqlite_file(path).map_err(|e| private_file_error(path, e))?;
                 let opts = SqliteConnectOptions::new()
                     .filename(path)
                     .create_if_missing(true)
@@ -277,6 +280,10 @@ impl Store {
         };
         migrate::run(&store).await?;
         store.check_key().await?;
+        if let Location::Sqlite(path) = location {
+            // The -wal and -shm files exist by now.
+            files::secure_sqlite_files(path).map_err(|e| private_file_error(path, e))?;
+        }
         Ok(store)
     }
 

@@ -144,8 +144,8 @@ fn decode_key(text: &str) -> Option<[u8; 32]> {
 }
 
 fn write_key_file(path: &Path, content: &str) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::files::create_private_dir(dir)?;
     }
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
@@ -155,6 +155,7 @@ fn write_key_file(path: &Path, content: &str) -> std::io::Result<()> {
         opts.mode(0o600);
     }
     let mut f = opts.open(path)?;
+    crate::files::set_mode(path, crate::files::DATA_FILE_MODE)?;
     f.write_all(content.as_bytes())?;
     f.write_all(b"\n")?;
     f.sync_all()
