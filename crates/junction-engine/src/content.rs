@@ -71,6 +71,9 @@ impl Engine {
     pub async fn put_application(&self, body: Value) -> Result<StoredApplication> {
         let upload = Application::parse(body)?;
         let record = self.store.put_application(&upload).await?;
+        // A variable made encrypted is scrubbed from the triggers' arguments:
+        // this process's cached triggers are read again.
+        self.triggers_changed();
         let warnings = self.warnings(&record.application).await?;
         Ok(StoredApplication { record, warnings })
     }

@@ -17,6 +17,7 @@ mod content;
 mod events;
 mod jobs;
 mod memo;
+mod redact;
 mod runs;
 mod scheduler;
 mod worker;

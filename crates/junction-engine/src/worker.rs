@@ -12,6 +12,7 @@ use jiff::Timestamp;
 use junction_core::application::Application;
 use junction_core::configuration::GLOBAL;
 use junction_core::run::{retry_delay, State};
+use junction_core::secret::SecretString;
 use junction_core::step::{Language, StepVersion};
 use junction_core::substitute::{substitute, Scope};
 use junction_runtime::{log_line, Event, Execution, Limits, Script, Status};
@@ -19,6 +20,7 @@ use junction_store::{Finish, FinishItem, LogLine, TaskRecord};
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::redact::DataRedactor;
 use crate::{Engine, EngineError, Result};
 
 /// Most application revisions (and step versions) a worker keeps parsed.
@@ -277,7 +279,7 @@ impl Engine {
         let outcome = self.runtime.execute(&execution, &mut on_event, stop).await;
         self.signals.unregister(&task.id);
         let result = match outcome {
-            Ok(o) if o.status == Status::Succeeded => Ok((o.data, o.message)),
+            Ok(o) if o.status == Status::Succeeded => Ok((saved(o.data, &execution.secrets), o.message)),
             Ok(o) if o.status == Status::Stopped => {
                 // The revoke already wrote the task's state.
                 heartbeat.abort();
@@ -329,12 +331,13 @@ impl Engine {
         task: &TaskRecord,
         app: &Application,
         run_id: &str,
-        result: std::result::Result<(Option<Value>, String), Failure>,
+        result: std::result::Result<(Saved, String), Failure>,
     ) -> Result<()> {
         let step = app.steps().iter().find(|s| s.name == task.step_name);
         let finish = match result {
-            Ok((data, message)) => Finish::Success {
-                output: data,
+            Ok((saved, message)) => Finish::Success {
+                output: saved.shown,
+                sealed_output: saved.full,
                 result: Some(clean(&message)),
                 children: step.map(|s| s.output_to.clone()).unwrap_or_default(),
             },
@@ -415,16 +418,10 @@ impl Engine {
         });
     }
 
-    /// Saved data of a run's finished steps, by step name.
+    /// Saved data of a run's finished steps, by step name, in full (also
+    /// what was stored masked because it held a secret).
     async fn outputs(&self, run_id: &str) -> Result<BTreeMap<String, Value>> {
-        Ok(self
-            .store
-            .run_tasks(run_id)
-            .await?
-            .into_iter()
-            .filter(|t| t.state == State::Success)
-            .filter_map(|t| t.output.map(|o| (t.step_name, o)))
-            .collect())
+        Ok(self.store.run_outputs(run_id).await?)
     }
 
     /// A configuration's values with encrypted ones unsealed (and noted as
@@ -443,6 +440,26 @@ impl Engine {
             values.insert(name, Value::String(value.expose().to_string()));
         }
         Ok(values)
+    }
+}
+
+/// What a step saved, as stored: the copy shown, and the full data when
+/// that copy had to be masked.
+struct Saved {
+    shown: Option<Value>,
+    full: Option<SecretString>,
+}
+
+/// Saved data holding one of the execution's secret values is shown with
+/// them masked; the full data is sealed for the next steps.
+fn saved(data: Option<Value>, secrets: &[String]) -> Saved {
+    let masked = match &data {
+        Some(d) if !secrets.is_empty() => DataRedactor::new(secrets).redact(d),
+        _ => None,
+    };
+    match masked {
+        Some(shown) => Saved { full: data.map(|d| SecretString::new(d.to_string())), shown: Some(shown) },
+        None => Saved { shown: data, full: None },
     }
 }
 

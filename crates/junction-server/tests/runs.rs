@@ -334,3 +334,212 @@ async fn a_lone_step_runs_with_its_parameters() {
     let (_, apps) = s.get("/api/v1/applications").await;
     assert_eq!(apps, json!([]), "lone step runs create no visible application");
 }
+
+/// The configuration password the steps below pass along: with a quote and
+/// a backslash, so its JSON-escaped form differs from its clear one.
+const SAVED_PW: &str = r#"Pa"ss\word-SAVED-4f2c"#;
+
+const PY_SENDS: &str = r#"
+from ipaascore.BaseStep import BaseStep
+
+
+class Sends(BaseStep):
+    def __init__(self):
+        self.new_step_parameter(name="pw", description="", sample_value="", default_value=None, required=True)
+
+    def execute(self):
+        pw = self.get_parameter("pw")
+        self.logger.info("saving the password")
+        self.save_data_for_next_step({"password": pw, "nested": [{"note": "pw=" + pw + ";"}], pw: "as a key",
+                                      "plain": "kept", "n": 7})
+"#;
+
+const PY_CHECKS: &str = r#"
+from ipaascore.BaseStep import BaseStep
+
+
+class Checks(BaseStep):
+    def __init__(self):
+        self.new_step_parameter(name="pw", description="", sample_value="", default_value=None, required=True)
+
+    def execute(self):
+        got = self.get_data_from_step_by_name("send")
+        pw = self.get_parameter("pw")
+        self.save_data_for_next_step({"same": got["password"] == pw, "key_same": got.get(pw) == "as a key",
+                                      "nested_same": got["nested"][0]["note"] == "pw=" + pw + ";",
+                                      "plain": got["plain"]})
+"#;
+
+/// `${password}` is the previous step's saved data, substituted by the
+/// engine: it must be the real value.
+const JS_CHECKS: &str = r#"module.exports = { run: async (args) =>
+    'same=' + (args.arguments.from_data === args.arguments.from_config) };"#;
+
+/// A step saves a configuration password for the next steps: every API
+/// answer shows the saved data masked, the database holds it sealed only,
+/// and the next steps (Python by name, JavaScript by `${key}`) still get
+/// the real value.
+async fn saved_data_with_a_secret(s: &mut TestServer) {
+    upload(s, "Sends", PY_SENDS).await;
+    upload(s, "Checks", PY_CHECKS).await;
+    upload(s, "jschecks", JS_CHECKS).await;
+    let (status, body) = s
+        .post(
+            "/api/v1/configurations",
+            json!({"name": "vault", "configuration_data": [{"name": "pw", "value": SAVED_PW, "encrypted": true}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = s
+        .post(
+            "/api/v1/applications",
+            json!({
+            "name": "passes-pw", "configuration": "vault",
+            "steps": [
+                {"name": "send", "file": "Sends", "pw": "${config.pw}", "output_to": ["check", "jscheck"]},
+                {"name": "check", "file": "Checks", "pw": "${config.pw}"},
+                {"name": "jscheck", "file": "jschecks", "from_data": "${password}", "from_config": "${config.pw}"}
+            ]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, run) = s.post("/api/v1/applications/passes-pw/run?wait=30", json!({})).await;
+    assert_eq!((status, run["state"].as_str()), (StatusCode::OK, Some("SUCCESS")), "{run}");
+    let viewer = s.token("viewer").await;
+    let task = |i: usize| format!("/api/v1/tasks/{}", run["steps"][i]["id"].as_str().unwrap());
+    let (status, send) = s.send(Method::GET, &task(0), Some(&viewer), None).await;
+    assert_eq!(status, StatusCode::OK, "{send}");
+    assert_eq!(
+        send["data"],
+        json!({"password": "********", "nested": [{"note": "pw=********;"}], "********": "as a key",
+               "plain": "kept", "n": 7}),
+        "the saved data is shown masked"
+    );
+    let (_, check) = s.send(Method::GET, &task(1), Some(&viewer), None).await;
+    assert_eq!(
+        check["data"],
+        json!({"same": true, "key_same": true, "nested_same": true, "plain": "kept"}),
+        "the next step got the real value"
+    );
+    let (_, jscheck) = s.send(Method::GET, &task(2), Some(&viewer), None).await;
+    assert_eq!(jscheck["result"], "same=true", "${{password}} was the real value: {jscheck}");
+    for path in [format!("/api/v1/tasks/{}", run["id"].as_str().unwrap()), task(0)] {
+        assert_eq!(s.get(&path).await.0, StatusCode::OK);
+        s.text(&format!("{path}/log")).await;
+    }
+    s.get("/api/v1/applications/passes-pw/logs").await;
+    s.get("/api/v1/applications/passes-pw/runs").await;
+
+    // A replay runs with the same data passed along.
+    let (status, replayed) = s.post(&format!("/api/v1/tasks/{}/replay", run["id"].as_str().unwrap()), json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{replayed}");
+    let replayed = s.engine.wait_run(replayed["id"].as_str().unwrap(), Duration::from_secs(30)).await.unwrap();
+    let (_, replayed) = s.get(&format!("/api/v1/tasks/{}", replayed.id)).await;
+    assert_eq!(replayed["state"], "SUCCESS", "{replayed}");
+    let (_, check) = s.get(&format!("/api/v1/tasks/{}", replayed["steps"][1]["id"].as_str().unwrap())).await;
+    assert_eq!(check["data"]["same"], true, "{check}");
+
+    let escaped = serde_json::to_string(SAVED_PW).unwrap();
+    for needle in ["word-SAVED-4f2c", SAVED_PW, escaped.trim_matches('"')] {
+        s.assert_never_sent(needle);
+    }
+    s.stop().await;
+    if s.data_dir().join("junction.db").exists() {
+        let mut bytes = Vec::new();
+        for entry in std::fs::read_dir(s.data_dir()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.file_name().unwrap().to_string_lossy().starts_with("junction.db") {
+                bytes.extend(std::fs::read(&path).unwrap());
+            }
+        }
+        assert!(bytes.len() > 10_000, "the database files were read");
+        let needle = b"word-SAVED-4f2c";
+        assert!(!bytes.windows(needle.len()).any(|w| w == needle), "the saved password is in the database files");
+    }
+}
+
+#[tokio::test]
+async fn saved_step_data_with_a_secret_is_masked_and_sealed_on_sqlite() {
+    saved_data_with_a_secret(&mut TestServer::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn saved_step_data_with_a_secret_is_masked_and_sealed_on_postgres() {
+    saved_data_with_a_secret(&mut TestServer::postgres().await).await;
+}
+
+/// A variable's clear values given while it was plain, in a run, a
+/// schedule and a trigger.
+const WAS_PLAIN: [&str; 3] = ["RUN-PARAM-WAS-PLAIN-61", "SCHEDULE-PARAM-WAS-PLAIN-62", "TRIGGER-ARG-WAS-PLAIN-63"];
+
+/// A variable made encrypted after runs, a schedule and a trigger were
+/// given clear values for it: none of them shows (or keeps) the clear
+/// value any more; the old run shows it masked and replays with it.
+async fn made_encrypted_later(s: &mut TestServer) {
+    upload(s, "echo", "module.exports = { run: async (args) => 'pw length ' + args.arguments.pw.length };").await;
+    let app = |pw: Value| {
+        json!({"name": "later", "app_variables": [pw, {"name": "region", "value": "eu"}],
+               "steps": [{"name": "e", "file": "echo"}]})
+    };
+    let (status, body) = s.post("/api/v1/applications", app(json!({"name": "pw", "value": "plain-default"}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, run) = s.post("/api/v1/applications/later/run?wait=30", json!({"params": {"pw": WAS_PLAIN[0]}})).await;
+    assert_eq!((status, run["state"].as_str()), (StatusCode::OK, Some("SUCCESS")), "{run}");
+    let entry = json!({"id": "later-hourly", "application_id": "later", "params": {"pw": WAS_PLAIN[1], "region": "us"},
+        "schedule": {"schedule_type": "cron", "schedule_info": {"expression": "0 * * * *"}}});
+    let (status, body) = s.post("/api/v1/schedule", entry).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let trigger = json!({"name": "later-on-deploy", "application": "later", "event": "cicd_job",
+        "arguments": {"pw": WAS_PLAIN[2], "region": "us"}});
+    let (status, body) = s.post("/api/v1/triggers", trigger).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let (status, body) =
+        s.post("/api/v1/applications", app(json!({"name": "pw", "value": "now-sealed", "encrypted": true}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    s.seen.lock().unwrap().clear();
+    let viewer = s.token("viewer").await;
+    let id = run["id"].as_str().unwrap();
+    let (status, old) = s.send(Method::GET, &format!("/api/v1/tasks/{id}"), Some(&viewer), None).await;
+    assert_eq!(status, StatusCode::OK, "{old}");
+    assert_eq!(old["app_vars"], json!({"pw": "********", "region": "eu"}), "the old run shows the value masked");
+    let (_, schedules) = s.send(Method::GET, "/api/v1/schedule", Some(&viewer), None).await;
+    assert_eq!(schedules[0]["params"], json!({"region": "us"}), "{schedules}");
+    let (_, trigger) = s.send(Method::GET, "/api/v1/triggers/later-on-deploy", Some(&viewer), None).await;
+    assert_eq!(trigger["arguments"], json!({"region": "us"}), "{trigger}");
+    s.send(Method::GET, "/api/v1/applications/later/runs", Some(&viewer), None).await;
+    s.send(Method::GET, "/api/v1/jobs/later/history", Some(&viewer), None).await;
+    // The old run's value was moved, not lost: a replay runs with it.
+    let (status, replayed) = s.post(&format!("/api/v1/tasks/{id}/replay"), json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{replayed}");
+    let replayed = s.engine.wait_run(replayed["id"].as_str().unwrap(), Duration::from_secs(30)).await.unwrap();
+    let (_, replayed) = s.get(&format!("/api/v1/tasks/{}", replayed.id)).await;
+    assert_eq!(replayed["state"], "SUCCESS", "{replayed}");
+    assert_eq!(replayed["steps"][0]["result"], format!("pw length {}", WAS_PLAIN[0].len()), "{replayed}");
+    for needle in WAS_PLAIN {
+        s.assert_never_sent(needle);
+    }
+    s.stop().await;
+    if s.data_dir().join("junction.db").exists() {
+        let mut bytes = Vec::new();
+        for entry in std::fs::read_dir(s.data_dir()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.file_name().unwrap().to_string_lossy().starts_with("junction.db") {
+                bytes.extend(std::fs::read(&path).unwrap());
+            }
+        }
+        for needle in WAS_PLAIN {
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} is in the database files");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_variable_made_encrypted_later_is_masked_in_old_runs_schedules_and_triggers_on_sqlite() {
+    made_encrypted_later(&mut TestServer::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn a_variable_made_encrypted_later_is_masked_in_old_runs_schedules_and_triggers_on_postgres() {
+    made_encrypted_later(&mut TestServer::postgres().await).await;
+}

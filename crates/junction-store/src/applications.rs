@@ -2,6 +2,7 @@
 
 use jiff::Timestamp;
 use junction_core::application::{Application, ApplicationUpload};
+use serde_json::Value;
 
 use crate::secrets::{app_scope, sets_any, sync_secrets};
 use crate::{json_of, lock_key, read, ts, write_tx, Result, Store, StoreError};
@@ -45,6 +46,27 @@ fn scrub_variables(doc: &str, names: &[&str]) -> Result<Option<String>> {
     Ok(changed.then(|| value.to_string()))
 }
 
+/// What [`take_keys`] took: each key with its value.
+type Taken = Vec<(String, Value)>;
+
+/// Takes the named keys out of a stored JSON object (a run's params, a
+/// schedule's params, a trigger's arguments); `None` when it has none of
+/// them, else the object without them and what was taken.
+fn take_keys(text: &str, names: &[&str]) -> Result<Option<(String, Taken)>> {
+    let mut value = json_of(text)?;
+    let Some(map) = value.as_object_mut() else { return Ok(None) };
+    let taken: Taken = names.iter().filter_map(|n| map.remove(*n).map(|v| (n.to_string(), v))).collect();
+    Ok((!taken.is_empty()).then(|| (value.to_string(), taken)))
+}
+
+/// A `LIKE` pattern (escape `\`) matching JSON text that has `name` as a
+/// key, as serde_json writes it: a cheap filter before parsing.
+fn key_pattern(name: &str) -> String {
+    let key = format!("{}:", Value::String(name.to_string()));
+    let escaped = key.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
 /// Inside a write transaction holding the application's lock: stores the
 /// next revision of `$name` and evaluates to its number (numbering goes on
 /// across deletes, as runs refer to revisions).
@@ -63,6 +85,103 @@ macro_rules! insert_revision {
             .execute(&mut *$tx)
             .await?;
         next
+    }};
+}
+
+/// Inside a write transaction holding the application's lock: the clear
+/// values of variables that just became encrypted (`$names`) are scrubbed
+/// from everything that kept them: the application's earlier revisions, the
+/// params of its runs, its schedules and its triggers. On SQLite the
+/// transaction zeroes what it frees (`secure_delete`); evaluates to the
+/// setting to restore afterwards and whether anything was scrubbed (see
+/// [`Store::purge_freed`]).
+macro_rules! scrub_clear_values {
+    ($store:expr, $tx:ident, $name:expr, $names:expr, $now:expr) => {{
+        let names: &[&str] = $names;
+        let secure_delete: Option<i64> = if $store.is_postgres() {
+            None
+        } else {
+            let before: i64 = sqlx::query_scalar("PRAGMA secure_delete").fetch_one(&mut *$tx).await?;
+            sqlx::query("PRAGMA secure_delete = ON").execute(&mut *$tx).await?;
+            Some(before)
+        };
+        let mut scrubbed_any = false;
+        // A variable that was plain in earlier revisions is a secret
+        // now: its old clear value must not stay readable there.
+        let revisions: Vec<(i64, String)> =
+            sqlx::query_as("SELECT revision, document FROM application_revisions WHERE name = $1")
+                .bind($name)
+                .fetch_all(&mut *$tx)
+                .await?;
+        for (revision, doc) in revisions {
+            if let Some(scrubbed) = scrub_variables(&doc, names)? {
+                sqlx::query("UPDATE application_revisions SET document = $1 WHERE name = $2 AND revision = $3")
+                    .bind(scrubbed)
+                    .bind($name)
+                    .bind(revision)
+                    .execute(&mut *$tx)
+                    .await?;
+                scrubbed_any = true;
+            }
+        }
+        // Nor in the params of the application's runs: the value is
+        // sealed with the run instead, as a masked value given at run
+        // time is (the run shows it masked; a replay still has it).
+        let patterns: Vec<String> = names.iter().map(|n| key_pattern(n)).collect();
+        let likes =
+            (0..patterns.len()).map(|i| format!("params LIKE ${} ESCAPE '\\'", i + 2)).collect::<Vec<_>>().join(" OR ");
+        let sql = format!("SELECT id, params, sealed_params FROM runs WHERE application = $1 AND ({likes})");
+        let mut q = sqlx::query_as::<_, (String, String, Option<Vec<u8>>)>(&sql).bind($name);
+        for p in &patterns {
+            q = q.bind(p);
+        }
+        for (id, params, sealed) in q.fetch_all(&mut *$tx).await? {
+            let Some((params, taken)) = take_keys(&params, names)? else { continue };
+            let sealed = $store.reseal_run_params(&id, sealed.as_deref(), taken)?;
+            sqlx::query("UPDATE runs SET params = $1, sealed_params = $2 WHERE id = $3")
+                .bind(params)
+                .bind(sealed)
+                .bind(&id)
+                .execute(&mut *$tx)
+                .await?;
+            scrubbed_any = true;
+        }
+        // Schedules and triggers may not name an encrypted variable:
+        // the key goes, and their runs take the application's sealed
+        // value. The version moves on (never backwards), so a firing
+        // prepared with the old params is stale.
+        let bump = "CASE WHEN updated_at >= $2 THEN updated_at + 1 ELSE $2 END";
+        let schedules: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, params FROM schedules WHERE application = $1")
+                .bind($name)
+                .fetch_all(&mut *$tx)
+                .await?;
+        for (id, params) in schedules {
+            let Some((params, _)) = take_keys(&params, names)? else { continue };
+            sqlx::query(&format!("UPDATE schedules SET params = $1, updated_at = {bump} WHERE id = $3"))
+                .bind(params)
+                .bind($now)
+                .bind(&id)
+                .execute(&mut *$tx)
+                .await?;
+            scrubbed_any = true;
+        }
+        let triggers: Vec<(String, String)> =
+            sqlx::query_as("SELECT name, arguments FROM triggers WHERE application = $1")
+                .bind($name)
+                .fetch_all(&mut *$tx)
+                .await?;
+        for (trigger, arguments) in triggers {
+            let Some((arguments, _)) = take_keys(&arguments, names)? else { continue };
+            sqlx::query(&format!("UPDATE triggers SET arguments = $1, updated_at = {bump} WHERE name = $3"))
+                .bind(arguments)
+                .bind($now)
+                .bind(&trigger)
+                .execute(&mut *$tx)
+                .await?;
+            scrubbed_any = true;
+        }
+        secure_delete.map(|before| (before, scrubbed_any))
     }};
 }
 
@@ -95,7 +214,7 @@ impl Store {
         let document = serde_json::to_string(app.document()).expect("JSON document serializes");
         let now = self.now_ms();
         let scope = app_scope(name);
-        let row = write_tx!(self, tx => {
+        let (row, secure_delete) = write_tx!(self, tx => {
             lock_key!(self, tx, &scope);
             let (secrets_changed, sealed_before) =
                 sync_secrets!(self, tx, &scope, &upload.secrets, |sealed: &[String]| app.check_against_sealed(sealed, &upload.secrets));
@@ -105,25 +224,11 @@ impl Store {
                 .filter(|v| v.encrypted && !sealed_before.contains(&v.name))
                 .map(|v| v.name.as_str())
                 .collect();
-            if !newly_encrypted.is_empty() {
-                // A variable that was plain in earlier revisions is a secret
-                // now: its old clear value must not stay readable there.
-                let revisions: Vec<(i64, String)> =
-                    sqlx::query_as("SELECT revision, document FROM application_revisions WHERE name = $1")
-                        .bind(name)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                for (revision, doc) in revisions {
-                    if let Some(scrubbed) = scrub_variables(&doc, &newly_encrypted)? {
-                        sqlx::query("UPDATE application_revisions SET document = $1 WHERE name = $2 AND revision = $3")
-                            .bind(scrubbed)
-                            .bind(name)
-                            .bind(revision)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                }
-            }
+            let secure_delete = if newly_encrypted.is_empty() {
+                None
+            } else {
+                scrub_clear_values!(self, tx, name, &newly_encrypted, now)
+            };
             let latest: Option<String> = sqlx::query_scalar(
                 "SELECT r.document FROM applications a JOIN application_revisions r \
                  ON r.name = a.name AND r.revision = a.latest_revision WHERE a.name = $1",
@@ -148,9 +253,39 @@ impl Store {
             // writer's revision could be the one read.
             let sql = format!("{SELECT} WHERE a.name = $1");
             let row: Row = sqlx::query_as(&sql).bind(name).fetch_one(&mut *tx).await?;
-            row
+            (row, secure_delete)
         });
+        if let Some((before, scrubbed)) = secure_delete {
+            self.purge_freed(before, scrubbed).await;
+        }
         record_from_row(row)
+    }
+
+    /// SQLite, after a transaction that ran with `secure_delete` on:
+    /// restores that setting and, when clear values were overwritten,
+    /// checkpoints the WAL into the database file and truncates it, so the
+    /// older page images that still hold the values are gone too. Best
+    /// effort (the scrub has committed): a checkpoint that readers keep from
+    /// finishing is logged.
+    async fn purge_freed(&self, secure_delete: i64, scrubbed: bool) {
+        let crate::Backend::Sqlite { write, .. } = &self.inner.backend else { return };
+        let restore = if secure_delete == 2 { "FAST".to_string() } else { secure_delete.to_string() };
+        let purged = async {
+            let mut conn = write.acquire().await?;
+            sqlx::query(&format!("PRAGMA secure_delete = {restore}")).execute(&mut *conn).await?;
+            if !scrubbed {
+                return Ok(true);
+            }
+            let (busy, _, _): (i64, i64, i64) =
+                sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&mut *conn).await?;
+            Ok::<_, sqlx::Error>(busy == 0)
+        }
+        .await;
+        match purged {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!("the WAL checkpoint after scrubbing clear values could not complete (busy)"),
+            Err(e) => tracing::warn!(error = %e, "the WAL checkpoint after scrubbing clear values failed"),
+        }
     }
 
     /// Stores a revision that is not a live application (the one-step

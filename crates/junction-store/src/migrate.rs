@@ -37,6 +37,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(7, "triggers", "0007_triggers"),
     migration!(8, "inbound", "0008_inbound"),
     migration!(9, "sessions", "0009_sessions"),
+    migration!(10, "sealed_output", "0010_sealed_output"),
 ];
 
 /// Arbitrary constant naming Junction's migration lock.

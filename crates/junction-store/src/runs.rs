@@ -93,22 +93,18 @@ pub struct TaskRecord {
 #[derive(Debug, Clone)]
 pub enum Finish {
     Success {
+        /// The saved data as shown (with the run's secrets masked).
         output: Option<Value>,
+        /// The full saved data (JSON text) when `output` is a masked copy;
+        /// sealed to the task's slot (`task:ID` / `output`).
+        sealed_output: Option<SecretString>,
         result: Option<String>,
         children: Vec<String>,
     },
     /// Try again at `due_at`.
-    Retry {
-        due_at: Timestamp,
-        result: Option<String>,
-        traceback: Option<String>,
-    },
+    Retry { due_at: Timestamp, result: Option<String>, traceback: Option<String> },
     /// Failed for good; `skip` are the waiting steps that can no longer run.
-    Failure {
-        result: Option<String>,
-        traceback: Option<String>,
-        skip: Vec<String>,
-    },
+    Failure { result: Option<String>, traceback: Option<String>, skip: Vec<String> },
 }
 
 /// One completion for [`Store::finish_tasks`].
@@ -337,6 +333,11 @@ macro_rules! insert_runs {
 }
 pub(crate) use {insert_runs, notify_work};
 
+/// The slot a task's full saved data is sealed to.
+fn task_scope(task_id: &str) -> String {
+    format!("task:{task_id}")
+}
+
 /// `$from, $from+1, ...` placeholders for an IN list.
 pub(crate) fn placeholders(from: usize, n: usize) -> String {
     (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
@@ -407,6 +408,41 @@ impl Store {
             run.secret_params.iter().map(|(k, v)| (k.clone(), Value::String(v.expose().to_string()))).collect();
         let clear = SecretString::new(Value::Object(map).to_string());
         Some(self.inner.sealer.seal(&format!("run:{}", run.id), "params", clear.expose()))
+    }
+
+    /// `$sealed` (a run's sealed params) with `moved` added, sealed again:
+    /// for values that were stored in clear in the run's params and must
+    /// not stay readable there (their variable became encrypted). A name
+    /// already sealed keeps its sealed value (it is the one the run used).
+    pub(crate) fn reseal_run_params(
+        &self,
+        run_id: &str,
+        sealed: Option<&[u8]>,
+        moved: Vec<(String, Value)>,
+    ) -> Result<Option<Vec<u8>>> {
+        let scope = format!("run:{run_id}");
+        let mut map: serde_json::Map<String, Value> = match sealed {
+            Some(sealed) => {
+                let clear = self.inner.sealer.unseal(&scope, "params", sealed)?;
+                serde_json::from_str(clear.expose())
+                    .map_err(|e| StoreError::Corrupt(format!("sealed run params: {e}")))?
+            }
+            None => serde_json::Map::new(),
+        };
+        let before = map.len();
+        for (name, value) in moved {
+            let text = match value {
+                Value::Null => continue,
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            map.entry(name).or_insert(Value::String(text));
+        }
+        if map.len() == before {
+            return Ok(sealed.map(<[u8]>::to_vec));
+        }
+        let clear = SecretString::new(Value::Object(map).to_string());
+        Ok(Some(self.inner.sealer.seal(&scope, "params", clear.expose())))
     }
 
     pub async fn run_secret_params(&self, run_id: &str) -> Result<Vec<(String, SecretString)>> {
@@ -529,12 +565,16 @@ impl Store {
                     continue;
                 }
                 match finish {
-                    Finish::Success { output, result, children } => {
+                    Finish::Success { output, sealed_output, result, children } => {
+                        let sealed = sealed_output
+                            .as_ref()
+                            .map(|full| self.inner.sealer.seal(&task_scope(task_id), "output", full.expose()));
                         sqlx::query(
-                            "UPDATE tasks SET state = 'SUCCESS', output = $1, result = $2, traceback = NULL, finished_at = $3, \
-                             lease_owner = NULL, lease_expires_at = NULL WHERE id = $4",
+                            "UPDATE tasks SET state = 'SUCCESS', output = $1, sealed_output = $2, result = $3, traceback = NULL, \
+                             finished_at = $4, lease_owner = NULL, lease_expires_at = NULL WHERE id = $5",
                         )
                         .bind(output.as_ref().map(Value::to_string))
+                        .bind(sealed)
                         .bind(result)
                         .bind(now)
                         .bind(task_id)
@@ -720,6 +760,36 @@ impl Store {
         let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1");
         let row: Option<TaskRow> = read!(self, db => sqlx::query_as(&sql).bind(id).fetch_optional(db).await)?;
         row.map(task_from_row).transpose()
+    }
+
+    /// The saved data of a run's succeeded steps, in full (unsealed where
+    /// the stored copy is masked), by step name: what the next steps read.
+    /// Never for a response: it may hold the run's secrets.
+    pub async fn run_outputs(&self, run_id: &str) -> Result<std::collections::BTreeMap<String, Value>> {
+        type Row = (String, String, Option<String>, Option<Vec<u8>>);
+        let rows: Vec<Row> = read!(self, db => {
+            sqlx::query_as(
+                "SELECT id, step_name, output, sealed_output FROM tasks WHERE run_id = $1 AND state = 'SUCCESS' \
+                 ORDER BY step_index",
+            )
+            .bind(run_id)
+            .fetch_all(db)
+            .await
+        })?;
+        let mut out = std::collections::BTreeMap::new();
+        for (id, step_name, output, sealed) in rows {
+            let full = match (sealed, output) {
+                (Some(sealed), _) => {
+                    let clear = self.inner.sealer.unseal(&task_scope(&id), "output", &sealed)?;
+                    serde_json::from_str(clear.expose())
+                        .map_err(|e| StoreError::Corrupt(format!("sealed output of task {id}: {e}")))?
+                }
+                (None, Some(output)) => json_of(&output)?,
+                (None, None) => continue,
+            };
+            out.insert(step_name, full);
+        }
+        Ok(out)
     }
 
     /// A run's tasks in application order.

@@ -58,6 +58,7 @@ queue_suite!(
     idempotency_keys_return_the_same_run_for_a_day,
     logs_are_appended_in_batches_and_read_in_order,
     secret_run_params_are_sealed,
+    saved_data_holding_a_secret_is_stored_masked_and_read_in_full,
     completions_of_many_runs_commit_together,
 );
 
@@ -137,6 +138,7 @@ fn q() -> Vec<String> {
 fn ok(children: &[&str]) -> Finish {
     Finish::Success {
         output: Some(json!({"n": 1})),
+        sealed_output: None,
         result: Some("done".into()),
         children: children.iter().map(|c| c.to_string()).collect(),
     }
@@ -312,4 +314,30 @@ async fn secret_run_params_are_sealed(h: &Harness) {
     assert_eq!((got[0].0.as_str(), got[0].1.expose()), ("token", "RUN-SECRET-1"));
     let stored = h.store.get_run("s1").await.unwrap().unwrap();
     assert!(!stored.params.to_string().contains("RUN-SECRET-1"));
+}
+
+async fn saved_data_holding_a_secret_is_stored_masked_and_read_in_full(h: &Harness) {
+    h.store.create_run(&run("o1", "default", vec![task("o1-a", "a", 0, 0), task("o1-b", "b", 1, 0)])).await.unwrap();
+    let a = h.store.claim_task(W, &q(), LEASE).await.unwrap().unwrap();
+    let masked = Finish::Success {
+        output: Some(json!({"pw": "********"})),
+        sealed_output: Some(SecretString::new(json!({"pw": "SAVED-SECRET-3"}).to_string())),
+        result: None,
+        children: vec![],
+    };
+    h.store.finish_task(&a.id, W, &masked).await.unwrap();
+    let b = h.store.claim_task(W, &q(), LEASE).await.unwrap().unwrap();
+    h.store.finish_task(&b.id, W, &ok(&[])).await.unwrap();
+    assert_eq!(h.store.get_task(&a.id).await.unwrap().unwrap().output, Some(json!({"pw": "********"})));
+    let full = h.store.run_outputs("o1").await.unwrap();
+    assert_eq!(full.get(&a.step_name), Some(&json!({"pw": "SAVED-SECRET-3"})), "the next steps read the full data");
+    assert_eq!(full.get(&b.step_name), Some(&json!({"n": 1})), "data without a secret is stored as it is");
+    if !h._dir.path().join("junction.db").exists() {
+        return;
+    }
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(h._dir.path()).unwrap() {
+        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    assert!(!bytes.windows(14).any(|w| w == b"SAVED-SECRET-3"), "the saved secret is in the database files");
 }

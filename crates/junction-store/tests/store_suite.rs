@@ -8,6 +8,7 @@ use junction_core::clock::ManualClock;
 use junction_core::configuration::Configuration;
 use junction_core::role::Role;
 use junction_core::step::Language;
+use junction_core::Clock;
 use junction_store::{Bootstrap, Location, NewStepVersion, Sealer, Store, StoreError};
 use serde_json::json;
 
@@ -72,6 +73,7 @@ store_suite!(
     concurrent_admins_cannot_revoke_each_other_to_zero,
     an_encrypted_entry_needs_a_value_the_first_time,
     a_variable_that_becomes_encrypted_is_scrubbed_from_older_revisions,
+    a_variable_that_becomes_encrypted_is_scrubbed_from_runs_schedules_and_triggers,
     update_configuration_is_a_read_modify_write,
     step_versions_keep_what_introspection_found,
 );
@@ -185,6 +187,115 @@ async fn a_variable_that_becomes_encrypted_is_scrubbed_from_older_revisions(h: &
     assert!(!text.contains("WAS-PLAIN"), "{text}");
     let untouched = h.store.get_application_revision("a", 2).await.unwrap().unwrap();
     assert_eq!(untouched.document()["app_variables"][0]["value"], json!("x"));
+}
+
+/// The clear values the test below gives a variable before it is made
+/// encrypted.
+const WAS_CLEAR: [&str; 4] = ["RUN-WAS-CLEAR-51", "SCHEDULE-WAS-CLEAR-52", "TRIGGER-WAS-CLEAR-53", "APP-WAS-CLEAR-54"];
+
+async fn a_variable_that_becomes_encrypted_is_scrubbed_from_runs_schedules_and_triggers(h: &Harness) {
+    let doc = |app_name: &str, pw: serde_json::Value| {
+        app(json!({"name": app_name, "steps": [{"name": "s", "file": "S"}],
+                   "app_variables": [pw, {"name": "region", "value": "eu"}]}))
+    };
+    h.store.put_application(&doc("a", json!({"name": "pw", "value": WAS_CLEAR[3]}))).await.unwrap();
+    h.store.put_application(&doc("other", json!({"name": "pw", "value": "other-app-value"}))).await.unwrap();
+    let run = |id: &str, application: &str, params: serde_json::Value| junction_store::NewRun {
+        id: id.into(),
+        application: application.into(),
+        app_revision: 1,
+        queue: "default".into(),
+        trigger_kind: "manual".into(),
+        triggered_by: None,
+        configuration: None,
+        params,
+        secret_params: vec![],
+        context: None,
+        log_level: 20,
+        idempotency_key: None,
+        tasks: vec![junction_store::NewTask {
+            id: format!("{id}-s"),
+            step_name: "s".into(),
+            step_index: 0,
+            step_file: "S".into(),
+            step_version: Some(1),
+            waiting_on: 0,
+        }],
+        max_active: None,
+    };
+    h.store.create_run(&run("r-old", "a", json!({"pw": WAS_CLEAR[0], "region": "eu"}))).await.unwrap();
+    h.store.create_run(&run("r-without", "a", json!({"region": "us"}))).await.unwrap();
+    h.store.create_run(&run("r-other", "other", json!({"pw": "other-app-value"}))).await.unwrap();
+    let schedule = |id: &str, application: &str, params: serde_json::Value| junction_store::PutSchedule {
+        id: id.into(),
+        application: application.into(),
+        entry_id: None,
+        kind: "cron".into(),
+        info: json!({"cron": "0 * * * *"}),
+        timezone: "UTC".into(),
+        params,
+        enabled: true,
+        next_fire_at: Some(h.clock.now()),
+        anchor: h.clock.now(),
+    };
+    h.store.put_schedule(&schedule("sch", "a", json!({"pw": WAS_CLEAR[1], "region": "eu"}))).await.unwrap();
+    h.store.put_schedule(&schedule("sch-other", "other", json!({"pw": "other-app-value"}))).await.unwrap();
+    let trigger = |name: &str, application: &str, arguments: serde_json::Value| junction_core::trigger::TriggerSpec {
+        name: name.into(),
+        application: application.into(),
+        event: "cicd_job".into(),
+        company_id: None,
+        filter: serde_json::Map::new(),
+        arguments: arguments.as_object().unwrap().clone(),
+        enabled: true,
+    };
+    h.store.put_trigger(&trigger("trg", "a", json!({"pw": WAS_CLEAR[2], "region": "eu"}))).await.unwrap();
+    h.store.put_trigger(&trigger("trg-other", "other", json!({"pw": "other-app-value"}))).await.unwrap();
+    let schedule_before = h.store.get_schedule("sch").await.unwrap().unwrap();
+
+    h.store
+        .put_application(&doc("a", json!({"name": "pw", "value": "now-a-secret", "encrypted": true})))
+        .await
+        .unwrap();
+
+    // The old run: the clear value is gone from its params, sealed with the
+    // run instead (so it shows masked and a replay runs with it).
+    let old = h.store.get_run("r-old").await.unwrap().unwrap();
+    assert_eq!(old.params, json!({"region": "eu"}));
+    let sealed = h.store.run_secret_params("r-old").await.unwrap();
+    assert_eq!(sealed.len(), 1);
+    assert_eq!((sealed[0].0.as_str(), sealed[0].1.expose()), ("pw", WAS_CLEAR[0]));
+    assert_eq!(h.store.get_run("r-without").await.unwrap().unwrap().params, json!({"region": "us"}));
+    assert!(h.store.run_secret_params("r-without").await.unwrap().is_empty());
+    // Schedules and triggers may not name an encrypted variable: the key is
+    // removed (their runs take the application's sealed value).
+    let sch = h.store.get_schedule("sch").await.unwrap().unwrap();
+    assert_eq!(sch.params, json!({"region": "eu"}));
+    assert!(sch.updated_at > schedule_before.updated_at, "a firing prepared before the change is stale");
+    assert_eq!(sch.next_fire_at, schedule_before.next_fire_at, "the next tick is kept");
+    let trg = h.store.get_trigger("trg").await.unwrap().unwrap();
+    assert_eq!(serde_json::Value::Object(trg.spec.arguments), json!({"region": "eu"}));
+    // Another application's rows are left alone.
+    assert_eq!(h.store.get_run("r-other").await.unwrap().unwrap().params, json!({"pw": "other-app-value"}));
+    assert_eq!(h.store.get_schedule("sch-other").await.unwrap().unwrap().params, json!({"pw": "other-app-value"}));
+    let other = h.store.get_trigger("trg-other").await.unwrap().unwrap();
+    assert_eq!(serde_json::Value::Object(other.spec.arguments), json!({"pw": "other-app-value"}));
+
+    // Read while the store is open, as on a running server: the WAL's older
+    // page images are gone too.
+    if let Location::Sqlite(_) = &h.location {
+        let mut bytes = Vec::new();
+        for entry in std::fs::read_dir(h._dir.path()).unwrap() {
+            bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+        }
+        assert!(bytes.len() > 10_000, "the database files were read");
+        for needle in WAS_CLEAR {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle} found in the database files"
+            );
+        }
+    }
 }
 
 async fn update_configuration_is_a_read_modify_write(h: &Harness) {
