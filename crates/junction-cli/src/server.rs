@@ -34,11 +34,8 @@ pub struct ServeArgs {
     /// that another worker may run it.
     #[arg(long, default_value_t = 30)]
     lease: u64,
-    /// Where the Node.js modules scripts may require are installed (a
-    /// directory holding node_modules); default DATA_DIR/runtime/node,
-    /// installed with npm on first start.
-    #[arg(long, env = "JUNCTION_MODULES_DIR")]
-    modules_dir: Option<PathBuf>,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
     /// Do not fire schedules in this process (with PostgreSQL, servers
     /// elect one scheduler among themselves anyway).
     #[arg(long)]
@@ -156,7 +153,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         Bootstrap::Given => tracing::info!("admin token set from JUNCTION_ADMIN_TOKEN"),
         Bootstrap::AlreadyDone => {}
     }
-    let runtime = start_runtime(&args.store, args.modules_dir.clone()).await?;
+    let runtime = start_runtime(&args.store, &args.runtime).await?;
     let engine = Engine::new(store.clone(), runtime.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
@@ -221,8 +218,11 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
 /// modules installed (once per version of the module list). A failed
 /// install is a warning: scripts that need a module then fail with
 /// "supported but not installed".
-async fn start_runtime(store: &StoreArgs, modules_dir: Option<PathBuf>) -> Result<Runtime> {
+async fn start_runtime(store: &StoreArgs, args: &RuntimeArgs) -> Result<Runtime> {
     let mut config = RuntimeConfig::new(store.data_dir.join("runtime"));
+    config.sandbox = args.sandbox;
+    config.run_uids = Some(args.run_uids.clone());
+    let modules_dir = args.modules_dir.clone();
     // Inside the sandbox the data dir (database, key file) does not exist.
     config.hidden_paths = vec![store.data_dir.clone()];
     let modules_dir = modules_dir.unwrap_or_else(|| config.dir.join("node"));
@@ -293,8 +293,39 @@ pub struct WorkerArgs {
     /// Seconds a claimed task stays this worker's without a heartbeat.
     #[arg(long, default_value_t = 30)]
     lease: u64,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+/// How scripts run (`serve` and `worker`).
+#[derive(Args, Debug)]
+pub struct RuntimeArgs {
+    /// Where the Node.js modules scripts may require are installed (a
+    /// directory holding node_modules); default DATA_DIR/runtime/node,
+    /// installed with npm on first start.
     #[arg(long, env = "JUNCTION_MODULES_DIR")]
     modules_dir: Option<PathBuf>,
+    /// Script isolation: `auto` uses bubblewrap when installed and, when
+    /// Junction runs as root, unprivileged uids (alone without bubblewrap);
+    /// `required` refuses to start without a working bubblewrap; `off`
+    /// runs scripts as this process's user (a warning says what that means).
+    #[arg(long, env = "JUNCTION_SANDBOX", default_value = "auto")]
+    sandbox: junction_runtime::Sandbox,
+    /// Under root, the uids scripts run as, FIRST-LAST (FIRST is their
+    /// group); no account is created, and ids that belong to an account are
+    /// skipped.
+    #[arg(long, env = "JUNCTION_RUN_UIDS", default_value = "61184-61439", value_parser = parse_uids)]
+    run_uids: std::ops::Range<u32>,
+}
+
+fn parse_uids(s: &str) -> Result<std::ops::Range<u32>, String> {
+    let (a, b) = s.split_once('-').ok_or("expected FIRST-LAST, e.g. 61184-61439")?;
+    let (a, b): (u32, u32) =
+        (a.parse().map_err(|_| "FIRST is not a number")?, b.parse().map_err(|_| "LAST is not a number")?);
+    if a == 0 || b <= a {
+        return Err("FIRST must be above 0 and LAST above FIRST".into());
+    }
+    Ok(a..b + 1)
 }
 
 /// `junction worker`: runs tasks from the store's queues until SIGINT or
@@ -302,7 +333,7 @@ pub struct WorkerArgs {
 pub async fn worker(args: WorkerArgs) -> Result<()> {
     init_logging();
     let store = open_store(&args.store).await?;
-    let runtime = start_runtime(&args.store, args.modules_dir.clone()).await?;
+    let runtime = start_runtime(&args.store, &args.runtime).await?;
     let engine = Engine::new(store.clone(), runtime.clone());
     let concurrency =
         args.concurrency.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));

@@ -930,3 +930,89 @@ fn the_application_pages_work_in_a_real_browser() {
     let serve = Serve::start(&dir.path().join("data"), &[], &[("JUNCTION_ADMIN_TOKEN", ADMIN)]);
     run_browser_script("apps.test.js", &serve);
 }
+
+/// `PATH` with Node.js, npm and Python but no bubblewrap, as on a host
+/// where it is not installed.
+fn path_without_bwrap(dir: &Path) -> PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in ["node", "npm", "python3", "kill", "sh", "env"] {
+        let found = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("{tool} is not on PATH"));
+        std::os::unix::fs::symlink(found, bin.join(tool)).unwrap();
+    }
+    bin
+}
+
+#[test]
+fn serve_without_bubblewrap_warns_reports_user_isolation_and_required_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = path_without_bwrap(dir.path());
+    let path = bin.to_str().unwrap();
+    let serve = Serve::start(&dir.path().join("data"), &[], &[("JUNCTION_ADMIN_TOKEN", ADMIN), ("PATH", path)]);
+    assert!(serve.output().contains("bubblewrap (bwrap) is not installed"), "no warning: {}", serve.output());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let health: Value =
+        rt.block_on(async { reqwest::get(format!("{}/healthz", serve.url)).await.unwrap().json().await.unwrap() });
+    let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["sandbox"]["sandbox"], if root { "user" } else { "none" }, "{health}");
+    let js = write(dir.path(), "whoami.js", "module.exports = { run: async () => 'uid=' + process.getuid() };");
+    ok(&serve.client(ADMIN, &["steps", "upload", js.to_str().unwrap()]));
+    let out = serve.client(ADMIN, &["steps", "run", "whoami", "--json"]);
+    let text = ok(&out);
+    if root {
+        assert!(!text.contains("uid=0"), "a script ran as root: {text}");
+        assert!(text.contains("uid=6"), "{text}");
+    }
+    assert!(serve.terminate().success());
+
+    let out = junction()
+        .args(["serve", "--listen", "127.0.0.1:0", "--sandbox", "required", "--data-dir"])
+        .arg(dir.path().join("data2"))
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--sandbox required") && err.contains("bubblewrap"), "{err}");
+}
+
+#[test]
+fn a_broken_bubblewrap_makes_serve_degraded_and_refuses_runs_with_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = path_without_bwrap(dir.path());
+    let fake = bin.join("bwrap");
+    std::fs::write(&fake, "#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n").unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = bin.to_str().unwrap();
+    let serve = Serve::start(&dir.path().join("data"), &[], &[("JUNCTION_ADMIN_TOKEN", ADMIN), ("PATH", path)]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = reqwest::Client::new();
+    let (code, health): (u16, Value) = rt.block_on(async {
+        let r = reqwest::get(format!("{}/healthz", serve.url)).await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    });
+    assert_eq!((code, health["status"].as_str()), (503, Some("degraded")), "{health}");
+    assert_eq!(health["sandbox"]["ok"], false, "{health}");
+    assert!(health["sandbox"]["problem"].as_str().unwrap().contains("No permissions"), "{health}");
+    let app = serde_json::json!({"name": "noop", "steps": [{"name": "s", "file": "missing"}]});
+    let (code, body): (u16, Value) = rt.block_on(async {
+        let r = client
+            .post(format!("{}/api/v1/applications", serve.url))
+            .bearer_auth(ADMIN)
+            .json(&app)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{:?}", r.text().await);
+        let r =
+            client.post(format!("{}/api/v1/applications/noop/run", serve.url)).bearer_auth(ADMIN).send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    });
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    assert!(serve.terminate().success());
+}

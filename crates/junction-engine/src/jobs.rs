@@ -203,6 +203,7 @@ impl Engine {
         arguments: Map<String, Value>,
         who: &str,
     ) -> Result<RunRecord> {
+        self.can_run()?;
         if !self.automated_jobs_enabled().await? {
             return Err(EngineError::Forbidden(
                 "automated jobs are disabled on this server (setting automated_jobs_enabled)".into(),

@@ -34,6 +34,7 @@ use junction_store::{Store, StoreError};
 
 pub use content::StoredApplication;
 pub use jobs::{Job, JobRun, Trigger};
+pub use junction_runtime::Health as RuntimeHealth;
 pub use runs::{masked_vars, RunRequest};
 pub use scheduler::{FireReport, Schedule, SchedulerConfig};
 pub use worker::WorkerConfig;
@@ -157,5 +158,23 @@ impl Engine {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The script isolation in force and whether it works (`/healthz`).
+    pub fn runtime_health(&self) -> RuntimeHealth {
+        self.runtime.health()
+    }
+
+    /// A request for a new run while the sandbox is broken is refused
+    /// (503) rather than accepted to wait; runs already queued wait for it.
+    pub(crate) fn can_run(&self) -> Result<()> {
+        let health = self.runtime.health();
+        match health.ok {
+            true => Ok(()),
+            false => Err(EngineError::Unavailable(format!(
+                "scripts cannot run on this server: {}",
+                health.problem.unwrap_or_else(|| "the sandbox does not work".into())
+            ))),
+        }
     }
 }

@@ -40,6 +40,7 @@ pub struct RunRequest {
 impl Engine {
     /// Starts a run of the latest revision of `app`.
     pub async fn start_run(&self, app: &str, request: RunRequest) -> Result<RunRecord> {
+        self.can_run()?;
         let record = self
             .store
             .get_application(app)
@@ -275,6 +276,7 @@ impl Engine {
     /// `parameters` as its parameters: checked against what the step
     /// declares (a missing required one is refused).
     pub async fn run_step(&self, name: &str, parameters: Map<String, Value>, triggered_by: &str) -> Result<RunRecord> {
+        self.can_run()?;
         let step = self.store.get_step(name).await?.ok_or_else(|| EngineError::NotFound(format!("step {name:?}")))?;
         let mut v = Violations::default();
         for p in step.parameters.iter().filter(|p| p.required && p.default_value.is_none()) {
@@ -340,6 +342,7 @@ impl Engine {
 
     /// A new run with the same variables, configuration and queue as `id`.
     pub async fn replay_run(&self, id: &str, who: &str) -> Result<RunRecord> {
+        self.can_run()?;
         let old = self.store.get_run(id).await?.ok_or_else(|| EngineError::NotFound(format!("run {id:?}")))?;
         let app = self.store.get_application(&old.application).await?.ok_or_else(|| {
             EngineError::Conflict(format!(

@@ -86,7 +86,13 @@ impl Engine {
             // Registered before the claim, so an enqueue between the claim
             // and the wait is not missed.
             let notified = self.signals.work_available.notified();
-            match self.store.claim_task(&config.id, &config.queues, config.lease).await {
+            // A broken sandbox claims nothing: queued tasks wait for it (or
+            // for a worker whose sandbox works) instead of failing.
+            let claimed = match self.runtime.health().ok {
+                true => self.store.claim_task(&config.id, &config.queues, config.lease).await,
+                false => Ok(None),
+            };
+            match claimed {
                 Ok(Some(task)) => {
                     let (engine, config) = (self.clone(), config.clone());
                     tokio::spawn(async move {
@@ -234,6 +240,9 @@ impl Engine {
         let mut execution =
             Execution::new(Script::new(stored.name.clone(), stored.language, stored.data.clone()), input);
         execution.secrets = secrets;
+        // A warm process serves one application: nothing one application's
+        // script keeps (module state, a timer) reaches another's run.
+        execution.tenant = format!("app:{}", run.application);
         execution.limits = Limits::default();
         if task.attempts > 1 {
             log("INFO", &format!("attempt {} of step {:?}", task.attempts, step.name));

@@ -27,17 +27,47 @@ const FILES: &[(&str, &str)] = &[
 /// Writes the embedded files under `dir/assets`, rewriting only those that
 /// differ (a running process may be reading them).
 pub fn install_assets(dir: &Path) -> Result<(), RuntimeError> {
+    use std::os::unix::fs::PermissionsExt;
     for (rel, content) in FILES {
         let path = dir.join("assets").join(rel);
-        if std::fs::read(&path).is_ok_and(|old| old == content.as_bytes()) {
+        if !std::fs::read(&path).is_ok_and(|old| old == content.as_bytes()) {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, content)?;
+            std::fs::rename(&tmp, &path)?;
+        }
+        // Readable by the scripts' uids, writable by nobody but the owner,
+        // whatever the umask.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+        let mut parent = path.parent();
+        while let Some(p) = parent.filter(|p| p.starts_with(dir.join("assets"))) {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755))?;
+            parent = p.parent();
+        }
+    }
+    Ok(())
+}
+
+/// Removes the group and other write bits under `dir` (a module tree the
+/// scripts' uids read), so no script can plant code another will require.
+pub(crate) fn make_read_only_for_others(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_symlink() {
             continue;
         }
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
+        let meta = entry.metadata()?;
+        let mode = meta.permissions().mode();
+        if mode & 0o022 != 0 {
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode & !0o022))?;
         }
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, content)?;
-        std::fs::rename(&tmp, &path)?;
+        if kind.is_dir() {
+            make_read_only_for_others(&entry.path())?;
+        }
     }
     Ok(())
 }

@@ -317,6 +317,12 @@ impl Runtime {
     /// per language.
     pub async fn start(mut config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
         std::fs::create_dir_all(&config.dir)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // Only the server's user enters it, whatever the umask; under
+            // root the scripts' uids use the public root instead.
+            std::fs::set_permissions(&config.dir, std::fs::Permissions::from_mode(0o700))?;
+        }
         // The sandbox mounts by absolute path.
         config.dir = std::fs::canonicalize(&config.dir)?;
         if let Some(m) = &config.node_modules {
@@ -334,6 +340,9 @@ impl Runtime {
             let linked = root.join("node_modules");
             isolation::link_tree(&modules, &linked)?;
             modules = linked;
+        }
+        if users && modules.is_dir() {
+            assets::make_read_only_for_others(&modules)?;
         }
         if users {
             use std::os::unix::fs::PermissionsExt;

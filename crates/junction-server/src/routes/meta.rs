@@ -18,23 +18,30 @@ pub struct Health {
     version: &'static str,
     /// `sqlite` or `postgres`.
     store: &'static str,
+    /// How scripts are isolated: `sandbox` is `bubblewrap`, `user` or
+    /// `none`; `ok` false (and `status` `degraded`) when it is broken.
+    #[schema(value_type = Object)]
+    sandbox: junction_engine::RuntimeHealth,
 }
 
-/// `GET /healthz`: no authentication; 503 when the store does not answer.
+/// `GET /healthz`: no authentication; 503 when the store does not answer
+/// (`unavailable`) or the script sandbox is broken (`degraded`).
 pub fn public_router() -> Router<AppState> {
     Router::new().route("/healthz", get(healthz))
 }
 
 async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let store = state.engine.store();
+    let sandbox = state.engine.runtime_health();
     let (code, status) = match store.ping().await {
-        Ok(()) => (StatusCode::OK, "ok"),
+        Ok(()) if sandbox.ok => (StatusCode::OK, "ok"),
+        Ok(()) => (StatusCode::SERVICE_UNAVAILABLE, "degraded"),
         Err(e) => {
             tracing::warn!(error = %e, "health check: store does not answer");
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
         }
     };
-    (code, Json(Health { status, version: env!("CARGO_PKG_VERSION"), store: store.backend_name() }))
+    (code, Json(Health { status, version: env!("CARGO_PKG_VERSION"), store: store.backend_name(), sandbox }))
 }
 
 pub fn api_router() -> OpenApiRouter<AppState> {
