@@ -176,13 +176,17 @@ pub(crate) async fn run(
         relay.output(level, &line);
     }
     // A process the script started (even one that left the group with
-    // setsid) must not outlive the execution.
-    let fate =
-        if matches!(fate, Fate::Reuse) && process.uid.is_some() && process.count_processes().await > process.baseline {
-            Fate::Discard
-        } else {
-            fate
-        };
+    // setsid) must not outlive the execution. Node's permission model lets
+    // no script start one, so only Python's are counted.
+    let fate = if matches!(fate, Fate::Reuse)
+        && script.language == junction_core::step::Language::Python
+        && process.uid.is_some()
+        && process.count_processes().await > process.baseline
+    {
+        Fate::Discard
+    } else {
+        fate
+    };
     outcome.error = outcome.error.map(|e| redactor.apply(&e));
     if let Some(err) = &outcome.error {
         if outcome.status == Status::Crashed {

@@ -212,7 +212,13 @@ pub(crate) fn processes_of(uid: u32) -> Vec<i32> {
     entries
         .filter_map(|e| e.ok())
         .filter_map(|e| {
-            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let name = e.file_name();
+            let name = name.to_str()?;
+            // Only pids; /proc's other entries cost a stat each for nothing.
+            if !name.as_bytes()[0].is_ascii_digit() {
+                return None;
+            }
+            let pid: i32 = name.parse().ok()?;
             (e.metadata().ok()?.uid() == uid).then_some(pid)
         })
         .collect()

@@ -151,35 +151,23 @@ macro_rules! scrub_clear_values {
         // value. The version moves on (never backwards), so a firing
         // prepared with the old params is stale.
         let bump = "CASE WHEN updated_at >= $2 THEN updated_at + 1 ELSE $2 END";
-        let schedules: Vec<(String, String)> =
-            sqlx::query_as("SELECT id, params FROM schedules WHERE application = $1")
-                .bind($name)
-                .fetch_all(&mut *$tx)
-                .await?;
-        for (id, params) in schedules {
-            let Some((params, _)) = take_keys(&params, names)? else { continue };
-            sqlx::query(&format!("UPDATE schedules SET params = $1, updated_at = {bump} WHERE id = $3"))
-                .bind(params)
-                .bind($now)
-                .bind(&id)
-                .execute(&mut *$tx)
-                .await?;
-            scrubbed_any = true;
-        }
-        let triggers: Vec<(String, String)> =
-            sqlx::query_as("SELECT name, arguments FROM triggers WHERE application = $1")
-                .bind($name)
-                .fetch_all(&mut *$tx)
-                .await?;
-        for (trigger, arguments) in triggers {
-            let Some((arguments, _)) = take_keys(&arguments, names)? else { continue };
-            sqlx::query(&format!("UPDATE triggers SET arguments = $1, updated_at = {bump} WHERE name = $3"))
-                .bind(arguments)
-                .bind($now)
-                .bind(&trigger)
-                .execute(&mut *$tx)
-                .await?;
-            scrubbed_any = true;
+        // (table, key column, column with the variable values), fixed names.
+        for (table, key, column) in [("schedules", "id", "params"), ("triggers", "name", "arguments")] {
+            let rows: Vec<(String, String)> =
+                sqlx::query_as(&format!("SELECT {key}, {column} FROM {table} WHERE application = $1"))
+                    .bind($name)
+                    .fetch_all(&mut *$tx)
+                    .await?;
+            for (id, values) in rows {
+                let Some((values, _)) = take_keys(&values, names)? else { continue };
+                sqlx::query(&format!("UPDATE {table} SET {column} = $1, updated_at = {bump} WHERE {key} = $3"))
+                    .bind(values)
+                    .bind($now)
+                    .bind(&id)
+                    .execute(&mut *$tx)
+                    .await?;
+                scrubbed_any = true;
+            }
         }
         secure_delete.map(|before| (before, scrubbed_any))
     }};
