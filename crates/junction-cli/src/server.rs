@@ -314,16 +314,16 @@ pub struct RuntimeArgs {
     /// Under root, the uids scripts run as, FIRST-LAST (FIRST is their
     /// group); no account is created, and ids that belong to an account are
     /// skipped.
-    #[arg(long, env = "JUNCTION_RUN_UIDS", default_value = "61184-61439", value_parser = parse_uids)]
+    #[arg(long, env = "JUNCTION_RUN_UIDS", default_value = "90000-90255", value_parser = parse_uids)]
     run_uids: std::ops::Range<u32>,
 }
 
 fn parse_uids(s: &str) -> Result<std::ops::Range<u32>, String> {
-    let (a, b) = s.split_once('-').ok_or("expected FIRST-LAST, e.g. 61184-61439")?;
+    let (a, b) = s.split_once('-').ok_or("expected FIRST-LAST, e.g. 90000-90255")?;
     let (a, b): (u32, u32) =
         (a.parse().map_err(|_| "FIRST is not a number")?, b.parse().map_err(|_| "LAST is not a number")?);
-    if a == 0 || b <= a {
-        return Err("FIRST must be above 0 and LAST above FIRST".into());
+    if a == 0 || b <= a || b == u32::MAX {
+        return Err("FIRST must be above 0, LAST above FIRST and below 4294967295".into());
     }
     Ok(a..b + 1)
 }

@@ -965,7 +965,7 @@ fn serve_without_bubblewrap_warns_reports_user_isolation_and_required_refuses_to
     let text = ok(&out);
     if root {
         assert!(!text.contains("uid=0"), "a script ran as root: {text}");
-        assert!(text.contains("uid=6"), "{text}");
+        assert!(text.contains("uid=9"), "{text}");
     }
     assert!(serve.terminate().success());
 

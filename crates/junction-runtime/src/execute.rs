@@ -11,6 +11,10 @@ use crate::{Event, Execution, Outcome, Runtime, RuntimeError, Status};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Secret values a process remembers for masking (it serves one tenant,
+/// whose secrets rarely change).
+const MAX_SERVED_SECRETS: usize = 256;
+
 /// How long the fd 1/2 output of a finished execution may trail its result
 /// (a script that closed those fds leaves no end marks).
 const OUTPUT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
@@ -59,14 +63,21 @@ pub(crate) async fn run(
         input: &execution.input,
         secrets: &execution.secrets,
     };
-    let redactor = Redactor::new(&execution.secrets).hiding_paths(&host.private_paths);
+    for secret in &execution.secrets {
+        if !process.served_secrets.contains(secret) && process.served_secrets.len() < MAX_SERVED_SECRETS {
+            process.served_secrets.push(secret.clone());
+        }
+    }
+    let mut secrets = execution.secrets.clone();
+    secrets.extend(process.served_secrets.iter().filter(|s| !execution.secrets.contains(s)).cloned());
+    let redactor = Redactor::new(&secrets).hiding_paths(&host.private_paths);
     let mut relay = Relay {
         on_event,
         redactor: &redactor,
         budget: execution.limits.max_log_bytes,
         truncated: false,
         end_mark: format!("\0junction-end:{id}"),
-        ends_seen: 0,
+        ends_seen: [false; 2],
     };
     let mut outcome = Outcome {
         status: Status::Crashed,
@@ -165,7 +176,7 @@ pub(crate) async fn run(
     // the log is complete when both marks are in.
     if matches!(fate, Fate::Reuse | Fate::Discard) && matches!(outcome.status, Status::Succeeded | Status::Failed) {
         let deadline = tokio::time::Instant::now() + OUTPUT_GRACE;
-        while relay.ends_seen < 2 {
+        while relay.ends_seen != [true; 2] {
             match tokio::time::timeout_at(deadline, process.output.recv()).await {
                 Ok(Some((level, line))) => relay.output(level, &line),
                 _ => break,
@@ -225,7 +236,8 @@ struct Relay<'a> {
     /// What the harness writes to fds 1 and 2 after an execution's last
     /// output (NUL, then the request id).
     end_mark: String,
-    ends_seen: u8,
+    /// Whether the mark came on fd 1, on fd 2.
+    ends_seen: [bool; 2],
 }
 
 impl Relay<'_> {
@@ -249,7 +261,7 @@ impl Relay<'_> {
     fn output(&mut self, level: &'static str, text: &str) {
         let text = match text.strip_suffix(self.end_mark.as_str()) {
             Some(before) => {
-                self.ends_seen += 1;
+                self.ends_seen[usize::from(level == "ERROR")] = true;
                 if before.is_empty() {
                     return;
                 }

@@ -15,14 +15,17 @@
 //! - **none**: neither is available (not root, no bwrap) or `--sandbox off`.
 
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::{RuntimeConfig, RuntimeError, Sandbox};
 
-/// The uids scripts run as when Junction runs as root (the start of
-/// systemd's dynamic range; the first one is the group's id).
-pub const DEFAULT_UIDS: std::ops::Range<u32> = 61184..61440;
+/// The uids scripts run as when Junction runs as root; the first one is
+/// the scripts' group. Above 65535 (16-bit tools, `nobody`) and below
+/// 100000, where `useradd` starts sub-uid ranges; outside systemd's dynamic
+/// range (61184–65519) and its container ranges (524288 on).
+pub const DEFAULT_UIDS: std::ops::Range<u32> = 90000..90256;
 
 /// What `/healthz` says about script isolation.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -109,7 +112,31 @@ pub(crate) struct Users {
     ids: Vec<u32>,
     locks: Arc<Mutex<std::collections::HashMap<u32, std::fs::File>>>,
     lock_dir: PathBuf,
-    reaper: Mutex<std::sync::mpsc::Sender<u32>>,
+    reaper: Mutex<std::sync::mpsc::Sender<(u32, Option<tempfile::TempDir>)>>,
+}
+
+/// A uid held for one process. Dropping it hands the uid to the reaper
+/// with the process's directory: every process of the uid is killed, the
+/// directory removed, and only then is the uid free again.
+pub(crate) struct Lease {
+    pub uid: u32,
+    pub gid: u32,
+    users: Arc<Users>,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Lease {
+    /// The directory to remove once the uid's processes are gone.
+    pub fn keep_until_reaped(&mut self, dir: tempfile::TempDir) {
+        self.dir = Some(dir);
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let job = (self.uid, self.dir.take());
+        let _ = self.users.reaper.lock().unwrap_or_else(|e| e.into_inner()).send(job);
+    }
 }
 
 impl Users {
@@ -122,6 +149,11 @@ impl Users {
             )));
         }
         let gid = range.start;
+        if has_group(gid) {
+            return Err(RuntimeError::Unavailable(format!(
+                "the scripts' group id {gid} (the first of --run-uids) belongs to a group of this host; choose another range"
+            )));
+        }
         // An id that belongs to an account of this host is never borrowed.
         let ids: Vec<u32> = (range.start + 1..range.end).filter(|&uid| !has_account(uid)).collect();
         if ids.is_empty() {
@@ -129,15 +161,21 @@ impl Users {
         }
         let lock_dir = lock_dir()?;
         let locks: Arc<Mutex<std::collections::HashMap<u32, std::fs::File>>> = Arc::default();
-        let (reaper, jobs) = std::sync::mpsc::channel::<u32>();
+        let (reaper, jobs) = std::sync::mpsc::channel::<(u32, Option<tempfile::TempDir>)>();
         let held = locks.clone();
         std::thread::Builder::new()
             .name("junction-reaper".into())
             .spawn(move || {
-                for uid in jobs {
-                    reap(uid);
-                    // Only now may another process (or this one) take it.
-                    held.lock().unwrap_or_else(|e| e.into_inner()).remove(&uid);
+                for (uid, dir) in jobs {
+                    let clean = reap(uid, gid);
+                    drop(dir);
+                    if clean {
+                        // Only now may another process (or this one) take it.
+                        held.lock().unwrap_or_else(|e| e.into_inner()).remove(&uid);
+                    } else {
+                        // Kept locked: a uid with a survivor serves no one.
+                        tracing::error!(uid, "processes of a script uid survive being killed; the uid is retired");
+                    }
                 }
             })
             .map_err(RuntimeError::Io)?;
@@ -145,7 +183,7 @@ impl Users {
     }
 
     /// A uid no live process has, here or in another Junction process.
-    pub fn take(&self) -> Result<u32, RuntimeError> {
+    pub fn take(self: &Arc<Self>) -> Result<Lease, RuntimeError> {
         let start = rand::random::<usize>() % self.ids.len();
         for k in 0..self.ids.len() {
             let uid = self.ids[(start + k) % self.ids.len()];
@@ -161,21 +199,16 @@ impl Users {
             if file.try_lock().is_err() {
                 continue;
             }
-            locks.insert(uid, file);
-            drop(locks);
-            // A holder that crashed may have left processes behind.
-            if !processes_of(uid).is_empty() {
-                reap(uid);
+            // Something else runs as this uid (an account made since the
+            // start, a service given it by another allocator, a survivor of
+            // a crashed Junction): never killed, never shared; skipped.
+            if has_account(uid) || !live_processes_of(uid).is_empty() {
+                continue;
             }
-            return Ok(uid);
+            locks.insert(uid, file);
+            return Ok(Lease { uid, gid: self.gid, users: self.clone(), dir: None });
         }
         Err(RuntimeError::Unavailable("every script uid is in use (too many runtime processes at once)".into()))
-    }
-
-    /// Back to the pool once everything running as `uid` is gone; never
-    /// blocks the caller.
-    pub fn give_back(&self, uid: u32) {
-        let _ = self.reaper.lock().unwrap_or_else(|e| e.into_inner()).send(uid);
     }
 }
 
@@ -206,6 +239,26 @@ fn has_account(uid: u32) -> bool {
     unsafe { !libc::getpwuid(uid).is_null() }
 }
 
+fn has_group(gid: u32) -> bool {
+    // SAFETY: as above, for getgrgid.
+    unsafe { !libc::getgrgid(gid).is_null() }
+}
+
+/// Pids of the processes of `uid` that are not zombies (a zombie cannot be
+/// killed and does nothing; in a container where Junction is PID 1 nobody
+/// may reap it).
+pub(crate) fn live_processes_of(uid: u32) -> Vec<i32> {
+    processes_of(uid)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
 /// Pids of the processes whose real owner is `uid`.
 pub(crate) fn processes_of(uid: u32) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
@@ -224,26 +277,37 @@ pub(crate) fn processes_of(uid: u32) -> Vec<i32> {
         .collect()
 }
 
-/// Kills every process of `uid` (until none is left: a forking process is
-/// caught on a later pass) and removes what it left in the shared
-/// temporary directories.
-fn reap(uid: u32) {
-    for _ in 0..100 {
-        let pids = processes_of(uid);
-        if pids.is_empty() {
-            break;
-        }
-        for pid in pids {
-            // SAFETY: kill(2) sends a signal; no memory is touched.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
+/// Kills every process of `uid` and removes what it left in the shared
+/// temporary directories. The kill is `kill(-1, SIGKILL)` sent *as* the uid
+/// (by a shell started as it), which reaches every process of the uid at
+/// once, a chain of forks included; it is repeated until two scans in a row
+/// find none alive. False when some survive.
+fn reap(uid: u32, gid: u32) -> bool {
+    let mut clean_scans = 0;
+    for _ in 0..50 {
+        if live_processes_of(uid).is_empty() {
+            clean_scans += 1;
+            if clean_scans == 2 {
+                break;
             }
+            continue;
         }
+        clean_scans = 0;
+        let _ = std::process::Command::new("/bin/sh")
+            .args(["-c", "kill -9 -1"])
+            .uid(uid)
+            .gid(gid)
+            .env_clear()
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
     for dir in ["/tmp", "/var/tmp", "/dev/shm"] {
         remove_owned_by(Path::new(dir), uid);
     }
+    clean_scans == 2
 }
 
 fn remove_owned_by(dir: &Path, uid: u32) {

@@ -9,14 +9,13 @@ use std::time::Duration;
 
 use junction_core::step::Language;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::Arc;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-use crate::isolation::{private_dir, processes_of, Users};
+use crate::isolation::{private_dir, processes_of, Lease};
 use crate::protocol::{self, Event, Request};
 use crate::{Host, RuntimeError};
 
@@ -41,11 +40,14 @@ pub(crate) struct Process {
     pub events: BufReader<pipe::Receiver>,
     /// Lines the process wrote to fd 1 (`LOG`) or fd 2 (`ERROR`).
     pub output: mpsc::Receiver<(&'static str, String)>,
-    /// This process's own directory (mode 0700, its uid's): its home and
-    /// each execution's working directory, nothing else of the runtime's
-    /// writable, and in the sandbox the only writable mount. Removed with
-    /// the process, so nothing one script leaves in `$HOME` reaches another.
-    pub dir: tempfile::TempDir,
+    /// This process's own directory: its home and each execution's working
+    /// directory (each 0700, its uid's), nothing else of the runtime's
+    /// writable, and in the sandbox the only writable mount. It is root's
+    /// and 0711 itself, so the script can neither list it nor swap an entry
+    /// for a link while root creates the next working directory. Removed
+    /// with the process (after its uid's processes are killed), so nothing
+    /// one script leaves in `$HOME` reaches another.
+    dir: Option<tempfile::TempDir>,
     pgid: i32,
     pub language: Language,
     /// What this process serves: (tenant, script sha256). A process never
@@ -53,7 +55,10 @@ pub(crate) struct Process {
     pub serves: Option<(String, String)>,
     pub uses: u32,
     /// The transient uid it runs as, given back when it is gone.
-    pub uid: Option<(u32, Arc<Users>)>,
+    pub uid: Option<Lease>,
+    /// Every secret value this process was handed so far: a line a timer of
+    /// an earlier execution prints late is masked with those too.
+    pub served_secrets: Vec<String>,
     /// Processes of that uid once ready (the harness, and bubblewrap's
     /// own); more after an execution means the script left some behind.
     pub baseline: usize,
@@ -62,20 +67,18 @@ pub(crate) struct Process {
 impl Process {
     pub async fn spawn(host: &Host, language: Language) -> Result<Process, RuntimeError> {
         host.isolation.check()?;
+        // The lease gives the uid back however this function returns.
         let uid = match &host.isolation.users {
-            Some(users) => Some((users.take()?, users.clone())),
+            Some(users) => Some(users.take()?),
             None => None,
         };
-        let owner = uid.as_ref().map(|(uid, users)| (*uid, users.gid));
-        let dir = private_dir(&host.root.join("work"), "p-", owner)?;
-        let home = dir.path().join("home");
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new().mode(0o700).create(&home)?;
+        let owner = uid.as_ref().map(|l| (l.uid, l.gid));
+        let dir = private_dir(&host.root.join("work"), "p-", None)?;
+        if owner.is_some() {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))?;
         }
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::chown(&home, Some(uid), Some(gid))?;
-        }
+        let home = private_dir(dir.path(), "home-", owner)?.keep();
         let assets = host.root.join("assets");
         let (program, args): (&Path, Vec<PathBuf>) = match language {
             Language::Javascript => {
@@ -121,11 +124,10 @@ impl Process {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
             .kill_on_drop(true);
-        if let Some((uid, users)) = &uid {
+        if let Some(lease) = &uid {
             // std drops the supplementary groups when root sets a uid.
-            cmd.uid(*uid).gid(users.gid);
+            cmd.uid(lease.uid).gid(lease.gid);
         }
         match language {
             Language::Javascript => {
@@ -144,8 +146,8 @@ impl Process {
         let (events, child_out) = pipe_pair()?;
         let (fd_in, fd_out) = (child_in.as_raw_fd(), child_out.as_raw_fd());
         let limit_procs = uid.is_some();
-        // SAFETY: only async-signal-safe calls (fcntl, dup2, close,
-        // setrlimit) between fork and exec.
+        // SAFETY: only async-signal-safe calls (fcntl, dup2, close, setsid,
+        // prctl, umask, setrlimit) between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
                 // Out of the way first, so neither lands on the other's slot.
@@ -156,6 +158,15 @@ impl Process {
                 }
                 libc::close(a);
                 libc::close(b);
+                // A session of its own (its process group is its pid): no
+                // controlling terminal to inject keystrokes into.
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // No setuid program gains privileges; what it writes to
+                // shared places is its own.
+                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+                libc::umask(0o077);
                 if limit_procs {
                     // A fork bomb stays a small one (the uid is its own).
                     let cap = libc::rlimit { rlim_cur: MAX_PROCESSES, rlim_max: MAX_PROCESSES };
@@ -167,23 +178,27 @@ impl Process {
         let program = cmd.as_std().get_program().to_string_lossy().into_owned();
         let spawned = cmd.spawn();
         drop((child_in, child_out));
-        let mut child = match spawned {
-            Ok(c) => c,
-            Err(e) => {
-                if let Some((uid, users)) = uid {
-                    users.give_back(uid);
-                }
-                return Err(RuntimeError::Unavailable(format!("cannot start {program}: {e}")));
-            }
-        };
+        let mut child = spawned.map_err(|e| RuntimeError::Unavailable(format!("cannot start {program}: {e}")))?;
         let pgid = child.id().map(|id| id as i32).unwrap_or(0);
         let requests = pipe::Sender::from_owned_fd(requests)?;
         let events = BufReader::with_capacity(64 * 1024, pipe::Receiver::from_owned_fd(events)?);
         let (tx, output) = mpsc::channel(MAX_OUTPUT_QUEUED);
         forward_lines(child.stdout.take().expect("stdout is piped"), "LOG", tx.clone());
         forward_lines(child.stderr.take().expect("stderr is piped"), "ERROR", tx);
-        let mut process =
-            Process { child, requests, events, output, dir, pgid, language, serves: None, uses: 0, uid, baseline: 0 };
+        let mut process = Process {
+            child,
+            requests,
+            events,
+            output,
+            dir: Some(dir),
+            pgid,
+            language,
+            serves: None,
+            uses: 0,
+            uid,
+            served_secrets: Vec::new(),
+            baseline: 0,
+        };
         match tokio::time::timeout(host.config.start_timeout, next_event(&mut process.events)).await {
             Ok(Ok(Some(Event::Ready { v, .. }))) if v == protocol::VERSION => {
                 process.baseline = process.count_processes().await;
@@ -223,7 +238,11 @@ impl Process {
     /// A fresh working directory for one execution, inside this process's
     /// own directory and owned like it.
     pub fn workdir(&self, prefix: &str) -> std::io::Result<tempfile::TempDir> {
-        private_dir(self.dir.path(), prefix, self.uid.as_ref().map(|(uid, users)| (*uid, users.gid)))
+        private_dir(self.dir(), prefix, self.uid.as_ref().map(|l| (l.uid, l.gid)))
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.as_ref().expect("a live process has its directory").path()
     }
 
     /// How many processes run as this process's uid (0 without one).
@@ -231,7 +250,7 @@ impl Process {
         match &self.uid {
             // Inline: a readdir of /proc and a stat per process is cheaper
             // than the hop to a blocking thread.
-            Some((uid, _)) => processes_of(*uid).len(),
+            Some(lease) => processes_of(lease.uid).len(),
             None => 0,
         }
     }
@@ -371,8 +390,10 @@ impl Drop for Process {
         }
         // Whatever escaped the group (setsid, a double fork) is found by
         // its uid and killed before the uid serves anyone else.
-        if let Some((uid, users)) = self.uid.take() {
-            users.give_back(uid);
+        if let Some(mut lease) = self.uid.take() {
+            if let Some(dir) = self.dir.take() {
+                lease.keep_until_reaped(dir);
+            }
         }
     }
 }
@@ -410,7 +431,7 @@ pub(crate) fn sandbox_args(host: &Host, own: &Path) -> Vec<std::ffi::OsString> {
         push(&["--ro-bind".as_ref(), host.modules.as_os_str(), host.modules.as_os_str()]);
     }
     push(&["--bind".as_ref(), own.as_os_str(), own.as_os_str()]);
-    push(&["--die-with-parent".as_ref(), "--unshare-pid".as_ref(), "--unshare-ipc".as_ref()]);
+    push(&["--die-with-parent".as_ref(), "--new-session".as_ref(), "--unshare-pid".as_ref(), "--unshare-ipc".as_ref()]);
     a
 }
 

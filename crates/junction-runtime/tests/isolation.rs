@@ -93,13 +93,22 @@ class Attacker(BaseStep):
         except OSError as e:
             seen["harness"] = type(e).__name__
         # A grandchild in a session of its own: out of the process group.
+        r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
             os.setsid()
-            if os.fork() == 0:
+            grandchild = os.fork()
+            if grandchild == 0:
                 os.execv("/bin/sleep", ["/bin/sleep", self.get_app_variable("marker")])
+            os.write(w, str(grandchild).encode())
             os._exit(0)
         os.waitpid(pid, 0)
+        gpid = int(os.read(r, 32))
+        try:
+            os.kill(gpid, 0)
+            seen["grandchild_alive"] = True
+        except OSError:
+            seen["grandchild_alive"] = False
         self.save_data_for_next_step(seen)
 "##;
 
@@ -123,10 +132,18 @@ async fn hostile_python_cannot_reach_the_server(bwrap: bool) {
     let (outcome, events) = h.run(&exec).await;
     assert_eq!(outcome.status, Status::Succeeded, "{outcome:?} {events:?}");
     let seen = outcome.data.unwrap();
+    // Inside bubblewrap none of them exists (an empty data dir, another
+    // PID namespace); as another uid each is refused.
+    let refused = if bwrap { "FileNotFoundError" } else { "PermissionError" };
     for file in ["db", "key", "server_environ", "server_mem"] {
         let got = seen[file].as_str().unwrap();
-        assert!(got.ends_with("Error") && !got.contains("BYTES"), "{file} was read ({got}); bwrap={bwrap} {seen}");
+        if bwrap || root() {
+            assert_eq!(got, refused, "{file}: bwrap={bwrap} {seen}");
+        } else {
+            assert!(got.ends_with("Error") && !got.contains("BYTES"), "{file} was read ({got}): {seen}");
+        }
     }
+    assert_eq!(seen["grandchild_alive"], true, "the grandchild never ran, so its end proves nothing: {seen}");
     assert_ne!(seen["harness"], "WRITTEN", "the SDK was modified: {seen}");
     if root() {
         assert_ne!(seen["uid"], 0, "a script ran as root: {seen}");
@@ -243,6 +260,47 @@ async fn a_warm_process_never_serves_two_applications_and_timers_do_not_outlive_
     assert!(!h.run(&c).await.0.warm, "another application got app:c's warm process");
 }
 
+/// Root creates each execution's directory inside the process's own: the
+/// script can neither rename an entry there nor plant a link for root to
+/// follow (chown, chmod) — a thread it left behind could otherwise race
+/// root into changing a file of the host.
+#[tokio::test]
+async fn a_script_cannot_swap_the_entries_of_its_process_directory() {
+    assert!(root(), "the directories are another uid's only under root (CI runs as root)");
+    let d = data_dir();
+    for bwrap in [true, false] {
+        let h = harness(bwrap, &d).await;
+        let src = r#"
+import os
+from ipaascore.BaseStep import BaseStep
+
+
+class Swapper(BaseStep):
+    def execute(self):
+        cwd = os.getcwd()
+        parent = os.path.dirname(cwd)
+        seen = {}
+        for name, attempt in [("rename", lambda: os.rename(cwd, cwd + "-moved")),
+                              ("link", lambda: os.symlink("/etc/passwd", os.path.join(parent, "exec-planted"))),
+                              ("mkdir", lambda: os.mkdir(os.path.join(parent, "exec-planted")))]:
+            try:
+                attempt()
+                seen[name] = "DONE"
+            except OSError as e:
+                seen[name] = type(e).__name__
+        self.save_data_for_next_step(seen)
+"#;
+        let mut exec = Execution::new(Script::new("Swapper", Language::Python, src), json!({"log_level": 20}));
+        exec.tenant = "app:swapper".into();
+        let (outcome, events) = h.run(&exec).await;
+        assert_eq!(outcome.status, Status::Succeeded, "{outcome:?} {events:?}");
+        let seen = outcome.data.unwrap();
+        for attempt in ["rename", "link", "mkdir"] {
+            assert_eq!(seen[attempt], "PermissionError", "bwrap={bwrap}: {seen}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn python_threads_left_running_recycle_the_process() {
     let h = Harness::new().await;
@@ -255,10 +313,23 @@ class Lingers(BaseStep):
     def execute(self):
         threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
 "#;
+    let raw = r#"
+import _thread, time
+from ipaascore.BaseStep import BaseStep
+
+
+class RawThread(BaseStep):
+    def execute(self):
+        _thread.start_new_thread(time.sleep, (30,))
+"#;
     let mut exec = Execution::new(Script::new("Lingers", Language::Python, src), json!({"log_level": 20}));
     exec.tenant = "app:x".into();
     assert_eq!(h.run(&exec).await.0.status, Status::Succeeded);
     assert!(!h.run(&exec).await.0.warm, "a process with a leftover thread was reused");
+    let mut exec = Execution::new(Script::new("RawThread", Language::Python, raw), json!({"log_level": 20}));
+    exec.tenant = "app:x".into();
+    assert_eq!(h.run(&exec).await.0.status, Status::Succeeded);
+    assert!(!h.run(&exec).await.0.warm, "a process with a leftover _thread was reused");
 }
 
 /// Defect 7: raw writes to fd 1 and 2 are log lines; the protocol is not
@@ -312,6 +383,8 @@ async fn secrets_are_masked_in_every_form_an_object_is_printed_in() {
         console.dir({ pw: a.two });
         console.error(new Error('failed with ' + a.one));
         console.log('%o', { pw: a.one });
+        // Objects with internal slots print as before (not copied).
+        console.log(new URL('http://127.0.0.1/x'), new Headers({ a: 'b' }));
         return 'ok';
     } };"#;
     let mut exec = Execution::new(

@@ -63,6 +63,13 @@ function masked(value, seen = new Map(), depth = 0) {
       for (const v of value) copy.add(masked(v, seen, depth + 1));
       return copy;
     }
+    // Only plain objects and errors are copied: a class with internal
+    // slots or #private fields (URL, Headers, a Response) would throw when
+    // inspected as a copy. Anything else is left to the worker's text-level
+    // redaction.
+    const proto = Object.getPrototypeOf(value);
+    const plain = proto === Object.prototype || proto === null;
+    if (!plain && !(value instanceof Error)) return value;
     const copy = value instanceof Error ? new Error(maskString(String(value.message))) : {};
     Object.setPrototypeOf(copy, Object.getPrototypeOf(value));
     seen.set(value, copy);
