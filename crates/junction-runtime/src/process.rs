@@ -25,8 +25,7 @@ const MAX_LINE: usize = 64 * 1024 * 1024;
 /// Longest output line kept (fd 1 or 2); the rest of a longer line is
 /// dropped.
 const MAX_OUTPUT_LINE: usize = 64 * 1024;
-/// Output lines held for an execution; more are dropped (the readers keep
-/// draining the pipes so the process never blocks on them).
+/// Output lines queued between a pipe and the execution reading them.
 const MAX_OUTPUT_QUEUED: usize = 1024;
 /// Processes one transient uid may have at once.
 const MAX_PROCESSES: libc::rlim_t = 256;
@@ -314,9 +313,10 @@ fn pipe_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
     }
 }
 
-/// Relays a child's output pipe as lines of `level`. When the queue is
-/// full lines are dropped, but the pipe is still drained, so a chatty
-/// process never blocks.
+/// Relays a child's output pipe as lines of `level`. A full queue holds
+/// the relay back, and so the writer (the pipe fills): every line reaches
+/// the execution's log, which keeps draining while it waits for the
+/// result, and its size limit decides what is kept.
 fn forward_lines<R: AsyncRead + Unpin + Send + 'static>(
     pipe: R,
     level: &'static str,
@@ -325,7 +325,7 @@ fn forward_lines<R: AsyncRead + Unpin + Send + 'static>(
     tokio::spawn(async move {
         let mut reader = BufReader::new(pipe);
         while let Ok(Some(line)) = read_line_capped(&mut reader, MAX_OUTPUT_LINE, false).await {
-            if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send((level, line)) {
+            if tx.send((level, line)).await.is_err() {
                 break;
             }
         }

@@ -347,6 +347,17 @@ async fn raw_writes_to_fd_1_and_2_are_log_lines_not_protocol() {
         h.run(&Execution::new(Script::new("raw", Language::Javascript, js), json!({"args": {}}))).await;
     assert_eq!((outcome.status, outcome.message.as_str()), (Status::Succeeded, "done"), "{events:?}");
     let got = texts(&events);
+    // A burst far beyond the relay's queue loses nothing.
+    let burst = r#"const fs = require('fs'); module.exports = { run: async () => {
+        for (let i = 0; i < 5000; i++) fs.writeSync(1, 'line ' + i + '\n');
+        return 'done';
+    } };"#;
+    let (b, bevents) =
+        h.run(&Execution::new(Script::new("burst", Language::Javascript, burst), json!({"args": {}}))).await;
+    assert_eq!(b.status, Status::Succeeded);
+    let lines = texts(&bevents);
+    assert_eq!(lines.len(), 5000, "{:?}", lines.last());
+    assert_eq!(lines[4999].1, "line 4999");
     for want in [("LOG", "raw one"), ("ERROR", "raw two"), ("LOG", "after")] {
         assert!(got.iter().any(|(l, t)| l == want.0 && t == want.1), "{want:?} missing from {got:?}");
     }
