@@ -223,8 +223,18 @@ async fn start_runtime(store: &StoreArgs, args: &RuntimeArgs) -> Result<Runtime>
     config.sandbox = args.sandbox;
     config.run_uids = Some(args.run_uids.clone());
     let modules_dir = args.modules_dir.clone();
-    // Inside the sandbox the data dir (database, key file) does not exist.
+    // Inside the sandbox the data dir (database, key file) does not exist,
+    // nor does a SQLite database kept elsewhere (its -wal and -shm too).
     config.hidden_paths = vec![store.data_dir.clone()];
+    if let Some(Ok(junction_store::Location::Sqlite(db))) =
+        store.database_url.as_deref().map(junction_store::Location::from_url)
+    {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut path = db.clone().into_os_string();
+            path.push(suffix);
+            config.hidden_paths.push(path.into());
+        }
+    }
     let modules_dir = modules_dir.unwrap_or_else(|| config.dir.join("node"));
     match ensure_node_modules(&config.npm, &modules_dir, |msg| eprintln!("{msg}")).await {
         Ok(modules) => config.node_modules = Some(modules),
