@@ -16,6 +16,7 @@ pub mod role;
 pub mod run;
 pub mod schedule;
 pub mod secret;
+pub mod stack;
 pub mod step;
 pub mod substitute;
 pub mod token;
