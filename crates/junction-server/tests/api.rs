@@ -583,3 +583,115 @@ async fn bad_input_is_refused_alike_on_sqlite() {
 async fn bad_input_is_refused_alike_on_postgres() {
     bad_input(&TestServer::postgres().await).await;
 }
+
+/// The `openapi-spec-validator` release the document is checked with.
+const OPENAPI_VALIDATOR: &str = "openapi-spec-validator==0.9.0";
+
+/// A directory holding `openapi-spec-validator` (for `PYTHONPATH`),
+/// installed from PyPI once per build dir: an exclusive file lock makes one
+/// test install it and the others wait, a stamp records the pinned release.
+fn openapi_validator() -> std::path::PathBuf {
+    let tmp = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let dir = tmp.join("openapi-validator");
+    let stamp = dir.join(".installed");
+    let installed = || std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == OPENAPI_VALIDATOR);
+    if installed() {
+        return dir;
+    }
+    std::fs::create_dir_all(&tmp).unwrap();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(tmp.join("openapi-validator.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    if !installed() {
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = std::process::Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
+            .arg(&dir)
+            .arg(OPENAPI_VALIDATOR)
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "pip install {OPENAPI_VALIDATOR} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(&stamp, OPENAPI_VALIDATOR).unwrap();
+    }
+    drop(lock);
+    dir
+}
+
+/// The published OpenAPI document is valid OpenAPI, as Python's
+/// `openapi-spec-validator` sees it; its operation ids are unique and its
+/// path parameters are exactly the `{name}`s of each path template.
+#[tokio::test]
+async fn the_openapi_document_is_valid() {
+    let s = TestServer::sqlite().await;
+    let (status, doc) = s.get("/api/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+
+    let mut problems = Vec::new();
+    let mut ids = std::collections::BTreeMap::<String, String>::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let templated: std::collections::BTreeSet<&str> =
+            path.split('{').skip(1).filter_map(|rest| rest.split_once('}').map(|(name, _)| name)).collect();
+        for (method, op) in item.as_object().unwrap() {
+            let at = format!("{method} {path}");
+            match op["operationId"].as_str() {
+                Some(id) => {
+                    if let Some(other) = ids.insert(id.to_string(), at.clone()) {
+                        problems.push(format!("operationId {id} is used by {other} and {at}"));
+                    }
+                }
+                None => problems.push(format!("{at} has no operationId")),
+            }
+            let mut in_path = std::collections::BTreeSet::new();
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap_or_default();
+                if p["in"] == "path" {
+                    in_path.insert(name);
+                    if !templated.contains(name) {
+                        problems.push(format!("{at}: parameter {name} is in: path but not in the path"));
+                    }
+                }
+            }
+            for name in &templated {
+                if !in_path.contains(name) {
+                    problems.push(format!("{at}: {{{name}}} has no path parameter"));
+                }
+            }
+        }
+    }
+
+    let file = s.dir.path().join("openapi.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        let dir = openapi_validator();
+        std::process::Command::new("python3")
+            .env("PYTHONPATH", &dir)
+            .args([
+                "-c",
+                "from openapi_spec_validator import validate; import json,sys; validate(json.load(open(sys.argv[1])))",
+            ])
+            .arg(&file)
+            .output()
+            .expect("python3 runs")
+    })
+    .await
+    .unwrap();
+    if !out.status.success() {
+        problems.push(format!(
+            "openapi-spec-validator refuses the document ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+}

@@ -105,6 +105,7 @@ async fn cicd_job(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct JobQuery {
     service_id: Option<i64>,
@@ -121,7 +122,7 @@ pub struct JobQuery {
 }
 
 /// The CI/CD jobs a company received, newest start first.
-#[utoipa::path(get, path = "/api/v1/companies/{id}/cicd_jobs", tag = "events",
+#[utoipa::path(get, path = "/api/v1/companies/{id}/cicd_jobs", tag = "events", operation_id = "list_cicd_jobs",
     params(("id" = i64, Path, description = "Company id"), JobQuery),
     responses((status = 200, body = [CicdJobRecord]), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), CommonErrors))]
 async fn list_jobs(

@@ -40,6 +40,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WaitQuery {
     /// Seconds to wait for the run to end (at most 30).
     wait: Option<f64>,
@@ -276,6 +277,7 @@ async fn get_task(State(state): State<AppState>, PathParam(id): PathParam<String
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
     /// Only lines after this line number (for following a live log; the
     /// `X-Last-Line` header of the previous answer).
@@ -329,6 +331,7 @@ async fn last_run(State(state): State<AppState>, PathParam(name): PathParam<Stri
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
     /// At most this many (1-200, default 50).
     pub limit: Option<i64>,

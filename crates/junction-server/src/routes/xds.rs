@@ -197,6 +197,7 @@ async fn post_activity(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ActivityQuery {
     source_id: Option<i64>,
@@ -238,6 +239,7 @@ async fn get_activity(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StreamQuery {
     source_id: Option<i64>,
@@ -263,6 +265,7 @@ async fn stream(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RejectionQuery {
     /// `schema` or `activity`.
