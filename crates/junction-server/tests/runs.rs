@@ -425,10 +425,14 @@ async fn saved_data_with_a_secret(s: &mut TestServer) {
     assert_eq!(jscheck["result"], "same=true", "${{password}} was the real value: {jscheck}");
     for path in [format!("/api/v1/tasks/{}", run["id"].as_str().unwrap()), task(0)] {
         assert_eq!(s.get(&path).await.0, StatusCode::OK);
-        s.text(&format!("{path}/log")).await;
+        let (status, log) = s.text_with_status(&format!("{path}/log")).await;
+        assert_eq!(status, StatusCode::OK, "{path}/log: {log}");
+        assert!(!log.is_empty(), "{path}/log is not empty");
     }
-    s.get("/api/v1/applications/passes-pw/logs").await;
-    s.get("/api/v1/applications/passes-pw/runs").await;
+    for path in ["/api/v1/applications/passes-pw/logs", "/api/v1/applications/passes-pw/runs"] {
+        let (status, body) = s.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
 
     // A replay runs with the same data passed along.
     let (status, replayed) = s.post(&format!("/api/v1/tasks/{}/replay", run["id"].as_str().unwrap()), json!({})).await;
@@ -444,18 +448,7 @@ async fn saved_data_with_a_secret(s: &mut TestServer) {
         s.assert_never_sent(needle);
     }
     s.stop().await;
-    if s.data_dir().join("junction.db").exists() {
-        let mut bytes = Vec::new();
-        for entry in std::fs::read_dir(s.data_dir()).unwrap() {
-            let path = entry.unwrap().path();
-            if path.file_name().unwrap().to_string_lossy().starts_with("junction.db") {
-                bytes.extend(std::fs::read(&path).unwrap());
-            }
-        }
-        assert!(bytes.len() > 10_000, "the database files were read");
-        let needle = b"word-SAVED-4f2c";
-        assert!(!bytes.windows(needle.len()).any(|w| w == needle), "the saved password is in the database files");
-    }
+    s.assert_not_in_database_files(&["word-SAVED-4f2c"]);
 }
 
 #[tokio::test]
@@ -507,8 +500,10 @@ async fn made_encrypted_later(s: &mut TestServer) {
     assert_eq!(schedules[0]["params"], json!({"region": "us"}), "{schedules}");
     let (_, trigger) = s.send(Method::GET, "/api/v1/triggers/later-on-deploy", Some(&viewer), None).await;
     assert_eq!(trigger["arguments"], json!({"region": "us"}), "{trigger}");
-    s.send(Method::GET, "/api/v1/applications/later/runs", Some(&viewer), None).await;
-    s.send(Method::GET, "/api/v1/jobs/later/history", Some(&viewer), None).await;
+    for path in ["/api/v1/applications/later/runs", "/api/v1/jobs/later/history"] {
+        let (status, body) = s.send(Method::GET, path, Some(&viewer), None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
     // The old run's value was moved, not lost: a replay runs with it.
     let (status, replayed) = s.post(&format!("/api/v1/tasks/{id}/replay"), json!({})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{replayed}");
@@ -520,18 +515,7 @@ async fn made_encrypted_later(s: &mut TestServer) {
         s.assert_never_sent(needle);
     }
     s.stop().await;
-    if s.data_dir().join("junction.db").exists() {
-        let mut bytes = Vec::new();
-        for entry in std::fs::read_dir(s.data_dir()).unwrap() {
-            let path = entry.unwrap().path();
-            if path.file_name().unwrap().to_string_lossy().starts_with("junction.db") {
-                bytes.extend(std::fs::read(&path).unwrap());
-            }
-        }
-        for needle in WAS_PLAIN {
-            assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} is in the database files");
-        }
-    }
+    s.assert_not_in_database_files(&WAS_PLAIN);
 }
 
 #[tokio::test]

@@ -201,3 +201,21 @@ fn wait_ready(port: u16) -> Result<(), String> {
     }
     Err(format!("throwaway PostgreSQL did not listen on port {port} within 30 s"))
 }
+
+/// Asserts that no file in `dir` whose name starts with `prefix` holds any
+/// of `needles`, after checking that the files were there to read (more
+/// than 10,000 bytes in all), so the check cannot pass on a missing or
+/// empty database.
+pub fn assert_not_in_files(dir: &Path, prefix: &str, needles: &[&str]) {
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap().to_string_lossy().starts_with(prefix) {
+            bytes.extend(std::fs::read(&path).unwrap());
+        }
+    }
+    assert!(bytes.len() > 10_000, "the {prefix}* files in {} were read: {} bytes", dir.display(), bytes.len());
+    for needle in needles {
+        assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle:?} is in the {prefix}* files");
+    }
+}

@@ -42,6 +42,8 @@ pub struct TestServer {
     /// Every response body seen, so a test can prove a secret never
     /// appeared in any of them.
     pub seen: Arc<Mutex<Vec<String>>>,
+    /// Whether the store is SQLite (its files in the data dir).
+    sqlite: bool,
     _pg: Option<junction_testkit::PgSchema>,
 }
 
@@ -80,6 +82,7 @@ impl TestServer {
         pg: Option<junction_testkit::PgSchema>,
         options: Options,
     ) -> TestServer {
+        let sqlite = matches!(location, Location::Sqlite(_));
         let (sealer, _) = Sealer::load(None, &dir.path().join("secret.key")).unwrap();
         let store = Store::open(&location, sealer, options.clock.clone()).await.unwrap();
         store.bootstrap_admin(Some(ADMIN)).await.unwrap();
@@ -119,6 +122,7 @@ impl TestServer {
             worker_stop: Some(worker_stop),
             task: Some(task),
             seen: Arc::default(),
+            sqlite,
             _pg: pg,
         }
     }
@@ -184,10 +188,16 @@ impl TestServer {
 
     /// A plain-text GET (a log) as admin.
     pub async fn text(&self, path: &str) -> String {
+        self.text_with_status(path).await.1
+    }
+
+    /// A plain-text GET (a log) as admin, with the answer's status.
+    pub async fn text_with_status(&self, path: &str) -> (StatusCode, String) {
         let resp = self.http.get(format!("{}{path}", self.base)).bearer_auth(ADMIN).send().await.unwrap();
+        let status = resp.status();
         let text = resp.text().await.unwrap();
         self.seen.lock().unwrap().push(text.clone());
-        text
+        (status, text)
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
@@ -217,6 +227,18 @@ impl TestServer {
             let _ = task.await;
         }
         self.store.close().await;
+    }
+
+    /// On SQLite, asserts that none of `needles` is in the database files
+    /// (which must be there and not empty); call after [`stop`]. On
+    /// PostgreSQL there are no files here to read.
+    ///
+    /// [`stop`]: TestServer::stop
+    pub fn assert_not_in_database_files(&self, needles: &[&str]) {
+        if self.sqlite {
+            assert!(self.data_dir().join("junction.db").is_file(), "the SQLite database is in the data dir");
+            junction_testkit::assert_not_in_files(self.data_dir(), "junction.db", needles);
+        }
     }
 
     /// Asserts that `needle` appears in no response body seen so far.
