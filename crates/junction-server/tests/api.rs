@@ -335,6 +335,13 @@ async fn global_parameters_keep_masked_values_hidden_and_masked() {
 }
 
 async fn malformed_oversized_and_non_json_bodies_get_json_errors(s: &TestServer) {
+    let lists = ["/api/v1/applications", "/api/v1/steps", "/api/v1/configurations"];
+    let mut before = Vec::new();
+    for path in lists {
+        let (status, body) = s.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        before.push(body);
+    }
     let url = format!("{}/api/v1/applications", s.base);
     let send = |body: Vec<u8>, ctype: &'static str| {
         s.http.post(&url).bearer_auth(ADMIN).header("content-type", ctype).body(body).send()
@@ -361,6 +368,10 @@ async fn malformed_oversized_and_non_json_bodies_get_json_errors(s: &TestServer)
     let (status, body) = s.send(Method::PATCH, "/api/v1/steps", Some(ADMIN), None).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
     assert_eq!(s.get("/api/v1/applications/a").await.0, StatusCode::NOT_FOUND, "nothing was stored");
+    for (path, before) in lists.into_iter().zip(before) {
+        let (status, after) = s.get(path).await;
+        assert_eq!((status, &after), (StatusCode::OK, &before), "nothing was stored: {path}");
+    }
 }
 
 /// The acceptance check of the foundation: three kinds of secret, sent in
