@@ -17,7 +17,6 @@ mod content;
 mod events;
 mod jobs;
 mod memo;
-mod redact;
 mod runs;
 mod scheduler;
 mod worker;
@@ -162,19 +161,12 @@ impl Engine {
 
     /// The script isolation in force and whether it works (`/healthz`).
     pub fn runtime_health(&self) -> RuntimeHealth {
-        self.runtime.health()
+        self.runtime.health().clone()
     }
 
     /// A request for a new run while the sandbox is broken is refused
     /// (503) rather than accepted to wait; runs already queued wait for it.
     pub(crate) fn can_run(&self) -> Result<()> {
-        let health = self.runtime.health();
-        match health.ok {
-            true => Ok(()),
-            false => Err(EngineError::Unavailable(format!(
-                "scripts cannot run on this server: {}",
-                health.problem.unwrap_or_else(|| "the sandbox does not work".into())
-            ))),
-        }
+        self.runtime.check().map_err(|e| EngineError::Unavailable(format!("scripts cannot run on this server: {e}")))
     }
 }

@@ -20,7 +20,6 @@ use junction_store::{Finish, FinishItem, LogLine, TaskRecord};
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::redact::DataRedactor;
 use crate::{Engine, EngineError, Result};
 
 /// Most application revisions (and step versions) a worker keeps parsed.
@@ -463,7 +462,7 @@ struct Saved {
 /// them masked; the full data is sealed for the next steps.
 fn saved(data: Option<Value>, secrets: &[String]) -> Saved {
     let masked = match &data {
-        Some(d) if !secrets.is_empty() => DataRedactor::new(secrets).redact(d),
+        Some(d) if !secrets.is_empty() => junction_runtime::DataRedactor::new(secrets).redact(d),
         _ => None,
     };
     match masked {

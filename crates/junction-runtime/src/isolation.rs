@@ -45,7 +45,9 @@ pub struct Health {
 pub(crate) struct Isolation {
     pub bwrap: Option<PathBuf>,
     pub users: Option<Arc<Users>>,
-    pub health: Mutex<Health>,
+    /// Decided at start (a failed trial run marks it broken) and fixed
+    /// for the runtime's life.
+    pub health: Health,
 }
 
 impl Isolation {
@@ -79,25 +81,21 @@ impl Isolation {
             _ => None,
         };
         let health = Health { sandbox, unprivileged_users: users.is_some(), ok: true, problem };
-        Ok(Isolation { bwrap, users, health: Mutex::new(health) })
+        Ok(Isolation { bwrap, users, health })
     }
 
-    pub fn health(&self) -> Health {
-        self.health.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// A sandbox that fails to start a process marks the runtime broken.
-    pub fn broken(&self, why: String) {
-        let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
-        h.ok = false;
-        h.problem = Some(why);
+    /// A bubblewrap that failed its trial run marks the runtime broken.
+    pub fn broken(&mut self, why: String) {
+        self.health.ok = false;
+        self.health.problem = Some(why);
     }
 
     pub fn check(&self) -> Result<(), RuntimeError> {
-        let h = self.health();
-        match h.ok {
+        match self.health.ok {
             true => Ok(()),
-            false => Err(RuntimeError::Unavailable(h.problem.unwrap_or_else(|| "the sandbox does not work".into()))),
+            false => Err(RuntimeError::Unavailable(
+                self.health.problem.clone().unwrap_or_else(|| "the sandbox does not work".into()),
+            )),
         }
     }
 }

@@ -30,7 +30,7 @@ use serde_json::Value;
 pub use assets::{ensure_node_modules, install_assets};
 pub use introspect::{IntrospectError, Introspection};
 pub use isolation::{Health, DEFAULT_UIDS};
-pub use redact::MASK;
+pub use redact::{DataRedactor, MASK};
 
 /// A log line in the one format every runtime uses (spec 000):
 /// `[{ISO-8601 UTC with ms}] [{LEVEL}] – {text}`. For lines added outside a
@@ -354,7 +354,7 @@ impl Runtime {
             [&config.dir, &root].iter().map(|p| p.to_string_lossy().into_owned()).collect();
         private_paths.sort_by_key(|p| std::cmp::Reverse(p.len()));
         private_paths.dedup();
-        let host = Host { config, isolation, root, modules, private_paths };
+        let mut host = Host { config, isolation, root, modules, private_paths };
         if let Some(bwrap) = host.isolation.bwrap.clone() {
             if let Err(why) = probe_bwrap(&host, &bwrap).await {
                 if host.config.sandbox == Sandbox::Required {
@@ -363,7 +363,7 @@ impl Runtime {
                 host.isolation.broken(why);
             }
         }
-        let health = host.isolation.health();
+        let health = host.isolation.health.clone();
         if let (Some(problem), true) = (&health.problem, health.ok) {
             tracing::warn!("script isolation: {problem}");
         } else if let Some(problem) = &health.problem {
@@ -388,8 +388,13 @@ impl Runtime {
     }
 
     /// The isolation in force, and whether it works.
-    pub fn health(&self) -> Health {
-        self.host.isolation.health()
+    pub fn health(&self) -> &Health {
+        &self.host.isolation.health
+    }
+
+    /// `Unavailable` naming the problem while the sandbox is broken.
+    pub fn check(&self) -> Result<(), RuntimeError> {
+        self.host.isolation.check()
     }
 
     /// Runs one execution. `on_event` receives log lines and progress as

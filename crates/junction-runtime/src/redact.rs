@@ -5,6 +5,7 @@
 //! Python's `repr` print a string in.
 
 use aho_corasick::{AhoCorasick, MatchKind};
+use serde_json::{Map, Value};
 
 pub const MASK: &str = "********";
 
@@ -47,11 +48,7 @@ impl Redactor {
     }
 
     fn build(mut self) -> Redactor {
-        // Leftmost-longest: a secret that contains another is masked whole.
-        self.matcher = match self.patterns.is_empty() {
-            true => None,
-            false => AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(&self.patterns).ok(),
-        };
+        self.matcher = matcher(&self.patterns);
         self
     }
 
@@ -59,6 +56,85 @@ impl Redactor {
         match &self.matcher {
             Some(ac) => ac.replace_all(text, &self.with),
             None => text.to_string(),
+        }
+    }
+}
+
+/// Leftmost-longest, so a secret that contains another is masked whole;
+/// `None` without patterns.
+fn matcher<P: AsRef<[u8]>>(patterns: &[P]) -> Option<AhoCorasick> {
+    match patterns.is_empty() {
+        true => None,
+        false => AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(patterns).ok(),
+    }
+}
+
+/// Saved step data as it may be shown: the execution's secret values
+/// masked in every string of it (object keys too). The full data is what
+/// the next steps need; the worker keeps it sealed beside the masked copy.
+/// Finds and masks an execution's secret values in saved data. Works on
+/// the JSON tree, string by string (a secret with `"` or `\` is matched as
+/// written, not in its escaped serialized form).
+#[derive(Debug, Default)]
+pub struct DataRedactor {
+    finder: Option<AhoCorasick>,
+    /// Whether a number's text can hold a secret (some secret is made of
+    /// digits, signs, points and exponents only); numbers are skipped if not.
+    numeric: bool,
+}
+
+impl DataRedactor {
+    pub fn new<S: AsRef<str>>(secrets: &[S]) -> DataRedactor {
+        let mut patterns: Vec<&str> = secrets.iter().map(AsRef::as_ref).filter(|s| !s.is_empty()).collect();
+        patterns.sort_unstable();
+        patterns.dedup();
+        if patterns.is_empty() {
+            return DataRedactor::default();
+        }
+        let numeric = patterns.iter().any(|p| p.chars().all(|c| c.is_ascii_digit() || "+-.eE".contains(c)));
+        let finder = matcher(&patterns);
+        DataRedactor { finder, numeric }
+    }
+
+    /// `None` when `data` holds none of the secrets (the common case: one
+    /// scan, no copy); otherwise the masked copy.
+    pub fn redact(&self, data: &Value) -> Option<Value> {
+        let finder = self.finder.as_ref()?;
+        self.holds(finder, data).then(|| self.masked(finder, data))
+    }
+
+    fn holds(&self, finder: &AhoCorasick, value: &Value) -> bool {
+        match value {
+            Value::String(s) => finder.is_match(s),
+            Value::Number(n) => self.numeric && finder.is_match(&n.to_string()),
+            Value::Array(items) => items.iter().any(|v| self.holds(finder, v)),
+            Value::Object(map) => map.iter().any(|(k, v)| finder.is_match(k) || self.holds(finder, v)),
+            Value::Null | Value::Bool(_) => false,
+        }
+    }
+
+    fn masked(&self, finder: &AhoCorasick, value: &Value) -> Value {
+        let mask = |s: &str| finder.replace_all(s, &vec![MASK; finder.patterns_len()]);
+        match value {
+            Value::String(s) if finder.is_match(s) => Value::String(mask(s)),
+            Value::Number(n) if self.numeric => {
+                let text = n.to_string();
+                if finder.is_match(&text) {
+                    Value::String(mask(&text))
+                } else {
+                    value.clone()
+                }
+            }
+            Value::Array(items) => Value::Array(items.iter().map(|v| self.masked(finder, v)).collect()),
+            Value::Object(map) => {
+                let mut out = Map::with_capacity(map.len());
+                for (k, v) in map {
+                    let key = if finder.is_match(k) { mask(k) } else { k.clone() };
+                    out.insert(key, self.masked(finder, v));
+                }
+                Value::Object(out)
+            }
+            _ => value.clone(),
         }
     }
 }
@@ -106,6 +182,7 @@ fn printed_forms(s: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn masks_every_occurrence_of_every_secret() {
@@ -136,5 +213,27 @@ mod tests {
             "File \"ipaascore/BaseStep.py\", line 3 ********"
         );
         assert_eq!(r.apply("at /tmp/junction-run-x/work/p-1/exec-2/x"), "at work/p-1/exec-2/x");
+    }
+
+    #[test]
+    fn data_without_secrets_is_left_alone() {
+        let data = json!({"a": [1, "two", {"three": null}], "n": 1234});
+        assert_eq!(DataRedactor::new(&["hunter2"]).redact(&data), None);
+        assert_eq!(DataRedactor::new::<&str>(&[]).redact(&data), None);
+        assert_eq!(DataRedactor::new(&[""]).redact(&data), None);
+    }
+
+    #[test]
+    fn every_string_key_and_number_holding_a_secret_is_masked() {
+        let pw = r#"pa"ss\wd"#;
+        let data = json!({"pw": pw, "list": [format!("x{pw}y"), "plain"], pw: "as key", "pin": 4711,
+                          "deep": {"k": [{"v": format!("{pw}{pw}")}]}, "b": true});
+        let r = DataRedactor::new(&[pw, "4711"]);
+        assert_eq!(
+            r.redact(&data),
+            Some(json!({"pw": "********", "list": ["x********y", "plain"], "********": "as key", "pin": "********",
+                        "deep": {"k": [{"v": "****************"}]}, "b": true}))
+        );
+        assert_eq!(DataRedactor::new(&["hunter2", "hunter22"]).redact(&json!("hunter22")), Some(json!("********")));
     }
 }

@@ -7,36 +7,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{texts, Harness};
+use common::{data_dir, texts, DataDir, Harness};
 use junction_core::step::Language;
 use junction_runtime::{Event, Execution, RuntimeConfig, Sandbox, Script, Status};
 use serde_json::{json, Value};
 
 fn root() -> bool {
     unsafe { libc::geteuid() == 0 }
-}
-
-/// A data dir as `junction serve` lays it out (0700, files 0600), with the
-/// runtime's private dir inside.
-struct DataDir {
-    _root: tempfile::TempDir,
-    data: std::path::PathBuf,
-}
-
-fn data_dir() -> DataDir {
-    use std::os::unix::fs::PermissionsExt;
-    let root = tempfile::tempdir().unwrap();
-    // The parent is reachable by anyone, as /var/lib or a home would be
-    // for a service; the data dir itself is not.
-    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let data = root.path().join("junction-data");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
-    for (file, content) in [("junction.db", "DATABASE-BYTES"), ("secret.key", "KEY-BYTES")] {
-        std::fs::write(data.join(file), content).unwrap();
-        std::fs::set_permissions(data.join(file), std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    DataDir { _root: root, data }
 }
 
 async fn harness(bwrap: bool, d: &DataDir) -> Harness {

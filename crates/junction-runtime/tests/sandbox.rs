@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::Harness;
+use common::{data_dir, DataDir, Harness};
 use junction_core::step::Language;
 use junction_runtime::{Execution, Sandbox, Script, Status};
 use serde_json::json;
@@ -33,21 +33,6 @@ class Reader(BaseStep):
                 seen[p] = type(e).__name__
         self.save_data_for_next_step(seen)
 "#;
-
-/// A data dir as `junction serve` lays it out, with the runtime inside.
-struct DataDir {
-    _root: tempfile::TempDir,
-    data: std::path::PathBuf,
-}
-
-fn data_dir() -> DataDir {
-    let root = tempfile::tempdir().unwrap();
-    let data = root.path().join("junction-data");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(data.join("junction.db"), "DATABASE-BYTES").unwrap();
-    std::fs::write(data.join("secret.key"), "KEY-BYTES").unwrap();
-    DataDir { _root: root, data }
-}
 
 async fn reads(sandbox: Sandbox, d: &DataDir) -> (serde_json::Value, serde_json::Value) {
     let data = d.data.clone();

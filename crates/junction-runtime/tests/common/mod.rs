@@ -95,3 +95,26 @@ pub async fn http_server(body: &'static str) -> String {
     });
     format!("http://{addr}")
 }
+
+/// A data dir as `junction serve` lays it out (0700, files 0600), with the
+/// runtime's private dir inside.
+pub struct DataDir {
+    _root: tempfile::TempDir,
+    pub data: std::path::PathBuf,
+}
+
+pub fn data_dir() -> DataDir {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    // The parent is reachable by anyone, as /var/lib or a home would be
+    // for a service; the data dir itself is not.
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data = root.path().join("junction-data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for (file, content) in [("junction.db", "DATABASE-BYTES"), ("secret.key", "KEY-BYTES")] {
+        std::fs::write(data.join(file), content).unwrap();
+        std::fs::set_permissions(data.join(file), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    DataDir { _root: root, data }
+}
