@@ -127,10 +127,17 @@ macro_rules! scrub_clear_values {
         // Nor in the params of the application's runs: the value is
         // sealed with the run instead, as a masked value given at run
         // time is (the run shows it masked; a replay still has it).
+        // Only rows whose JSON text names one of the variables as a key
+        // (`$2`, `$3`, ...) are read and parsed.
         let patterns: Vec<String> = names.iter().map(|n| key_pattern(n)).collect();
-        let likes =
-            (0..patterns.len()).map(|i| format!("params LIKE ${} ESCAPE '\\'", i + 2)).collect::<Vec<_>>().join(" OR ");
-        let sql = format!("SELECT id, params, sealed_params FROM runs WHERE application = $1 AND ({likes})");
+        let likes = |column: &str| {
+            (0..patterns.len())
+                .map(|i| format!("{column} LIKE ${} ESCAPE '\\'", i + 2))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        };
+        let sql =
+            format!("SELECT id, params, sealed_params FROM runs WHERE application = $1 AND ({})", likes("params"));
         let mut q = sqlx::query_as::<_, (String, String, Option<Vec<u8>>)>(&sql).bind($name);
         for p in &patterns {
             q = q.bind(p);
@@ -153,12 +160,12 @@ macro_rules! scrub_clear_values {
         let bump = "CASE WHEN updated_at >= $2 THEN updated_at + 1 ELSE $2 END";
         // (table, key column, column with the variable values), fixed names.
         for (table, key, column) in [("schedules", "id", "params"), ("triggers", "name", "arguments")] {
-            let rows: Vec<(String, String)> =
-                sqlx::query_as(&format!("SELECT {key}, {column} FROM {table} WHERE application = $1"))
-                    .bind($name)
-                    .fetch_all(&mut *$tx)
-                    .await?;
-            for (id, values) in rows {
+            let sql = format!("SELECT {key}, {column} FROM {table} WHERE application = $1 AND ({})", likes(column));
+            let mut q = sqlx::query_as::<_, (String, String)>(&sql).bind($name);
+            for p in &patterns {
+                q = q.bind(p);
+            }
+            for (id, values) in q.fetch_all(&mut *$tx).await? {
                 let Some((values, _)) = take_keys(&values, names)? else { continue };
                 sqlx::query(&format!("UPDATE {table} SET {column} = $1, updated_at = {bump} WHERE {key} = $3"))
                     .bind(values)
