@@ -333,6 +333,11 @@ macro_rules! insert_runs {
 }
 pub(crate) use {insert_runs, notify_work};
 
+/// The slot a run's secret params are sealed to.
+fn run_scope(run_id: &str) -> String {
+    format!("run:{run_id}")
+}
+
 /// The slot a task's full saved data is sealed to.
 fn task_scope(task_id: &str) -> String {
     format!("task:{task_id}")
@@ -406,8 +411,13 @@ impl Store {
         }
         let map: serde_json::Map<String, Value> =
             run.secret_params.iter().map(|(k, v)| (k.clone(), Value::String(v.expose().to_string()))).collect();
+        Some(self.seal_params_map(&run.id, map))
+    }
+
+    /// A run's secret params (name to clear value), sealed to its slot.
+    fn seal_params_map(&self, run_id: &str, map: serde_json::Map<String, Value>) -> Vec<u8> {
         let clear = SecretString::new(Value::Object(map).to_string());
-        Some(self.inner.sealer.seal(&format!("run:{}", run.id), "params", clear.expose()))
+        self.inner.sealer.seal(&run_scope(run_id), "params", clear.expose())
     }
 
     /// `$sealed` (a run's sealed params) with `moved` added, sealed again:
@@ -420,10 +430,9 @@ impl Store {
         sealed: Option<&[u8]>,
         moved: Vec<(String, Value)>,
     ) -> Result<Option<Vec<u8>>> {
-        let scope = format!("run:{run_id}");
         let mut map: serde_json::Map<String, Value> = match sealed {
             Some(sealed) => {
-                let clear = self.inner.sealer.unseal(&scope, "params", sealed)?;
+                let clear = self.inner.sealer.unseal(&run_scope(run_id), "params", sealed)?;
                 serde_json::from_str(clear.expose())
                     .map_err(|e| StoreError::Corrupt(format!("sealed run params: {e}")))?
             }
@@ -441,8 +450,7 @@ impl Store {
         if map.len() == before {
             return Ok(sealed.map(<[u8]>::to_vec));
         }
-        let clear = SecretString::new(Value::Object(map).to_string());
-        Ok(Some(self.inner.sealer.seal(&scope, "params", clear.expose())))
+        Ok(Some(self.seal_params_map(run_id, map)))
     }
 
     pub async fn run_secret_params(&self, run_id: &str) -> Result<Vec<(String, SecretString)>> {
@@ -452,7 +460,7 @@ impl Store {
         let Some(Some(sealed)) = sealed else {
             return Ok(vec![]);
         };
-        let clear = self.inner.sealer.unseal(&format!("run:{run_id}"), "params", &sealed)?;
+        let clear = self.inner.sealer.unseal(&run_scope(run_id), "params", &sealed)?;
         let map: serde_json::Map<String, Value> =
             serde_json::from_str(clear.expose()).map_err(|e| StoreError::Corrupt(format!("sealed run params: {e}")))?;
         Ok(map.into_iter().map(|(k, v)| (k, SecretString::new(v.as_str().unwrap_or_default()))).collect())
