@@ -1,8 +1,8 @@
 //! Who may read the data dir: the database (with its `-wal` and `-shm`)
 //! holds sealed secrets and token digests, `secret.key` opens them, so the
-//! directory is its owner's only and every file in it is 0600. Modes are
-//! set explicitly after creating (never left to the umask) and put right
-//! when an existing dir or file is opened with looser ones.
+//! directory is its owner's only and every file in it is 0600. New dirs
+//! and files are created with these modes (the umask can only take bits
+//! away), and existing ones are put right when opened with looser ones.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -39,7 +39,6 @@ pub(crate) fn prepare_sqlite_file(db: &Path) -> io::Result<()> {
     if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {
             create_private_dir(dir)?;
-            set_mode(dir, DATA_DIR_MODE)?;
         }
     }
     let mut create = std::fs::OpenOptions::new();

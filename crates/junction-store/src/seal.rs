@@ -152,10 +152,10 @@ fn write_key_file(path: &Path, content: &str) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
+        opts.mode(crate::files::DATA_FILE_MODE);
     }
+    // `create_new`: the file is new, so it has that mode already.
     let mut f = opts.open(path)?;
-    crate::files::set_mode(path, crate::files::DATA_FILE_MODE)?;
     f.write_all(content.as_bytes())?;
     f.write_all(b"\n")?;
     f.sync_all()
