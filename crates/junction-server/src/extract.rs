@@ -82,7 +82,7 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if may_hold_nul(bytes) {
         // A body that is not JSON is answered below as malformed.
         if let Ok(value) = serde_json::from_slice::<Value>(bytes) {
-            refuse_nul(bytes, &value)?;
+            refuse_nul_in(&value)?;
         }
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -111,9 +111,15 @@ fn may_hold_nul(raw: &[u8]) -> bool {
 /// backends alike (PostgreSQL cannot store NUL in text). `raw` is the body
 /// `value` was parsed from.
 pub fn refuse_nul(raw: &[u8], value: &Value) -> Result<(), Invalid> {
-    if !may_hold_nul(raw) {
-        return Ok(());
+    if may_hold_nul(raw) {
+        refuse_nul_in(value)
+    } else {
+        Ok(())
     }
+}
+
+/// [`refuse_nul`] once `may_hold_nul` said the body may hold a NUL.
+fn refuse_nul_in(value: &Value) -> Result<(), Invalid> {
     let found = junction_core::document::nul_violations(value);
     if found.is_empty() {
         Ok(())
