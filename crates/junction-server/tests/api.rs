@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{details, TestServer, ADMIN};
+use common::{details, on_both, TestServer, ADMIN};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -585,15 +585,7 @@ async fn bad_input(s: &TestServer) {
     nul_in_any_json_string_or_key_is_refused_naming_the_field(s).await;
 }
 
-#[tokio::test]
-async fn bad_input_is_refused_alike_on_sqlite() {
-    bad_input(&TestServer::sqlite().await).await;
-}
-
-#[tokio::test]
-async fn bad_input_is_refused_alike_on_postgres() {
-    bad_input(&TestServer::postgres().await).await;
-}
+on_both!(bad_input => bad_input_is_refused_alike_on_sqlite, bad_input_is_refused_alike_on_postgres);
 
 /// The `openapi-spec-validator` release the document is checked with.
 const OPENAPI_VALIDATOR: &str = "openapi-spec-validator==0.9.0";

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{details, TestServer, ADMIN};
+use common::{details, on_both, TestServer, ADMIN};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -193,15 +193,10 @@ async fn webhook(s: &TestServer) {
     assert_eq!(globex_jobs, json!([]), "acme's jobs are not globex's");
 }
 
-#[tokio::test]
-async fn cicd_jobs_are_validated_stored_and_scoped_on_sqlite() {
-    webhook(&TestServer::sqlite().await).await;
-}
-
-#[tokio::test]
-async fn cicd_jobs_are_validated_stored_and_scoped_on_postgres() {
-    webhook(&TestServer::postgres().await).await;
-}
+on_both!(
+    webhook => cicd_jobs_are_validated_stored_and_scoped_on_sqlite,
+    cicd_jobs_are_validated_stored_and_scoped_on_postgres
+);
 
 /// A body with 10,000 violations gets a short answer: the first 100 are
 /// listed and a last entry says how many more there are.

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{details, Options, TestServer, ADMIN};
+use common::{details, on_both, Options, TestServer, ADMIN};
 use jiff::{SignedDuration, Timestamp};
 use junction_core::clock::ManualClock;
 use reqwest::StatusCode;
@@ -83,23 +83,6 @@ async fn job(s: &TestServer, name: &str) -> Value {
 
 fn advance(clock: &ManualClock, secs: i64) {
     clock.advance(SignedDuration::from_secs(secs));
-}
-
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                let (clock, options) = super::manual();
-                super::$name(clock, crate::common::TestServer::sqlite_with(options).await).await;
-            }
-            #[tokio::test]
-            async fn postgres() {
-                let (clock, options) = super::manual();
-                super::$name(clock, crate::common::TestServer::postgres_with(options).await).await;
-            }
-        }
-    };
 }
 
 /// Hostile schedules: the same answers on both backends.

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{details, TestServer, ADMIN};
+use common::{details, on_both, TestServer, ADMIN};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -128,15 +128,10 @@ async fn diamond(s: &TestServer) {
     s.assert_never_sent("CONF-SECRET-9");
 }
 
-#[tokio::test]
-async fn a_diamond_of_mixed_steps_runs_with_data_and_substitutions_on_sqlite() {
-    diamond(&TestServer::sqlite().await).await;
-}
-
-#[tokio::test]
-async fn a_diamond_of_mixed_steps_runs_with_data_and_substitutions_on_postgres() {
-    diamond(&TestServer::postgres().await).await;
-}
+on_both!(
+    diamond => a_diamond_of_mixed_steps_runs_with_data_and_substitutions_on_sqlite,
+    a_diamond_of_mixed_steps_runs_with_data_and_substitutions_on_postgres
+);
 
 /// A loopback HTTP server that answers 500 to the first `fail` requests,
 /// then 200; it counts requests.
@@ -451,15 +446,10 @@ async fn saved_data_with_a_secret(s: &mut TestServer) {
     s.assert_not_in_database_files(&["word-SAVED-4f2c"]);
 }
 
-#[tokio::test]
-async fn saved_step_data_with_a_secret_is_masked_and_sealed_on_sqlite() {
-    saved_data_with_a_secret(&mut TestServer::sqlite().await).await;
-}
-
-#[tokio::test]
-async fn saved_step_data_with_a_secret_is_masked_and_sealed_on_postgres() {
-    saved_data_with_a_secret(&mut TestServer::postgres().await).await;
-}
+on_both!(
+    &mut saved_data_with_a_secret => saved_step_data_with_a_secret_is_masked_and_sealed_on_sqlite,
+    saved_step_data_with_a_secret_is_masked_and_sealed_on_postgres
+);
 
 /// A variable's clear values given while it was plain, in a run, a
 /// schedule and a trigger.
@@ -518,12 +508,7 @@ async fn made_encrypted_later(s: &mut TestServer) {
     s.assert_not_in_database_files(&WAS_PLAIN);
 }
 
-#[tokio::test]
-async fn a_variable_made_encrypted_later_is_masked_in_old_runs_schedules_and_triggers_on_sqlite() {
-    made_encrypted_later(&mut TestServer::sqlite().await).await;
-}
-
-#[tokio::test]
-async fn a_variable_made_encrypted_later_is_masked_in_old_runs_schedules_and_triggers_on_postgres() {
-    made_encrypted_later(&mut TestServer::postgres().await).await;
-}
+on_both!(
+    &mut made_encrypted_later => a_variable_made_encrypted_later_is_masked_in_old_runs_schedules_and_triggers_on_sqlite,
+    a_variable_made_encrypted_later_is_masked_in_old_runs_schedules_and_triggers_on_postgres
+);

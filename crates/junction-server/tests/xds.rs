@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{details, Options, TestServer, ADMIN};
+use common::{details, on_both, Options, TestServer, ADMIN};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -606,15 +606,10 @@ async fn xds(s: &TestServer) {
     assert_eq!(s.send(Method::GET, "/api/v1/xds/stream", None, None).await.0, StatusCode::UNAUTHORIZED);
 }
 
-#[tokio::test]
-async fn xds_sources_schemas_activities_and_rejections_on_sqlite() {
-    xds(&TestServer::sqlite().await).await;
-}
-
-#[tokio::test]
-async fn xds_sources_schemas_activities_and_rejections_on_postgres() {
-    xds(&TestServer::postgres().await).await;
-}
+on_both!(
+    xds => xds_sources_schemas_activities_and_rejections_on_sqlite,
+    xds_sources_schemas_activities_and_rejections_on_postgres
+);
 
 /// A schema with fifty custom fields `c0`..`c49`, important `c0`.
 async fn counting_schema(s: &TestServer, key: &str) {
@@ -792,12 +787,7 @@ async fn walkthrough(s: &TestServer) {
     assert_eq!(activity(s, id).await["sub_event_count"], 3, "nothing refused was stored");
 }
 
-#[tokio::test]
-async fn the_walkthrough_activity_with_an_undeclared_field_is_stored_on_sqlite() {
-    walkthrough(&TestServer::sqlite().await).await;
-}
-
-#[tokio::test]
-async fn the_walkthrough_activity_with_an_undeclared_field_is_stored_on_postgres() {
-    walkthrough(&TestServer::postgres().await).await;
-}
+on_both!(
+    walkthrough => the_walkthrough_activity_with_an_undeclared_field_is_stored_on_sqlite,
+    the_walkthrough_activity_with_an_undeclared_field_is_stored_on_postgres
+);

@@ -15,6 +15,54 @@ use serde_json::Value;
 
 pub const ADMIN: &str = "test-admin-token-0123456789";
 
+/// A test function run twice, on SQLite and on PostgreSQL:
+///
+/// - `on_both!(f => f_on_sqlite, f_on_postgres)`: the tests
+///   `f_on_sqlite` and `f_on_postgres` call `f(&TestServer)`;
+///   `on_both!(&mut f => ...)` passes `&mut TestServer`.
+/// - `on_both!(f)`: the tests `f::sqlite` and `f::postgres` call
+///   `f(clock, TestServer)` with the manual clock and options of the
+///   calling file's `manual()`.
+#[allow(unused_macros)]
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                let (clock, options) = super::manual();
+                super::$name(clock, $crate::common::TestServer::sqlite_with(options).await).await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                let (clock, options) = super::manual();
+                super::$name(clock, $crate::common::TestServer::postgres_with(options).await).await;
+            }
+        }
+    };
+    (&mut $f:ident => $sqlite:ident, $postgres:ident) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            $f(&mut $crate::common::TestServer::sqlite().await).await;
+        }
+        #[tokio::test]
+        async fn $postgres() {
+            $f(&mut $crate::common::TestServer::postgres().await).await;
+        }
+    };
+    ($f:ident => $sqlite:ident, $postgres:ident) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            $f(&$crate::common::TestServer::sqlite().await).await;
+        }
+        #[tokio::test]
+        async fn $postgres() {
+            $f(&$crate::common::TestServer::postgres().await).await;
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_both;
+
 /// How a test server is set up.
 #[derive(Clone)]
 pub struct Options {
