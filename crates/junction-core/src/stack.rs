@@ -12,8 +12,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// The library's default `maxResponseSize`: 5 MiB.
 pub const DEFAULT_MAX_RESPONSE_SIZE: usize = 5 * 1024 * 1024;
@@ -378,6 +380,139 @@ pub fn response_size(result: Option<&Value>) -> usize {
 /// is `response_size_exceeded`; equal is allowed.
 pub fn check_response_size(size: usize, max_response_size: usize) -> Option<ExtensionError> {
     (size > max_response_size).then(|| response_size_exceeded(max_response_size))
+}
+
+// --- stored stacks ---------------------------------------------------------
+
+/// Default call time limit of a stack (the Express host's own server timeout
+/// is 315 s; integrator.io gives up on a hook after 300 s).
+pub const DEFAULT_TIMEOUT_SECONDS: u32 = 300;
+/// Default number of calls of one stack served at once (each by its own warm
+/// process); more wait, bounded, then get 503.
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 8;
+/// Upper bounds of the per-stack settings.
+pub const MAX_TIMEOUT_SECONDS: u32 = 3600;
+pub const MAX_CONCURRENCY: u32 = 64;
+
+/// One environment entry a stack's module reads from `process.env`. An
+/// encrypted entry's value is sealed and never shown (`value` is `None` when
+/// read back).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StackEnv {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub encrypted: bool,
+}
+
+/// A stack and its current version, as listed and shown.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Stack {
+    pub name: String,
+    /// The version calls are served by (the latest upload).
+    pub version: i64,
+    /// `{"diy": FILE}` or `{"connectors": {ID: FILE}}` of that version.
+    #[schema(value_type = Object)]
+    pub config: Value,
+    /// Hex SHA-256 of that version's upload (its archive or file).
+    pub sha256: String,
+    pub timeout_seconds: u32,
+    pub max_concurrency: u32,
+    /// Encrypted entries without their value.
+    pub env: Vec<StackEnv>,
+    #[schema(value_type = String, format = DateTime)]
+    pub token_created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
+}
+
+/// One stored version of a stack's module. Versions are immutable.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct StackVersion {
+    pub name: String,
+    pub version: i64,
+    pub sha256: String,
+    #[schema(value_type = Object)]
+    pub config: Value,
+    /// `js` (one file), `zip` or `tgz`.
+    pub format: String,
+    /// Bytes of the upload.
+    pub size: i64,
+    /// What loading the module found: for each configured module file, the
+    /// functions of each object (`{"index.js": {"hooks": ["preSavePage"], "": [...]}}`).
+    #[schema(value_type = Object)]
+    pub functions: Value,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+/// How one call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CallOutcome {
+    /// 200 with the function's result.
+    Succeeded,
+    /// 422: a validation error, the function's error, a bad result.
+    Failed,
+    /// 422 `timeout`: the process was killed.
+    TimedOut,
+}
+
+impl CallOutcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CallOutcome::Succeeded => "succeeded",
+            CallOutcome::Failed => "failed",
+            CallOutcome::TimedOut => "timed_out",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CallOutcome> {
+        Some(match s {
+            "succeeded" => CallOutcome::Succeeded,
+            "failed" => CallOutcome::Failed,
+            "timed_out" => CallOutcome::TimedOut,
+            _ => return None,
+        })
+    }
+}
+
+/// The record of one call of a stack function.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct StackCall {
+    pub id: i64,
+    pub stack: String,
+    pub version: i64,
+    #[schema(value_type = String, format = DateTime)]
+    pub started_at: Timestamp,
+    pub duration_ms: i64,
+    /// `function` as sent (empty when it was missing).
+    pub function: String,
+    /// `type` as sent (`hook`, `wrapper`, ...), `None` for a top-level call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// `diy` or the `_connectorId`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub integration_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    pub outcome: CallOutcome,
+    /// The first error's code when the call failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// `JSON.stringify(result).length` of a successful call.
+    pub response_size: i64,
+    /// The function's console output, spec 000's log format, secrets masked.
+    /// Left out of listings; `GET .../calls/{id}` has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
 }
 
 #[cfg(test)]

@@ -72,6 +72,28 @@ pub(crate) fn make_read_only_for_others(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Every directory under `dir` (and itself) 0755 and every file readable
+/// and not writable by group and others, whatever the umask was: a package
+/// tree the scripts' uids load code from.
+pub(crate) fn readable_by_all(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            readable_by_all(&entry.path())?;
+        } else if kind.is_file() {
+            let mode = entry.metadata()?.permissions().mode();
+            let wanted = (mode | 0o444) & !0o022;
+            if wanted != mode {
+                std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(wanted))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Makes sure `node_modules` under `target` (a directory) holds exactly the
 /// modules of the embedded lock file, running `npm ci` when it does not.
 /// `progress` hears a sentence before a (slow) install. Several processes

@@ -46,7 +46,7 @@ pub(crate) async fn run(
     let script = &execution.script;
     let started = Instant::now();
     let (mut process, warm) =
-        runtime.pool.acquire(host, script.language, &execution.tenant, &script.sha256, execution.fresh).await?;
+        runtime.pool.acquire(host, script, &execution.tenant, execution.fresh).await?;
     process.serves = Some((execution.tenant.clone(), script.sha256.clone()));
     process.uses += 1;
     // Inside the process's own directory: no other execution can reach it.

@@ -24,6 +24,10 @@ pub struct Introspection {
     /// JavaScript: the exported function names.
     #[serde(default)]
     pub exports: Vec<String>,
+    /// A package: per module file, the functions of each object
+    /// (`{"index.js": {"hooks": ["preSavePage"], "": ["topLevel"]}}`).
+    #[serde(default)]
+    pub functions: Option<serde_json::Value>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +46,7 @@ impl Runtime {
         let config = &self.host.config;
         // A process that loaded an upload serves no run afterwards (it is
         // nobody's tenant): it is ended below whatever the answer.
-        let (mut process, _) = self.pool.acquire(&self.host, script.language, "", &script.sha256, true).await?;
+        let (mut process, _) = self.pool.acquire(&self.host, script, "", true).await?;
         let workdir = process.workdir("introspect-").map_err(RuntimeError::Io)?;
         let request = Request::Introspect {
             v: protocol::VERSION,

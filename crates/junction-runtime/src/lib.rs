@@ -32,6 +32,7 @@ pub use introspect::{IntrospectError, Introspection};
 pub use isolation::{Health, DEFAULT_UIDS};
 pub use redact::{DataRedactor, MASK};
 
+
 /// A log line in the one format every runtime uses (spec 000):
 /// `[{ISO-8601 UTC with ms}] [{LEVEL}] – {text}`. For lines added outside a
 /// script (by the worker or the engine), so they read like the script's.
@@ -145,6 +146,20 @@ pub struct Script {
     pub sha256: String,
     pub source: Arc<str>,
     pub modules: BTreeMap<String, Arc<str>>,
+    /// A JavaScript package (a stack version) instead of one source file:
+    /// `source` is then the stack configuration naming its module files.
+    pub package: Option<Arc<Package>>,
+}
+
+/// A directory of JavaScript modules with their own `node_modules`, loaded
+/// with Node's own `require` (no step allowlist; Node's permission model and
+/// the sandbox apply): an extension stack's version. Its processes read only
+/// that directory besides the harness and the shared modules, and get `env`
+/// as their `process.env` (after Junction's own variables, which win).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Package {
+    pub dir: PathBuf,
+    pub env: Vec<(String, String)>,
 }
 
 impl Script {
@@ -170,7 +185,28 @@ impl Script {
             hash.update(code.as_bytes());
         }
         let sha256 = hex::encode(hash.finalize());
-        Script { name: name.into(), language, sha256, source, modules }
+        Script { name: name.into(), language, sha256, source, modules, package: None }
+    }
+
+    /// A package script: `config` is the stack configuration (JSON), and
+    /// `identity` what makes two packages the same code (the version's
+    /// digest); the environment is part of the identity, so a process never
+    /// serves a call with another environment than it started with.
+    pub fn package(name: impl Into<String>, identity: &str, config: &str, package: Package) -> Script {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        for part in [identity, config].into_iter().chain(package.env.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()])) {
+            hash.update((part.len() as u64).to_le_bytes());
+            hash.update(part.as_bytes());
+        }
+        Script {
+            name: name.into(),
+            language: Language::Javascript,
+            sha256: hex::encode(hash.finalize()),
+            source: config.into(),
+            modules: BTreeMap::new(),
+            package: Some(Arc::new(package)),
+        }
     }
 }
 
@@ -288,6 +324,39 @@ pub(crate) struct Host {
     pub modules: PathBuf,
     /// The runtime's own paths, as scripts would print them in tracebacks.
     pub private_paths: Vec<String>,
+    /// Package directories as the processes see them (a linked copy under
+    /// `root` when the uids cannot reach the original).
+    pub packages: std::sync::Mutex<std::collections::HashMap<PathBuf, PathBuf>>,
+}
+
+impl Host {
+    /// A package directory as its processes will read it: under root, when
+    /// the scripts' uids cannot reach it (it is in the 0700 data dir), a
+    /// hard-linked copy under the public root, made once, read-only to them.
+    pub(crate) fn package_dir(&self, dir: &std::path::Path) -> Result<PathBuf, RuntimeError> {
+        let mut known = self.packages.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(seen) = known.get(dir) {
+            return Ok(seen.clone());
+        }
+        let canonical = std::fs::canonicalize(dir)?;
+        let usable = if self.isolation.users.is_some() && !isolation::reachable(&canonical) {
+            use sha2::Digest;
+            let id = hex::encode(&sha2::Sha256::digest(canonical.as_os_str().as_encoded_bytes())[..12]);
+            let linked = self.root.join("packages").join(&id);
+            if !linked.is_dir() {
+                let partial = self.root.join("packages").join(format!(".{id}-{}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&partial);
+                isolation::link_tree(&canonical, &partial)?;
+                assets::readable_by_all(&partial)?;
+                std::fs::rename(&partial, &linked)?;
+            }
+            linked
+        } else {
+            canonical
+        };
+        known.insert(dir.to_path_buf(), usable.clone());
+        Ok(usable)
+    }
 }
 
 impl Drop for Host {
@@ -354,7 +423,7 @@ impl Runtime {
             [&config.dir, &root].iter().map(|p| p.to_string_lossy().into_owned()).collect();
         private_paths.sort_by_key(|p| std::cmp::Reverse(p.len()));
         private_paths.dedup();
-        let mut host = Host { config, isolation, root, modules, private_paths };
+        let mut host = Host { config, isolation, root, modules, private_paths, packages: Default::default() };
         if let Some(bwrap) = host.isolation.bwrap.clone() {
             if let Err(why) = probe_bwrap(&host, &bwrap).await {
                 if host.config.sandbox == Sandbox::Required {

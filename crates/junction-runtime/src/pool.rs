@@ -29,12 +29,12 @@ impl Pool {
     pub async fn acquire(
         self: &Arc<Self>,
         host: &Arc<Host>,
-        language: Language,
+        wanted_script: &crate::Script,
         tenant: &str,
-        script: &str,
         fresh: bool,
     ) -> Result<(Process, bool), RuntimeError> {
         host.isolation.check()?;
+        let (language, script) = (wanted_script.language, wanted_script.sha256.as_str());
         if !fresh {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             // A process that died while idle is dropped (with its group).
@@ -48,6 +48,11 @@ impl Pool {
                 return Ok((p, true));
             }
         }
+        if let Some(package) = &wanted_script.package {
+            // A package's process is started for it: it may read the
+            // package's directory and has its environment.
+            return Ok((Process::spawn(host, language, Some(package)).await?, false));
+        }
         let spare = self.spares.lock().unwrap_or_else(|e| e.into_inner()).remove(&language);
         if host.config.spare {
             self.refill_spare(host, language);
@@ -57,7 +62,7 @@ impl Pool {
                 p.discard_output();
                 Ok((p, false))
             }
-            _ => Ok((Process::spawn(host, language).await?, false)),
+            _ => Ok((Process::spawn(host, language, None).await?, false)),
         }
     }
 
@@ -70,7 +75,7 @@ impl Pool {
         }
         let (pool, host) = (self.clone(), host.clone());
         tokio::spawn(async move {
-            let spawned = Process::spawn(&host, language).await;
+            let spawned = Process::spawn(&host, language, None).await;
             pool.starting.lock().unwrap_or_else(|e| e.into_inner()).remove(&language);
             match spawned {
                 Ok(p) => {

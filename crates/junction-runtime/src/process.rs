@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::isolation::{private_dir, processes_of, Lease};
 use crate::protocol::{self, Event, Request};
-use crate::{Host, RuntimeError};
+use crate::{Host, Package, RuntimeError};
 
 /// Longest protocol line accepted (a result with saved data can be long;
 /// the data limit is checked after parsing). Enforced while reading.
@@ -64,8 +64,9 @@ pub(crate) struct Process {
 }
 
 impl Process {
-    pub async fn spawn(host: &Host, language: Language) -> Result<Process, RuntimeError> {
+    pub async fn spawn(host: &Host, language: Language, package: Option<&Package>) -> Result<Process, RuntimeError> {
         host.isolation.check()?;
+        let package_dir = package.map(|p| host.package_dir(&p.dir)).transpose()?;
         // The lease gives the uid back however this function returns.
         let uid = match &host.isolation.users {
             Some(users) => Some(users.take()?),
@@ -89,7 +90,7 @@ impl Process {
                 let mut args: Vec<PathBuf> =
                     vec!["--experimental-permission".into(), "--disable-warning=ExperimentalWarning".into()];
                 // One flag per path: Node 20 takes no list in one flag.
-                for p in [assets.as_path(), host.modules.as_path(), dir.path()] {
+                for p in [assets.as_path(), host.modules.as_path(), dir.path()].into_iter().chain(package_dir.as_deref()) {
                     args.push(format!("--allow-fs-read={}", p.display()).into());
                 }
                 args.push(format!("--allow-fs-write={}", dir.path().display()).into());
@@ -104,7 +105,7 @@ impl Process {
         let mut cmd = match &host.isolation.bwrap {
             Some(bwrap) => {
                 let mut c = Command::new(bwrap);
-                c.args(sandbox_args(host, dir.path())).arg("--").arg(program).args(&args);
+                c.args(sandbox_args(host, dir.path(), package_dir.as_deref())).arg("--").arg(program).args(&args);
                 c
             }
             None => {
@@ -113,8 +114,12 @@ impl Process {
                 c
             }
         };
-        cmd.env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        cmd.env_clear();
+        if let Some(package) = package {
+            // Before Junction's own variables, which win.
+            cmd.envs(package.env.iter().map(|(k, v)| (k, v)));
+        }
+        cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .env("HOME", &home)
             .env("TMPDIR", &home)
             .env("LANG", "C.UTF-8")
@@ -132,6 +137,11 @@ impl Process {
             Language::Javascript => {
                 cmd.env("JUNCTION_NODE_MODULES", &host.modules)
                     .env("AWS_SDK_JS_SUPPRESS_MAINTENANCE_MODE_MESSAGE", "1");
+                if let Some(dir) = &package_dir {
+                    // A package resolves its own node_modules first, then
+                    // the shared modules (a one-file stack may use lodash).
+                    cmd.env("JUNCTION_PACKAGE_DIR", dir).env("NODE_PATH", &host.modules);
+                }
             }
             Language::Python => {
                 cmd.env("PYTHONPATH", assets.join("python"))
@@ -403,7 +413,7 @@ impl Drop for Process {
 /// mounted back: harness files and modules read-only, and this process's
 /// own directory writable (not the other processes'). The network stays:
 /// scripts call remote APIs.
-pub(crate) fn sandbox_args(host: &Host, own: &Path) -> Vec<std::ffi::OsString> {
+pub(crate) fn sandbox_args(host: &Host, own: &Path, package: Option<&Path>) -> Vec<std::ffi::OsString> {
     let mut a: Vec<std::ffi::OsString> = Vec::new();
     let mut push = |parts: &[&std::ffi::OsStr]| a.extend(parts.iter().map(|p| p.to_os_string()));
     push(&["--ro-bind".as_ref(), "/".as_ref(), "/".as_ref()]);
@@ -429,6 +439,9 @@ pub(crate) fn sandbox_args(host: &Host, own: &Path) -> Vec<std::ffi::OsString> {
     push(&["--ro-bind".as_ref(), assets.as_os_str(), assets.as_os_str()]);
     if host.modules.is_dir() {
         push(&["--ro-bind".as_ref(), host.modules.as_os_str(), host.modules.as_os_str()]);
+    }
+    if let Some(package) = package {
+        push(&["--ro-bind".as_ref(), package.as_os_str(), package.as_os_str()]);
     }
     push(&["--bind".as_ref(), own.as_os_str(), own.as_os_str()]);
     push(&["--die-with-parent".as_ref(), "--new-session".as_ref(), "--unshare-pid".as_ref(), "--unshare-ipc".as_ref()]);

@@ -15,6 +15,8 @@ pub(crate) struct StepRef<'a> {
     pub source: &'a str,
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub modules: &'a std::collections::BTreeMap<String, std::sync::Arc<str>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub package: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -96,6 +98,7 @@ impl<'a> StepRef<'a> {
             sha256: &script.sha256,
             source: &script.source,
             modules: &script.modules,
+            package: script.package.is_some(),
         }
     }
 }

@@ -6,6 +6,7 @@
 const util = require('util');
 const Module = require('module');
 const fs = require('fs');
+const path = require('path');
 const net = require('net');
 const timers = require('timers');
 const readline = require('readline');
@@ -241,6 +242,141 @@ function loadScript(step) {
   return mod;
 }
 
+// A package (an extension stack's version): a directory of modules with
+// their own node_modules, loaded with Node's own require (the allowlist
+// above is for spec-000 steps; Node's permission model still applies). The
+// step's source is the stack configuration naming the module files:
+// {"diy": FILE} or {"connectors": {ID: FILE}}.
+const PACKAGE_DIR = process.env.JUNCTION_PACKAGE_DIR || '';
+
+function loadPackage(step) {
+  const config = JSON.parse(step.source);
+  const files = config.diy ? [config.diy] : Object.values(config.connectors || {});
+  const requireHere = Module.createRequire(path.join(PACKAGE_DIR, 'package.json'));
+  const modules = new Map();
+  for (const file of files) {
+    if (!modules.has(file)) modules.set(file, requireHere('./' + file));
+  }
+  return { package: true, modules };
+}
+
+// lodash's isPlainObject, which integrator-extension uses to accept a result.
+function isPlainObject(value) {
+  if (value === null || typeof value !== 'object' || Object.prototype.toString.call(value) !== '[object Object]') {
+    return false;
+  }
+  const proto = Object.getPrototypeOf(value);
+  if (proto === null) return true;
+  const Ctor = Object.prototype.hasOwnProperty.call(proto, 'constructor') && proto.constructor;
+  return typeof Ctor === 'function' && Ctor instanceof Ctor &&
+    Function.prototype.toString.call(Ctor) === Function.prototype.toString.call(Object);
+}
+
+// integrator-extension's validateObject: plain data only, recursively.
+function plainData(value) {
+  const t = typeof value;
+  if (value === undefined || value === null || t === 'number' || t === 'boolean' || t === 'string') return true;
+  const tag = Object.prototype.toString.call(value);
+  if (t === 'object' && (tag === '[object Number]' || tag === '[object Boolean]' || tag === '[object String]')) return true;
+  if (!isPlainObject(value) && !Array.isArray(value)) return false;
+  for (const key in value) {
+    if (Object.prototype.hasOwnProperty.call(value, key) && !plainData(value[key])) return false;
+  }
+  return true;
+}
+
+// The error an extension reports: the library's {message, code} (a value
+// that is not an Error gives neither field).
+function extensionError(err) {
+  const message = err && err.message !== undefined ? maskString(String(err.message)) : undefined;
+  const code = err && (err.code || err.name);
+  return { message, code: code === undefined ? undefined : maskString(String(code)) };
+}
+
+// One call of a stack function, with integrator-extension's callFunction
+// semantics after the request's own validation (done by the worker): the
+// object of the module, the function, the Date options, `this` = the
+// object, the callback or a promise, then the result's checks. Every
+// answer is a successful protocol result: a function's failure is the
+// call's answer, not the process's.
+function callExtension(pkg, input, settle) {
+  const answer = (data) => settle({ ok: true, message: '', data });
+  const mod = pkg.modules.get(input.module);
+  const object = input.object === null || input.object === undefined ? mod : mod && mod[input.object];
+  if (!object) return answer({ outcome: 'object_not_found' });
+  const fn = object[input.function];
+  if (typeof fn !== 'function') return answer({ outcome: 'invalid_function' });
+  const options = input.options;
+  if (options && typeof options === 'object') {
+    for (const key of ['lastExportDateTime', 'currentExportDateTime']) {
+      if (options[key]) options[key] = new Date(options[key]);
+    }
+  }
+  let answered = false;
+  const callback = (err, result) => {
+    if (answered) return log('WARN', 'the extension function answered more than once; later answers are ignored');
+    answered = true;
+    if (err) return answer({ outcome: 'error', error: extensionError(err) });
+    let json;
+    try {
+      json = stringify(result);
+    } catch (_) {
+      return answer({ outcome: 'invalid_extension_response' });
+    }
+    if (!plainData(result)) return answer({ outcome: 'invalid_extension_response' });
+    answer({ outcome: 'ok', json: json === undefined ? null : json, size: json === undefined ? 0 : json.length });
+  };
+  const rejected = (e) => callback(e || new Error(`the promise was rejected with ${String(e)}`));
+  let ret;
+  try {
+    ret = fn.call(object, options, callback);
+  } catch (e) {
+    return rejected(e);
+  }
+  if (ret && typeof ret.then === 'function') {
+    ret.then((value) => callback(null, value), rejected);
+  } else if (fn.length < 2 && ret !== undefined) {
+    // A function that takes no callback answers with what it returns.
+    callback(null, ret);
+  }
+}
+
+// What a package's modules offer: per module file, the function names of
+// each object member ("" for the top level).
+function packageFunctions(pkg) {
+  const out = {};
+  for (const [file, mod] of pkg.modules) {
+    const entry = {};
+    const names = (obj) => {
+      const found = new Set();
+      for (let o = obj; o && o !== Object.prototype && o !== Function.prototype; o = Object.getPrototypeOf(o)) {
+        for (const key of Object.getOwnPropertyNames(o)) {
+          if (key === 'constructor') continue;
+          try {
+            if (typeof obj[key] === 'function') found.add(key);
+          } catch (_) {
+            // a getter that throws is no function
+          }
+        }
+      }
+      return [...found].sort();
+    };
+    if (mod && (typeof mod === 'object' || typeof mod === 'function')) {
+      const top = names(mod);
+      if (top.length) entry[''] = top;
+      for (const key of Object.keys(mod)) {
+        const value = mod[key];
+        if (value && typeof value === 'object') {
+          const fns = names(value);
+          if (fns.length) entry[key] = fns;
+        }
+      }
+    }
+    out[file] = entry;
+  }
+  return out;
+}
+
 // One process serves one script; it is loaded once (warm reuse keeps module state).
 let loaded = null; // { sha256, module } or { sha256, error }
 
@@ -250,7 +386,7 @@ function script(step) {
   }
   if (!loaded) {
     try {
-      loaded = { sha256: step.sha256, module: loadScript(step) };
+      loaded = { sha256: step.sha256, module: step.package ? loadPackage(step) : loadScript(step) };
     } catch (e) {
       loaded = { sha256: step.sha256, error: e };
     }
@@ -330,6 +466,10 @@ function serve(request) {
         return fail(e, e instanceof SyntaxError ? 'the script does not load: SyntaxError: ' : 'the script does not load: ');
       }
       const entry = request.entry || 'run';
+      if (mod.package) {
+        if (entry !== 'extension') return fail(`a package serves extension calls, not '${entry}'`);
+        return callExtension(mod, request.input || {}, settle);
+      }
       const fn = mod.exports && mod.exports[entry];
       if (typeof fn !== 'function') {
         return fail(`the script does not export a function named '${entry}'`);
@@ -362,6 +502,9 @@ function introspect(request) {
   try {
     process.chdir(request.workdir || process.cwd());
     const mod = script(request.step);
+    if (mod.package) {
+      return send({ t: 'introspection', id: request.id, ok: true, info: { functions: packageFunctions(mod) } });
+    }
     const exported = mod.exports && typeof mod.exports === 'object' ? mod.exports : {};
     info = {
       exports: Object.keys(exported).filter((k) => typeof exported[k] === 'function'),
