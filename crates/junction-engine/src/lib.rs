@@ -19,6 +19,7 @@ mod jobs;
 mod memo;
 mod runs;
 mod scheduler;
+mod stacks;
 mod worker;
 mod xds;
 
@@ -36,6 +37,7 @@ pub use jobs::{Job, JobRun, Trigger};
 pub use junction_runtime::Health as RuntimeHealth;
 pub use runs::{masked_vars, RunRequest};
 pub use scheduler::{FireReport, Schedule, SchedulerConfig};
+pub use stacks::{CallAnswer, NewStack, StackChange, StackDetail, StackUpload};
 pub use worker::WorkerConfig;
 pub use xds::QueueOutcome;
 
@@ -92,6 +94,7 @@ pub struct Engine {
     apps: memo::Memo<(String, i64), Arc<junction_core::application::Application>>,
     steps: memo::Memo<(String, i64), Arc<junction_core::step::StepVersion>>,
     xds: xds::Xds,
+    stacks: stacks::Stacks,
 }
 
 /// In-process wakeups. Across processes the same facts travel through the
@@ -143,6 +146,7 @@ impl Engine {
         let events = events::EventWriter::start(store.clone());
         Engine {
             xds: xds::Xds::start(store.clone()),
+            stacks: stacks::Stacks::start(store.clone()),
             store,
             runtime,
             signals: Arc::new(Signals::new()),

@@ -14,6 +14,7 @@ mod assets;
 mod execute;
 mod introspect;
 mod isolation;
+pub mod package;
 mod pool;
 mod process;
 mod protocol;

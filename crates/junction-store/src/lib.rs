@@ -22,6 +22,7 @@ mod schedules;
 pub mod seal;
 mod secrets;
 mod sessions;
+mod stacks;
 mod steps;
 mod tokens;
 mod triggers;
@@ -45,6 +46,7 @@ pub use runs::{Finish, FinishItem, LogLine, NewRun, NewTask, RunRecord, TaskReco
 pub use schedules::{Fired, Firing, Leadership, PutSchedule, ScheduleRecord};
 pub use seal::Sealer;
 pub use sessions::{SessionInfo, SESSION_TTL_MS};
+pub use stacks::{CallFilter, NewStackCall, NewStackVersion, StackSettings, DEFAULT_CALLS_LIMIT, MAX_CALLS_LIMIT};
 pub use steps::NewStepVersion;
 pub use tokens::{Bootstrap, MIN_GIVEN_TOKEN_LEN};
 pub use triggers::TriggerRecord;

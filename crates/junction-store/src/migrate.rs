@@ -38,6 +38,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(8, "inbound", "0008_inbound"),
     migration!(9, "sessions", "0009_sessions"),
     migration!(10, "sealed_output", "0010_sealed_output"),
+    migration!(11, "stacks", "0011_stacks"),
 ];
 
 /// Arbitrary constant naming Junction's migration lock.

@@ -1,5 +1,5 @@
 //! Sealed values: the `secrets` table, keyed by scope (`config:NAME`,
-//! `app:NAME`) and entry name.
+//! `app:NAME`, `stack:NAME`) and entry name.
 
 use junction_core::secret::{SecretString, SecretWrite, SecretWrites};
 
@@ -7,6 +7,10 @@ use crate::{read, Result, Store, StoreError};
 
 pub(crate) fn config_scope(name: &str) -> String {
     format!("config:{name}")
+}
+
+pub(crate) fn stack_scope(name: &str) -> String {
+    format!("stack:{name}")
 }
 
 pub(crate) fn app_scope(name: &str) -> String {
@@ -102,7 +106,7 @@ impl Store {
         self.unseal_scope(&app_scope(app)).await
     }
 
-    async fn unseal_scope(&self, scope: &str) -> Result<Vec<(String, SecretString)>> {
+    pub(crate) async fn unseal_scope(&self, scope: &str) -> Result<Vec<(String, SecretString)>> {
         let rows: Vec<(String, Vec<u8>)> = read!(self, db => {
             sqlx::query_as("SELECT name, sealed FROM secrets WHERE scope = $1 ORDER BY name")
                 .bind(scope)

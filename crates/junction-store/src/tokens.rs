@@ -21,14 +21,19 @@ pub const MIN_GIVEN_TOKEN_LEN: usize = 16;
 /// not a write per request.
 const LAST_USED_GRANULARITY_MS: i64 = 60_000;
 
-fn digest(token: &str) -> Vec<u8> {
+pub(crate) fn digest(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
 fn generate() -> String {
+    generate_with_prefix(PREFIX)
+}
+
+/// 256 random bits, base64url without padding, after `prefix`.
+pub(crate) fn generate_with_prefix(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// What the first start of a store did about the admin token.

@@ -1,0 +1,250 @@
+//! Package directories (extension stacks): an uploaded `.zip` / `.tgz`
+//! unpacked safely, and its npm dependencies installed from its lock file.
+//! Errors are sentences for the user who uploaded it.
+
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+use std::process::Stdio;
+
+/// Most files and uncompressed bytes one package may hold.
+pub const MAX_FILES: usize = 20_000;
+pub const MAX_UNPACKED_BYTES: u64 = 256 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveFormat {
+    Zip,
+    Tgz,
+}
+
+impl ArchiveFormat {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ArchiveFormat::Zip => "zip",
+            ArchiveFormat::Tgz => "tgz",
+        }
+    }
+}
+
+/// One regular file of an archive: its path inside the package and bytes.
+type Entry = (PathBuf, Vec<u8>);
+
+/// Unpacks `bytes` into `dest` (created). A single top-level directory that
+/// holds everything (`package/` of `npm pack`, `my-stack/` of a zip of a
+/// folder) is taken as the package's root. Refused: absolute paths, `..`,
+/// links and devices, more than [`MAX_FILES`] files or
+/// [`MAX_UNPACKED_BYTES`] bytes.
+pub fn unpack(format: ArchiveFormat, bytes: &[u8], dest: &Path) -> Result<(), String> {
+    let entries = match format {
+        ArchiveFormat::Zip => zip_entries(bytes)?,
+        ArchiveFormat::Tgz => tgz_entries(bytes)?,
+    };
+    if entries.is_empty() {
+        return Err("the archive holds no files".into());
+    }
+    let strip = common_top_dir(&entries);
+    std::fs::create_dir_all(dest).map_err(|e| format!("cannot unpack: {e}"))?;
+    for (path, data) in entries {
+        let rel = match &strip {
+            Some(top) => path.strip_prefix(top).map(Path::to_path_buf).unwrap_or(path),
+            None => path,
+        };
+        let target = dest.join(&rel);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("cannot unpack {}: {e}", rel.display()))?;
+        }
+        std::fs::write(&target, data).map_err(|e| format!("cannot unpack {}: {e}", rel.display()))?;
+    }
+    Ok(())
+}
+
+/// A relative path with normal components only.
+fn safe_path(name: &str) -> Result<PathBuf, String> {
+    let path = Path::new(name);
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            _ => return Err(format!("the archive entry {name:?} points outside the package")),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        return Err(format!("the archive entry {name:?} has no name"));
+    }
+    Ok(out)
+}
+
+struct Budget {
+    files: usize,
+    bytes: u64,
+}
+
+impl Budget {
+    fn take(&mut self, size: u64) -> Result<(), String> {
+        self.files += 1;
+        self.bytes += size;
+        if self.files > MAX_FILES {
+            return Err(format!("the archive holds more than {MAX_FILES} files"));
+        }
+        if self.bytes > MAX_UNPACKED_BYTES {
+            return Err(format!("the archive unpacks to more than {} MiB", MAX_UNPACKED_BYTES / (1024 * 1024)));
+        }
+        Ok(())
+    }
+}
+
+/// Reads at most what the budget still allows, so a bomb stops early.
+fn read_bounded(reader: &mut dyn Read, budget: &Budget, name: &str) -> Result<Vec<u8>, String> {
+    let room = MAX_UNPACKED_BYTES.saturating_sub(budget.bytes) + 1;
+    let mut data = Vec::new();
+    reader
+        .take(room)
+        .read_to_end(&mut data)
+        .map_err(|e| format!("the archive entry {name:?} cannot be read: {e}"))?;
+    Ok(data)
+}
+
+fn zip_entries(bytes: &[u8]) -> Result<Vec<Entry>, String> {
+    let mut archive =
+        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| format!("the body is not a zip archive: {e}"))?;
+    let mut budget = Budget { files: 0, bytes: 0 };
+    let mut out = Vec::new();
+    for i in 0..archive.len() {
+        let mut file = archive.by_index(i).map_err(|e| format!("the zip archive is damaged: {e}"))?;
+        let name = file.name().to_string();
+        if file.is_dir() {
+            continue;
+        }
+        if file.is_symlink() {
+            return Err(format!("the archive entry {name:?} is a link; a package holds regular files only"));
+        }
+        let path = safe_path(&name)?;
+        let data = read_bounded(&mut file, &budget, &name)?;
+        budget.take(data.len() as u64)?;
+        out.push((path, data));
+    }
+    Ok(out)
+}
+
+fn tgz_entries(bytes: &[u8]) -> Result<Vec<Entry>, String> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    let mut budget = Budget { files: 0, bytes: 0 };
+    let mut out = Vec::new();
+    let entries = archive.entries().map_err(|e| format!("the body is not a gzip'd tar archive: {e}"))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| format!("the tar archive is damaged: {e}"))?;
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        match entry.header().entry_type() {
+            tar::EntryType::Directory => continue,
+            tar::EntryType::Regular | tar::EntryType::Continuous => {}
+            // pax / GNU long-name records are read by the tar crate itself
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => continue,
+            other => {
+                return Err(format!(
+                    "the archive entry {name:?} is not a regular file ({other:?}); a package holds regular files only"
+                ))
+            }
+        }
+        let path = safe_path(&name)?;
+        let data = read_bounded(&mut entry, &budget, &name)?;
+        budget.take(data.len() as u64)?;
+        out.push((path, data));
+    }
+    Ok(out)
+}
+
+/// The one top-level directory every entry is under, when the root itself
+/// has no `package.json`.
+fn common_top_dir(entries: &[Entry]) -> Option<PathBuf> {
+    if entries.iter().any(|(p, _)| p == Path::new("package.json")) {
+        return None;
+    }
+    let first = entries[0].0.components().next()?;
+    let top = PathBuf::from(first.as_os_str());
+    entries.iter().all(|(p, _)| p.starts_with(&top) && p != &top).then_some(top)
+}
+
+/// `npm ci` in `dir` from its lock file: production dependencies only, no
+/// lifecycle scripts (nothing of the upload runs as the server's user; a
+/// dependency that needs a native build step is not supported). The error
+/// is npm's own message.
+pub async fn install(npm: &Path, dir: &Path) -> Result<(), String> {
+    let out = tokio::process::Command::new(npm)
+        .args(["ci", "--omit=dev", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {}: {e}", npm.display()))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&out.stderr);
+    // npm ends with where its debug log is: the server's path, not the user's concern.
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|l| l.strip_prefix("npm error ").or_else(|| l.strip_prefix("npm ERR! ")).unwrap_or(l).trim())
+        .filter(|l| !l.is_empty() && !l.contains("A complete log of this run") && !l.starts_with('/'))
+        .collect();
+    let message = lines.join("\n");
+    let message = if message.chars().count() > 2000 { message.chars().take(2000).collect::<String>() + "…" } else { message };
+    Err(format!("npm ci failed: {message}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tgz(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        for (name, data) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_entry_type(tar::EntryType::Regular);
+            // set_path refuses `..`; write the raw name to test the check
+            let raw = &mut header.as_old_mut().name;
+            raw[..name.len()].copy_from_slice(name.as_bytes());
+            header.set_cksum();
+            builder.append(&header, *data).unwrap();
+        }
+        builder.into_inner().unwrap().finish().unwrap()
+    }
+
+    fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        use std::io::Write;
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, data) in files {
+            w.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn archives_unpack_with_their_top_directory_taken_as_the_root() {
+        for (format, bytes) in [
+            (ArchiveFormat::Tgz, tgz(&[("package/package.json", b"{}"), ("package/src/a.js", b"1")])),
+            (ArchiveFormat::Zip, zip_of(&[("stack/package.json", b"{}"), ("stack/src/a.js", b"1")])),
+            (ArchiveFormat::Zip, zip_of(&[("package.json", b"{}"), ("src/a.js", b"1")])),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            unpack(format, &bytes, dir.path()).unwrap();
+            assert_eq!(std::fs::read(dir.path().join("src/a.js")).unwrap(), b"1");
+            assert!(dir.path().join("package.json").is_file());
+        }
+    }
+
+    #[test]
+    fn entries_outside_the_package_and_garbage_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = tgz(&[("package.json", b"{}"), ("../evil.js", b"x")]);
+        assert!(unpack(ArchiveFormat::Tgz, &bad, dir.path()).unwrap_err().contains("outside the package"));
+        let bad = zip_of(&[("package.json", b"{}"), ("/etc/x", b"x")]);
+        assert!(unpack(ArchiveFormat::Zip, &bad, dir.path()).unwrap_err().contains("outside the package"));
+        assert!(unpack(ArchiveFormat::Zip, b"not a zip", dir.path()).unwrap_err().contains("not a zip"));
+        assert!(unpack(ArchiveFormat::Tgz, b"not gzip", dir.path()).is_err());
+        assert!(!dir.path().join("x").exists());
+    }
+}
