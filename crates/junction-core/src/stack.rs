@@ -69,11 +69,32 @@ pub fn invalid_extension_response() -> ExtensionError {
 }
 
 /// `response_size_exceeded` with the limit as the library prints it.
-pub fn response_size_exceeded(max_response_size: usize) -> ExtensionError {
-    ExtensionError::new(
-        "response_size_exceeded",
-        format!("response stream exceeded limit of {max_response_size} bytes."),
-    )
+pub fn response_size_exceeded(limit: &ResponseLimit) -> ExtensionError {
+    ExtensionError::new("response_size_exceeded", format!("response stream exceeded limit of {} bytes.", limit.shown))
+}
+
+/// `maxResponseSize || 5 MiB` as the library compares with it
+/// (`size > maxResponseSize`, JavaScript's coercion): a numeric string
+/// limits, a negative number refuses every result, a value that is not a
+/// number (NaN) never limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponseLimit {
+    /// The limit as a JavaScript number (NaN: no limit).
+    pub limit: f64,
+    /// The value as the message prints it (`String(maxResponseSize)`).
+    pub shown: String,
+}
+
+impl ResponseLimit {
+    pub fn default_limit() -> ResponseLimit {
+        ResponseLimit { limit: DEFAULT_MAX_RESPONSE_SIZE as f64, shown: DEFAULT_MAX_RESPONSE_SIZE.to_string() }
+    }
+
+    /// The bytes a result may take, for the runtime's own cap (`None`:
+    /// unlimited by the caller).
+    pub fn bytes(&self) -> Option<usize> {
+        (self.limit.is_finite() && self.limit >= 0.0).then_some(self.limit as usize)
+    }
 }
 
 /// `object_not_found` for a `type` whose object the module lacks. The message
@@ -277,7 +298,7 @@ pub struct FunctionCall {
     pub function: String,
     /// `None`: the function is a top-level member of the module.
     pub kind: Option<Kind>,
-    pub max_response_size: usize,
+    pub max_response_size: ResponseLimit,
     /// The function's `options` argument, as sent (never falsy).
     pub options: Value,
 }
@@ -328,38 +349,50 @@ pub fn parse_function_call(body: &Value, config: &StackConfig) -> Result<Functio
     }
 
     let max_response_size = max_response_size(get("maxResponseSize"));
-    if max_response_size.is_none() {
-        errors.push(ExtensionError::new(
-            INVALID_FIELD,
-            "The maxResponseSize field in the extension options must be a positive integer.",
-        ));
-    }
 
     let kind = get("type").filter(|t| truthy(Some(t))).map(|t| Kind::from_type(&js_string(t)));
 
-    match (target, function, options, max_response_size) {
-        (Some(target), Some(function), Some(options), Some(max_response_size)) if errors.is_empty() => {
+    match (target, function, options) {
+        (Some(target), Some(function), Some(options)) if errors.is_empty() => {
             Ok(FunctionCall { target, function, kind, max_response_size, options })
         }
         _ => Err(errors),
     }
 }
 
-/// `maxResponseSize || 5 MiB`, restricted to the values that mean a byte count.
-fn max_response_size(value: Option<&Value>) -> Option<usize> {
-    if !truthy(value) {
-        return Some(DEFAULT_MAX_RESPONSE_SIZE);
+/// `maxResponseSize || 5 MiB` with JavaScript's `ToNumber` for the
+/// comparison and `String()` for the message.
+fn max_response_size(value: Option<&Value>) -> ResponseLimit {
+    match value {
+        Some(v) if truthy(Some(v)) => ResponseLimit { limit: js_number(v), shown: js_string(v) },
+        _ => ResponseLimit::default_limit(),
     }
-    match value? {
-        Value::Number(n) => match (n.as_u64(), n.as_f64()) {
-            (Some(u), _) => usize::try_from(u).ok(),
-            (None, Some(f)) if f >= 1.0 && f.fract() == 0.0 && f <= usize::MAX as f64 => Some(f as usize),
-            _ => None,
-        },
-        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
-            s.parse::<usize>().ok().filter(|n| *n > 0)
+}
+
+/// JavaScript's `ToNumber` of a JSON value.
+fn js_number(value: &Value) -> f64 {
+    match value {
+        Value::Null => 0.0,
+        Value::Bool(b) => f64::from(u8::from(*b)),
+        Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
+        Value::String(s) => {
+            let t = s.trim();
+            if t.is_empty() {
+                0.0
+            } else if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+                u64::from_str_radix(hex, 16).map(|n| n as f64).unwrap_or(f64::NAN)
+            } else if t.eq_ignore_ascii_case("infinity") || t == "+Infinity" {
+                if t == "Infinity" || t == "+Infinity" { f64::INFINITY } else { f64::NAN }
+            } else if t == "-Infinity" {
+                f64::NEG_INFINITY
+            } else if t.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-')) {
+                t.parse::<f64>().unwrap_or(f64::NAN)
+            } else {
+                f64::NAN
+            }
         }
-        _ => None,
+        Value::Array(_) => js_number(&Value::String(js_string(value))),
+        Value::Object(_) => f64::NAN,
     }
 }
 
@@ -378,8 +411,8 @@ pub fn response_size(result: Option<&Value>) -> usize {
 
 /// The size check (after the serialisability check): larger than the limit
 /// is `response_size_exceeded`; equal is allowed.
-pub fn check_response_size(size: usize, max_response_size: usize) -> Option<ExtensionError> {
-    (size > max_response_size).then(|| response_size_exceeded(max_response_size))
+pub fn check_response_size(size: usize, limit: &ResponseLimit) -> Option<ExtensionError> {
+    ((size as f64) > limit.limit).then(|| response_size_exceeded(limit))
 }
 
 // --- stored stacks ---------------------------------------------------------
@@ -690,12 +723,6 @@ mod tests {
                     (MISSING_REQUIRED_FIELD, MSG_MISSING_OPTIONS),
                 ],
             ),
-            (
-                "Junction: maxResponseSize not a byte count (last)",
-                json!({"diy": true, "function": "f", "options": {}, "maxResponseSize": -1}),
-                &diy,
-                vec![(INVALID_FIELD, "The maxResponseSize field in the extension options must be a positive integer.")],
-            ),
         ];
         for (name, body, config, expected) in cases {
             let errors = parse_function_call(&body, config).expect_err(name);
@@ -763,7 +790,7 @@ mod tests {
             let call = parse_function_call(&body, config).unwrap_or_else(|e| panic!("{body}: {e:?}"));
             assert_eq!(call.target, target, "{body}");
             assert_eq!(call.kind, kind, "{body}");
-            assert_eq!(call.max_response_size, max, "{body}");
+            assert_eq!(call.max_response_size.limit, max as f64, "{body}");
             assert_eq!(call.function, body["function"].as_str().unwrap());
             assert_eq!(call.options, body["options"]);
         }
@@ -797,13 +824,20 @@ mod tests {
         // mocha: maxResponseSize 2, echo ['abc','abc']
         let size = response_size(Some(&json!(["abc", "abc"])));
         assert_eq!(size, 13);
-        let e = check_response_size(size, 2).unwrap();
+        let two = ResponseLimit { limit: 2.0, shown: "2".into() };
+        let e = check_response_size(size, &two).unwrap();
         assert_eq!(
             serde_json::to_value(&e).unwrap(),
             json!({"code": "response_size_exceeded",
                    "message": "response stream exceeded limit of 2 bytes."})
         );
-        assert_eq!(check_response_size(13, 13), None);
+        assert_eq!(check_response_size(13, &ResponseLimit { limit: 13.0, shown: "13".into() }), None);
+        // JavaScript's comparison: negative refuses all, NaN never limits.
+        let limit = |v: Value| max_response_size(Some(&v));
+        assert_eq!(check_response_size(0, &limit(json!(-1))).unwrap().message, "response stream exceeded limit of -1 bytes.");
+        assert_eq!(check_response_size(usize::MAX / 2, &limit(json!("abc"))), None);
+        assert_eq!(check_response_size(3, &limit(json!("2"))).unwrap().message, "response stream exceeded limit of 2 bytes.");
+        assert_eq!(limit(json!(0)), ResponseLimit::default_limit());
         assert_eq!(
             serde_json::to_value(invalid_extension_response()).unwrap(),
             json!({"code": "invalid_extension_response",

@@ -30,7 +30,8 @@ use crate::{Engine, EngineError, Result};
 
 /// The file a one-file stack's source is stored as.
 const SINGLE_FILE: &str = "index.js";
-/// How long a call waits for a free slot of its stack before a 503.
+/// Longest a call waits for a free slot of its stack before a 503 (and at
+/// most half the stack's call time limit).
 const QUEUE_WAIT: Duration = Duration::from_secs(10);
 /// Log bytes kept per call.
 const MAX_CALL_LOG: usize = 256 * 1024;
@@ -143,9 +144,17 @@ impl CallAnswer {
         CallAnswer { status, body: Some(json!({ "errors": errors }).to_string()), retry_after: None }
     }
 
-    fn extension_errors(errors: &[ExtensionError]) -> CallAnswer {
+    /// The request's validation errors, `{code, message}` as the library's
+    /// `validateOptions` builds them.
+    fn validation_errors(errors: &[ExtensionError]) -> CallAnswer {
         let list: Vec<Value> = errors.iter().map(|e| json!({"code": e.code, "message": e.message})).collect();
         CallAnswer::errors(422, &list)
+    }
+
+    /// An error of the call itself, `{message, code}` as the library's
+    /// `callFunction` builds those (callers match on the text).
+    fn call_error(code: &str, message: &str) -> CallAnswer {
+        CallAnswer::errors(422, &[json!({"message": message, "code": code})])
     }
 }
 
@@ -500,7 +509,7 @@ impl Engine {
         let answer = match stack::parse_function_call(body, &prepared.config) {
             Err(errors) => {
                 record.error_code = errors.first().map(|e| e.code.clone());
-                CallAnswer::extension_errors(&errors)
+                CallAnswer::validation_errors(&errors)
             }
             Ok(call) => self.execute_call(&prepared, stack, &call, &mut record).await?,
         };
@@ -527,7 +536,8 @@ impl Engine {
             Target::Connector(id) => prepared.config.connector_module(id).map(str::to_string),
         }
         .unwrap_or_default();
-        let permit = match tokio::time::timeout(QUEUE_WAIT, prepared.gate.clone().acquire_owned()).await {
+        let wait = QUEUE_WAIT.min(prepared.timeout / 2);
+        let permit = match tokio::time::timeout(wait, prepared.gate.clone().acquire_owned()).await {
             Ok(Ok(p)) => p,
             _ => {
                 record.error_code = Some("busy".into());
@@ -582,12 +592,16 @@ impl Engine {
             }
             Err(e) => {
                 record.error_code = Some("crashed".into());
-                return Ok(CallAnswer::errors(422, &[json!({"code": "crashed", "message": e.to_string()})]));
+                return Ok(CallAnswer::call_error("crashed", &e.to_string()));
             }
         };
         let fail = |record: &mut CallRecord, error: Value| {
             record.error_code = error.get("code").and_then(Value::as_str).map(str::to_string);
             CallAnswer::errors(422, &[error])
+        };
+        let library = |record: &mut CallRecord, e: ExtensionError| {
+            record.error_code = Some(e.code.clone());
+            CallAnswer::call_error(&e.code, &e.message)
         };
         Ok(match outcome.status {
             Status::Succeeded => {
@@ -595,9 +609,8 @@ impl Engine {
                 match data.get("outcome").and_then(Value::as_str) {
                     Some("ok") => {
                         let size = data.get("size").and_then(Value::as_u64).unwrap_or(0) as usize;
-                        if let Some(e) = stack::check_response_size(size, call.max_response_size) {
-                            record.error_code = Some(e.code.clone());
-                            CallAnswer::extension_errors(&[e])
+                        if let Some(e) = stack::check_response_size(size, &call.max_response_size) {
+                            library(record, e)
                         } else {
                             record.response_size = size as i64;
                             let body = data.get("json").and_then(Value::as_str).map(str::to_string);
@@ -607,32 +620,24 @@ impl Engine {
                     Some("error") => fail(record, data.get("error").cloned().unwrap_or_else(|| json!({}))),
                     Some("object_not_found") => {
                         let kind = call.kind.clone().unwrap_or(stack::Kind::Other(String::new()));
-                        let e = stack::object_not_found(&kind);
-                        record.error_code = Some(e.code.clone());
-                        CallAnswer::extension_errors(&[e])
+                        library(record, stack::object_not_found(&kind))
                     }
-                    Some("invalid_function") => {
-                        record.error_code = Some("invalid_function".into());
-                        CallAnswer::extension_errors(&[stack::invalid_function()])
-                    }
-                    _ => {
-                        record.error_code = Some("invalid_extension_response".into());
-                        CallAnswer::extension_errors(&[stack::invalid_extension_response()])
-                    }
+                    Some("invalid_function") => library(record, stack::invalid_function()),
+                    _ => library(record, stack::invalid_extension_response()),
                 }
             }
             Status::TimedOut => fail(
                 record,
-                json!({"code": "timeout", "message": format!(
-                    "The function did not answer within {} seconds.", prepared.timeout.as_secs())}),
+                json!({"message": format!(
+                    "The function did not answer within {} seconds.", prepared.timeout.as_secs()), "code": "timeout"}),
             ),
             Status::Failed | Status::Stopped => {
                 let code = outcome.kind.clone().filter(|k| !k.is_empty()).unwrap_or_else(|| "Error".into());
-                fail(record, json!({"code": code, "message": outcome.error.unwrap_or_default()}))
+                fail(record, json!({"message": outcome.error.unwrap_or_default(), "code": code}))
             }
             Status::Crashed => fail(
                 record,
-                json!({"code": "crashed", "message": outcome.error.unwrap_or_else(|| "the function's process ended".into())}),
+                json!({"message": outcome.error.unwrap_or_else(|| "the function's process ended".into()), "code": "crashed"}),
             ),
         })
     }
@@ -674,8 +679,16 @@ impl Engine {
             timeout: Duration::from_secs(stack.timeout_seconds.into()),
             gate: Arc::new(Semaphore::new(stack.max_concurrency as usize)),
         });
-        self.stacks.inner.prepared.lock().unwrap_or_else(|e| e.into_inner()).insert(stack.name.clone(), prepared.clone());
-        Ok(prepared)
+        // Calls that prepared the same version at once share the first one
+        // (and its gate: the concurrency limit is per stack).
+        let mut map = self.stacks.inner.prepared.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(&stack.name) {
+            Some(p) if p.version == stack.version && p.updated_at == stack.updated_at => Ok(p.clone()),
+            _ => {
+                map.insert(stack.name.clone(), prepared.clone());
+                Ok(prepared)
+            }
+        }
     }
 }
 

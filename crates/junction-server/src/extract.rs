@@ -72,7 +72,9 @@ impl<S: Send + Sync> FromRequest<S> for JsonBytes {
     }
 }
 
-fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+/// Parses a JSON body already read (routes that take JSON or another
+/// content type), with [`JsonBody`]'s answers.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let malformed = |e: serde_json::Error| {
         let mut err =
             ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid JSON: {e}"));

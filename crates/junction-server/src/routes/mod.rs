@@ -10,6 +10,7 @@ pub mod meta;
 pub mod parameters;
 pub mod runs;
 pub mod session;
+pub mod stacks;
 pub mod steps;
 pub mod tokens;
 pub mod ui;
@@ -53,6 +54,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(jobs::router())
         .merge(events::router())
         .merge(xds::router())
+        .merge(stacks::router())
         .merge(meta::api_router())
 }
 
