@@ -19,6 +19,7 @@
 mod engine;
 mod events;
 mod scheduler;
+mod stacks;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -233,6 +234,9 @@ async fn measure(runtime: &Runtime, language: Language, iterations: usize) -> Re
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("stacks") {
+        return stacks::main(std::env::args().skip(2).collect()).await;
+    }
     let o = options()?;
     if o.command == "engine" {
         return engine_main(&o).await;

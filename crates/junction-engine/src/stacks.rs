@@ -33,8 +33,16 @@ const SINGLE_FILE: &str = "index.js";
 /// Longest a call waits for a free slot of its stack before a 503 (and at
 /// most half the stack's call time limit).
 const QUEUE_WAIT: Duration = Duration::from_secs(10);
+/// Calls a stack's warm process serves before it is replaced: an extension
+/// host is a long-running process; recycling as often as a step's (100)
+/// would cost a process start every hundred calls.
+const STACK_PROCESS_USES: u32 = 100_000;
 /// Log bytes kept per call.
 const MAX_CALL_LOG: usize = 256 * 1024;
+/// How long a system token that opened a stack is trusted without asking
+/// the store (like API tokens', but shorter: rotation is the user's lever).
+const AUTH_CACHE_TTL: Duration = Duration::from_secs(2);
+const AUTH_CACHE_ENTRIES: usize = 4096;
 /// Marks a package directory as complete (unpacked and installed).
 const READY: &str = ".junction-ready";
 /// Environment names a stack may not set (the runtime's own).
@@ -178,6 +186,12 @@ pub(crate) struct Stacks {
 
 struct StacksInner {
     prepared: Mutex<HashMap<String, Arc<Prepared>>>,
+    /// (stack, SHA-256 of a system token that opened it) → the stack and
+    /// when it was read: a busy caller costs no store read per call. A
+    /// rotation, delete or change in this process applies at once; in
+    /// other processes within [`AUTH_CACHE_TTL`]. Wrong tokens are never
+    /// remembered.
+    authorized: Mutex<HashMap<(String, [u8; 32]), (Stack, Instant)>>,
     /// One install at a time per package digest.
     installing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     calls: mpsc::Sender<NewStackCall>,
@@ -213,6 +227,7 @@ impl Stacks {
         Stacks {
             inner: Arc::new(StacksInner {
                 prepared: Mutex::default(),
+                authorized: Mutex::default(),
                 installing: Mutex::default(),
                 calls: tx,
                 in_flight: Default::default(),
@@ -476,7 +491,18 @@ impl Engine {
         trace_id: Option<&str>,
     ) -> Result<Option<CallAnswer>> {
         let Some(token) = token.filter(|t| !t.is_empty()) else { return Ok(None) };
-        let Some(stack) = self.store.stack_for_call(name, token).await? else { return Ok(None) };
+        let key = {
+            use sha2::Digest;
+            (name.to_string(), <[u8; 32]>::from(sha2::Sha256::digest(token.as_bytes())))
+        };
+        let stack = match self.stacks.authorized(&key) {
+            Some(stack) => stack,
+            None => {
+                let Some(stack) = self.store.stack_for_call(name, token).await? else { return Ok(None) };
+                self.stacks.remember(key, &stack);
+                stack
+            }
+        };
         Ok(Some(self.call_stack(&stack, body, trace_id).await?))
     }
 
@@ -560,6 +586,7 @@ impl Engine {
         execution.entry = "extension".into();
         execution.tenant = format!("stack:{}@{}", stack.name, prepared.version);
         execution.secrets = prepared.secrets.clone();
+        execution.max_uses = Some(STACK_PROCESS_USES);
         execution.limits = Limits {
             wall_time: prepared.timeout,
             max_log_bytes: MAX_CALL_LOG,
@@ -699,6 +726,20 @@ impl Stacks {
 
     fn forget(&self, name: &str) {
         self.inner.prepared.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+        self.inner.authorized.lock().unwrap_or_else(|e| e.into_inner()).retain(|(n, _), _| n != name);
+    }
+
+    fn authorized(&self, key: &(String, [u8; 32])) -> Option<Stack> {
+        let map = self.inner.authorized.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key).filter(|(_, at)| at.elapsed() < AUTH_CACHE_TTL).map(|(s, _)| s.clone())
+    }
+
+    fn remember(&self, key: (String, [u8; 32]), stack: &Stack) {
+        let mut map = self.inner.authorized.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= AUTH_CACHE_ENTRIES {
+            map.clear();
+        }
+        map.insert(key, (stack.clone(), Instant::now()));
     }
 }
 

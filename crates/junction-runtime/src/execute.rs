@@ -49,6 +49,7 @@ pub(crate) async fn run(
         runtime.pool.acquire(host, script, &execution.tenant, execution.fresh).await?;
     process.serves = Some((execution.tenant.clone(), script.sha256.clone()));
     process.uses += 1;
+    process.max_uses = execution.max_uses;
     // Inside the process's own directory: no other execution can reach it.
     let workdir = process.workdir("exec-")?;
     // Unguessable, so a script writing to the protocol stream cannot forge
@@ -70,7 +71,7 @@ pub(crate) async fn run(
     }
     let mut secrets = execution.secrets.clone();
     secrets.extend(process.served_secrets.iter().filter(|s| !execution.secrets.contains(s)).cloned());
-    let redactor = Redactor::new(&secrets).hiding_paths(&host.private_paths);
+    let redactor = process.redactor(&secrets, &host.private_paths);
     let mut relay = Relay {
         on_event,
         redactor: &redactor,

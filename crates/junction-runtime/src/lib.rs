@@ -244,6 +244,10 @@ pub struct Execution {
     pub tenant: String,
     /// Do not reuse a warm process.
     pub fresh: bool,
+    /// Executions a warm process serves before it is recycled, instead of
+    /// [`RuntimeConfig::max_uses`] (a stack's process serves calls like a
+    /// long-running extension host).
+    pub max_uses: Option<u32>,
 }
 
 impl Execution {
@@ -256,6 +260,7 @@ impl Execution {
             secrets: vec![],
             tenant: String::new(),
             fresh: false,
+            max_uses: None,
         }
     }
 }

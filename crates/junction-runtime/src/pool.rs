@@ -94,7 +94,7 @@ impl Pool {
     /// Takes a process back after an execution that left it healthy.
     pub fn release(&self, host: &Host, process: Process) {
         let config = &host.config;
-        if process.uses >= config.max_uses {
+        if process.uses >= process.max_uses.unwrap_or(config.max_uses) {
             tokio::spawn(process.shutdown());
             return;
         }

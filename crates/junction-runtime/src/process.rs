@@ -53,6 +53,12 @@ pub(crate) struct Process {
     /// serves two scripts nor two tenants (applications).
     pub serves: Option<(String, String)>,
     pub uses: u32,
+    /// The serving execution's own recycling bound, if it has one.
+    pub max_uses: Option<u32>,
+    /// The redactor of the last execution, with the secrets it was built
+    /// for: a warm process usually serves the same secrets again, and
+    /// building the automaton costs more than the execution.
+    redactor: Option<(Vec<String>, std::sync::Arc<crate::redact::Redactor>)>,
     /// The transient uid it runs as, given back when it is gone.
     pub uid: Option<Lease>,
     /// Every secret value this process was handed so far: a line a timer of
@@ -64,6 +70,19 @@ pub(crate) struct Process {
 }
 
 impl Process {
+    /// A redactor masking `secrets` and hiding `paths`, reused while the
+    /// secrets stay the same.
+    pub fn redactor(&mut self, secrets: &[String], paths: &[String]) -> std::sync::Arc<crate::redact::Redactor> {
+        match &self.redactor {
+            Some((built_for, r)) if built_for.as_slice() == secrets => r.clone(),
+            _ => {
+                let r = std::sync::Arc::new(crate::redact::Redactor::with_paths(secrets, paths));
+                self.redactor = Some((secrets.to_vec(), r.clone()));
+                r
+            }
+        }
+    }
+
     pub async fn spawn(host: &Host, language: Language, package: Option<&Package>) -> Result<Process, RuntimeError> {
         host.isolation.check()?;
         let package_dir = package.map(|p| host.package_dir(&p.dir)).transpose()?;
@@ -204,6 +223,8 @@ impl Process {
             language,
             serves: None,
             uses: 0,
+            max_uses: None,
+            redactor: None,
             uid,
             served_secrets: Vec::new(),
             baseline: 0,

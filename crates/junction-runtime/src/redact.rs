@@ -18,26 +18,32 @@ pub struct Redactor {
 }
 
 impl Redactor {
+    #[cfg(test)]
     pub fn new<S: AsRef<str>>(secrets: &[S]) -> Redactor {
+        Redactor::with_paths(secrets, &[])
+    }
+
+    /// Also replaces the runtime's own directories (a traceback's paths),
+    /// so a log shows `ipaascore/BaseStep.py`, not where the server keeps it.
+    /// The automaton is built once, here.
+    pub fn with_paths<S: AsRef<str>>(secrets: &[S], paths: &[String]) -> Redactor {
         let mut r = Redactor::default();
         for s in secrets.iter().map(AsRef::as_ref).filter(|s| !s.is_empty()) {
             for form in printed_forms(s) {
                 r.add(form, MASK);
             }
         }
+        r.hide(paths);
         r.build()
     }
 
-    /// Also replaces the runtime's own directories (a traceback's paths),
-    /// so a log shows `ipaascore/BaseStep.py`, not where the server keeps it.
-    pub fn hiding_paths(mut self, paths: &[String]) -> Redactor {
+    fn hide(&mut self, paths: &[String]) {
         for p in paths.iter().filter(|p| p.len() > 1) {
             for (sub, shown) in [("/assets/python/", ""), ("/assets/node/", ""), ("/", "")] {
                 self.add(format!("{p}{sub}"), shown);
             }
             self.add(p.clone(), "<runtime>");
         }
-        self.build()
     }
 
     fn add(&mut self, pattern: String, with: &str) {
@@ -207,7 +213,7 @@ mod tests {
 
     #[test]
     fn hides_the_runtimes_paths() {
-        let r = Redactor::new(&["s3"]).hiding_paths(&["/tmp/junction-run-x".to_string()]);
+        let r = Redactor::with_paths(&["s3"], &["/tmp/junction-run-x".to_string()]);
         assert_eq!(
             r.apply("File \"/tmp/junction-run-x/assets/python/ipaascore/BaseStep.py\", line 3 s3"),
             "File \"ipaascore/BaseStep.py\", line 3 ********"
