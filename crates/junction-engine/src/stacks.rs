@@ -537,7 +537,7 @@ impl Engine {
                 record.error_code = errors.first().map(|e| e.code.clone());
                 CallAnswer::validation_errors(&errors)
             }
-            Ok(call) => self.execute_call(&prepared, stack, &call, &mut record).await?,
+            Ok(call) => self.execute_call(&prepared, stack, call, &mut record).await?,
         };
         record.outcome = match (answer.status, record.error_code.as_deref()) {
             (200, _) => CallOutcome::Succeeded,
@@ -554,7 +554,7 @@ impl Engine {
         &self,
         prepared: &Prepared,
         stack: &Stack,
-        call: &FunctionCall,
+        mut call: FunctionCall,
         record: &mut CallRecord,
     ) -> Result<CallAnswer> {
         let module = match &call.target {
@@ -580,7 +580,7 @@ impl Engine {
             "module": module,
             "object": call.kind.as_ref().map(|k| k.object_name()),
             "function": call.function,
-            "options": call.options,
+            "options": std::mem::take(&mut call.options),
         });
         let mut execution = Execution::new(prepared.script.clone(), input);
         execution.entry = "extension".into();
@@ -593,7 +593,7 @@ impl Engine {
             // The result travels as JSON text inside the protocol's line.
             max_data_bytes: 63 * 1024 * 1024,
         };
-        record.log.push(junction_runtime::log_line("LOG", &record.metadata_line(call)));
+        record.log.push(junction_runtime::log_line("LOG", &record.metadata_line(&call)));
         let log = &mut record.log;
         let outcome = self
             .runtime

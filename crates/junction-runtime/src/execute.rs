@@ -51,7 +51,10 @@ pub(crate) async fn run(
     process.uses += 1;
     process.max_uses = execution.max_uses;
     // Inside the process's own directory: no other execution can reach it.
-    let workdir = process.workdir("exec-")?;
+    // A package (a stack's calls, served like a long-running host) works in
+    // its process's home: a directory per call would cost more than the call.
+    let workdir = if script.package.is_some() { None } else { Some(process.workdir("exec-")?) };
+    let workdir_path = workdir.as_ref().map(|w| w.path().to_path_buf()).unwrap_or_else(|| process.home.clone());
     // Unguessable, so a script writing to the protocol stream cannot forge
     // this execution's result.
     let id = format!("x{}-{:016x}", NEXT_ID.fetch_add(1, Ordering::Relaxed), rand_u64());
@@ -59,7 +62,7 @@ pub(crate) async fn run(
         v: protocol::VERSION,
         id: &id,
         step: StepRef::of(script),
-        workdir: &workdir.path().to_string_lossy(),
+        workdir: &workdir_path.to_string_lossy(),
         entry: &execution.entry,
         input: &execution.input,
         secrets: &execution.secrets,
@@ -121,7 +124,7 @@ pub(crate) async fn run(
                             outcome.traceback = traceback.map(|t| redactor.apply(&t));
                             outcome.status = if ok { Status::Succeeded } else { Status::Failed };
                             if let Some(data) = data.filter(|d| !d.is_null()) {
-                                let size = serde_json::to_vec(&data).map(|v| v.len()).unwrap_or(usize::MAX);
+                                let size = json_size(&data);
                                 if size > execution.limits.max_data_bytes {
                                     let msg = format!(
                                         "saved data is {size} bytes; the limit is {} bytes",
@@ -214,6 +217,25 @@ pub(crate) async fn run(
     outcome.log_truncated = relay.truncated;
     outcome.duration = started.elapsed();
     Ok(outcome)
+}
+
+/// The bytes of `data` as JSON, without building the text.
+fn json_size(data: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, data) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
 }
 
 /// What a dead process said last on stderr: read until the pipe closes

@@ -55,6 +55,8 @@ pub(crate) struct Process {
     pub uses: u32,
     /// The serving execution's own recycling bound, if it has one.
     pub max_uses: Option<u32>,
+    /// The process's home (also the working directory of a package's calls).
+    pub home: PathBuf,
     /// The redactor of the last execution, with the secrets it was built
     /// for: a warm process usually serves the same secrets again, and
     /// building the automaton costs more than the execution.
@@ -224,6 +226,7 @@ impl Process {
             serves: None,
             uses: 0,
             max_uses: None,
+            home: home.clone(),
             redactor: None,
             uid,
             served_secrets: Vec::new(),

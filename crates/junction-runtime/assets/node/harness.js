@@ -24,8 +24,14 @@ const activeResources = process.getActiveResourcesInfo;
 // A lone surrogate (half an emoji) would make the line invalid JSON for
 // the worker; it becomes U+FFFD.
 const wellFormed = (key, value) => (typeof value === 'string' ? value.toWellFormed() : value);
+// JSON.stringify escapes a lone surrogate as \udXXX, which the worker's
+// parser refuses: only a line that may hold one (rare) is made again with
+// the replacer, which is much slower than the plain stringify.
+const loneSurrogate = /\\ud[89a-f][0-9a-f]{2}/i;
 function send(event) {
-  const bytes = Buffer.from(stringify(event, wellFormed) + '\n', 'utf8');
+  let text = stringify(event);
+  if (loneSurrogate.test(text)) text = stringify(event, wellFormed);
+  const bytes = Buffer.from(text + '\n', 'utf8');
   let off = 0;
   while (off < bytes.length) off += writeSync(EVENTS_FD, bytes, off, bytes.length - off);
 }
@@ -261,15 +267,16 @@ function loadPackage(step) {
 }
 
 // lodash's isPlainObject, which integrator-extension uses to accept a result.
+const objectCtorString = Function.prototype.toString.call(Object);
 function isPlainObject(value) {
-  if (value === null || typeof value !== 'object' || Object.prototype.toString.call(value) !== '[object Object]') {
-    return false;
-  }
+  if (value === null || typeof value !== 'object') return false;
   const proto = Object.getPrototypeOf(value);
+  // The common case first: a literal (its tag can still be changed).
+  if (proto === Object.prototype) return Object.prototype.toString.call(value) === '[object Object]';
+  if (Object.prototype.toString.call(value) !== '[object Object]') return false;
   if (proto === null) return true;
   const Ctor = Object.prototype.hasOwnProperty.call(proto, 'constructor') && proto.constructor;
-  return typeof Ctor === 'function' && Ctor instanceof Ctor &&
-    Function.prototype.toString.call(Ctor) === Function.prototype.toString.call(Object);
+  return typeof Ctor === 'function' && Ctor instanceof Ctor && Function.prototype.toString.call(Ctor) === objectCtorString;
 }
 
 // integrator-extension's validateObject: plain data only, recursively.
