@@ -689,3 +689,33 @@ async fn a_server_that_never_saw_the_upload_installs_it_from_the_store() {
 async fn count(server: &TestServer, token: &str) -> Value {
     call(server, "faulty", token, hook("count", json!({"a": 1}))).await.json()
 }
+
+#[tokio::test]
+async fn junction_itself_calls_a_stack_function_with_the_same_answers() {
+    let server = TestServer::sqlite().await;
+    let source = "exports.hooks = { preMap(o, cb) { cb(null, o.data.map((r) => ({ ...r, mapped: true }))); } };";
+    upload(&server, "inner", source, json!({})).await;
+    let answer = server
+        .engine
+        .call_stack_function("inner", Some("hook"), "preMap", json!({"data": [{"a": 1}]}))
+        .await
+        .unwrap();
+    assert_eq!((answer.status, answer.body.as_deref()), (200, Some(r#"[{"a":1,"mapped":true}]"#)));
+    let missing = server.engine.call_stack_function("inner", Some("hook"), "nope", json!({"a": 1})).await.unwrap();
+    assert_eq!(missing.status, 422);
+    assert!(missing.body.unwrap().contains("invalid_function"));
+    assert!(server.engine.call_stack_function("ghost", None, "f", json!({})).await.is_err(), "an unknown stack");
+}
+
+#[tokio::test]
+async fn a_function_body_over_50_mb_is_refused_in_the_contract_shape() {
+    let server = TestServer::sqlite().await;
+    let token = upload(&server, "big", "exports.hooks = { n(o, cb) { cb(null, o.s.length); } };", json!({})).await;
+    let fits = hook("n", json!({"s": "a".repeat(20 * 1024 * 1024)}));
+    let got = call(&server, "big", &token, fits).await;
+    assert_eq!((got.status, got.text.as_str()), (StatusCode::OK, "20971520"));
+    let over = hook("n", json!({"s": "a".repeat(51 * 1024 * 1024)}));
+    let got = call(&server, "big", &token, over).await;
+    assert_eq!(got.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(got.json()["errors"][0]["code"], "payload_too_large");
+}
