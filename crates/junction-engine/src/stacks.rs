@@ -844,7 +844,11 @@ impl CallRecord {
     }
 
     fn finish(self) -> NewStackCall {
-        let mut log = self.log.join("\n");
+        // PostgreSQL refuses NUL in text, and one refused record would fail
+        // its whole batch: anything a caller or a module sent is cleaned.
+        let clean = |s: String| if s.contains('\0') { s.replace('\0', "\u{FFFD}") } else { s };
+        let clean_opt = |s: Option<String>| s.map(clean);
+        let mut log = clean(self.log.join("\n"));
         if log.len() > MAX_CALL_LOG {
             let mut cut = MAX_CALL_LOG;
             while !log.is_char_boundary(cut) {
@@ -857,14 +861,14 @@ impl CallRecord {
             version: self.version,
             started_at_ms: self.started_at_ms,
             duration_ms: self.duration_ms,
-            function: self.function,
-            kind: self.kind,
-            target: self.target,
-            integration_id: self.integration_id,
-            flow_id: self.flow_id,
-            trace_id: self.trace_id,
+            function: clean(self.function),
+            kind: clean_opt(self.kind),
+            target: clean_opt(self.target),
+            integration_id: clean_opt(self.integration_id),
+            flow_id: clean_opt(self.flow_id),
+            trace_id: clean_opt(self.trace_id),
             outcome: self.outcome,
-            error_code: self.error_code,
+            error_code: clean_opt(self.error_code),
             response_size: self.response_size,
             log,
         }

@@ -622,19 +622,25 @@ exports.hooks = {
     let failed = call(server, "rec", &token, hook("failing", json!({"a": 1}))).await;
     assert_eq!(failed.json(), json!({"errors": [{"message": "nope ********", "code": "bad_thing"}]}));
     let _ = call(server, "rec", &token, json!({"diy": true, "options": {"a": 1}})).await;
+    // NUL from a caller or a module never breaks the records (PostgreSQL
+    // refuses NUL in text).
+    let nul = json!({"diy": true, "type": "hook\u{0}", "function": "pre\u{0}", "options": {"_flowId": "f\u{0}"}});
+    let got = call(server, "rec", &token, nul).await;
+    assert_eq!(got.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", got.text);
 
     // Records are written just after the answer.
     let mut calls = Value::Null;
     for _ in 0..100 {
         calls = server.get("/api/v1/stacks/rec/calls").await.1;
-        if calls.as_array().is_some_and(|c| c.len() == 3) {
+        if calls.as_array().is_some_and(|c| c.len() == 4) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let calls = calls.as_array().expect("a list").clone();
-    assert_eq!(calls.len(), 3, "{calls:?}");
-    let (missing, failing, ok) = (&calls[0], &calls[1], &calls[2]);
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    assert_eq!(calls[0]["function"], "pre\u{FFFD}");
+    let (missing, failing, ok) = (&calls[1], &calls[2], &calls[3]);
     assert_eq!((ok["function"].as_str(), ok["kind"].as_str(), ok["outcome"].as_str()), (Some("preSavePage"), Some("hook"), Some("succeeded")));
     assert_eq!((ok["integration_id"].as_str(), ok["flow_id"].as_str(), ok["trace_id"].as_str()), (Some("int-1"), Some("flow-9"), Some("trace-abc")));
     assert_eq!(ok["target"], "diy");
