@@ -199,17 +199,17 @@ impl Kind {
     }
 }
 
-struct Api {
-    http: reqwest::Client,
-    args: ClientArgs,
+pub(crate) struct Api {
+    pub(crate) http: reqwest::Client,
+    pub(crate) args: ClientArgs,
 }
 
 impl Api {
-    fn new(args: ClientArgs) -> Result<Api> {
+    pub(crate) fn new(args: ClientArgs) -> Result<Api> {
         Ok(Api { http: reqwest::Client::builder().build()?, args })
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Option<Value>> {
+    pub(crate) async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Option<Value>> {
         let mut req = self.request(method, path);
         if let Some(body) = body {
             req = req.json(body);
@@ -221,7 +221,7 @@ impl Api {
         serde_json::from_str(&text).map(Some).context("the server's answer is not JSON")
     }
 
-    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
         let base = self.args.server.trim_end_matches('/');
         let req = self.http.request(method, format!("{base}/api/v1/{path}"));
         match self.args.token.as_deref().filter(|t| !t.is_empty()) {
@@ -231,7 +231,10 @@ impl Api {
     }
 
     /// Sends `req`; an answer that is not 2xx becomes the one-line error.
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<(StatusCode, reqwest::header::HeaderMap, String)> {
+    pub(crate) async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, reqwest::header::HeaderMap, String)> {
         let base = self.args.server.trim_end_matches('/');
         let resp = req.send().await.map_err(|e| anyhow!("cannot reach Junction at {base}: {e}"))?;
         let (status, headers) = (resp.status(), resp.headers().clone());
@@ -287,7 +290,7 @@ impl Api {
 
 /// `k=v` pairs into a JSON object; `v` is JSON when it parses, else text.
 /// `flag` names the option in the error.
-fn params_of(flag: &str, pairs: &[String]) -> Result<serde_json::Map<String, Value>> {
+pub(crate) fn params_of(flag: &str, pairs: &[String]) -> Result<serde_json::Map<String, Value>> {
     let mut out = serde_json::Map::new();
     for p in pairs {
         let (k, v) = p.split_once('=').ok_or_else(|| anyhow!("{flag} {p:?}: expected K=V"))?;
@@ -298,7 +301,7 @@ fn params_of(flag: &str, pairs: &[String]) -> Result<serde_json::Map<String, Val
 }
 
 /// One clear line for a server error, then one per field it names.
-fn describe_error(status: StatusCode, text: &str) -> String {
+pub(crate) fn describe_error(status: StatusCode, text: &str) -> String {
     let parsed: Option<Value> = serde_json::from_str(text).ok();
     let Some(err) = parsed.as_ref().and_then(|v| v.get("error")) else {
         return format!("server answered {status}: {}", text.trim());
@@ -324,14 +327,29 @@ fn describe_error(status: StatusCode, text: &str) -> String {
     out
 }
 
-fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+pub(crate) fn print_json(v: &Value) {
+    emit(serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// Prints `text` and a newline on stdout. When the reader has gone away
+/// (`junction ... | head`), the command ends quietly with status 0 instead
+/// of panicking the way `println!` does.
+pub(crate) fn emit(text: impl std::fmt::Display) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
 }
 
 impl Api {
     /// An answer that is a list: as JSON with `--json`, else a table with
     /// one `row` per item.
-    fn print_list(&self, v: &Value, headers: &[&str], row: impl Fn(&Value) -> Vec<String>) {
+    pub(crate) fn print_list(&self, v: &Value, headers: &[&str], row: impl Fn(&Value) -> Vec<String>) {
         if self.args.json {
             print_json(v);
         } else {
@@ -340,16 +358,16 @@ impl Api {
     }
 }
 
-fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     let mut t = Table::new();
     t.load_preset(UTF8_BORDERS_ONLY).set_header(headers.to_vec());
     for r in rows {
         t.add_row(r);
     }
-    println!("{t}");
+    emit(t);
 }
 
-fn s(v: &Value) -> String {
+pub(crate) fn s(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
@@ -357,7 +375,7 @@ fn s(v: &Value) -> String {
     }
 }
 
-fn read_file(path: &Path) -> Result<String> {
+pub(crate) fn read_file(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
@@ -366,7 +384,7 @@ fn read_json(path: &Path) -> Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
 }
 
-fn segment(name: &str) -> String {
+pub(crate) fn segment(name: &str) -> String {
     // Names are validated server-side; encoding keeps a strange one from
     // changing the route.
     name.bytes()
@@ -846,7 +864,14 @@ impl Unit {
     }
 }
 
-fn parse_every(text: &str) -> Result<Every, String> {
+impl Every {
+    /// The length in seconds; `None` for months (or one too long).
+    pub(crate) fn seconds(&self) -> Option<i64> {
+        self.unit.seconds().and_then(|unit| self.count.checked_mul(unit))
+    }
+}
+
+pub(crate) fn parse_every(text: &str) -> Result<Every, String> {
     let trimmed = text.trim();
     let split = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
     let (digits, unit) = (&trimmed[..split], trimmed[split..].trim());
@@ -867,7 +892,7 @@ fn parse_every(text: &str) -> Result<Every, String> {
 }
 
 /// Checks a `k=v` option at parse time (a usage error otherwise).
-fn pair(text: &str) -> Result<String, String> {
+pub(crate) fn pair(text: &str) -> Result<String, String> {
     match text.split_once('=') {
         Some((k, _)) if !k.is_empty() => Ok(text.to_string()),
         _ => Err("expected K=V".to_string()),
@@ -909,7 +934,7 @@ fn schedule_rule(every: Option<Every>, start: Option<String>, cron: Option<Strin
 
 /// A server timestamp in this machine's time zone, e.g. `2026-11-23 09:00:00`
 /// (with the zone's abbreviation when `zone`); "-" for null.
-fn local_time(v: &Value, zone: bool) -> String {
+pub(crate) fn local_time(v: &Value, zone: bool) -> String {
     let Some(text) = v.as_str() else { return "-".to_string() };
     let format = if zone { "%Y-%m-%d %H:%M:%S %Z" } else { "%Y-%m-%d %H:%M:%S" };
     match text.parse::<jiff::Timestamp>() {
@@ -943,7 +968,7 @@ fn human_duration(ms: i64) -> String {
 }
 
 /// `text` or "-" when empty.
-fn or_dash(text: String) -> String {
+pub(crate) fn or_dash(text: String) -> String {
     if text.is_empty() {
         "-".to_string()
     } else {
@@ -951,7 +976,7 @@ fn or_dash(text: String) -> String {
     }
 }
 
-fn kind_of(v: &Value) -> &'static str {
+pub(crate) fn kind_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -1249,7 +1274,7 @@ pub enum TriggersCommand {
 }
 
 /// A query string (`?k=v&...`, or nothing) of the given values.
-fn query(pairs: &[(&str, Option<String>)]) -> String {
+pub(crate) fn query(pairs: &[(&str, Option<String>)]) -> String {
     let parts: Vec<String> =
         pairs.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", segment(v)))).collect();
     if parts.is_empty() {

@@ -3,6 +3,7 @@
 
 mod client;
 mod server;
+mod stacks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +58,10 @@ enum Command {
     /// Event triggers: run an application when a matching CI/CD job arrives.
     #[command(subcommand)]
     Triggers(client::TriggersCommand),
+    /// Extension stacks (integrator.io's hosted extension functions): upload,
+    /// list, show, calls, token rotate, set, delete, call.
+    #[command(subcommand)]
+    Stacks(stacks::StacksCommand),
 }
 
 /// Where a client command finds the server.
@@ -123,6 +128,7 @@ fn main() -> ExitCode {
             Command::Settings(cmd) => client::settings(cmd).await,
             Command::Companies(cmd) => client::companies(cmd).await,
             Command::Triggers(cmd) => client::triggers(cmd).await,
+            Command::Stacks(cmd) => stacks::stacks(cmd).await,
         }
     });
     match result {

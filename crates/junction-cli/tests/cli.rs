@@ -255,6 +255,157 @@ fn errors_are_one_clear_line_and_exit_1() {
     assert!(err.starts_with("error: cannot reach Junction at http://127.0.0.1:9"), "{err}");
 }
 
+/// The word of `text` that starts with `prefix` (a printed token).
+fn word_with(text: &str, prefix: &str) -> Option<String> {
+    text.split_whitespace().find(|w| w.starts_with(prefix)).map(str::to_string)
+}
+
+#[test]
+fn stacks_upload_call_list_calls_rotate_the_token_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&dir.path().join("data"), &[], &[("JUNCTION_ADMIN_TOKEN", ADMIN)]);
+    let run = |args: &[&str]| serve.client(ADMIN, args);
+    let js = write(
+        dir.path(),
+        "pages.js",
+        "exports.hooks = { preSavePage(options, callback) {\n\
+         console.log('saving', options.data.length, 'with', process.env.API_KEY);\n\
+         callback(null, { data: options.data.map(r => ({ ...r, greeting: process.env.GREETING })), errors: [] });\n\
+         } };\n",
+    );
+    let js = js.to_str().unwrap();
+    let out = run(&[
+        "stacks",
+        "upload",
+        "pages",
+        js,
+        "--timeout",
+        "30",
+        "--env",
+        "GREETING=hi",
+        "--secret-env",
+        "API_KEY=CLI-STACK-SECRET",
+    ]);
+    let stdout = ok(&out);
+    assert!(stdout.contains("stack pages version 1 (js"), "{stdout}");
+    assert!(stdout.contains("functions: index.js: hooks.preSavePage"), "{stdout}");
+    let url = format!("{}/stacks/pages/function", serve.url.trim_end_matches('/'));
+    assert!(stdout.contains(&format!("function URL: {url}")), "{stdout}");
+    let token = word_with(&stdout, "jst_").expect("a new stack's token is printed");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shown only this once"), "{:?}", out.stderr);
+    let same = ok(&run(&["stacks", "upload", "pages", js]));
+    assert!(same.contains("stack pages version 1 "), "the same source is the same version: {same}");
+    std::fs::write(js, std::fs::read_to_string(js).unwrap() + "// v2\n").unwrap();
+    let again = ok(&run(&["stacks", "upload", "pages", js]));
+    assert!(again.contains("stack pages version 2 ") && word_with(&again, "jst_").is_none(), "printed once: {again}");
+
+    let list = ok(&run(&["stacks", "list"]));
+    assert!(list.contains("pages") && list.contains("diy") && list.contains("30"), "{list}");
+    let shown = ok(&run(&["stacks", "show", "pages"]));
+    for want in ["GREETING=hi", "API_KEY=******** (encrypted)", &url, "hooks.preSavePage", "timeout:         30 s"] {
+        assert!(shown.contains(want), "{want}: {shown}");
+    }
+    assert!(!shown.contains("CLI-STACK-SECRET"), "{shown}");
+    let as_json: Value = serde_json::from_str(&ok(&run(&["stacks", "show", "pages", "--json"]))).unwrap();
+    assert_eq!(as_json["versions"].as_array().unwrap().len(), 2, "{as_json}");
+
+    let options = r#"{"data": [{"id": 1}, {"id": 2}], "errors": []}"#;
+    let call = |token: &str, function: &str| {
+        run(&["stacks", "call", "pages", function, "--options", options, "--token", token])
+    };
+    let answer: Value = serde_json::from_str(&ok(&call(&token, "preSavePage"))).unwrap();
+    assert_eq!(answer["data"][1], serde_json::json!({"id": 2, "greeting": "hi"}), "{answer}");
+    let err = failed(&call(&token, "nothingHere"));
+    assert!(err.starts_with("error: invalid_function (422): "), "{err}");
+
+    let calls = ok(&run(&["stacks", "calls", "pages"]));
+    assert!(
+        calls.contains("preSavePage") && calls.contains("succeeded") && calls.contains("invalid_function"),
+        "{calls}"
+    );
+    let listed: Value = serde_json::from_str(&ok(&run(&["stacks", "calls", "pages", "--json"]))).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(listed[0]["outcome"], "failed", "newest first: {listed}");
+    let succeeded: Value = serde_json::from_str(&ok(&run(&[
+        "stacks",
+        "calls",
+        "pages",
+        "--outcome",
+        "succeeded",
+        "--since",
+        "1h",
+        "--function",
+        "preSavePage",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(succeeded.as_array().unwrap().len(), 1, "{succeeded}");
+    let id = succeeded[0]["id"].to_string();
+    let out = run(&["stacks", "calls", "pages", "--id", &id]);
+    let log = ok(&out);
+    assert!(log.contains("saving 2 with") && !log.contains("CLI-STACK-SECRET"), "the log, secrets masked: {log}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("preSavePage succeeded"), "{:?}", out.stderr);
+
+    let rotated = ok(&run(&["stacks", "token", "rotate", "pages"]));
+    let fresh = word_with(&rotated, "jst_").expect("the new token is printed");
+    assert_ne!(fresh, token);
+    let err = failed(&call(&token, "preSavePage"));
+    assert!(err.starts_with("error: unauthorized (401)"), "the old token is refused: {err}");
+    ok(&call(&fresh, "preSavePage"));
+    let err = failed(&call(ADMIN, "preSavePage"));
+    assert!(err.starts_with("error: unauthorized (401)"), "an API token is no system token: {err}");
+
+    let set = ok(&run(&["stacks", "set", "pages", "--unset-env", "GREETING", "--max-concurrency", "2"]));
+    assert!(set.contains("max concurrency 2, env API_KEY"), "{set}");
+    let shown: Value = serde_json::from_str(&ok(&run(&["stacks", "show", "pages", "--json"]))).unwrap();
+    assert_eq!(shown["env"], serde_json::json!([{"name": "API_KEY", "encrypted": true}]), "the sealed value is kept");
+    let answer: Value = serde_json::from_str(&ok(&call(&fresh, "preSavePage"))).unwrap();
+    assert_eq!(answer["data"][0], serde_json::json!({"id": 1}), "GREETING is gone: {answer}");
+
+    // A reader that goes away early ends the command quietly.
+    let mut child = junction()
+        .env("JUNCTION_SERVER", &serve.url)
+        .env("JUNCTION_TOKEN", ADMIN)
+        .args(["stacks", "show", "pages"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    assert!(ok(&run(&["stacks", "delete", "pages"])).contains("deleted stack pages"));
+    let err = failed(&call(&fresh, "preSavePage"));
+    assert!(err.starts_with("error: unauthorized (401)"), "{err}");
+    let list: Value = serde_json::from_str(&ok(&run(&["stacks", "list", "--json"]))).unwrap();
+    assert_eq!(list, serde_json::json!([]));
+    let err = failed(&run(&["stacks", "show", "pages"]));
+    assert!(err.starts_with("error: not_found (404)"), "{err}");
+}
+
+#[test]
+fn a_bad_stack_upload_names_the_field_and_rule_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&dir.path().join("data"), &[], &[("JUNCTION_ADMIN_TOKEN", ADMIN)]);
+    let run = |args: &[&str]| serve.client(ADMIN, args);
+    let broken = write(dir.path(), "broken.js", "function (");
+    let err = failed(&run(&["stacks", "upload", "broken", broken.to_str().unwrap()]));
+    assert!(err.starts_with("error: validation_failed (400): data: ") && err.trim_end().ends_with("[loads]"), "{err}");
+    let good = write(dir.path(), "good.js", "exports.hooks = { ping(o, cb) { cb(null, 'pong'); } };");
+    let err = failed(&run(&["stacks", "upload", "good", good.to_str().unwrap(), "--timeout", "0"]));
+    assert!(err.contains("timeout_seconds: must be 1 to 3600 [range]"), "{err}");
+    let err = failed(&run(&["stacks", "upload", "good", good.to_str().unwrap(), "--config", "{nope"]));
+    assert!(err.contains("--config: not valid JSON"), "{err}");
+    let err = failed(&run(&["stacks", "upload", "good", dir.path().to_str().unwrap()]));
+    assert!(err.contains("is a directory") && err.contains("tar czf"), "{err}");
+    let notes = write(dir.path(), "notes.txt", "hello");
+    let err = failed(&run(&["stacks", "upload", "good", notes.to_str().unwrap()]));
+    assert!(err.contains("a stack is a .js file or a package"), "{err}");
+    let list: Value = serde_json::from_str(&ok(&run(&["stacks", "list", "--json"]))).unwrap();
+    assert_eq!(list, serde_json::json!([]), "nothing was stored");
+}
+
 #[test]
 fn token_create_writes_to_the_store_and_the_token_works_on_the_server() {
     let dir = tempfile::tempdir().unwrap();
@@ -929,6 +1080,16 @@ fn the_application_pages_work_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     let serve = Serve::start(&dir.path().join("data"), &[], &[("JUNCTION_ADMIN_TOKEN", ADMIN)]);
     run_browser_script("apps.test.js", &serve);
+}
+
+/// The Stacks page in a real browser (`tests/browser/stacks.test.js`): a
+/// one-file stack uploaded through the form, called over HTTP, its calls
+/// and logs, token rotation and deletion.
+#[test]
+fn the_stacks_page_works_in_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&dir.path().join("data"), &[], &[("JUNCTION_ADMIN_TOKEN", ADMIN)]);
+    run_browser_script("stacks.test.js", &serve);
 }
 
 /// `PATH` with Node.js, npm and Python but no bubblewrap, as on a host

@@ -178,6 +178,9 @@ struct Prepared {
     gate: Arc<Semaphore>,
 }
 
+/// (stack name, SHA-256 of a system token).
+type AuthKey = (String, [u8; 32]);
+
 /// The stacks' state in one process.
 #[derive(Debug, Clone)]
 pub(crate) struct Stacks {
@@ -191,7 +194,7 @@ struct StacksInner {
     /// rotation, delete or change in this process applies at once; in
     /// other processes within [`AUTH_CACHE_TTL`]. Wrong tokens are never
     /// remembered.
-    authorized: Mutex<HashMap<(String, [u8; 32]), (Stack, Instant)>>,
+    authorized: Mutex<HashMap<AuthKey, (Stack, Instant)>>,
     /// One install at a time per package digest.
     installing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     calls: mpsc::Sender<NewStackCall>,
@@ -729,12 +732,12 @@ impl Stacks {
         self.inner.authorized.lock().unwrap_or_else(|e| e.into_inner()).retain(|(n, _), _| n != name);
     }
 
-    fn authorized(&self, key: &(String, [u8; 32])) -> Option<Stack> {
+    fn authorized(&self, key: &AuthKey) -> Option<Stack> {
         let map = self.inner.authorized.lock().unwrap_or_else(|e| e.into_inner());
         map.get(key).filter(|(_, at)| at.elapsed() < AUTH_CACHE_TTL).map(|(s, _)| s.clone())
     }
 
-    fn remember(&self, key: (String, [u8; 32]), stack: &Stack) {
+    fn remember(&self, key: AuthKey, stack: &Stack) {
         let mut map = self.inner.authorized.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= AUTH_CACHE_ENTRIES {
             map.clear();

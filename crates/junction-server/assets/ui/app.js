@@ -13,6 +13,7 @@ import {
 import { leaveApplications, showApplications } from './apps.js';
 import { initEditor, openJobEditor } from './editor.js';
 import { leaveConfigurations, showConfigurations } from './configs.js';
+import { leaveStacks, showStacks } from './stacks.js';
 
 const REFRESH_MS = 60_000;
 // While the action menu is open a refresh would replace the row it belongs
@@ -36,7 +37,7 @@ const GRID_DIALOGS = ['history-dialog', 'params-dialog', 'settings-dialog', 'job
 
 // ---------------------------------------------------------------- session
 
-const VIEWS = { signin: 'signin-view', grid: 'grid-view', apps: 'apps-view', configs: 'configs-view' };
+const VIEWS = { signin: 'signin-view', grid: 'grid-view', apps: 'apps-view', configs: 'configs-view', stacks: 'stacks-view' };
 
 function showView(name) {
   $('loading').hidden = true;
@@ -50,7 +51,8 @@ function showView(name) {
 }
 
 // Pages are addressed by the URL's fragment, so Back, reload and bookmarks
-// work: #/ (the grid), #/applications, #/applications/NAME, #/configurations.
+// work: #/ (the grid), #/applications, #/applications/NAME, #/configurations,
+// #/stacks, #/stacks/NAME.
 function route(focusHeading) {
   if (!currentSession()) return;
   // Only "#/..." names a page; other fragments (the skip link's #main) do not.
@@ -60,13 +62,17 @@ function route(focusHeading) {
   const name = rest.length ? decodeURIComponent(rest.join('/')) : null;
   if (section !== 'applications') leaveApplications();
   if (section !== 'configurations') leaveConfigurations();
-  if (section === 'applications' || section === 'configurations') leaveGrid();
+  if (section !== 'stacks') leaveStacks();
+  if (section === 'applications' || section === 'configurations' || section === 'stacks') leaveGrid();
   if (section === 'applications') {
     showView('apps');
     showApplications(name, focusHeading);
   } else if (section === 'configurations') {
     showView('configs');
     showConfigurations(focusHeading);
+  } else if (section === 'stacks') {
+    showView('stacks');
+    showStacks(name, focusHeading);
   } else {
     showView('grid');
     if (focusHeading) $('grid-heading').focus();
@@ -99,7 +105,7 @@ function startSession(answer, fromForm) {
 
 // Pop-ups holding typed work: a session that ends under one of them asks
 // to sign in again on top of it instead of throwing the work away.
-const EDITORS = '#job-dialog[open], #params-dialog[open], #config-dialog[open], #custom-run-dialog[open]';
+const EDITORS = '#job-dialog[open], #params-dialog[open], #config-dialog[open], #custom-run-dialog[open], #stack-settings-dialog[open]';
 let reauthOk = false;
 
 function sessionLost(notice) {
@@ -143,6 +149,7 @@ function endSession(notice = '') {
   delete document.body.dataset.role;
   leaveApplications();
   leaveConfigurations();
+  leaveStacks();
   clearTimeout(refreshTimer);
   refreshSeq++;
   historySeq++;

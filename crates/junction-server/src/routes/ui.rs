@@ -21,6 +21,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("apps.js", JS, include_str!("../../assets/ui/apps.js")),
     ("editor.js", JS, include_str!("../../assets/ui/editor.js")),
     ("configs.js", JS, include_str!("../../assets/ui/configs.js")),
+    ("stacks.js", JS, include_str!("../../assets/ui/stacks.js")),
     ("app.css", CSS, include_str!("../../assets/ui/app.css")),
     ("apps.css", CSS, include_str!("../../assets/ui/apps.css")),
 ];
