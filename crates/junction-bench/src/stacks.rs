@@ -12,7 +12,7 @@
 //!   (`{data: [...], errors: []}`: fields renamed and combined).
 //!
 //! For each target × hook × concurrency (default 1 and 16): a warm-up
-//! (default 200 calls, not counted), then at most N calls (default 2,000)
+//! (default 200 calls, not counted), then at most N calls (default 5,000)
 //! within the cap (default 10 s), from C concurrent clients sharing one
 //! keep-alive `reqwest` pool. A call succeeds when the status is 200 and the
 //! body is byte for byte the target's first answer, which was itself
@@ -56,18 +56,30 @@ pub async fn main(args: Vec<String>) -> Result<()> {
     Ok(())
 }
 
-/// Runs every cell: Junction (unless `peer_only`) and the peer.
+/// Runs every cell, Junction's (unless `peer_only`) and the peer's, in
+/// interleaved rounds: round after round, all of Junction's cells then all
+/// of the peer's, so a slow moment of the machine falls on both.
 pub async fn run(o: &Options) -> Result<Vec<Value>> {
     let fixtures = fixtures_dir();
     let source = std::fs::read_to_string(fixtures.join("bench/index.js")).context("reading the bench module")?;
-    let mut results = Vec::new();
-    if !o.peer_only {
-        let junction = Junction::start(&source).await?;
-        results.extend(harness::measure_target(o, &junction.target).await?);
-        junction.stop().await?;
-    }
+    let junction = if o.peer_only { None } else { Some(Junction::start(&source).await?) };
     let peer = harness::Peer::start(&fixtures).await?;
-    results.extend(harness::measure_target(o, &peer.target).await?);
+    let mut results = Vec::new();
+    for round in 1..=o.rounds {
+        let mut targets = vec![&peer.target];
+        if let Some(j) = &junction {
+            targets.insert(0, &j.target);
+        }
+        for target in targets {
+            for mut cell in harness::measure_target(o, target).await? {
+                cell["round"] = json!(round);
+                results.push(cell);
+            }
+        }
+    }
+    if let Some(j) = junction {
+        j.stop().await?;
+    }
     peer.stop().await;
     Ok(results)
 }
@@ -162,15 +174,19 @@ pub mod harness {
         pub warmup: usize,
         pub concurrency: Vec<usize>,
         pub peer_only: bool,
+        /// Rounds, each measuring every cell of Junction then of the peer;
+        /// the table shows each cell's median round.
+        pub rounds: usize,
         pub out: Option<PathBuf>,
     }
 
     impl Default for Options {
         fn default() -> Options {
             Options {
-                calls: 2000,
+                calls: 5000,
                 cap: Duration::from_secs(10),
                 warmup: 200,
+                rounds: 3,
                 concurrency: vec![1, 16],
                 peer_only: false,
                 out: None,
@@ -195,10 +211,11 @@ pub mod harness {
                         .collect::<Result<_, _>>()?;
                 }
                 "--peer-only" => o.peer_only = true,
+                "--rounds" => o.rounds = args.next().context("--rounds N")?.parse::<usize>()?.max(1),
                 "--out" => o.out = Some(args.next().context("--out FILE")?.into()),
                 other => bail!(
                     "usage: junction-bench stacks [--calls N] [--cap SECONDS] [--warmup N] \
-                     [--concurrency C[,C...]] [--peer-only] [--out FILE] (got {other})"
+                     [--concurrency C[,C...]] [--peer-only] [--rounds N] [--out FILE] (got {other})"
                 ),
             }
         }
@@ -504,24 +521,67 @@ pub mod harness {
         }
     }
 
+    /// Each cell's median round (by calls/s), one row per target × hook ×
+    /// clients.
+    pub fn medians(results: &[Value]) -> Vec<Value> {
+        let mut keys: Vec<(String, String, u64)> = Vec::new();
+        for r in results {
+            let key = (
+                r["target"].as_str().unwrap_or_default().to_string(),
+                r["hook"].as_str().unwrap_or_default().to_string(),
+                r["concurrency"].as_u64().unwrap_or_default(),
+            );
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        keys.into_iter()
+            .filter_map(|(t, h, c)| {
+                let mut rounds: Vec<&Value> = results
+                    .iter()
+                    .filter(|r| r["target"] == t.as_str() && r["hook"] == h.as_str() && r["concurrency"] == c)
+                    .collect();
+                rounds.sort_by(|a, b| {
+                    a["calls_per_second"]
+                        .as_f64()
+                        .partial_cmp(&b["calls_per_second"].as_f64())
+                        .unwrap_or(std::cmp::Ordering::Equal)
+                });
+                let mut median = (*rounds.get(rounds.len() / 2)?).clone();
+                median["rounds_calls_per_second"] =
+                    json!(rounds.iter().map(|r| r["calls_per_second"].clone()).collect::<Vec<_>>());
+                median["ok"] = json!(rounds.iter().map(|r| r["ok"].as_u64().unwrap_or_default()).sum::<u64>());
+                median["failed"] = json!(rounds.iter().map(|r| r["failed"].as_u64().unwrap_or_default()).sum::<u64>());
+                Some(median)
+            })
+            .collect()
+    }
+
+    /// The median rounds; `ok`/`failed` count every round's calls.
     pub fn print_table(results: &[Value]) {
         println!(
-            "{:<9} {:<7} {:>7} {:>7} {:>7} {:>7} {:>10} {:>9} {:>9}",
-            "target", "hook", "clients", "ok", "failed", "secs", "calls/s", "p50 ms", "p99 ms"
+            "{:<9} {:<7} {:>7} {:>8} {:>7} {:>10} {:>9} {:>9}   calls/s of each round",
+            "target", "hook", "clients", "ok", "failed", "calls/s", "p50 ms", "p99 ms"
         );
-        for r in results {
+        for r in medians(results) {
             let f = |k: &str| r[k].as_f64().unwrap_or_default();
+            let each: Vec<String> = r["rounds_calls_per_second"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| format!("{:.0}", v.as_f64().unwrap_or_default()))
+                .collect();
             println!(
-                "{:<9} {:<7} {:>7} {:>7} {:>7} {:>7.2} {:>10.0} {:>9.3} {:>9.3}",
+                "{:<9} {:<7} {:>7} {:>8} {:>7} {:>10.0} {:>9.3} {:>9.3}   {}",
                 r["target"].as_str().unwrap_or_default(),
                 r["hook"].as_str().unwrap_or_default(),
                 r["concurrency"].as_u64().unwrap_or_default(),
                 r["ok"].as_u64().unwrap_or_default(),
                 r["failed"].as_u64().unwrap_or_default(),
-                f("seconds"),
                 f("calls_per_second"),
                 f("latency_ms_p50"),
                 f("latency_ms_p99"),
+                each.join(" "),
             );
         }
     }
@@ -540,6 +600,8 @@ pub mod harness {
             "concurrency": o.concurrency,
             "peer_only": o.peer_only,
             "page_records": PAGE,
+            "rounds": o.rounds,
+            "medians": medians(results),
             "results": results,
             "machine_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         });

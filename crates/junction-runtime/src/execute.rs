@@ -117,7 +117,10 @@ pub(crate) async fn run(
                             let message = redactor.apply(&message);
                             (relay.on_event)(Event::Progress { message });
                         }
-                        Ok(Some(Wire::Result { id: Some(eid), ok, message, data, error, kind, traceback, leftover })) if eid == id => {
+                        Ok(Some(Wire::Result { id: Some(eid), ok, message, data, error, kind, traceback, leftover, marks })) if eid == id => {
+                            if !marks {
+                                relay.ends_seen = [true; 2];
+                            }
                             outcome.message = redactor.apply(message.as_deref().unwrap_or_default());
                             outcome.error = error.map(|e| redactor.apply(&e));
                             outcome.kind = kind.map(|k| redactor.apply(&k));

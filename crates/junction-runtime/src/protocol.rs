@@ -80,6 +80,10 @@ pub(crate) enum Event {
         /// process is not reused.
         #[serde(default)]
         leftover: Option<String>,
+        /// Whether end marks were written to fds 1 and 2 (a harness that
+        /// saw no raw output there since the last execution writes none).
+        #[serde(default = "marked")]
+        marks: bool,
     },
     Introspection {
         ok: bool,
@@ -88,6 +92,10 @@ pub(crate) enum Event {
         #[serde(default)]
         error: Option<String>,
     },
+}
+
+fn marked() -> bool {
+    true
 }
 
 impl<'a> StepRef<'a> {

@@ -36,6 +36,30 @@ function send(event) {
   while (off < bytes.length) off += writeSync(EVENTS_FD, bytes, off, bytes.length - off);
 }
 
+// Raw output on fds 1 and 2 (fs.writeSync(1, ...), process.stderr.write,
+// a stream on those fds) travels on other pipes than the result, so an
+// execution that wrote some ends it with marks the worker waits for. One
+// that wrote none (console is the protocol's) skips them: two writes and
+// two wakeups less per execution.
+let rawOutput = false;
+{
+  const rawFd = (fd) => fd === 1 || fd === 2;
+  const fsWrite = fs.write;
+  fs.writeSync = function (fd, ...rest) {
+    if (rawFd(fd)) rawOutput = true;
+    return writeSync.call(this, fd, ...rest);
+  };
+  fs.write = function (fd, ...rest) {
+    if (rawFd(fd)) rawOutput = true;
+    return fsWrite.call(this, fd, ...rest);
+  };
+  const stderrWrite = process.stderr.write;
+  process.stderr.write = function (...args) {
+    rawOutput = true;
+    return stderrWrite.apply(this, args);
+  };
+}
+
 // The secrets of the request being served, longest first: masked in the
 // values a script logs before util.format/inspect turn them into text
 // (inspect escapes quotes, backslashes and control characters, and the
@@ -449,14 +473,16 @@ function serve(request) {
       if (!event.ok && event.error) log('ERROR', event.error);
       const leftover = leftovers(before);
       // Ends this execution's raw output on fds 1 and 2 for the worker.
-      for (const fd of [1, 2]) {
+      const marks = rawOutput;
+      rawOutput = false;
+      for (const fd of marks ? [1, 2] : []) {
         try {
           writeSync(fd, `\0junction-end:${request.id}\n`);
         } catch (_) {
           // the script closed it; the worker waits briefly instead
         }
       }
-      send(Object.assign({ t: 'result', id: request.id }, event, leftover ? { leftover } : {}));
+      send(Object.assign({ t: 'result', id: request.id, marks }, event, leftover ? { leftover } : {}));
       secrets = [];
       resolve();
     };
