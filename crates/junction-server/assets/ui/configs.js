@@ -11,7 +11,7 @@
 // listed here with a pointer there, not editable.
 
 import {
-  $, api, banners, confirmDialog, el, MASKED_TEXT, messageOf, openDialog, showBanner, timeEl, valueText,
+  $, api, banners, confirmDialog, editableRows, el, MASKED_TEXT, messageOf, openDialog, showBanner, timeEl, valueText,
 } from './core.js';
 
 const GLOBAL = 'global';
@@ -208,19 +208,9 @@ function buildDialog() {
     save();
   });
   $('config-cancel').addEventListener('click', () => d.close());
-  $('config-add').addEventListener('click', () => {
-    const row = entryRow(null);
-    $('config-body').append(row);
-    updateEmpty();
-    row.querySelector('.entry-name').focus();
-  });
-  $('config-body').addEventListener('click', (event) => {
-    const row = event.target.closest('button.entry-delete')?.closest('tr');
-    if (!row) return;
-    const next = row.nextElementSibling ?? row.previousElementSibling;
-    row.remove();
-    updateEmpty();
-    (next?.querySelector('button.entry-delete') ?? $('config-add')).focus();
+  editableRows({
+    body: 'config-body', add: 'config-add', update: updateEmpty, newRow: () => entryRow(null),
+    name: '.entry-name', remove: 'button.entry-delete',
   });
   for (const id of ['config-name', 'config-friendly', 'config-description']) {
     $(id).addEventListener('input', () => clearFieldError(id));

@@ -277,20 +277,7 @@ export function paramTable({ body, table, empty, add }) {
     $(table).hidden = n === 0;
     $(empty).hidden = n > 0;
   };
-  $(add).addEventListener('click', () => {
-    const row = paramRow();
-    $(body).append(row);
-    update();
-    row.querySelector('.param-name').focus();
-  });
-  $(body).addEventListener('click', (event) => {
-    const row = event.target.closest('button.param-delete')?.closest('tr');
-    if (!row) return;
-    const next = row.nextElementSibling ?? row.previousElementSibling;
-    row.remove();
-    update();
-    (next?.querySelector('button.param-delete') ?? $(add)).focus();
-  });
+  editableRows({ body, add, update, newRow: () => paramRow(), name: '.param-name', remove: 'button.param-delete' });
   return {
     update,
     rows: () => [...$(body).rows],
@@ -299,6 +286,27 @@ export function paramTable({ body, table, empty, add }) {
       update();
     },
   };
+}
+
+// The add and delete buttons of an editable table of rows (parameters,
+// configuration entries, a stack's env): Add appends `newRow()` and focuses
+// its `name` input; a row's `remove` button deletes it and moves the focus to
+// the next row's button (or Add). `update` runs after each change.
+export function editableRows({ body, add, update, newRow, name, remove }) {
+  $(add).addEventListener('click', () => {
+    const row = newRow();
+    $(body).append(row);
+    update();
+    row.querySelector(name).focus();
+  });
+  $(body).addEventListener('click', (event) => {
+    const row = event.target.closest(remove)?.closest('tr');
+    if (!row) return;
+    const next = row.nextElementSibling ?? row.previousElementSibling;
+    row.remove();
+    update();
+    (next?.querySelector(remove) ?? $(add)).focus();
+  });
 }
 
 // Puts a server violation next to its row when its field names one

@@ -12,7 +12,7 @@
 // generation counter (`gen`) drops answers that arrive after the user moved on.
 
 import {
-  $, api, ApiError, banners, can, confirmDialog, currentSession, dateFormat, el, formatDuration, messageOf, openDialog,
+  $, api, ApiError, banners, can, confirmDialog, currentSession, dateFormat, editableRows, el, formatDuration, messageOf, openDialog,
   plural, setSession, showBanner, timeEl, toDate,
 } from './core.js';
 
@@ -788,19 +788,9 @@ function buildSettingsDialog() {
     saveSettings();
   });
   $('stack-settings-cancel').addEventListener('click', () => d.close());
-  $('stack-env-add').addEventListener('click', () => {
-    const row = envRow(null);
-    $('stack-env-body').append(row);
-    updateEnvEmpty();
-    row.querySelector('.entry-name').focus();
-  });
-  $('stack-env-body').addEventListener('click', (event) => {
-    const row = event.target.closest('button.entry-delete')?.closest('tr');
-    if (!row) return;
-    const next = row.nextElementSibling ?? row.previousElementSibling;
-    row.remove();
-    updateEnvEmpty();
-    (next?.querySelector('button.entry-delete') ?? $('stack-env-add')).focus();
+  editableRows({
+    body: 'stack-env-body', add: 'stack-env-add', update: updateEnvEmpty, newRow: () => envRow(null),
+    name: '.entry-name', remove: 'button.entry-delete',
   });
   for (const id of ['stack-settings-timeout', 'stack-settings-concurrency']) $(id).addEventListener('input', () => clearField(id));
   // Closing without saving drops the edits, values included.
