@@ -38,7 +38,7 @@ pub use junction_runtime::Health as RuntimeHealth;
 pub use runs::{masked_vars, RunRequest};
 pub use scheduler::{FireReport, Schedule, SchedulerConfig};
 pub use junction_runtime::package::ArchiveFormat;
-pub use stacks::{CallAnswer, NewStack, StackChange, StackDetail, StackUpload};
+pub use stacks::{CallAnswer, NewStack, StackChange, StackDetail, StackRequest, StackUpload};
 pub use worker::WorkerConfig;
 pub use xds::QueueOutcome;
 

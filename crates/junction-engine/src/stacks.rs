@@ -23,6 +23,7 @@ use junction_core::Invalid;
 use junction_runtime::package::{self, ArchiveFormat};
 use junction_runtime::{Event, Execution, IntrospectError, Limits, Package, RuntimeError, Script, Status};
 use junction_store::{CallFilter, NewStackCall, NewStackVersion, StackSettings};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Semaphore};
 
@@ -163,6 +164,78 @@ impl CallAnswer {
     /// `callFunction` builds those (callers match on the text).
     fn call_error(code: &str, message: &str) -> CallAnswer {
         CallAnswer::errors(422, &[json!({"message": message, "code": code})])
+    }
+}
+
+/// A `/function` request: its fields as values, except `options` (the
+/// page of records, usually all of the body), which stays the JSON text it
+/// came as and is handed to the module as it is — building it into a value
+/// and writing it out again would cost more than the call.
+#[derive(Debug, Clone)]
+pub struct StackRequest {
+    /// The body without `options`; in its place a stand-in with the same
+    /// JavaScript truthiness (`true` for an object or an array), so the
+    /// library's validation reads it alike.
+    fields: Value,
+    /// `options` as sent, when it is an object or an array.
+    options: Option<Box<RawValue>>,
+}
+
+impl StackRequest {
+    /// Reads a JSON body as body-parser's strict mode does: an object, or
+    /// an array (read as a request without fields); anything else, or text
+    /// that is not JSON, is refused with the parser's message. Of keys given
+    /// twice the last counts, as in `JSON.parse`.
+    pub fn parse(bytes: &[u8]) -> std::result::Result<StackRequest, String> {
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        match first {
+            Some(b'{') => {
+                let raw: HashMap<String, Box<RawValue>> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+                let mut fields = serde_json::Map::new();
+                let mut options = None;
+                for (key, value) in raw {
+                    let text = value.get();
+                    if key == "options" && (text.starts_with('{') || text.starts_with('[')) {
+                        fields.insert(key, Value::Bool(true));
+                        options = Some(value);
+                    } else {
+                        fields.insert(key, serde_json::from_str(text).map_err(|e| e.to_string())?);
+                    }
+                }
+                Ok(StackRequest { fields: Value::Object(fields), options })
+            }
+            Some(b'[') => {
+                serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|e| e.to_string())?;
+                Ok(StackRequest { fields: Value::Array(Vec::new()), options: None })
+            }
+            _ => Err("the body must be a JSON object (or array)".into()),
+        }
+    }
+
+    /// A request built inside Junction.
+    pub fn from_value(body: Value) -> StackRequest {
+        StackRequest { fields: body, options: None }
+    }
+
+    /// A top-level field (`access_token`), never `options`.
+    pub fn field(&self, key: &str) -> Option<&Value> {
+        self.fields.as_object().and_then(|o| o.get(key)).filter(|_| key != "options")
+    }
+
+    /// `options._integrationId` / `_flowId`, for the call's record.
+    fn ids(&self) -> (Option<String>, Option<String>) {
+        #[derive(serde::Deserialize)]
+        struct Ids {
+            #[serde(rename = "_integrationId")]
+            integration: Option<Value>,
+            #[serde(rename = "_flowId")]
+            flow: Option<Value>,
+        }
+        let ids = match &self.options {
+            Some(raw) => serde_json::from_str::<Ids>(raw.get()).ok(),
+            None => self.fields.get("options").and_then(|o| serde_json::from_value::<Ids>(o.clone()).ok()),
+        };
+        ids.map(|i| (text_of(i.integration.as_ref()), text_of(i.flow.as_ref()))).unwrap_or_default()
     }
 }
 
@@ -490,7 +563,7 @@ impl Engine {
         &self,
         name: &str,
         token: Option<&str>,
-        body: &Value,
+        request: &StackRequest,
         trace_id: Option<&str>,
     ) -> Result<Option<CallAnswer>> {
         let Some(token) = token.filter(|t| !t.is_empty()) else { return Ok(None) };
@@ -506,7 +579,7 @@ impl Engine {
                 stack
             }
         };
-        Ok(Some(self.call_stack(&stack, body, trace_id).await?))
+        Ok(Some(self.call_stack(&stack, request, trace_id).await?))
     }
 
     /// Calls a function of a stack from inside Junction (record flows' hooks
@@ -524,23 +597,23 @@ impl Engine {
         if let Some(kind) = kind {
             body["type"] = json!(kind);
         }
-        self.call_stack(&stack, &body, None).await
+        self.call_stack(&stack, &StackRequest::from_value(body), None).await
     }
 
-    async fn call_stack(&self, stack: &Stack, body: &Value, trace_id: Option<&str>) -> Result<CallAnswer> {
+    async fn call_stack(&self, stack: &Stack, request: &StackRequest, trace_id: Option<&str>) -> Result<CallAnswer> {
         let inner = &self.stacks.inner;
         inner.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _counted = InFlight(&inner.in_flight);
         let started_at_ms = self.store.now().as_millisecond();
         let started = Instant::now();
         let prepared = self.prepared(stack).await?;
-        let mut record = CallRecord::of(stack, prepared.version, body, trace_id, started_at_ms);
-        let answer = match stack::parse_function_call(body, &prepared.config) {
+        let mut record = CallRecord::of(stack, prepared.version, request, trace_id, started_at_ms);
+        let answer = match stack::parse_function_call(&request.fields, &prepared.config) {
             Err(errors) => {
                 record.error_code = errors.first().map(|e| e.code.clone());
                 CallAnswer::validation_errors(&errors)
             }
-            Ok(call) => self.execute_call(&prepared, stack, call, &mut record).await?,
+            Ok(call) => self.execute_call(&prepared, stack, call, request.options.as_deref(), &mut record).await?,
         };
         record.outcome = match (answer.status, record.error_code.as_deref()) {
             (200, _) => CallOutcome::Succeeded,
@@ -558,6 +631,7 @@ impl Engine {
         prepared: &Prepared,
         stack: &Stack,
         mut call: FunctionCall,
+        raw_options: Option<&RawValue>,
         record: &mut CallRecord,
     ) -> Result<CallAnswer> {
         let module = match &call.target {
@@ -579,13 +653,30 @@ impl Engine {
                 return Ok(answer);
             }
         };
-        let input = json!({
-            "module": module,
-            "object": call.kind.as_ref().map(|k| k.object_name()),
-            "function": call.function,
-            "options": std::mem::take(&mut call.options),
-        });
-        let mut execution = Execution::new(prepared.script.clone(), input);
+        let object = call.kind.as_ref().map(|k| k.object_name());
+        let mut execution = match raw_options {
+            Some(options) => {
+                let text = format!(
+                    r#"{{"module":{},"object":{},"function":{},"options":{}}}"#,
+                    Value::from(module.as_str()),
+                    object.map(Value::from).unwrap_or(Value::Null),
+                    Value::from(call.function.as_str()),
+                    options.get()
+                );
+                let mut e = Execution::new(prepared.script.clone(), Value::Null);
+                e.raw_input = RawValue::from_string(text).ok();
+                e
+            }
+            None => {
+                let input = json!({
+                    "module": module,
+                    "object": object,
+                    "function": call.function,
+                    "options": std::mem::take(&mut call.options),
+                });
+                Execution::new(prepared.script.clone(), input)
+            }
+        };
         execution.entry = "extension".into();
         execution.tenant = format!("stack:{}@{}", stack.name, prepared.version);
         execution.secrets = prepared.secrets.clone();
@@ -798,8 +889,9 @@ fn text_of(value: Option<&Value>) -> Option<String> {
 }
 
 impl CallRecord {
-    fn of(stack: &Stack, version: i64, body: &Value, trace_id: Option<&str>, started_at_ms: i64) -> CallRecord {
-        let options = body.get("options");
+    fn of(stack: &Stack, version: i64, request: &StackRequest, trace_id: Option<&str>, started_at_ms: i64) -> CallRecord {
+        let body = &request.fields;
+        let (integration_id, flow_id) = request.ids();
         let target = if body.get("diy").is_some_and(|d| !matches!(d, Value::Null | Value::Bool(false))) {
             Some("diy".to_string())
         } else {
@@ -813,8 +905,8 @@ impl CallRecord {
             function: text_of(body.get("function")).unwrap_or_default(),
             kind: text_of(body.get("type")),
             target,
-            integration_id: text_of(options.and_then(|o| o.get("_integrationId"))),
-            flow_id: text_of(options.and_then(|o| o.get("_flowId"))),
+            integration_id,
+            flow_id,
             trace_id: trace_id.filter(|t| !t.is_empty()).map(|t| t.chars().take(256).collect()),
             outcome: CallOutcome::Failed,
             error_code: None,

@@ -64,7 +64,10 @@ pub(crate) async fn run(
         step: StepRef::of(script),
         workdir: &workdir_path.to_string_lossy(),
         entry: &execution.entry,
-        input: &execution.input,
+        input: match &execution.raw_input {
+            Some(raw) => protocol::Input::Raw(raw),
+            None => protocol::Input::Value(&execution.input),
+        },
         secrets: &execution.secrets,
     };
     for secret in &execution.secrets {

@@ -235,6 +235,10 @@ pub struct Execution {
     pub entry: String,
     /// Language-specific input (protocol v1, `exec.input`).
     pub input: Value,
+    /// The input as JSON text, sent instead of `input` when set: a caller
+    /// that received it as text (a stack call's `options`) passes it on
+    /// without building and writing it again.
+    pub raw_input: Option<Box<serde_json::value::RawValue>>,
     pub limits: Limits,
     /// Values to mask in every log line and message.
     pub secrets: Vec<String>,
@@ -256,6 +260,7 @@ impl Execution {
             script,
             entry: "run".into(),
             input,
+            raw_input: None,
             limits: Limits::default(),
             secrets: vec![],
             tenant: String::new(),

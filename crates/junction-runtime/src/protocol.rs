@@ -19,6 +19,14 @@ pub(crate) struct StepRef<'a> {
     pub package: bool,
 }
 
+/// An execution's input: a value, or JSON text written as it is.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub(crate) enum Input<'a> {
+    Value(&'a Value),
+    Raw(&'a serde_json::value::RawValue),
+}
+
 #[derive(Debug, Serialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub(crate) enum Request<'a> {
@@ -28,7 +36,7 @@ pub(crate) enum Request<'a> {
         step: StepRef<'a>,
         workdir: &'a str,
         entry: &'a str,
-        input: &'a Value,
+        input: Input<'a>,
         /// The harness masks these in values before it formats them.
         #[serde(skip_serializing_if = "<[String]>::is_empty")]
         secrets: &'a [String],

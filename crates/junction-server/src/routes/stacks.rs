@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use junction_core::stack::{CallOutcome, Stack, StackCall, StackEnv, StackVersion};
 use junction_core::Invalid;
-use junction_engine::{ArchiveFormat, CallAnswer, NewStack, StackChange, StackDetail, StackUpload};
+use junction_engine::{ArchiveFormat, CallAnswer, NewStack, StackChange, StackDetail, StackRequest, StackUpload};
 use junction_store::CallFilter;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -350,7 +350,7 @@ fn token_text(value: Option<&Value>) -> Option<String> {
 /// when there is one, is the only place looked at (`Bearer <token>`, the
 /// scheme in any case, exactly one space); without it `access_token` in the
 /// body, then in the query.
-fn find_token(headers: &HeaderMap, body: &Value, query: &[(String, String)]) -> Option<String> {
+fn find_token(headers: &HeaderMap, body: &StackRequest, query: &[(String, String)]) -> Option<String> {
     if let Some(auth) = headers.get(header::AUTHORIZATION) {
         let text = auth.to_str().ok()?;
         let parts: Vec<&str> = text.split(' ').collect();
@@ -359,7 +359,7 @@ fn find_token(headers: &HeaderMap, body: &Value, query: &[(String, String)]) -> 
             _ => None,
         };
     }
-    token_text(body.get("access_token"))
+    token_text(body.field("access_token"))
         .or_else(|| query.iter().find(|(k, _)| k == "access_token").map(|(_, v)| v.clone()).filter(|v| !v.is_empty()))
 }
 
@@ -390,27 +390,19 @@ async fn call_function(
         Err(e) => return contract_errors(StatusCode::BAD_REQUEST, "bad_request", &format!("the body could not be read: {e}")),
     };
     // body-parser reads JSON bodies only; any other body is `{}`.
-    let value = if is_json(&headers) && !body.is_empty() {
-        match serde_json::from_slice::<Value>(&body) {
-            // body-parser's strict mode: an object or an array only.
-            Ok(v @ (Value::Object(_) | Value::Array(_))) => v,
-            Ok(_) => {
-                return contract_errors(
-                    StatusCode::BAD_REQUEST,
-                    "malformed_json",
-                    "the body must be a JSON object (or array)",
-                )
-            }
+    let request = if is_json(&headers) && !body.is_empty() {
+        match StackRequest::parse(&body) {
+            Ok(r) => r,
             Err(e) => {
                 return contract_errors(StatusCode::BAD_REQUEST, "malformed_json", &format!("the body is not valid JSON: {e}"))
             }
         }
     } else {
-        Value::Object(Default::default())
+        StackRequest::from_value(Value::Object(Default::default()))
     };
-    let token = find_token(&headers, &value, &query);
+    let token = find_token(&headers, &request, &query);
     let trace_id = headers.get("traceid").and_then(|v| v.to_str().ok());
-    match state.engine.call_stack_with_token(&name, token.as_deref(), &value, trace_id).await {
+    match state.engine.call_stack_with_token(&name, token.as_deref(), &request, trace_id).await {
         Ok(None) => unauthorized(),
         Ok(Some(CallAnswer { status, body, retry_after })) => {
             let mut response = json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body);
