@@ -353,7 +353,16 @@ impl Host {
         let usable = if self.isolation.users.is_some() && !isolation::reachable(&canonical) {
             use sha2::Digest;
             let id = hex::encode(&sha2::Sha256::digest(canonical.as_os_str().as_encoded_bytes())[..12]);
-            let linked = self.root.join("packages").join(&id);
+            let packages = self.root.join("packages");
+            if !packages.is_dir() {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::create_dir_all(&packages)?;
+                // The uids pass through to their own package, never list
+                // the others (Node's permission model already confines
+                // each process to its own).
+                std::fs::set_permissions(&packages, std::fs::Permissions::from_mode(0o711))?;
+            }
+            let linked = packages.join(&id);
             if !linked.is_dir() {
                 let partial = self.root.join("packages").join(format!(".{id}-{}", std::process::id()));
                 let _ = std::fs::remove_dir_all(&partial);
