@@ -165,10 +165,20 @@ fn common_top_dir(entries: &[Entry]) -> Option<PathBuf> {
 }
 
 /// `npm ci` in `dir` from its lock file: production dependencies only, no
-/// lifecycle scripts (nothing of the upload runs as the server's user; a
-/// dependency that needs a native build step is not supported). The error
-/// is npm's own message.
+/// lifecycle scripts and no configuration of the upload's (nothing of the
+/// upload runs as the server's user; a dependency that needs a native build
+/// step is not supported). The error is npm's own message.
 pub async fn install(npm: &Path, dir: &Path) -> Result<(), String> {
+    // A project `.npmrc` would configure npm as the server's user: `git`,
+    // `script-shell`, `cache`, `prefix` name programs to run and places to
+    // write. The operator's own configuration (registry, proxy) still
+    // applies; the upload's never does.
+    for name in [".npmrc", ".yarnrc", ".yarnrc.yml"] {
+        let path = dir.join(name);
+        if std::fs::symlink_metadata(&path).is_ok() {
+            std::fs::remove_file(&path).map_err(|e| format!("cannot remove the package's {name}: {e}"))?;
+        }
+    }
     let out = tokio::process::Command::new(npm)
         .args(["ci", "--omit=dev", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"])
         .current_dir(dir)
@@ -234,6 +244,26 @@ mod tests {
             assert_eq!(std::fs::read(dir.path().join("src/a.js")).unwrap(), b"1");
             assert!(dir.path().join("package.json").is_file());
         }
+    }
+
+    #[tokio::test]
+    async fn the_uploads_npm_configuration_is_never_read() {
+        let dir = tempfile::tempdir().unwrap();
+        // No dependencies: npm ci has nothing to fetch.
+        std::fs::write(dir.path().join("package.json"), r#"{"name":"p","version":"1.0.0","scripts":{"preinstall":"echo x"}}"#).unwrap();
+        std::fs::write(
+            dir.path().join("package-lock.json"),
+            r#"{"name":"p","version":"1.0.0","lockfileVersion":3,"requires":true,"packages":{"":{"name":"p","version":"1.0.0"}}}"#,
+        )
+        .unwrap();
+        // npm writes its run log under `cache`: a `.npmrc` that was read
+        // would leave one in the place it names.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let cache = elsewhere.path().join("cache");
+        std::fs::write(dir.path().join(".npmrc"), format!("cache={}\n", cache.display())).unwrap();
+        install(Path::new("npm"), dir.path()).await.unwrap();
+        assert!(!cache.exists(), "the upload's npm configuration was not read");
+        assert!(!dir.path().join(".npmrc").exists());
     }
 
     #[test]
