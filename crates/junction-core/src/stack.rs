@@ -430,13 +430,20 @@ pub const MAX_CONCURRENCY: u32 = 64;
 /// One environment entry a stack's module reads from `process.env`. An
 /// encrypted entry's value is sealed and never shown (`value` is `None` when
 /// read back).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StackEnv {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
     #[serde(default)]
     pub encrypted: bool,
+}
+
+/// Values may be secrets: a debug print shows the name only.
+impl std::fmt::Debug for StackEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackEnv").field("name", &self.name).field("encrypted", &self.encrypted).finish_non_exhaustive()
+    }
 }
 
 /// A stack and its current version, as listed and shown.

@@ -46,8 +46,20 @@ const AUTH_CACHE_TTL: Duration = Duration::from_secs(2);
 const AUTH_CACHE_ENTRIES: usize = 4096;
 /// Marks a package directory as complete (unpacked and installed).
 const READY: &str = ".junction-ready";
-/// Environment names a stack may not set (the runtime's own).
-const RESERVED_ENV: [&str; 7] = ["PATH", "HOME", "TMPDIR", "LANG", "TZ", "NODE_PATH", "NODE_OPTIONS"];
+/// Environment names a stack may not set: the runtime's own, and those that
+/// change how a program, the loader, libc or Node behave (the module's env
+/// is set inside the harness before the module loads, never in the
+/// environment of a process Junction starts, so these are a second wall).
+const RESERVED_ENV: [&str; 14] = [
+    "PATH", "HOME", "TMPDIR", "TMP", "TEMP", "LANG", "LANGUAGE", "TZ", "HOSTALIASES", "RESOLV_HOST_CONF",
+    "LOCALDOMAIN", "RES_OPTIONS", "NLSPATH", "LOCPATH",
+];
+const RESERVED_ENV_PREFIXES: [&str; 15] = [
+    "JUNCTION_", "npm_", "NPM_", "NODE_", "UV_", "LD_", "GLIBC_", "GCONV_", "MALLOC_", "OPENSSL_", "SSL_", "BWRAP",
+    "PYTHON", "LC_", "DYLD_",
+];
+/// Most bytes of a stack's env, names and values together.
+const MAX_ENV_BYTES: usize = 64 * 1024;
 
 /// What was uploaded.
 #[derive(Debug, Clone)]
@@ -96,7 +108,7 @@ impl StackChange {
                     && name.len() <= 128;
                 if !well_formed {
                     v.push(&f, "env_name", "must be letters, digits and '_', not starting with a digit (at most 128)");
-                } else if RESERVED_ENV.contains(&name) || name.starts_with("JUNCTION_") || name.starts_with("npm_") {
+                } else if RESERVED_ENV.contains(&name) || RESERVED_ENV_PREFIXES.iter().any(|p| name.starts_with(p)) {
                     v.push(&f, "reserved", format!("{name} is set by Junction's runtime"));
                 } else if !seen.insert(name) {
                     v.push(&f, "unique", format!("{name} is listed twice"));
@@ -107,6 +119,10 @@ impl StackChange {
                 if entry.value.as_deref().is_some_and(|x| x.contains('\0')) {
                     v.push(field(&format!("env[{i}].value")), "no_nul", "must not contain NUL characters");
                 }
+            }
+            let bytes: usize = env.iter().map(|e| e.name.len() + e.value.as_deref().map_or(0, str::len)).sum();
+            if bytes > MAX_ENV_BYTES {
+                v.push(field("env"), "too_large", format!("names and values take {bytes} bytes; at most {MAX_ENV_BYTES}"));
             }
         }
         v.finish(StackSettings {
@@ -190,16 +206,24 @@ impl StackRequest {
         let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
         match first {
             Some(b'{') => {
-                let raw: HashMap<String, Box<RawValue>> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+                // Only the contract's fields are kept (a body of millions of
+                // other keys costs a scan, not memory).
+                let read: KnownFields<'_> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
                 let mut fields = serde_json::Map::new();
+                for (key, raw) in read.values {
+                    fields.insert(key.to_string(), serde_json::from_str(raw.get()).map_err(|e| e.to_string())?);
+                }
                 let mut options = None;
-                for (key, value) in raw {
-                    let text = value.get();
-                    if key == "options" && (text.starts_with('{') || text.starts_with('[')) {
-                        fields.insert(key, Value::Bool(true));
-                        options = Some(value);
+                if let Some(raw) = read.options {
+                    let text = raw.get();
+                    if text.starts_with('{') || text.starts_with('[') {
+                        fields.insert("options".into(), Value::Bool(true));
+                        // The request travels as one line: whitespace
+                        // newlines (never inside a JSON string) become spaces.
+                        let one_line = if text.contains(['\n', '\r']) { text.replace(['\n', '\r'], " ") } else { text.to_string() };
+                        options = Some(RawValue::from_string(one_line).map_err(|e| e.to_string())?);
                     } else {
-                        fields.insert(key, serde_json::from_str(text).map_err(|e| e.to_string())?);
+                        fields.insert("options".into(), serde_json::from_str(text).map_err(|e| e.to_string())?);
                     }
                 }
                 Ok(StackRequest { fields: Value::Object(fields), options })
@@ -236,6 +260,45 @@ impl StackRequest {
             None => self.fields.get("options").and_then(|o| serde_json::from_value::<Ids>(o.clone()).ok()),
         };
         ids.map(|i| (text_of(i.integration.as_ref()), text_of(i.flow.as_ref()))).unwrap_or_default()
+    }
+}
+
+/// The top-level fields of a `/function` body the contract reads, as the
+/// text they came as; of a key given twice the last counts (`JSON.parse`);
+/// every other key is skipped without being kept.
+#[derive(Default)]
+struct KnownFields<'a> {
+    values: Vec<(&'static str, &'a RawValue)>,
+    options: Option<&'a RawValue>,
+}
+
+const KNOWN_FIELDS: [&str; 6] = ["diy", "_connectorId", "function", "type", "maxResponseSize", "access_token"];
+
+impl<'de> serde::Deserialize<'de> for KnownFields<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = KnownFields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+                let mut out = KnownFields::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == "options" {
+                        out.options = Some(map.next_value()?);
+                    } else if let Some(known) = KNOWN_FIELDS.iter().find(|k| **k == key) {
+                        let value: &'de RawValue = map.next_value()?;
+                        out.values.retain(|(k, _)| k != known);
+                        out.values.push((known, value));
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(Fields)
     }
 }
 
@@ -285,7 +348,8 @@ impl Stacks {
     /// stored in one transaction (records are written just after the
     /// answer, not before it; see docs/architecture.md).
     pub fn start(store: junction_store::Store) -> Stacks {
-        let (tx, mut rx) = mpsc::channel::<NewStackCall>(8192);
+        // Bounded: at most 1,024 records (each log ≤ 256 KiB) wait for the writer.
+        let (tx, mut rx) = mpsc::channel::<NewStackCall>(1024);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];

@@ -156,7 +156,8 @@ pub struct Script {
 /// with Node's own `require` (no step allowlist; Node's permission model and
 /// the sandbox apply): an extension stack's version. Its processes read only
 /// that directory besides the harness and the shared modules, and get `env`
-/// as their `process.env` (after Junction's own variables, which win).
+/// in their `process.env`, set by the harness before the package loads (never
+/// in the environment of a program Junction starts).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Package {
     pub dir: PathBuf,

@@ -179,16 +179,19 @@ pub async fn install(npm: &Path, dir: &Path) -> Result<(), String> {
             std::fs::remove_file(&path).map_err(|e| format!("cannot remove the package's {name}: {e}"))?;
         }
     }
-    let out = tokio::process::Command::new(npm)
+    check_lock(dir)?;
+    let run = tokio::process::Command::new(npm)
         .args(["ci", "--omit=dev", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"])
         .current_dir(dir)
         .stdin(Stdio::null())
         .kill_on_drop(true)
-        .output()
+        .output();
+    let out = tokio::time::timeout(INSTALL_TIME_LIMIT, run)
         .await
+        .map_err(|_| format!("npm ci did not finish within {} minutes", INSTALL_TIME_LIMIT.as_secs() / 60))?
         .map_err(|e| format!("cannot run {}: {e}", npm.display()))?;
     if out.status.success() {
-        return Ok(());
+        return check_links(dir, dir);
     }
     let text = String::from_utf8_lossy(&out.stderr);
     // npm ends with where its debug log is: the server's path, not the user's concern.
@@ -200,6 +203,54 @@ pub async fn install(npm: &Path, dir: &Path) -> Result<(), String> {
     let message = lines.join("\n");
     let message = if message.chars().count() > 2000 { message.chars().take(2000).collect::<String>() + "…" } else { message };
     Err(format!("npm ci failed: {message}"))
+}
+
+/// Longest an install may take (a lock file can name a server that never
+/// answers).
+const INSTALL_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// A lock file may name only what npm fetches: `file:`, `git+file:` and
+/// `link` entries would copy or link the server's own files and directories
+/// (another stack's, the data dir) into the package.
+fn check_lock(dir: &Path) -> Result<(), String> {
+    for name in ["package-lock.json", "npm-shrinkwrap.json"] {
+        let Ok(text) = std::fs::read_to_string(dir.join(name)) else { continue };
+        let lock: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{name} does not parse: {e}"))?;
+        let entries = lock.get("packages").and_then(|p| p.as_object()).into_iter().flatten();
+        for (path, entry) in entries.filter(|(path, _)| !path.is_empty()) {
+            let resolved = entry.get("resolved").and_then(|r| r.as_str()).unwrap_or_default();
+            let local = entry.get("link").and_then(|l| l.as_bool()).unwrap_or(false)
+                || resolved.starts_with("file:")
+                || resolved.starts_with("git+file:");
+            if local {
+                return Err(format!(
+                    "{name}: {path} is installed from the server's own files ({}); a package's dependencies come from the registry",
+                    if resolved.is_empty() { "a link" } else { resolved }
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every link npm made must stay inside the package (`.bin` entries do).
+fn check_links(root: &Path, dir: &Path) -> Result<(), String> {
+    let root_real = std::fs::canonicalize(root).map_err(|e| format!("the package directory: {e}"))?;
+    for entry in std::fs::read_dir(dir).map_err(|e| format!("reading the installed package: {e}"))? {
+        let entry = entry.map_err(|e| format!("reading the installed package: {e}"))?;
+        let kind = entry.file_type().map_err(|e| format!("reading the installed package: {e}"))?;
+        let path = entry.path();
+        if kind.is_symlink() {
+            let inside = std::fs::canonicalize(&path).is_ok_and(|target| target.starts_with(&root_real));
+            if !inside {
+                let shown = path.strip_prefix(root).unwrap_or(&path).display().to_string();
+                return Err(format!("the install made {shown} a link out of the package; links must stay inside it"));
+            }
+        } else if kind.is_dir() {
+            check_links(root, &path)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -264,6 +315,29 @@ mod tests {
         install(Path::new("npm"), dir.path()).await.unwrap();
         assert!(!cache.exists(), "the upload's npm configuration was not read");
         assert!(!dir.path().join(".npmrc").exists());
+    }
+
+    #[test]
+    fn lock_entries_and_links_to_the_servers_own_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = |entry: &str| {
+            let text = format!(r#"{{"lockfileVersion":3,"packages":{{"":{{"name":"p"}},"node_modules/x":{entry}}}}}"#);
+            std::fs::write(dir.path().join("package-lock.json"), text).unwrap();
+            check_lock(dir.path())
+        };
+        assert!(lock(r#"{"resolved":"file:/etc"}"#).unwrap_err().contains("file:/etc"));
+        assert!(lock(r#"{"resolved":"git+file:///srv/repo.git"}"#).is_err());
+        assert!(lock(r#"{"link":true,"resolved":"../other"}"#).is_err());
+        assert!(lock(r#"{"resolved":"http://127.0.0.1:9/x/-/x-1.0.0.tgz"}"#).is_ok());
+
+        let modules = dir.path().join("node_modules");
+        std::fs::create_dir_all(modules.join("x/bin")).unwrap();
+        std::fs::create_dir_all(modules.join(".bin")).unwrap();
+        std::fs::write(modules.join("x/bin/cli.js"), "").unwrap();
+        std::os::unix::fs::symlink("../x/bin/cli.js", modules.join(".bin/cli")).unwrap();
+        assert!(check_links(dir.path(), dir.path()).is_ok(), "a link inside the package");
+        std::os::unix::fs::symlink("/etc", modules.join("root")).unwrap();
+        assert!(check_links(dir.path(), dir.path()).unwrap_err().contains("node_modules/root"));
     }
 
     #[test]

@@ -135,11 +135,10 @@ impl Process {
                 c
             }
         };
+        // A package's env is not given here: the harness sets it in
+        // `process.env` before the module loads, so no program Junction
+        // starts (bubblewrap, the interpreter's loader) ever reads it.
         cmd.env_clear();
-        if let Some(package) = package {
-            // Before Junction's own variables, which win.
-            cmd.envs(package.env.iter().map(|(k, v)| (k, v)));
-        }
         cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .env("HOME", &home)
             .env("TMPDIR", &home)

@@ -17,6 +17,9 @@ pub(crate) struct StepRef<'a> {
     pub modules: &'a std::collections::BTreeMap<String, std::sync::Arc<str>>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub package: bool,
+    /// A package's `process.env` entries, set before it loads.
+    #[serde(skip_serializing_if = "<[(String, String)]>::is_empty")]
+    pub env: &'a [(String, String)],
 }
 
 /// An execution's input: a value, or JSON text written as it is.
@@ -115,6 +118,7 @@ impl<'a> StepRef<'a> {
             source: &script.source,
             modules: &script.modules,
             package: script.package.is_some(),
+            env: script.package.as_ref().map(|p| p.env.as_slice()).unwrap_or_default(),
         }
     }
 }

@@ -725,3 +725,41 @@ async fn a_function_body_over_50_mb_is_refused_in_the_contract_shape() {
     assert_eq!(got.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(got.json()["errors"][0]["code"], "payload_too_large");
 }
+
+#[tokio::test]
+async fn a_body_is_read_like_json_parse_and_cannot_break_the_runtime_protocol() {
+    let server = TestServer::sqlite().await;
+    let token = upload(&server, "lines", "exports.hooks = { echo(o, cb) { cb(null, o); } };", json!({})).await;
+    // Pretty-printed options, and a request line smuggled inside them.
+    let got = send_raw(&server, &token, "{\"diy\": true, \"type\": \"hook\", \"function\": \"echo\",\n \"options\": {\n  \"a\": 1,\r\n  \"b\": [1,\n2]\n}\n}").await;
+    assert_eq!((got.status, got.text.as_str()), (StatusCode::OK, r#"{"a":1,"b":[1,2]}"#));
+    let got = send_raw(&server, &token, "{\"diy\": true, \"type\": \"hook\", \"function\": \"echo\", \"options\": [1,\n{\"op\":\"shutdown\"}\n]}").await;
+    assert_eq!((got.status, got.text.as_str()), (StatusCode::OK, r#"[1,{"op":"shutdown"}]"#));
+    // The last of a key given twice counts; other keys are skipped.
+    let got = send_raw(&server, &token, r#"{"function": "nope", "diy": true, "type": "hook", "x": {"deep": [1,2,3]}, "function": "echo", "options": {"a": 1}, "options": {"b": 2}}"#).await;
+    assert_eq!((got.status, got.text.as_str()), (StatusCode::OK, r#"{"b":2}"#));
+}
+
+#[tokio::test]
+async fn a_stack_cannot_set_the_environment_of_the_programs_junction_starts() {
+    let server = TestServer::sqlite().await;
+    for name in ["LD_PRELOAD", "LD_LIBRARY_PATH", "NODE_OPTIONS", "GLIBC_TUNABLES", "PYTHONPATH", "BWRAP_X", "LC_ALL"] {
+        let (status, body) = server
+            .post("/api/v1/stacks", json!({"name": "env", "data": "exports.a = 1", "env": [{"name": name, "value": "/x"}]}))
+            .await;
+        assert_eq!((status, details(&body)), (StatusCode::BAD_REQUEST, vec![("env[0].name".into(), "reserved".into())]), "{name}");
+    }
+    let big = "x".repeat(70 * 1024);
+    let (status, body) = server.post("/api/v1/stacks", json!({"name": "env", "data": "exports.a = 1", "env": [{"name": "BIG", "value": big}]})).await;
+    assert_eq!((status, details(&body)), (StatusCode::BAD_REQUEST, vec![("env".into(), "too_large".into())]));
+}
+
+async fn send_raw(server: &TestServer, token: &str, body: &'static str) -> Answer {
+    let req = server
+        .http
+        .post(format!("{}/stacks/lines/function", server.base))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body);
+    answer(server, req.send().await.unwrap()).await
+}

@@ -280,6 +280,8 @@ function loadScript(step) {
 const PACKAGE_DIR = process.env.JUNCTION_PACKAGE_DIR || '';
 
 function loadPackage(step) {
+  // The stack's env, before its modules read it at load time.
+  for (const [name, value] of Array.isArray(step.env) ? step.env : []) process.env[name] = String(value);
   const config = JSON.parse(step.source);
   const files = config.diy ? [config.diy] : Object.values(config.connectors || {});
   const requireHere = Module.createRequire(path.join(PACKAGE_DIR, 'package.json'));
@@ -319,9 +321,8 @@ function plainData(value) {
 // The error an extension reports: the library's {message, code} (a value
 // that is not an Error gives neither field).
 function extensionError(err) {
-  const message = err && err.message !== undefined ? maskString(String(err.message)) : undefined;
-  const code = err && (err.code || err.name);
-  return { message, code: code === undefined ? undefined : maskString(String(code)) };
+  const keep = (v) => (typeof v === 'string' ? maskString(v) : v);
+  return { message: keep(err && err.message), code: keep(err && (err.code || err.name)) };
 }
 
 // One call of a stack function, with integrator-extension's callFunction
