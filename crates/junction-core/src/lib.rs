@@ -10,6 +10,7 @@ pub mod cicd;
 pub mod clock;
 pub mod configuration;
 pub mod document;
+pub mod flow;
 pub mod name;
 pub mod parameter;
 pub mod role;
