@@ -224,7 +224,9 @@ fn apply_fields(fields: &[FieldMapping], record: &Value, out: &mut Value) {
     for field in fields {
         let value = match &field.source {
             Source::HardCoded(v) => Some(v.clone()),
-            Source::Extract(path) => get(record, path).filter(|v| !v.is_null()).cloned().or_else(|| field.default.clone()),
+            Source::Extract(path) => {
+                get(record, path).filter(|v| !v.is_null()).cloned().or_else(|| field.default.clone())
+            }
         };
         if let Some(value) = value {
             set(out, &field.generate, convert(value, field.data_type));
@@ -294,7 +296,11 @@ fn parse_fields(at: &str, value: Option<&Value>, v: &mut Violations) -> Vec<Fiel
             .keys()
             .filter(|k| !matches!(k.as_str(), "extract" | "hardCodedValue" | "generate" | "default" | "dataType"))
         {
-            v.push(format!("{here}.{key}"), "unknown_field", "a field has extract or hardCodedValue, generate, default and dataType");
+            v.push(
+                format!("{here}.{key}"),
+                "unknown_field",
+                "a field has extract or hardCodedValue, generate, default and dataType",
+            );
         }
         let generate = path_field(&format!("{here}.generate"), field.get("generate"), true, v);
         let source = match (field.get("extract"), field.get("hardCodedValue")) {
@@ -354,7 +360,10 @@ pub fn record_actions(hook: &str, page_len: usize, answer: &Value) -> Result<Vec
         .enumerate()
         .map(|(i, item)| {
             let Some(object) = item.as_object() else {
-                return Err(format!("{hook}: element {i} must be an object ({{data, errors}} or {{}}); it is {}", kind_of(item)));
+                return Err(format!(
+                    "{hook}: element {i} must be an object ({{data, errors}} or {{}}); it is {}",
+                    kind_of(item)
+                ));
             };
             let errors = match object.get("errors") {
                 None | Some(Value::Null) => Vec::new(),

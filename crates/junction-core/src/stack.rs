@@ -382,7 +382,11 @@ fn js_number(value: &Value) -> f64 {
             } else if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
                 u64::from_str_radix(hex, 16).map(|n| n as f64).unwrap_or(f64::NAN)
             } else if t.eq_ignore_ascii_case("infinity") || t == "+Infinity" {
-                if t == "Infinity" || t == "+Infinity" { f64::INFINITY } else { f64::NAN }
+                if t == "Infinity" || t == "+Infinity" {
+                    f64::INFINITY
+                } else {
+                    f64::NAN
+                }
             } else if t == "-Infinity" {
                 f64::NEG_INFINITY
             } else if t.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-')) {
@@ -841,9 +845,15 @@ mod tests {
         assert_eq!(check_response_size(13, &ResponseLimit { limit: 13.0, shown: "13".into() }), None);
         // JavaScript's comparison: negative refuses all, NaN never limits.
         let limit = |v: Value| max_response_size(Some(&v));
-        assert_eq!(check_response_size(0, &limit(json!(-1))).unwrap().message, "response stream exceeded limit of -1 bytes.");
+        assert_eq!(
+            check_response_size(0, &limit(json!(-1))).unwrap().message,
+            "response stream exceeded limit of -1 bytes."
+        );
         assert_eq!(check_response_size(usize::MAX / 2, &limit(json!("abc"))), None);
-        assert_eq!(check_response_size(3, &limit(json!("2"))).unwrap().message, "response stream exceeded limit of 2 bytes.");
+        assert_eq!(
+            check_response_size(3, &limit(json!("2"))).unwrap().message,
+            "response stream exceeded limit of 2 bytes."
+        );
         assert_eq!(limit(json!(0)), ResponseLimit::default_limit());
         assert_eq!(
             serde_json::to_value(invalid_extension_response()).unwrap(),

@@ -34,10 +34,10 @@ use junction_store::{Store, StoreError};
 
 pub use content::StoredApplication;
 pub use jobs::{Job, JobRun, Trigger};
+pub use junction_runtime::package::ArchiveFormat;
 pub use junction_runtime::Health as RuntimeHealth;
 pub use runs::{masked_vars, RunRequest};
 pub use scheduler::{FireReport, Schedule, SchedulerConfig};
-pub use junction_runtime::package::ArchiveFormat;
 pub use stacks::{CallAnswer, NewStack, StackChange, StackDetail, StackRequest, StackUpload};
 pub use worker::WorkerConfig;
 pub use xds::QueueOutcome;

@@ -51,12 +51,37 @@ const READY: &str = ".junction-ready";
 /// is set inside the harness before the module loads, never in the
 /// environment of a process Junction starts, so these are a second wall).
 const RESERVED_ENV: [&str; 14] = [
-    "PATH", "HOME", "TMPDIR", "TMP", "TEMP", "LANG", "LANGUAGE", "TZ", "HOSTALIASES", "RESOLV_HOST_CONF",
-    "LOCALDOMAIN", "RES_OPTIONS", "NLSPATH", "LOCPATH",
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "TMP",
+    "TEMP",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "HOSTALIASES",
+    "RESOLV_HOST_CONF",
+    "LOCALDOMAIN",
+    "RES_OPTIONS",
+    "NLSPATH",
+    "LOCPATH",
 ];
 const RESERVED_ENV_PREFIXES: [&str; 15] = [
-    "JUNCTION_", "npm_", "NPM_", "NODE_", "UV_", "LD_", "GLIBC_", "GCONV_", "MALLOC_", "OPENSSL_", "SSL_", "BWRAP",
-    "PYTHON", "LC_", "DYLD_",
+    "JUNCTION_",
+    "npm_",
+    "NPM_",
+    "NODE_",
+    "UV_",
+    "LD_",
+    "GLIBC_",
+    "GCONV_",
+    "MALLOC_",
+    "OPENSSL_",
+    "SSL_",
+    "BWRAP",
+    "PYTHON",
+    "LC_",
+    "DYLD_",
 ];
 /// Most bytes of a stack's env, names and values together.
 const MAX_ENV_BYTES: usize = 64 * 1024;
@@ -122,7 +147,11 @@ impl StackChange {
             }
             let bytes: usize = env.iter().map(|e| e.name.len() + e.value.as_deref().map_or(0, str::len)).sum();
             if bytes > MAX_ENV_BYTES {
-                v.push(field("env"), "too_large", format!("names and values take {bytes} bytes; at most {MAX_ENV_BYTES}"));
+                v.push(
+                    field("env"),
+                    "too_large",
+                    format!("names and values take {bytes} bytes; at most {MAX_ENV_BYTES}"),
+                );
             }
         }
         v.finish(StackSettings {
@@ -220,7 +249,11 @@ impl StackRequest {
                         fields.insert("options".into(), Value::Bool(true));
                         // The request travels as one line: whitespace
                         // newlines (never inside a JSON string) become spaces.
-                        let one_line = if text.contains(['\n', '\r']) { text.replace(['\n', '\r'], " ") } else { text.to_string() };
+                        let one_line = if text.contains(['\n', '\r']) {
+                            text.replace(['\n', '\r'], " ")
+                        } else {
+                            text.to_string()
+                        };
                         options = Some(RawValue::from_string(one_line).map_err(|e| e.to_string())?);
                     } else {
                         fields.insert("options".into(), serde_json::from_str(text).map_err(|e| e.to_string())?);
@@ -405,7 +438,9 @@ fn check_module_path(field: &str, file: &str, v: &mut Violations) {
 fn config_files(config: &StackConfig) -> Vec<(String, &str)> {
     match config {
         StackConfig::Diy { module } => vec![("config.diy".to_string(), module.as_str())],
-        StackConfig::Connectors(map) => map.iter().map(|(id, f)| (format!("config.connectors.{id}"), f.as_str())).collect(),
+        StackConfig::Connectors(map) => {
+            map.iter().map(|(id, f)| (format!("config.connectors.{id}"), f.as_str())).collect()
+        }
     }
 }
 
@@ -490,7 +525,13 @@ impl Engine {
         let stored = self
             .store
             .put_stack_version(
-                &NewStackVersion { name: &new.name, config: &config_value, format, archive: &bytes, functions: &functions },
+                &NewStackVersion {
+                    name: &new.name,
+                    config: &config_value,
+                    format,
+                    archive: &bytes,
+                    functions: &functions,
+                },
                 &settings,
             )
             .await?;
@@ -537,9 +578,11 @@ impl Engine {
                         .map_err(|_| refuse("package_json", "the archive has no package.json at its root".into()))?;
                     let manifest: Value = serde_json::from_str(&text)
                         .map_err(|e| refuse("package_json", format!("package.json does not parse: {e}")))?;
-                    let has_deps = manifest.get("dependencies").and_then(Value::as_object).is_some_and(|d| !d.is_empty());
+                    let has_deps =
+                        manifest.get("dependencies").and_then(Value::as_object).is_some_and(|d| !d.is_empty());
                     if has_deps {
-                        let locked = ["package-lock.json", "npm-shrinkwrap.json"].iter().any(|f| partial.join(f).is_file());
+                        let locked =
+                            ["package-lock.json", "npm-shrinkwrap.json"].iter().any(|f| partial.join(f).is_file());
                         if !locked {
                             return Err(refuse(
                                 "lock_file",
@@ -548,7 +591,9 @@ impl Engine {
                                     .into(),
                             ));
                         }
-                        package::install(&self.runtime.config().npm, &partial).await.map_err(|m| refuse("npm_ci", m))?;
+                        package::install(&self.runtime.config().npm, &partial)
+                            .await
+                            .map_err(|m| refuse("npm_ci", m))?;
                     }
                 }
             }
@@ -612,7 +657,10 @@ impl Engine {
     }
 
     pub async fn stack_call(&self, name: &str, id: i64) -> Result<StackCall> {
-        self.store.get_stack_call(name, id).await?.ok_or_else(|| EngineError::NotFound(format!("call {id} of stack {name}")))
+        self.store
+            .get_stack_call(name, id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("call {id} of stack {name}")))
     }
 
     /// Calls in flight in this process (`GET /stacks/{name}/openConnections`).
@@ -841,11 +889,14 @@ impl Engine {
             .await?
             .ok_or_else(|| EngineError::NotFound(format!("stack {} version {}", stack.name, stack.version)))?;
         let dir = self.materialize(&stack.sha256, &format, &bytes, "body").await.map_err(|e| match e {
-            EngineError::Invalid(i) => EngineError::Unavailable(format!("stack {} cannot be installed here: {i}", stack.name)),
+            EngineError::Invalid(i) => {
+                EngineError::Unavailable(format!("stack {} cannot be installed here: {i}", stack.name))
+            }
             other => other,
         })?;
-        let config = stack::check_configuration(&stack.config)
-            .map_err(|_| EngineError::Store(junction_store::StoreError::Corrupt(format!("stack {} config", stack.name))))?;
+        let config = stack::check_configuration(&stack.config).map_err(|_| {
+            EngineError::Store(junction_store::StoreError::Corrupt(format!("stack {} config", stack.name)))
+        })?;
         let sealed = self.store.stack_env_secrets(&stack.name).await?;
         let mut env = plain_env(&stack.env);
         let mut secrets = Vec::new();
@@ -853,8 +904,12 @@ impl Engine {
             secrets.push(value.expose().to_string());
             env.push((name, value.expose().to_string()));
         }
-        let script =
-            Script::package(format!("stack:{}", stack.name), &stack.sha256, &stack.config.to_string(), Package { dir, env });
+        let script = Script::package(
+            format!("stack:{}", stack.name),
+            &stack.sha256,
+            &stack.config.to_string(),
+            Package { dir, env },
+        );
         let prepared = Arc::new(Prepared {
             version: stack.version,
             updated_at: stack.updated_at,
@@ -953,7 +1008,13 @@ fn text_of(value: Option<&Value>) -> Option<String> {
 }
 
 impl CallRecord {
-    fn of(stack: &Stack, version: i64, request: &StackRequest, trace_id: Option<&str>, started_at_ms: i64) -> CallRecord {
+    fn of(
+        stack: &Stack,
+        version: i64,
+        request: &StackRequest,
+        trace_id: Option<&str>,
+        started_at_ms: i64,
+    ) -> CallRecord {
         let body = &request.fields;
         let (integration_id, flow_id) = request.ids();
         let target = if body.get("diy").is_some_and(|d| !matches!(d, Value::Null | Value::Bool(false))) {

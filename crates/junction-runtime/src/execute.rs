@@ -45,8 +45,7 @@ pub(crate) async fn run(
     let config = &host.config;
     let script = &execution.script;
     let started = Instant::now();
-    let (mut process, warm) =
-        runtime.pool.acquire(host, script, &execution.tenant, execution.fresh).await?;
+    let (mut process, warm) = runtime.pool.acquire(host, script, &execution.tenant, execution.fresh).await?;
     process.serves = Some((execution.tenant.clone(), script.sha256.clone()));
     process.uses += 1;
     process.max_uses = execution.max_uses;

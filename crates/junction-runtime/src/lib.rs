@@ -33,7 +33,6 @@ pub use introspect::{IntrospectError, Introspection};
 pub use isolation::{Health, DEFAULT_UIDS};
 pub use redact::{DataRedactor, MASK};
 
-
 /// A log line in the one format every runtime uses (spec 000):
 /// `[{ISO-8601 UTC with ms}] [{LEVEL}] – {text}`. For lines added outside a
 /// script (by the worker or the engine), so they read like the script's.
@@ -197,7 +196,8 @@ impl Script {
     pub fn package(name: impl Into<String>, identity: &str, config: &str, package: Package) -> Script {
         use sha2::Digest;
         let mut hash = sha2::Sha256::new();
-        for part in [identity, config].into_iter().chain(package.env.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()])) {
+        for part in [identity, config].into_iter().chain(package.env.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]))
+        {
             hash.update((part.len() as u64).to_le_bytes());
             hash.update(part.as_bytes());
         }

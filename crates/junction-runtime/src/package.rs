@@ -97,10 +97,7 @@ impl Budget {
 fn read_bounded(reader: &mut dyn Read, budget: &Budget, name: &str) -> Result<Vec<u8>, String> {
     let room = MAX_UNPACKED_BYTES.saturating_sub(budget.bytes) + 1;
     let mut data = Vec::new();
-    reader
-        .take(room)
-        .read_to_end(&mut data)
-        .map_err(|e| format!("the archive entry {name:?} cannot be read: {e}"))?;
+    reader.take(room).read_to_end(&mut data).map_err(|e| format!("the archive entry {name:?} cannot be read: {e}"))?;
     Ok(data)
 }
 
@@ -201,7 +198,8 @@ pub async fn install(npm: &Path, dir: &Path) -> Result<(), String> {
         .filter(|l| !l.is_empty() && !l.contains("A complete log of this run") && !l.starts_with('/'))
         .collect();
     let message = lines.join("\n");
-    let message = if message.chars().count() > 2000 { message.chars().take(2000).collect::<String>() + "…" } else { message };
+    let message =
+        if message.chars().count() > 2000 { message.chars().take(2000).collect::<String>() + "…" } else { message };
     Err(format!("npm ci failed: {message}"))
 }
 
@@ -301,7 +299,11 @@ mod tests {
     async fn the_uploads_npm_configuration_is_never_read() {
         let dir = tempfile::tempdir().unwrap();
         // No dependencies: npm ci has nothing to fetch.
-        std::fs::write(dir.path().join("package.json"), r#"{"name":"p","version":"1.0.0","scripts":{"preinstall":"echo x"}}"#).unwrap();
+        std::fs::write(
+            dir.path().join("package.json"),
+            r#"{"name":"p","version":"1.0.0","scripts":{"preinstall":"echo x"}}"#,
+        )
+        .unwrap();
         std::fs::write(
             dir.path().join("package-lock.json"),
             r#"{"name":"p","version":"1.0.0","lockfileVersion":3,"requires":true,"packages":{"":{"name":"p","version":"1.0.0"}}}"#,

@@ -111,7 +111,9 @@ impl Process {
                 let mut args: Vec<PathBuf> =
                     vec!["--experimental-permission".into(), "--disable-warning=ExperimentalWarning".into()];
                 // One flag per path: Node 20 takes no list in one flag.
-                for p in [assets.as_path(), host.modules.as_path(), dir.path()].into_iter().chain(package_dir.as_deref()) {
+                for p in
+                    [assets.as_path(), host.modules.as_path(), dir.path()].into_iter().chain(package_dir.as_deref())
+                {
                     args.push(format!("--allow-fs-read={}", p.display()).into());
                 }
                 args.push(format!("--allow-fs-write={}", dir.path().display()).into());

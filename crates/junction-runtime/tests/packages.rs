@@ -106,7 +106,8 @@ async fn a_package_serves_extension_calls_with_the_library_semantics() {
     assert!(out.data.unwrap()["json"].as_str().unwrap().contains("\"calls\":2"));
 
     // async style, the Date conversion, process.env
-    let (out, _) = h.run(&call(&s, Some("hooks"), "asyncHook", json!({"lastExportDateTime": "2024-05-01T10:00:00.000Z"}))).await;
+    let (out, _) =
+        h.run(&call(&s, Some("hooks"), "asyncHook", json!({"lastExportDateTime": "2024-05-01T10:00:00.000Z"}))).await;
     let json: Value = serde_json::from_str(out.data.unwrap()["json"].as_str().unwrap()).unwrap();
     assert_eq!(json, json!({"key": "k-12345-secret", "dates": [true, "2024-05-01T10:00:00.000Z"]}));
 
@@ -121,7 +122,11 @@ async fn a_package_serves_extension_calls_with_the_library_semantics() {
         (Some("hooks"), "missing", json!({"outcome": "invalid_function"})),
         (Some("hooks"), "failing", json!({"outcome": "error", "error": {"message": "boom", "code": "my_code"}})),
         (Some("hooks"), "named", json!({"outcome": "error", "error": {"message": "named", "code": "my_error"}})),
-        (Some("hooks"), "throwing", json!({"outcome": "error", "error": {"message": "bad thing", "code": "TypeError"}})),
+        (
+            Some("hooks"),
+            "throwing",
+            json!({"outcome": "error", "error": {"message": "bad thing", "code": "TypeError"}}),
+        ),
         (Some("hooks"), "notPlain", json!({"outcome": "invalid_extension_response"})),
         (Some("hooks"), "cyclic", json!({"outcome": "invalid_extension_response"})),
         (Some("hooks"), "nothing", json!({"outcome": "ok", "json": null, "size": 0})),
@@ -142,7 +147,8 @@ async fn a_package_that_does_not_load_is_refused_with_its_error() {
     let h = Harness::new().await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("index.js"), "require('not-installed-anywhere');\n").unwrap();
-    let s = Script::package("stack:bad", "v1", r#"{"diy":"index.js"}"#, Package { dir: dir.path().into(), env: vec![] });
+    let s =
+        Script::package("stack:bad", "v1", r#"{"diy":"index.js"}"#, Package { dir: dir.path().into(), env: vec![] });
     let err = h.runtime.introspect(&s).await.unwrap_err().to_string();
     assert!(err.contains("not-installed-anywhere"), "{err}");
 }
@@ -156,7 +162,8 @@ async fn a_package_cannot_start_processes() {
         "exports.hooks = { spawn(o, cb) { try { require('child_process').execSync('id'); cb(null, 'ran'); } catch (e) { cb(null, e.code || e.message); } } };\n",
     )
     .unwrap();
-    let s = Script::package("stack:spawn", "v1", r#"{"diy":"index.js"}"#, Package { dir: dir.path().into(), env: vec![] });
+    let s =
+        Script::package("stack:spawn", "v1", r#"{"diy":"index.js"}"#, Package { dir: dir.path().into(), env: vec![] });
     let (out, _) = h.run(&call(&s, Some("hooks"), "spawn", json!({"a": 1}))).await;
     assert_eq!(out.data.unwrap()["json"], "\"ERR_ACCESS_DENIED\"");
 }

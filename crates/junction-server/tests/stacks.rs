@@ -74,7 +74,9 @@ fn prepare(value: &Value, token: &str) -> Value {
         Value::String(s) if s == PLACEHOLDER => Value::String(token.to_string()),
         // `BAD_INTEGRATOR_EXTENSION_SYSTEM_TOKEN` stays a wrong token.
         Value::String(s) => Value::String(
-            s.replace(&format!("BAD_{PLACEHOLDER}"), "\u{1}").replace(PLACEHOLDER, token).replace('\u{1}', &format!("BAD_{PLACEHOLDER}")),
+            s.replace(&format!("BAD_{PLACEHOLDER}"), "\u{1}")
+                .replace(PLACEHOLDER, token)
+                .replace('\u{1}', &format!("BAD_{PLACEHOLDER}")),
         ),
         Value::Array(items) => Value::Array(items.iter().map(|v| prepare(v, token)).collect()),
         Value::Object(map) => {
@@ -94,8 +96,16 @@ fn prepare(value: &Value, token: &str) -> Value {
 fn deviation(name: &str) -> Option<(u16, Value)> {
     let cases = [
         // A synchronous throw is the call's 422, never a 500.
-        ("synchronous throw inside the function", 422, json!({"errors": [{"message": "thrown synchronously", "code": "Error"}]})),
-        ("an unparsable value becomes an Invalid Date", 422, json!({"errors": [{"message": "Invalid time value", "code": "RangeError"}]})),
+        (
+            "synchronous throw inside the function",
+            422,
+            json!({"errors": [{"message": "thrown synchronously", "code": "Error"}]}),
+        ),
+        (
+            "an unparsable value becomes an Invalid Date",
+            422,
+            json!({"errors": [{"message": "Invalid time value", "code": "RangeError"}]}),
+        ),
         // Junction takes async functions (the library's isFunction refuses them).
         ("an async function is not a function to the library", 200, json!([{"a": 1}])),
         // Malformed bodies: a JSON error, not express's HTML page.
@@ -155,8 +165,9 @@ async fn the_mocha_suites_get_the_same_answers_from_junction() {
         if let Some((status, expected)) = deviation(name) {
             let ok = got.status.as_u16() == status
                 && match &expected {
-                    Value::String(code) => serde_json::from_str::<Value>(&got.text)
-                        .is_ok_and(|b| b["errors"][0]["code"] == code.as_str()),
+                    Value::String(code) => {
+                        serde_json::from_str::<Value>(&got.text).is_ok_and(|b| b["errors"][0]["code"] == code.as_str())
+                    }
                     body => serde_json::from_str::<Value>(&got.text).ok().as_ref() == Some(body),
                 };
             if !ok {
@@ -288,8 +299,7 @@ async fn a_package_installs_its_own_dependencies_from_its_lock_file() {
     let files = connector_package(&registry, "padder", &padder);
     let listed: Vec<(String, &str)> = files.iter().map(|(n, t)| (format!("package/{n}"), t.as_str())).collect();
     let borrowed: Vec<(&str, &str)> = listed.iter().map(|(n, t)| (n.as_str(), *t)).collect();
-    let (status, body) =
-        server.post_raw("/api/v1/stacks?name=conn", ADMIN, "application/gzip", tgz(&borrowed)).await;
+    let (status, body) = server.post_raw("/api/v1/stacks?name=conn", ADMIN, "application/gzip", tgz(&borrowed)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["version"]["version"], 1);
     assert_eq!(body["version"]["format"], "tgz");
@@ -312,7 +322,11 @@ async fn a_package_installs_its_own_dependencies_from_its_lock_file() {
     // that does not load: 400 naming the problem, nothing stored.
     let no_lock: Vec<(&str, &str)> = plain.iter().copied().filter(|(n, _)| *n != "package-lock.json").collect();
     let (status, body) = server.post_raw("/api/v1/stacks?name=conn", ADMIN, "application/zip", zip_of(&no_lock)).await;
-    assert_eq!((status, details(&body)), (StatusCode::BAD_REQUEST, vec![("body".into(), "lock_file".into())]), "{body}");
+    assert_eq!(
+        (status, details(&body)),
+        (StatusCode::BAD_REQUEST, vec![("body".into(), "lock_file".into())]),
+        "{body}"
+    );
 
     let ghost = connector_package(&registry, "ghost", b"not served");
     let ghost: Vec<(&str, &str)> = ghost.iter().map(|(n, t)| (*n, t.as_str())).collect();
@@ -339,15 +353,25 @@ async fn bad_uploads_are_refused_naming_the_field() {
         (json!({"name": "ok", "data": " "}), vec![("data", "required")]),
         (json!({"name": "ok", "data": "x", "config": {}}), vec![("config", "missing_parameter")]),
         (json!({"name": "ok", "data": "x", "config": {"a": 1}}), vec![("config", "missing_required_field")]),
-        (json!({"name": "ok", "data": "x", "config": {"diy": "a.js", "connectors": {"x": "b.js"}}}), vec![("config", "invalid_configuration")]),
+        (
+            json!({"name": "ok", "data": "x", "config": {"diy": "a.js", "connectors": {"x": "b.js"}}}),
+            vec![("config", "invalid_configuration")],
+        ),
         (json!({"name": "ok", "data": "x", "config": {"connectors": {}}}), vec![("config", "invalid_field")]),
         (json!({"name": "ok", "data": "x", "config": {"diy": "../etc/passwd"}}), vec![("config.diy", "invalid_field")]),
         (json!({"name": "ok", "data": "function (", "config": null}), vec![("data", "loads")]),
-        (json!({"name": "ok", "data": "x", "timeout_seconds": 0, "max_concurrency": 1000}),
-            vec![("timeout_seconds", "range"), ("max_concurrency", "range")]),
-        (json!({"name": "ok", "data": "x", "env": [{"name": "PATH", "value": "x"}, {"name": "1A", "value": "x"}, {"name": "B"}]}),
-            vec![("env[0].name", "reserved"), ("env[1].name", "env_name"), ("env[2].value", "required")]),
-        (json!({"name": "ok", "data": "exports.a = 1", "env": [{"name": "K", "encrypted": true}]}), vec![("env[0].value", "value_required")]),
+        (
+            json!({"name": "ok", "data": "x", "timeout_seconds": 0, "max_concurrency": 1000}),
+            vec![("timeout_seconds", "range"), ("max_concurrency", "range")],
+        ),
+        (
+            json!({"name": "ok", "data": "x", "env": [{"name": "PATH", "value": "x"}, {"name": "1A", "value": "x"}, {"name": "B"}]}),
+            vec![("env[0].name", "reserved"), ("env[1].name", "env_name"), ("env[2].value", "required")],
+        ),
+        (
+            json!({"name": "ok", "data": "exports.a = 1", "env": [{"name": "K", "encrypted": true}]}),
+            vec![("env[0].value", "value_required")],
+        ),
         (json!({"name": "ok", "data": "x", "extra": 1}), vec![("extra", "unknown_field")]),
     ];
     for (body, want) in cases {
@@ -359,7 +383,8 @@ async fn bad_uploads_are_refused_naming_the_field() {
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let (status, answer) = server.post_raw("/api/v1/stacks", ADMIN, "application/zip", b"PK".to_vec()).await;
     assert_eq!((status, details(&answer)), (StatusCode::BAD_REQUEST, vec![("name".into(), "required".into())]));
-    let (status, answer) = server.post_raw("/api/v1/stacks?name=x", ADMIN, "application/zip", b"not a zip".to_vec()).await;
+    let (status, answer) =
+        server.post_raw("/api/v1/stacks?name=x", ADMIN, "application/zip", b"not a zip".to_vec()).await;
     assert_eq!((status, details(&answer)), (StatusCode::BAD_REQUEST, vec![("body".into(), "archive".into())]));
     let no_manifest = zip_of(&[("index.js", "exports.a = 1")]);
     let (status, answer) = server.post_raw("/api/v1/stacks?name=x", ADMIN, "application/zip", no_manifest).await;
@@ -374,7 +399,12 @@ async fn bad_uploads_are_refused_naming_the_field() {
     // Managing stacks needs Junction's token (and an editor's role).
     let viewer = server.token("viewer").await;
     let (status, _) = server
-        .send(reqwest::Method::POST, "/api/v1/stacks", Some(&viewer), Some(&json!({"name": "v", "data": "exports.a=1"})))
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/stacks",
+            Some(&viewer),
+            Some(&json!({"name": "v", "data": "exports.a=1"})),
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(server.send(reqwest::Method::GET, "/api/v1/stacks", None, None).await.0, StatusCode::UNAUTHORIZED);
@@ -455,7 +485,8 @@ impl Gate {
                         let _ = tokio::time::timeout(Duration::from_millis(50), o.notified()).await;
                     }
                     h.fetch_sub(1, Ordering::SeqCst);
-                    let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
+                    let _ =
+                        sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
                 });
             }
         });
@@ -562,7 +593,10 @@ async fn timeouts_crashes_and_leaks_end_the_process_and_the_next_call_gets_a_fre
 
     let got = call(&server, "faulty", &token, hook("hang", json!({"a": 1}))).await;
     assert_eq!(got.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(got.json(), json!({"errors": [{"message": "The function did not answer within 1 seconds.", "code": "timeout"}]}));
+    assert_eq!(
+        got.json(),
+        json!({"errors": [{"message": "The function did not answer within 1 seconds.", "code": "timeout"}]})
+    );
     assert_eq!(count(&server, &token).await["served"], 1, "a fresh process after a timeout");
 
     let got = call(&server, "faulty", &token, hook("crash", json!({"a": 1}))).await;
@@ -641,8 +675,14 @@ exports.hooks = {
     assert_eq!(calls.len(), 4, "{calls:?}");
     assert_eq!(calls[0]["function"], "pre\u{FFFD}");
     let (missing, failing, ok) = (&calls[1], &calls[2], &calls[3]);
-    assert_eq!((ok["function"].as_str(), ok["kind"].as_str(), ok["outcome"].as_str()), (Some("preSavePage"), Some("hook"), Some("succeeded")));
-    assert_eq!((ok["integration_id"].as_str(), ok["flow_id"].as_str(), ok["trace_id"].as_str()), (Some("int-1"), Some("flow-9"), Some("trace-abc")));
+    assert_eq!(
+        (ok["function"].as_str(), ok["kind"].as_str(), ok["outcome"].as_str()),
+        (Some("preSavePage"), Some("hook"), Some("succeeded"))
+    );
+    assert_eq!(
+        (ok["integration_id"].as_str(), ok["flow_id"].as_str(), ok["trace_id"].as_str()),
+        (Some("int-1"), Some("flow-9"), Some("trace-abc"))
+    );
     assert_eq!(ok["target"], "diy");
     assert!(ok["response_size"].as_i64().unwrap() > 10);
     assert!(ok.get("log").is_none(), "listings leave the log out");
@@ -668,9 +708,15 @@ exports.hooks = {
     // The stack shows its env without the encrypted value; a settings
     // change keeps it.
     let (_, shown) = server.get("/api/v1/stacks/rec").await;
-    assert_eq!(shown["env"], json!([{"name": "API_KEY", "encrypted": true}, {"name": "REGION", "value": "eu", "encrypted": false}]));
+    assert_eq!(
+        shown["env"],
+        json!([{"name": "API_KEY", "encrypted": true}, {"name": "REGION", "value": "eu", "encrypted": false}])
+    );
     let (status, changed) = server
-        .patch("/api/v1/stacks/rec", json!({"env": [{"name": "API_KEY", "encrypted": true}, {"name": "REGION", "value": "us"}]}))
+        .patch(
+            "/api/v1/stacks/rec",
+            json!({"env": [{"name": "API_KEY", "encrypted": true}, {"name": "REGION", "value": "us"}]}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{changed}");
     let again = call(server, "rec", &token, hook("failing", json!({"a": 1}))).await;
@@ -701,11 +747,8 @@ async fn junction_itself_calls_a_stack_function_with_the_same_answers() {
     let server = TestServer::sqlite().await;
     let source = "exports.hooks = { preMap(o, cb) { cb(null, o.data.map((r) => ({ ...r, mapped: true }))); } };";
     upload(&server, "inner", source, json!({})).await;
-    let answer = server
-        .engine
-        .call_stack_function("inner", Some("hook"), "preMap", json!({"data": [{"a": 1}]}))
-        .await
-        .unwrap();
+    let answer =
+        server.engine.call_stack_function("inner", Some("hook"), "preMap", json!({"data": [{"a": 1}]})).await.unwrap();
     assert_eq!((answer.status, answer.body.as_deref()), (200, Some(r#"[{"a":1,"mapped":true}]"#)));
     let missing = server.engine.call_stack_function("inner", Some("hook"), "nope", json!({"a": 1})).await.unwrap();
     assert_eq!(missing.status, 422);
@@ -733,7 +776,12 @@ async fn a_body_is_read_like_json_parse_and_cannot_break_the_runtime_protocol() 
     // Pretty-printed options, and a request line smuggled inside them.
     let got = send_raw(&server, &token, "{\"diy\": true, \"type\": \"hook\", \"function\": \"echo\",\n \"options\": {\n  \"a\": 1,\r\n  \"b\": [1,\n2]\n}\n}").await;
     assert_eq!((got.status, got.text.as_str()), (StatusCode::OK, r#"{"a":1,"b":[1,2]}"#));
-    let got = send_raw(&server, &token, "{\"diy\": true, \"type\": \"hook\", \"function\": \"echo\", \"options\": [1,\n{\"op\":\"shutdown\"}\n]}").await;
+    let got = send_raw(
+        &server,
+        &token,
+        "{\"diy\": true, \"type\": \"hook\", \"function\": \"echo\", \"options\": [1,\n{\"op\":\"shutdown\"}\n]}",
+    )
+    .await;
     assert_eq!((got.status, got.text.as_str()), (StatusCode::OK, r#"[1,{"op":"shutdown"}]"#));
     // The last of a key given twice counts; other keys are skipped.
     let got = send_raw(&server, &token, r#"{"function": "nope", "diy": true, "type": "hook", "x": {"deep": [1,2,3]}, "function": "echo", "options": {"a": 1}, "options": {"b": 2}}"#).await;
@@ -745,12 +793,21 @@ async fn a_stack_cannot_set_the_environment_of_the_programs_junction_starts() {
     let server = TestServer::sqlite().await;
     for name in ["LD_PRELOAD", "LD_LIBRARY_PATH", "NODE_OPTIONS", "GLIBC_TUNABLES", "PYTHONPATH", "BWRAP_X", "LC_ALL"] {
         let (status, body) = server
-            .post("/api/v1/stacks", json!({"name": "env", "data": "exports.a = 1", "env": [{"name": name, "value": "/x"}]}))
+            .post(
+                "/api/v1/stacks",
+                json!({"name": "env", "data": "exports.a = 1", "env": [{"name": name, "value": "/x"}]}),
+            )
             .await;
-        assert_eq!((status, details(&body)), (StatusCode::BAD_REQUEST, vec![("env[0].name".into(), "reserved".into())]), "{name}");
+        assert_eq!(
+            (status, details(&body)),
+            (StatusCode::BAD_REQUEST, vec![("env[0].name".into(), "reserved".into())]),
+            "{name}"
+        );
     }
     let big = "x".repeat(70 * 1024);
-    let (status, body) = server.post("/api/v1/stacks", json!({"name": "env", "data": "exports.a = 1", "env": [{"name": "BIG", "value": big}]})).await;
+    let (status, body) = server
+        .post("/api/v1/stacks", json!({"name": "env", "data": "exports.a = 1", "env": [{"name": "BIG", "value": big}]}))
+        .await;
     assert_eq!((status, details(&body)), (StatusCode::BAD_REQUEST, vec![("env".into(), "too_large".into())]));
 }
 

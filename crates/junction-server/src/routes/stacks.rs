@@ -167,7 +167,9 @@ async fn upload_stack(
             }
         }
         Some(format) => {
-            let name = query.name.ok_or_else(|| ApiError::invalid(Invalid::one("name", "required", "?name= names the stack")))?;
+            let name = query
+                .name
+                .ok_or_else(|| ApiError::invalid(Invalid::one("name", "required", "?name= names the stack")))?;
             let config = query
                 .config
                 .map(|text| serde_json::from_str::<Value>(&text))
@@ -236,7 +238,10 @@ async fn update_stack(
 #[utoipa::path(post, path = "/api/v1/stacks/{name}/token", tag = "stacks",
     params(("name" = String, Path, description = "Stack name")),
     responses((status = 200, body = RotatedToken), (status = 404, body = ErrorBody), CommonErrors))]
-async fn rotate_token(State(state): State<AppState>, PathParam(name): PathParam<String>) -> ApiResult<Json<RotatedToken>> {
+async fn rotate_token(
+    State(state): State<AppState>,
+    PathParam(name): PathParam<String>,
+) -> ApiResult<Json<RotatedToken>> {
     let token = state.engine.rotate_stack_token(&name).await?;
     Ok(Json(RotatedToken { system_token: token.expose().to_string() }))
 }
@@ -325,9 +330,7 @@ fn json_response(status: StatusCode, body: Option<String>) -> Response {
         Some(body) => (status, body).into_response(),
         None => status.into_response(),
     };
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
     response
 }
 
@@ -387,14 +390,20 @@ async fn call_function(
                 "request entity too large: the body is over 50 MB",
             )
         }
-        Err(e) => return contract_errors(StatusCode::BAD_REQUEST, "bad_request", &format!("the body could not be read: {e}")),
+        Err(e) => {
+            return contract_errors(StatusCode::BAD_REQUEST, "bad_request", &format!("the body could not be read: {e}"))
+        }
     };
     // body-parser reads JSON bodies only; any other body is `{}`.
     let request = if is_json(&headers) && !body.is_empty() {
         match StackRequest::parse(&body) {
             Ok(r) => r,
             Err(e) => {
-                return contract_errors(StatusCode::BAD_REQUEST, "malformed_json", &format!("the body is not valid JSON: {e}"))
+                return contract_errors(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_json",
+                    &format!("the body is not valid JSON: {e}"),
+                )
             }
         }
     } else {
@@ -413,8 +422,11 @@ async fn call_function(
         }
         Err(e) => {
             tracing::error!(error = %e, stack = %name, "stack call failed");
-            let mut response =
-                contract_errors(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the extension host cannot serve calls now");
+            let mut response = contract_errors(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the extension host cannot serve calls now",
+            );
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(5));
             response
         }
