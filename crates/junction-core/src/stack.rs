@@ -169,6 +169,15 @@ impl StackConfig {
             StackConfig::Diy { .. } => None,
         }
     }
+
+    /// The module file a call addresses.
+    pub fn module(&self, target: &Target) -> Option<&str> {
+        match (self, target) {
+            (StackConfig::Diy { module }, Target::Diy) => Some(module),
+            (_, Target::Connector(id)) => self.connector_module(id),
+            (StackConfig::Connectors(_), Target::Diy) => None,
+        }
+    }
 }
 
 /// The library's `loadConfiguration` checks, in its order, followed by the

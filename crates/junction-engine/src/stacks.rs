@@ -473,14 +473,16 @@ impl Engine {
             }
         };
         let field = upload_field(&new.upload);
-        let (format, bytes): (&str, Vec<u8>) = match &new.upload {
+        let one_file = matches!(new.upload, StackUpload::Source(_));
+        // Shared, not copied, with the unpacking thread.
+        let (format, bytes): (&str, Arc<[u8]>) = match new.upload {
             StackUpload::Source(source) => {
                 if source.trim().is_empty() {
                     v.push("data", "required", "must be the source of the module");
                 }
-                ("js", source.as_bytes().to_vec())
+                ("js", source.into_bytes().into())
             }
-            StackUpload::Archive { format, bytes } => (format.as_str(), bytes.clone()),
+            StackUpload::Archive { format, bytes } => (format.as_str(), bytes.into()),
         };
         let settings = v.finish(settings)?.unwrap_or_default();
         let sha256 = {
@@ -493,10 +495,7 @@ impl Engine {
         let given = match new.config {
             Some(c) => c,
             None => {
-                let main = match &new.upload {
-                    StackUpload::Source(_) => SINGLE_FILE.to_string(),
-                    StackUpload::Archive { .. } => package_main(&dir),
-                };
+                let main = if one_file { SINGLE_FILE.to_string() } else { package_main(&dir) };
                 json!({ "diy": main })
             }
         };
@@ -542,7 +541,7 @@ impl Engine {
     /// The unpacked, installed directory of an upload, made once per
     /// digest and kept under the runtime dir (a server that never saw the
     /// upload makes it from the stored archive on its first call).
-    async fn materialize(&self, sha256: &str, format: &str, bytes: &[u8], field: &str) -> Result<PathBuf> {
+    async fn materialize(&self, sha256: &str, format: &str, bytes: &Arc<[u8]>, field: &str) -> Result<PathBuf> {
         let dir = self.stacks_dir().join(sha256);
         if dir.join(READY).is_file() {
             return Ok(dir);
@@ -564,11 +563,11 @@ impl Engine {
             match format {
                 "js" => {
                     std::fs::create_dir_all(&partial).map_err(io)?;
-                    std::fs::write(partial.join(SINGLE_FILE), bytes).map_err(io)?;
+                    std::fs::write(partial.join(SINGLE_FILE), &bytes[..]).map_err(io)?;
                 }
                 _ => {
                     let archive = if format == "zip" { ArchiveFormat::Zip } else { ArchiveFormat::Tgz };
-                    let (bytes, target) = (bytes.to_vec(), partial.clone());
+                    let (bytes, target) = (bytes.clone(), partial.clone());
                     tokio::task::spawn_blocking(move || package::unpack(archive, &bytes, &target))
                         .await
                         .map_err(|e| EngineError::Unavailable(format!("unpacking: {e}")))?
@@ -746,11 +745,7 @@ impl Engine {
         raw_options: Option<&RawValue>,
         record: &mut CallRecord,
     ) -> Result<CallAnswer> {
-        let module = match &call.target {
-            Target::Diy => prepared.config_module_diy(),
-            Target::Connector(id) => prepared.config.connector_module(id).map(str::to_string),
-        }
-        .unwrap_or_default();
+        let module = prepared.config.module(&call.target).unwrap_or_default().to_string();
         let wait = QUEUE_WAIT.min(prepared.timeout / 2);
         let permit = match tokio::time::timeout(wait, prepared.gate.clone().acquire_owned()).await {
             Ok(Ok(p)) => p,
@@ -888,7 +883,7 @@ impl Engine {
             .stack_archive(&stack.name, stack.version)
             .await?
             .ok_or_else(|| EngineError::NotFound(format!("stack {} version {}", stack.name, stack.version)))?;
-        let dir = self.materialize(&stack.sha256, &format, &bytes, "body").await.map_err(|e| match e {
+        let dir = self.materialize(&stack.sha256, &format, &bytes.into(), "body").await.map_err(|e| match e {
             EngineError::Invalid(i) => {
                 EngineError::Unavailable(format!("stack {} cannot be installed here: {i}", stack.name))
             }
@@ -953,15 +948,6 @@ impl Stacks {
             map.clear();
         }
         map.insert(key, (stack.clone(), Instant::now()));
-    }
-}
-
-impl Prepared {
-    fn config_module_diy(&self) -> Option<String> {
-        match &self.config {
-            StackConfig::Diy { module } => Some(module.clone()),
-            StackConfig::Connectors(_) => None,
-        }
     }
 }
 

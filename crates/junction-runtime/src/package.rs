@@ -188,7 +188,8 @@ pub async fn install(npm: &Path, dir: &Path) -> Result<(), String> {
         .map_err(|_| format!("npm ci did not finish within {} minutes", INSTALL_TIME_LIMIT.as_secs() / 60))?
         .map_err(|e| format!("cannot run {}: {e}", npm.display()))?;
     if out.status.success() {
-        return check_links(dir, dir);
+        let root = std::fs::canonicalize(dir).map_err(|e| format!("the package directory: {e}"))?;
+        return check_links(&root, &root);
     }
     let text = String::from_utf8_lossy(&out.stderr);
     // npm ends with where its debug log is: the server's path, not the user's concern.
@@ -232,14 +233,14 @@ fn check_lock(dir: &Path) -> Result<(), String> {
 }
 
 /// Every link npm made must stay inside the package (`.bin` entries do).
+/// `root` is the package's canonical path.
 fn check_links(root: &Path, dir: &Path) -> Result<(), String> {
-    let root_real = std::fs::canonicalize(root).map_err(|e| format!("the package directory: {e}"))?;
     for entry in std::fs::read_dir(dir).map_err(|e| format!("reading the installed package: {e}"))? {
         let entry = entry.map_err(|e| format!("reading the installed package: {e}"))?;
         let kind = entry.file_type().map_err(|e| format!("reading the installed package: {e}"))?;
         let path = entry.path();
         if kind.is_symlink() {
-            let inside = std::fs::canonicalize(&path).is_ok_and(|target| target.starts_with(&root_real));
+            let inside = std::fs::canonicalize(&path).is_ok_and(|target| target.starts_with(root));
             if !inside {
                 let shown = path.strip_prefix(root).unwrap_or(&path).display().to_string();
                 return Err(format!("the install made {shown} a link out of the package; links must stay inside it"));
@@ -337,9 +338,10 @@ mod tests {
         std::fs::create_dir_all(modules.join(".bin")).unwrap();
         std::fs::write(modules.join("x/bin/cli.js"), "").unwrap();
         std::os::unix::fs::symlink("../x/bin/cli.js", modules.join(".bin/cli")).unwrap();
-        assert!(check_links(dir.path(), dir.path()).is_ok(), "a link inside the package");
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        assert!(check_links(&root, &root).is_ok(), "a link inside the package");
         std::os::unix::fs::symlink("/etc", modules.join("root")).unwrap();
-        assert!(check_links(dir.path(), dir.path()).unwrap_err().contains("node_modules/root"));
+        assert!(check_links(&root, &root).unwrap_err().contains("node_modules/root"));
     }
 
     #[test]
