@@ -39,6 +39,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(9, "sessions", "0009_sessions"),
     migration!(10, "sealed_output", "0010_sealed_output"),
     migration!(11, "stacks", "0011_stacks"),
+    migration!(12, "flows", "0012_flows"),
 ];
 
 /// Arbitrary constant naming Junction's migration lock.
