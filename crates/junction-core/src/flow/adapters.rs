@@ -187,7 +187,7 @@ pub fn parse_connection(base: &str, value: &Value) -> Result<Connection, Invalid
     let connection = match kind {
         Some("http") => {
             let base_uri = string_field(base, o, "baseURI", true, &mut v).unwrap_or_default();
-            if !base_uri.is_empty() && !(base_uri.starts_with("http://") || base_uri.starts_with("https://")) {
+            if !(base_uri.is_empty() || base_uri.starts_with("http://") || base_uri.starts_with("https://")) {
                 v.push(format!("{base}.baseURI"), "url", "must start with http:// or https://");
             }
             let headers = headers_field(base, o, &mut v);
@@ -650,7 +650,7 @@ pub fn parse_database_import(
             Vec::new()
         }
     };
-    if key.is_empty() && operation != DatabaseOperation::Insert && !object.get("key").is_some_and(|k| !k.is_null()) {
+    if key.is_empty() && operation != DatabaseOperation::Insert && object.get("key").is_none_or(Value::is_null) {
         v.push(format!("{base}.key"), "required", "upsert and update need the key column(s)");
     }
     let columns = match object.get("columns") {

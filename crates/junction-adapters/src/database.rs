@@ -1,0 +1,2 @@
+pub struct DatabaseSource;
+pub struct Databases;
