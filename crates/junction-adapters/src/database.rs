@@ -5,7 +5,7 @@
 //! Values are always bound, never spliced: a string binds as text, a
 //! number as a number, a boolean as a boolean, `null` as NULL, an object or
 //! array as its JSON text. On PostgreSQL a page is one JSON parameter read
-//! by `jsonb_populate_recordset(NULL::table, $1)`, so each value takes the
+//! by `json_populate_recordset(NULL::table, $1)`, so each value takes the
 //! column's own type (a JSON string into a `timestamptz` column, an object
 //! into a `jsonb` one).
 //!
@@ -706,7 +706,8 @@ fn record_error(e: &sqlx::Error, redact: &Redactor) -> Result<(String, String), 
 }
 
 fn page_json(items: &[Item]) -> String {
-    Value::Array(items.iter().map(|(_, o)| Value::Object((*o).clone())).collect()).to_string()
+    let objects: Vec<&Map<String, Value>> = items.iter().map(|(_, o)| *o).collect();
+    serde_json::to_string(&objects).expect("JSON values serialize")
 }
 
 fn pg_statement(import: &DatabaseImport, columns: &[Identifier]) -> String {
@@ -717,7 +718,7 @@ fn pg_statement(import: &DatabaseImport, columns: &[Identifier]) -> String {
     match import.operation {
         DatabaseOperation::Insert | DatabaseOperation::Upsert => {
             let mut sql = format!(
-                "INSERT INTO {table} ({cols}) SELECT {cols} FROM jsonb_populate_recordset(NULL::{table}, $1::jsonb)"
+                "INSERT INTO {table} ({cols}) SELECT {cols} FROM json_populate_recordset(NULL::{table}, $1::json)"
             );
             if import.operation == DatabaseOperation::Upsert {
                 let keys = import.key.iter().map(|c| c.quoted(k)).collect::<Vec<_>>().join(", ");
@@ -743,8 +744,8 @@ fn pg_statement(import: &DatabaseImport, columns: &[Identifier]) -> String {
                 .join(" AND ");
             format!(
                 "UPDATE {table} AS junction_t SET {set} FROM (SELECT p.*, o.n AS junction_n \
-                 FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS o(e, n) \
-                 CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, o.e) AS p) AS junction_r \
+                 FROM json_array_elements($1::json) WITH ORDINALITY AS o(e, n) \
+                 CROSS JOIN LATERAL json_populate_record(NULL::{table}, o.e) AS p) AS junction_r \
                  WHERE {on} RETURNING junction_r.junction_n"
             )
         }
@@ -939,9 +940,9 @@ mod tests {
         let mut b = vec![0, 1, 0xff, 0xff, 0x40, 0, 0, 4];
         b.extend(5u16.to_be_bytes());
         assert_eq!(pg_numeric(&b).unwrap(), "-0.0005");
-        // 0.00000001: weight -2, digits [100], dscale 8.
+        // 0.00000001: weight -2, digits [1], dscale 8.
         let mut b = vec![0, 1, 0xff, 0xfe, 0, 0, 0, 8];
-        b.extend(100u16.to_be_bytes());
+        b.extend(1u16.to_be_bytes());
         assert_eq!(pg_numeric(&b).unwrap(), "0.00000001");
         assert_eq!(decimal("12.50"), serde_json::json!(12.5));
         assert_eq!(decimal("7"), serde_json::json!(7));
@@ -959,7 +960,7 @@ mod tests {
         let cols = [Identifier::parse("id", false).unwrap(), Identifier::parse("name", false).unwrap()];
         assert_eq!(
             pg_statement(&import, &cols),
-            r#"INSERT INTO "s"."t" ("id", "name") SELECT "id", "name" FROM jsonb_populate_recordset(NULL::"s"."t", $1::jsonb) ON CONFLICT ("id") DO UPDATE SET "name" = EXCLUDED."name""#
+            r#"INSERT INTO "s"."t" ("id", "name") SELECT "id", "name" FROM json_populate_recordset(NULL::"s"."t", $1::json) ON CONFLICT ("id") DO UPDATE SET "name" = EXCLUDED."name""#
         );
         assert_eq!(
             mysql_insert(&import, &cols, 2),
