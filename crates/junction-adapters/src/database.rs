@@ -202,6 +202,8 @@ impl Drop for DatabaseSource {
 /// Cuts `rows` into pages after skipping `skip`; a page is sent once the
 /// row after it arrived (or the rows ended), so each knows whether it is
 /// the last.
+type BoxedWrite<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Written, AdapterError>> + Send + 'a>>;
+
 async fn pump(
     rows: impl Stream<Item = Result<Value, AdapterError>>,
     skip: u64,
@@ -752,80 +754,93 @@ fn pg_statement(import: &DatabaseImport, columns: &[Identifier]) -> String {
     }
 }
 
-async fn pg_import(
-    pool: &PgPool,
-    import: &DatabaseImport,
-    groups: &[Group<'_>],
-    redact: &Redactor,
-) -> Result<Written, AdapterError> {
-    let failed = |e: sqlx::Error| AdapterError::Failed(redact.clean(&format!("the import failed: {e}")));
-    let mut tx = pool.begin().await.map_err(|e| classify("connecting to PostgreSQL", &e, redact))?;
-    let mut written = Vec::new();
-    for (columns, items) in groups {
-        written.extend(pg_group(&mut tx, import, columns, items, redact).await?);
-    }
-    tx.commit().await.map_err(failed)?;
-    Ok(written)
+/// Boxed with its lifetimes named: sqlx's executors borrowed across
+/// awaits would otherwise make every caller's future `Send` for one
+/// lifetime only (rust#102211), which a spawned task cannot be.
+fn pg_import<'a>(
+    pool: &'a PgPool,
+    import: &'a DatabaseImport,
+    groups: &'a [Group<'a>],
+    redact: &'a Redactor,
+) -> BoxedWrite<'a> {
+    Box::pin(async move {
+        let failed = |e: sqlx::Error| AdapterError::Failed(redact.clean(&format!("the import failed: {e}")));
+        let mut tx = pool.begin().await.map_err(|e| classify("connecting to PostgreSQL", &e, redact))?;
+        let mut written = Vec::new();
+        for (columns, items) in groups {
+            written.extend(pg_group(&mut tx, import, columns, items, redact).await?);
+        }
+        tx.commit().await.map_err(failed)?;
+        Ok(written)
+    })
 }
 
-async fn pg_group(
-    tx: &mut sqlx::PgConnection,
-    import: &DatabaseImport,
-    columns: &[Identifier],
-    items: &[Item<'_>],
-    redact: &Redactor,
-) -> Result<Written, AdapterError> {
-    let sql = pg_statement(import, columns);
-    let update = import.operation == DatabaseOperation::Update;
-    let failed = |e: sqlx::Error| AdapterError::Failed(redact.clean(&format!("the import failed: {e}")));
-    sqlx::raw_sql("SAVEPOINT junction_page").execute(&mut *tx).await.map_err(failed)?;
-    let batch = if update {
-        sqlx::query_scalar::<_, i64>(&sql).bind(page_json(items)).fetch_all(&mut *tx).await.map(|found| {
-            let mut out = vec![Ok(false); items.len()];
-            for n in found {
-                if let Some(slot) = out.get_mut((n - 1) as usize) {
-                    *slot = Ok(true);
+fn pg_group<'a>(
+    tx: &'a mut sqlx::PgConnection,
+    import: &'a DatabaseImport,
+    columns: &'a [Identifier],
+    items: &'a [Item<'a>],
+    redact: &'a Redactor,
+) -> BoxedWrite<'a> {
+    Box::pin(async move {
+        let sql = pg_statement(import, columns);
+        let update = import.operation == DatabaseOperation::Update;
+        let failed = |e: sqlx::Error| AdapterError::Failed(redact.clean(&format!("the import failed: {e}")));
+        sqlx::Executor::execute(&mut *tx, sqlx::raw_sql("SAVEPOINT junction_page")).await.map_err(failed)?;
+        let batch = if update {
+            sqlx::query_scalar::<_, i64>(&sql).bind(page_json(items)).fetch_all(&mut *tx).await.map(|found| {
+                let mut out = vec![Ok(false); items.len()];
+                for n in found {
+                    if let Some(slot) = out.get_mut((n - 1) as usize) {
+                        *slot = Ok(true);
+                    }
                 }
+                out
+            })
+        } else {
+            sqlx::query(&sql).bind(page_json(items)).execute(&mut *tx).await.map(|_| vec![Ok(true); items.len()])
+        };
+        match batch {
+            Ok(written) => {
+                sqlx::Executor::execute(&mut *tx, sqlx::raw_sql("RELEASE SAVEPOINT junction_page"))
+                    .await
+                    .map_err(failed)?;
+                Ok(written)
             }
-            out
-        })
-    } else {
-        sqlx::query(&sql).bind(page_json(items)).execute(&mut *tx).await.map(|_| vec![Ok(true); items.len()])
-    };
-    match batch {
-        Ok(written) => {
-            sqlx::raw_sql("RELEASE SAVEPOINT junction_page").execute(&mut *tx).await.map_err(failed)?;
-            Ok(written)
-        }
-        Err(e) => {
-            record_error(&e, redact)?;
-            sqlx::raw_sql("ROLLBACK TO SAVEPOINT junction_page; RELEASE SAVEPOINT junction_page")
-                .execute(&mut *tx)
+            Err(e) => {
+                record_error(&e, redact)?;
+                sqlx::Executor::execute(
+                    &mut *tx,
+                    sqlx::raw_sql("ROLLBACK TO SAVEPOINT junction_page; RELEASE SAVEPOINT junction_page"),
+                )
                 .await
                 .map_err(failed)?;
-            let mut out = Vec::with_capacity(items.len());
-            for item in items {
-                let one = page_json(std::slice::from_ref(item));
-                sqlx::raw_sql("SAVEPOINT junction_record").execute(&mut *tx).await.map_err(failed)?;
-                let done = if update {
-                    sqlx::query_scalar::<_, i64>(&sql).bind(one).fetch_all(&mut *tx).await.map(|f| !f.is_empty())
-                } else {
-                    sqlx::query(&sql).bind(one).execute(&mut *tx).await.map(|_| true)
-                };
-                let end = match &done {
-                    Ok(_) => "RELEASE SAVEPOINT junction_record",
-                    Err(_) => "ROLLBACK TO SAVEPOINT junction_record; RELEASE SAVEPOINT junction_record",
-                };
-                let result = match done {
-                    Ok(found) => Ok(found),
-                    Err(e) => Err(record_error(&e, redact)?),
-                };
-                sqlx::raw_sql(end).execute(&mut *tx).await.map_err(failed)?;
-                out.push(result);
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    let one = page_json(std::slice::from_ref(item));
+                    sqlx::Executor::execute(&mut *tx, sqlx::raw_sql("SAVEPOINT junction_record"))
+                        .await
+                        .map_err(failed)?;
+                    let done = if update {
+                        sqlx::query_scalar::<_, i64>(&sql).bind(one).fetch_all(&mut *tx).await.map(|f| !f.is_empty())
+                    } else {
+                        sqlx::query(&sql).bind(one).execute(&mut *tx).await.map(|_| true)
+                    };
+                    let end = match &done {
+                        Ok(_) => "RELEASE SAVEPOINT junction_record",
+                        Err(_) => "ROLLBACK TO SAVEPOINT junction_record; RELEASE SAVEPOINT junction_record",
+                    };
+                    let result = match done {
+                        Ok(found) => Ok(found),
+                        Err(e) => Err(record_error(&e, redact)?),
+                    };
+                    sqlx::Executor::execute(&mut *tx, sqlx::raw_sql(end)).await.map_err(failed)?;
+                    out.push(result);
+                }
+                Ok(out)
             }
-            Ok(out)
         }
-    }
+    })
 }
 
 fn mysql_insert(import: &DatabaseImport, columns: &[Identifier], rows: usize) -> String {
@@ -845,83 +860,90 @@ fn mysql_insert(import: &DatabaseImport, columns: &[Identifier], rows: usize) ->
     sql
 }
 
-async fn mysql_import(
-    pool: &MySqlPool,
-    import: &DatabaseImport,
-    groups: &[Group<'_>],
-    redact: &Redactor,
-) -> Result<Written, AdapterError> {
-    let failed = |e: sqlx::Error| AdapterError::Failed(redact.clean(&format!("the import failed: {e}")));
-    let mut tx = pool.begin().await.map_err(|e| classify("connecting to MySQL", &e, redact))?;
-    let mut written = Vec::new();
-    for (columns, items) in groups {
-        written.extend(mysql_group(&mut tx, import, columns, items, redact).await?);
-    }
-    tx.commit().await.map_err(failed)?;
-    Ok(written)
+/// Boxed with its lifetimes named: sqlx's executors borrowed across
+/// awaits would otherwise make every caller's future `Send` for one
+/// lifetime only (rust#102211), which a spawned task cannot be.
+fn mysql_import<'a>(
+    pool: &'a MySqlPool,
+    import: &'a DatabaseImport,
+    groups: &'a [Group<'a>],
+    redact: &'a Redactor,
+) -> BoxedWrite<'a> {
+    Box::pin(async move {
+        let failed = |e: sqlx::Error| AdapterError::Failed(redact.clean(&format!("the import failed: {e}")));
+        let mut tx = pool.begin().await.map_err(|e| classify("connecting to MySQL", &e, redact))?;
+        let mut written = Vec::new();
+        for (columns, items) in groups {
+            written.extend(mysql_group(&mut tx, import, columns, items, redact).await?);
+        }
+        tx.commit().await.map_err(failed)?;
+        Ok(written)
+    })
 }
 
-async fn mysql_group(
-    tx: &mut sqlx::MySqlConnection,
-    import: &DatabaseImport,
-    columns: &[Identifier],
-    items: &[Item<'_>],
-    redact: &Redactor,
-) -> Result<Written, AdapterError> {
-    let k = DatabaseKind::MySql;
-    let mut out: Written = Vec::with_capacity(items.len());
-    if import.operation == DatabaseOperation::Update {
-        let rest: Vec<&Identifier> = columns.iter().filter(|c| !import.key.contains(c)).collect();
-        let set_cols: Vec<&Identifier> = if rest.is_empty() { import.key.iter().collect() } else { rest };
-        let sql = format!(
-            "UPDATE {} SET {} WHERE {}",
-            import.table.quoted(k),
-            set_cols.iter().map(|c| format!("{} = ?", c.quoted(k))).collect::<Vec<_>>().join(", "),
-            import.key.iter().map(|c| format!("{} = ?", c.quoted(k))).collect::<Vec<_>>().join(" AND ")
-        );
-        for (_, object) in items {
-            let mut q = sqlx::query(&sql);
-            for c in set_cols.iter().chain(import.key.iter().collect::<Vec<_>>().iter()) {
-                q = bind_mysql(q, object.get(c.name()));
-            }
-            // The connection reports matched rows (CLIENT_FOUND_ROWS), so an
-            // update to the same values still counts.
-            out.push(match q.execute(&mut *tx).await {
-                Ok(done) => Ok(done.rows_affected() > 0),
-                Err(e) => Err(record_error(&e, redact)?),
-            });
-        }
-    } else {
-        let per_statement = (MYSQL_MAX_PARAMS / columns.len()).max(1);
-        for chunk in items.chunks(per_statement) {
-            let sql = mysql_insert(import, columns, chunk.len());
-            let mut q = sqlx::query(&sql);
-            for (_, object) in chunk {
-                for c in columns {
+fn mysql_group<'a>(
+    tx: &'a mut sqlx::MySqlConnection,
+    import: &'a DatabaseImport,
+    columns: &'a [Identifier],
+    items: &'a [Item<'a>],
+    redact: &'a Redactor,
+) -> BoxedWrite<'a> {
+    Box::pin(async move {
+        let k = DatabaseKind::MySql;
+        let mut out: Written = Vec::with_capacity(items.len());
+        if import.operation == DatabaseOperation::Update {
+            let rest: Vec<&Identifier> = columns.iter().filter(|c| !import.key.contains(c)).collect();
+            let set_cols: Vec<&Identifier> = if rest.is_empty() { import.key.iter().collect() } else { rest };
+            let sql = format!(
+                "UPDATE {} SET {} WHERE {}",
+                import.table.quoted(k),
+                set_cols.iter().map(|c| format!("{} = ?", c.quoted(k))).collect::<Vec<_>>().join(", "),
+                import.key.iter().map(|c| format!("{} = ?", c.quoted(k))).collect::<Vec<_>>().join(" AND ")
+            );
+            for (_, object) in items {
+                let mut q = sqlx::query(&sql);
+                for c in set_cols.iter().chain(import.key.iter().collect::<Vec<_>>().iter()) {
                     q = bind_mysql(q, object.get(c.name()));
                 }
+                // The connection reports matched rows (CLIENT_FOUND_ROWS), so an
+                // update to the same values still counts.
+                out.push(match q.execute(&mut *tx).await {
+                    Ok(done) => Ok(done.rows_affected() > 0),
+                    Err(e) => Err(record_error(&e, redact)?),
+                });
             }
-            match q.execute(&mut *tx).await {
-                Ok(_) => out.extend(chunk.iter().map(|_| Ok(true))),
-                Err(e) => {
-                    record_error(&e, redact)?;
-                    // A failed statement changed nothing: each record on its own.
-                    let sql = mysql_insert(import, columns, 1);
-                    for (_, object) in chunk {
-                        let mut q = sqlx::query(&sql);
-                        for c in columns {
-                            q = bind_mysql(q, object.get(c.name()));
+        } else {
+            let per_statement = (MYSQL_MAX_PARAMS / columns.len()).max(1);
+            for chunk in items.chunks(per_statement) {
+                let sql = mysql_insert(import, columns, chunk.len());
+                let mut q = sqlx::query(&sql);
+                for (_, object) in chunk {
+                    for c in columns {
+                        q = bind_mysql(q, object.get(c.name()));
+                    }
+                }
+                match q.execute(&mut *tx).await {
+                    Ok(_) => out.extend(chunk.iter().map(|_| Ok(true))),
+                    Err(e) => {
+                        record_error(&e, redact)?;
+                        // A failed statement changed nothing: each record on its own.
+                        let sql = mysql_insert(import, columns, 1);
+                        for (_, object) in chunk {
+                            let mut q = sqlx::query(&sql);
+                            for c in columns {
+                                q = bind_mysql(q, object.get(c.name()));
+                            }
+                            out.push(match q.execute(&mut *tx).await {
+                                Ok(_) => Ok(true),
+                                Err(e) => Err(record_error(&e, redact)?),
+                            });
                         }
-                        out.push(match q.execute(&mut *tx).await {
-                            Ok(_) => Ok(true),
-                            Err(e) => Err(record_error(&e, redact)?),
-                        });
                     }
                 }
             }
         }
-    }
-    Ok(out)
+        Ok(out)
+    })
 }
 
 #[cfg(test)]

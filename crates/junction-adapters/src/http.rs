@@ -476,10 +476,14 @@ pub async fn http_import(
         return Ok(results);
     }
     let requests: Vec<Request> = records.iter().map(|r| request(&context("record", r.clone()), r.clone())).collect();
-    let outcomes: Vec<Outcome> = stream::iter(requests.iter().map(|req| send(client, req, &redact)))
-        .buffered(IMPORT_CONCURRENCY)
-        .collect()
-        .await;
+    // Owned futures: a stream of closures borrowing the requests would
+    // make the caller's future `Send` only for one lifetime (rust#102211),
+    // which a spawned task cannot be.
+    let futures = requests.into_iter().map(|req| {
+        let (client, redact) = (client.clone(), redact.clone());
+        async move { send(&client, &req, &redact).await }
+    });
+    let outcomes: Vec<Outcome> = stream::iter(futures.collect::<Vec<_>>()).buffered(IMPORT_CONCURRENCY).collect().await;
     outcomes
         .into_iter()
         .map(|outcome| match outcome {

@@ -15,6 +15,7 @@
 mod batch;
 mod content;
 mod events;
+mod flows;
 mod jobs;
 mod memo;
 mod runs;
@@ -33,6 +34,7 @@ use junction_runtime::Runtime;
 use junction_store::{Store, StoreError};
 
 pub use content::StoredApplication;
+pub use flows::{flow_of_run, FlowRunRequest, FlowView, MAX_ERRORS_LISTED};
 pub use jobs::{Job, JobRun, Trigger};
 pub use junction_runtime::package::ArchiveFormat;
 pub use junction_runtime::Health as RuntimeHealth;
@@ -96,6 +98,8 @@ pub struct Engine {
     steps: memo::Memo<(String, i64), Arc<junction_core::step::StepVersion>>,
     xds: xds::Xds,
     stacks: stacks::Stacks,
+    /// The built-in flow adapters' HTTP client and database pools.
+    flow_io: Arc<flows::FlowIo>,
 }
 
 /// In-process wakeups. Across processes the same facts travel through the
@@ -148,6 +152,7 @@ impl Engine {
         Engine {
             xds: xds::Xds::start(store.clone()),
             stacks: stacks::Stacks::start(store.clone()),
+            flow_io: Arc::new(flows::FlowIo::new()),
             store,
             runtime,
             signals: Arc::new(Signals::new()),

@@ -344,6 +344,9 @@ impl Engine {
     pub async fn replay_run(&self, id: &str, who: &str) -> Result<RunRecord> {
         self.can_run()?;
         let old = self.store.get_run(id).await?.ok_or_else(|| EngineError::NotFound(format!("run {id:?}")))?;
+        if let Some(flow) = crate::flows::flow_of_run(&old) {
+            return self.replay_flow_run(flow, &old, who).await;
+        }
         let app = self.store.get_application(&old.application).await?.ok_or_else(|| {
             EngineError::Conflict(format!(
                 "run {id} cannot be replayed: its application {:?} was deleted",

@@ -131,6 +131,9 @@ impl Engine {
             .get_run(&task.run_id)
             .await?
             .ok_or_else(|| EngineError::NotFound(format!("run {}", task.run_id)))?;
+        if crate::flows::flow_of_run(&run).is_some() {
+            return self.run_flow_task(config, task, run).await;
+        }
         let app = self.cached_revision(&run.application, run.app_revision).await?;
         let log = |level: &str, text: &str| self.log_line(&run.id, &task.id, level, text);
         let Some(step) = app.steps().iter().find(|s| s.name == task.step_name) else {
@@ -502,7 +505,7 @@ async fn next_wakeup(wakeups: &mut Option<mpsc::Receiver<()>>) {
 
 /// Text for the store: PostgreSQL refuses NUL in text, and a script may
 /// print one.
-fn clean(text: &str) -> String {
+pub(crate) fn clean(text: &str) -> String {
     text.replace('\0', "\u{fffd}")
 }
 

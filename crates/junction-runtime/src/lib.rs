@@ -31,7 +31,7 @@ use serde_json::Value;
 pub use assets::{ensure_node_modules, install_assets};
 pub use introspect::{IntrospectError, Introspection};
 pub use isolation::{Health, DEFAULT_UIDS};
-pub use redact::{DataRedactor, MASK};
+pub use redact::{DataRedactor, Redactor, MASK};
 
 /// A log line in the one format every runtime uses (spec 000):
 /// `[{ISO-8601 UTC with ms}] [{LEVEL}] – {text}`. For lines added outside a

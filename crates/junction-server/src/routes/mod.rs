@@ -5,6 +5,7 @@
 pub mod applications;
 pub mod configurations;
 pub mod events;
+pub mod flows;
 pub mod jobs;
 pub mod meta;
 pub mod parameters;
@@ -55,6 +56,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(events::router())
         .merge(xds::router())
         .merge(stacks::router())
+        .merge(flows::router())
         .merge(meta::api_router())
 }
 

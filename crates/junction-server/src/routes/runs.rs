@@ -23,7 +23,7 @@ use crate::routes::CommonErrors;
 use crate::AppState;
 
 /// Longest `?wait=` (spec 004).
-const MAX_WAIT_SECS: u64 = 30;
+pub(crate) const MAX_WAIT_SECS: u64 = 30;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -104,6 +104,15 @@ pub struct RunView {
     error: Option<String>,
     steps: Vec<StepView>,
     triggered_by: Vec<TriggeredBy>,
+    /// Flow runs only: per flow step `success`, `error`, `ignore` and
+    /// `pagesGenerated` / `pagesProcessed`, live while the run goes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    counters: Option<Value>,
+    /// Flow runs only, once ended: `completed`, `completed_with_errors`,
+    /// `failed` or `canceled`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<String>,
 }
 
 /// A step task of a run.
@@ -142,7 +151,22 @@ pub(crate) async fn run_view(state: &AppState, run: RunRecord) -> ApiResult<RunV
     let store = state.engine.store();
     let tasks = store.run_tasks(&run.id).await?;
     let secret_names: Vec<String> = store.run_secret_params(&run.id).await?.into_iter().map(|(n, _)| n).collect();
+    let (counters, outcome) = match junction_engine::flow_of_run(&run) {
+        None => (None, None),
+        Some(_) => {
+            let counters = state.engine.flow_run_progress(&run.id).await?.map(|p| p.counters);
+            let outcome = match run.state.public().as_str() {
+                "SUCCESS" => tasks.first().and_then(|t| t.result.clone()),
+                "FAILURE" => Some("failed".to_string()),
+                "REVOKED" => Some("canceled".to_string()),
+                _ => None,
+            };
+            (Some(counters.unwrap_or_else(|| serde_json::json!({}))), outcome)
+        }
+    };
     Ok(RunView {
+        counters,
+        outcome,
         href: format!("/api/v1/tasks/{}", run.id),
         app_name: run.application.clone(),
         app_vars: masked_vars(&run, &secret_names),

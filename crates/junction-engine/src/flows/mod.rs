@@ -1,0 +1,371 @@
+//! Record flows (spec 001): flow documents checked against the stacks they
+//! call, stored as revisions with their connections' secrets sealed; runs
+//! of a flow started on the engine's queue (one task per run, application
+//! `.flow.NAME`), executed page by page by [`run`]; and the per-record
+//! errors with their retry data.
+
+mod page;
+mod run;
+mod source;
+
+pub(crate) use source::FlowIo;
+
+impl std::fmt::Debug for FlowIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FlowIo")
+    }
+}
+
+use std::time::Duration;
+
+use junction_core::flow::document::{parse_flow, Flow};
+use junction_core::secret::{SecretString, SecretWrite, SecretWrites};
+use junction_core::validation::{Invalid, Violations};
+use junction_store::{
+    FlowErrorFilter, FlowErrorRecord, FlowProgress, FlowRecord, NewFlowRevision, NewRun, NewTask, RunRecord,
+};
+use serde_json::{json, Map, Value};
+
+use crate::runs::uuid;
+use crate::{Engine, EngineError, Result};
+
+/// What an API answer shows in place of a sealed connection value.
+pub const MASK: &str = "********";
+/// The application name of a flow's runs: no user application can start
+/// with a dot.
+pub const RUN_PREFIX: &str = ".flow.";
+/// The step name of a flow run's one task.
+pub const FLOW_TASK: &str = "flow";
+pub const MAX_ERRORS_LISTED: i64 = 1_000;
+
+/// How a run of a flow is asked for.
+#[derive(Debug, Clone, Default)]
+pub struct FlowRunRequest {
+    pub triggered_by: Option<String>,
+    /// Records to retry: (retryDataKey, step, record) — the run starts each
+    /// at its step instead of running the exports.
+    pub retry: Vec<(String, String, Value)>,
+}
+
+/// A flow with what is known of it now.
+#[derive(Debug, Clone)]
+pub struct FlowView {
+    pub record: FlowRecord,
+    pub offline: Vec<(String, i64, String)>,
+    pub last_exports: Vec<(String, i64)>,
+}
+
+/// The flow a run belongs to, if it is a flow run.
+pub fn flow_of_run(run: &RunRecord) -> Option<&str> {
+    run.application.strip_prefix(RUN_PREFIX)
+}
+
+/// Splits the connections' `encrypted` values out of a document: the
+/// document to store (with `********`) and what to seal.
+fn split_secrets(document: &Value) -> std::result::Result<(Value, SecretWrites), Invalid> {
+    let mut masked = document.clone();
+    let mut writes = SecretWrites::new();
+    let mut v = Violations::default();
+    if let Some(connections) = masked.get_mut("connections").and_then(Value::as_object_mut) {
+        for (cname, connection) in connections.iter_mut() {
+            let Some(encrypted) = connection.get_mut("encrypted").and_then(Value::as_object_mut) else { continue };
+            for (key, value) in encrypted.iter_mut() {
+                let entry = format!("{cname}.{key}");
+                match value {
+                    Value::String(s) if s == MASK => writes.push((entry, SecretWrite::Keep)),
+                    Value::String(s) => {
+                        writes.push((entry, SecretWrite::Set(SecretString::new(std::mem::take(s)))));
+                        *value = json!(MASK);
+                    }
+                    _ => v.push(
+                        format!("connections.{cname}.encrypted.{key}"),
+                        "type",
+                        "an encrypted value is a string (it is sealed and never shown again)",
+                    ),
+                }
+            }
+        }
+    }
+    v.finish((masked, writes))
+}
+
+/// The document with its sealed values put back, for running it.
+fn unmask(document: &Value, secrets: &[(String, SecretString)]) -> Value {
+    let mut full = document.clone();
+    if let Some(connections) = full.get_mut("connections").and_then(Value::as_object_mut) {
+        for (entry, value) in secrets {
+            let Some((cname, key)) = entry.split_once('.') else { continue };
+            if let Some(slot) =
+                connections.get_mut(cname).and_then(|c| c.get_mut("encrypted")).and_then(|e| e.get_mut(key))
+            {
+                *slot = json!(value.expose());
+            }
+        }
+    }
+    full
+}
+
+impl Engine {
+    /// Checks a flow document (its shape, and that every stack function it
+    /// names is exported by that stack) and stores it as the flow's next
+    /// revision.
+    pub async fn put_flow(&self, document: &Value) -> Result<FlowRecord> {
+        let (masked, writes) = split_secrets(document)?;
+        let flow = parse_flow(&masked)?;
+        self.check_functions(&flow).await?;
+        Ok(self.store.put_flow(&NewFlowRevision { name: &flow.name, document: &masked, secrets: writes }).await?)
+    }
+
+    /// Every hook and wrapper must be a function the stack's current
+    /// version exports.
+    async fn check_functions(&self, flow: &Flow) -> Result<()> {
+        let mut v = Violations::default();
+        for (at, hook) in flow.functions() {
+            let Some(stack) = self.store.get_stack(&hook.stack).await? else {
+                v.push(
+                    format!("{}.stack", at.trim_end_matches(".function")),
+                    "unknown_stack",
+                    format!("no stack {:?}", hook.stack),
+                );
+                continue;
+            };
+            let versions = self.store.stack_versions(&stack.name).await?;
+            let Some(current) = versions.iter().find(|s| s.version == stack.version) else { continue };
+            if !exports_function(&current.functions, &hook.function) {
+                v.push(
+                    at.clone(),
+                    "unknown_function",
+                    format!("stack {:?} exports no function {:?}", hook.stack, hook.function),
+                );
+            }
+        }
+        Ok(v.finish(())?)
+    }
+
+    pub async fn get_flow(&self, name: &str) -> Result<FlowView> {
+        let record = self.store.get_flow(name).await?.ok_or_else(|| EngineError::NotFound(format!("flow {name:?}")))?;
+        let offline = self.store.flow_offline_connections(name).await?;
+        let last_exports = self.store.flow_last_exports(name).await?;
+        Ok(FlowView { record, offline, last_exports })
+    }
+
+    pub async fn list_flows(&self) -> Result<Vec<FlowRecord>> {
+        Ok(self.store.list_flows().await?)
+    }
+
+    pub async fn delete_flow(&self, name: &str) -> Result<()> {
+        match self.store.delete_flow(name).await? {
+            true => Ok(()),
+            false => Err(EngineError::NotFound(format!("flow {name:?}"))),
+        }
+    }
+
+    /// A stored revision, checked again and with its secrets, ready to run.
+    pub(crate) async fn load_flow(&self, name: &str, revision: i64) -> Result<(Flow, Vec<String>)> {
+        let record = self
+            .store
+            .get_flow_revision(name, revision)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("flow {name:?} revision {revision}")))?;
+        let secrets = self.store.flow_secrets(name).await?;
+        let full = unmask(&record.document, &secrets);
+        let flow = parse_flow(&full)?;
+        let values = secrets.iter().map(|(_, s)| s.expose().to_string()).filter(|s| !s.is_empty()).collect();
+        Ok((flow, values))
+    }
+
+    /// Queues a run of the flow's latest revision.
+    pub async fn start_flow_run(&self, name: &str, request: FlowRunRequest) -> Result<RunRecord> {
+        self.can_run()?;
+        let record = self.store.get_flow(name).await?.ok_or_else(|| EngineError::NotFound(format!("flow {name:?}")))?;
+        let params = match request.retry.is_empty() {
+            true => json!({}),
+            false => json!({"retry": request.retry.iter().map(|(key, step, data)|
+                json!({"retryDataKey": key, "step": step, "data": data})).collect::<Vec<_>>()}),
+        };
+        let trigger_kind = if request.retry.is_empty() { "manual" } else { "retry" };
+        let run = NewRun {
+            id: uuid(),
+            application: format!("{RUN_PREFIX}{name}"),
+            app_revision: record.revision,
+            queue: "default".into(),
+            trigger_kind: trigger_kind.into(),
+            triggered_by: request.triggered_by,
+            configuration: None,
+            params,
+            secret_params: Vec::new(),
+            context: None,
+            log_level: 20,
+            idempotency_key: None,
+            tasks: vec![NewTask {
+                id: uuid(),
+                step_name: FLOW_TASK.into(),
+                step_index: 0,
+                step_file: RUN_PREFIX.trim_end_matches('.').into(),
+                step_version: None,
+                waiting_on: 0,
+            }],
+            max_active: None,
+        };
+        let (run, _) = self.store.create_run(&run).await?;
+        self.signals.work_available.notify_waiters();
+        Ok(run)
+    }
+
+    /// A replay of a flow run: the flow's latest revision again (a retry
+    /// run's records again).
+    pub(crate) async fn replay_flow_run(&self, flow: &str, old: &RunRecord, who: &str) -> Result<RunRecord> {
+        let request = FlowRunRequest {
+            triggered_by: Some(format!("{who} (replay of {})", old.id)),
+            retry: retry_of(&old.params),
+        };
+        self.start_flow_run(flow, request).await
+    }
+
+    /// Starts a run and waits up to `wait` for it to end.
+    pub async fn run_flow(&self, name: &str, request: FlowRunRequest, wait: Duration) -> Result<RunRecord> {
+        let run = self.start_flow_run(name, request).await?;
+        if wait.is_zero() {
+            return Ok(run);
+        }
+        self.wait_run(&run.id, wait).await
+    }
+
+    /// The counters of a flow run: live while it goes (its last committed
+    /// page), final once it ended.
+    pub async fn flow_run_progress(&self, run_id: &str) -> Result<Option<FlowProgress>> {
+        Ok(self.store.flow_progress(run_id).await?)
+    }
+
+    pub async fn flow_errors(&self, name: &str, filter: &FlowErrorFilter<'_>) -> Result<Vec<FlowErrorRecord>> {
+        self.store.get_flow(name).await?.ok_or_else(|| EngineError::NotFound(format!("flow {name:?}")))?;
+        let mut filter = filter.clone();
+        filter.limit = filter.limit.clamp(1, MAX_ERRORS_LISTED);
+        Ok(self.store.list_flow_errors(name, &filter).await?)
+    }
+
+    /// Retries stored errors: the given retry data keys, or every open one
+    /// (of `step`, if given). The records re-enter the step that failed
+    /// them in a new run.
+    pub async fn retry_flow_errors(
+        &self,
+        name: &str,
+        keys: Option<&[String]>,
+        step: Option<&str>,
+        who: &str,
+    ) -> Result<RunRecord> {
+        let (flow, _) = {
+            let record =
+                self.store.get_flow(name).await?.ok_or_else(|| EngineError::NotFound(format!("flow {name:?}")))?;
+            self.load_flow(name, record.revision).await?
+        };
+        if let Some(step) = step {
+            if !flow.step_names().contains(&step) {
+                return Err(Invalid::one("step", "unknown_step", format!("the flow has no step {step:?}")).into());
+            }
+        }
+        let retry = self.store.flow_retry_data(name, keys, step).await?;
+        if let Some(keys) = keys {
+            let mut v = Violations::default();
+            for (i, key) in keys.iter().enumerate() {
+                if !retry.iter().any(|(k, _, _)| k == key) {
+                    v.push(format!("retryDataKeys[{i}]"), "unknown_key", format!("no retry data {key:?} in this flow"));
+                }
+            }
+            v.finish(())?;
+        }
+        if retry.is_empty() {
+            return Err(Invalid::one("retryDataKeys", "nothing_to_retry", "no open error with retry data").into());
+        }
+        self.start_flow_run(name, FlowRunRequest { triggered_by: Some(who.to_string()), retry }).await
+    }
+
+    pub async fn resolve_flow_errors(
+        &self,
+        name: &str,
+        keys: Option<&[String]>,
+        step: Option<&str>,
+        who: &str,
+    ) -> Result<u64> {
+        self.store.get_flow(name).await?.ok_or_else(|| EngineError::NotFound(format!("flow {name:?}")))?;
+        Ok(self.store.resolve_flow_errors(name, keys, step, who).await?)
+    }
+
+    /// The record a retry of `key` will start from, and editing it.
+    pub async fn flow_retry_record(&self, name: &str, key: &str) -> Result<(String, Value)> {
+        let found = self.store.flow_retry_data(name, Some(&[key.to_string()]), None).await?;
+        found
+            .into_iter()
+            .next()
+            .map(|(_, step, data)| (step, data))
+            .ok_or_else(|| EngineError::NotFound(format!("retry data {key:?} of flow {name:?}")))
+    }
+
+    pub async fn put_flow_retry_record(&self, name: &str, key: &str, data: &Value) -> Result<()> {
+        match self.store.put_flow_retry_data(name, key, data).await? {
+            true => Ok(()),
+            false => Err(EngineError::NotFound(format!("retry data {key:?} of flow {name:?}"))),
+        }
+    }
+}
+
+/// The records a retry run was started with: (retryDataKey, step, record).
+pub(crate) fn retry_of(params: &Value) -> Vec<(String, String, Value)> {
+    let text = |i: &Value, k: &str| i[k].as_str().unwrap_or_default().to_string();
+    params["retry"]
+        .as_array()
+        .map(|items| items.iter().map(|i| (text(i, "retryDataKey"), text(i, "step"), i["data"].clone())).collect())
+        .unwrap_or_default()
+}
+
+/// Whether a stack version's loaded modules export `function` on any of
+/// their objects (`{"index.js": {"hooks": [...], "wrappers": [...]}}`).
+fn exports_function(functions: &Value, function: &str) -> bool {
+    fn walk(v: &Value, f: &str) -> bool {
+        match v {
+            Value::String(s) => s == f,
+            Value::Array(items) => items.iter().any(|i| walk(i, f)),
+            Value::Object(m) => m.values().any(|i| walk(i, f)),
+            _ => false,
+        }
+    }
+    walk(functions, function)
+}
+
+/// The counters of every step, as the API shows them.
+pub(crate) fn empty_counters(flow: &Flow) -> Value {
+    let mut out = Map::new();
+    for e in &flow.page_generators {
+        out.insert(e.name.clone(), json!({"pagesGenerated": 0, "success": 0, "error": 0, "ignore": 0}));
+    }
+    for p in &flow.page_processors {
+        out.insert(p.name.clone(), json!({"pagesProcessed": 0, "success": 0, "error": 0, "ignore": 0}));
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_split_out_and_put_back() {
+        let doc = json!({"connections": {"crm": {"type": "http", "encrypted": {"token": "t0ps3cret", "old": MASK}}}});
+        let (masked, writes) = split_secrets(&doc).unwrap();
+        assert_eq!(masked["connections"]["crm"]["encrypted"]["token"], MASK);
+        assert!(!masked.to_string().contains("t0ps3cret"));
+        assert_eq!(writes.len(), 2);
+        assert!(matches!(writes[1].1, SecretWrite::Keep));
+        let full = unmask(&masked, &[("crm.token".into(), SecretString::new("t0ps3cret".into()))]);
+        assert_eq!(full["connections"]["crm"]["encrypted"]["token"], "t0ps3cret");
+        let bad = split_secrets(&json!({"connections": {"c": {"encrypted": {"n": 1}}}})).unwrap_err();
+        assert_eq!(bad.0[0].field, "connections.c.encrypted.n");
+    }
+
+    #[test]
+    fn exported_functions_are_found_in_any_object() {
+        let f = json!({"index.js": {"hooks": ["preSavePage"], "wrappers": ["exportOrders"]}});
+        assert!(exports_function(&f, "exportOrders"));
+        assert!(!exports_function(&f, "importOrders"));
+    }
+}
