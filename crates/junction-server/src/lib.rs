@@ -40,6 +40,7 @@ pub fn app(engine: Engine) -> Router {
         .merge(routes::meta::public_router())
         .merge(routes::session::router())
         .merge(routes::stacks::host_router())
+        .merge(routes::flows::webhook_router())
         .merge(routes::ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

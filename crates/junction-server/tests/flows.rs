@@ -480,3 +480,85 @@ async fn a_revoked_flow_run_stops_between_pages() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(recorder.imported().len(), before, "nothing more is imported after the revoke");
 }
+
+#[tokio::test]
+async fn webhook_posts_become_pages_once_stored_and_are_checked() {
+    use hmac::{Hmac, Mac};
+    let server = TestServer::sqlite().await;
+    let (target, recorder) = start_recorder().await;
+    shop(&server, &target, &[]).await;
+    const KEY: &str = "whsec-5ecret-k3y";
+    let doc = json!({"name": "inbound",
+      "pageGenerators": [{"name": "hook", "type": "webhook",
+          "verify": {"type": "hmac", "header": "X-Signature", "prefix": "sha256="}, "encrypted": {"key": KEY},
+          "hooks": {"preSavePage": {"stack": "shop", "function": "tagPage"}}}],
+      "pageProcessors": [{"name": "push", "type": "wrapper", "stack": "shop", "function": "importOrders",
+          "mapping": {"fields": [{"extract": "id", "generate": "orderId"}]}}]});
+    put_flow(&server, doc).await;
+    let (_, flow) = server.get("/api/v1/flows/inbound").await;
+    assert_eq!(flow["document"]["pageGenerators"][0]["encrypted"]["key"], "********");
+
+    let body = json!([{"id": 1}, {"id": 2}, {"id": 3}]).to_string();
+    let sign = |body: &str| {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(KEY.as_bytes()).unwrap();
+        mac.update(body.as_bytes());
+        format!("sha256={}", hex_of(&mac.finalize().into_bytes()))
+    };
+    let post = |signature: String, content_type: &'static str, body: String| {
+        server
+            .http
+            .post(format!("{}/flows/inbound/webhooks/hook", server.base))
+            .header("X-Signature", signature)
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+    };
+    let resp = post(sign(&body), "application/json", body.clone()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let accepted: Value = resp.json().await.unwrap();
+    let id = accepted["id"].as_str().unwrap().to_string();
+    let ended = server.engine.wait_run(&id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(ended.state.public().as_str(), "SUCCESS");
+    let (_, view) = server.get(&format!("/api/v1/tasks/{id}")).await;
+    assert_eq!(view["counters"]["hook"]["pagesGenerated"], 1, "{view}");
+    assert_eq!(view["counters"]["push"]["success"], 3, "{view}");
+    let ids: Vec<i64> = recorder.imported().iter().map(|r| r["orderId"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [1, 2, 3]);
+
+    // A wrong signature, a missing one, and (signed) a body that is not JSON.
+    let resp = post("sha256=00".into(), "application/json", body.clone()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = server
+        .http
+        .post(format!("{}/flows/inbound/webhooks/hook", server.base))
+        .header("Content-Type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = post(sign(&body), "text/plain", body.clone()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let resp = post(sign("not json"), "application/json", "not json".into()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = post(sign(&body), "application/json", body.clone()).await.unwrap();
+    let resp2 = server
+        .http
+        .post(format!("{}/flows/inbound/webhooks/nope", server.base))
+        .header("Content-Type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert_eq!(resp2.status(), StatusCode::NOT_FOUND);
+    // A manual run of a webhook-only flow has no page to read.
+    let r = run(&server, "inbound").await;
+    assert_eq!(r["counters"]["hook"]["pagesGenerated"], 0, "{r}");
+    server.assert_never_sent(KEY);
+    server.assert_not_in_database_files(&[KEY]);
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -150,9 +150,13 @@ impl Store {
                 let mut v = Violations::default();
                 for (entry, write) in &new.secrets {
                     if matches!(write, SecretWrite::Keep) && !sealed.contains(entry) {
-                        let (connection, key) = entry.split_once('.').unwrap_or((entry, ""));
+                        let (owner, key) = entry.split_once('.').unwrap_or((entry, ""));
+                        let field = match owner.strip_prefix('@') {
+                            Some(export) => format!("pageGenerators({export}).encrypted.{key}"),
+                            None => format!("connections.{owner}.encrypted.{key}"),
+                        };
                         v.push(
-                            format!("connections.{connection}.encrypted.{key}"),
+                            field,
                             "value_required",
                             "nothing is stored for this secret yet; give its value",
                         );

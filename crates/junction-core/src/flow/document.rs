@@ -66,6 +66,31 @@ pub enum ExportAdapter {
     },
     Http(adapters::HttpExport),
     Database(adapters::DatabaseExport),
+    /// Records POSTed to the flow's own URL, each request one page.
+    Webhook(WebhookExport),
+}
+
+/// How a webhook export checks who is posting.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WebhookVerify {
+    /// The header (default `Authorization`, as `Bearer TOKEN` or the bare
+    /// token) carries `encrypted.token`.
+    Token { header: String },
+    /// The header carries the HMAC of the raw body with `encrypted.key`,
+    /// hex or base64, after an optional prefix (`sha256=`).
+    Hmac { header: String, algorithm: HmacAlgorithm, base64: bool, prefix: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HmacAlgorithm {
+    Sha256,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookExport {
+    pub verify: WebhookVerify,
+    /// `encrypted.token` or `encrypted.key`, sealed with the flow.
+    pub secret: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -186,9 +211,21 @@ impl Flow {
         exports.chain(self.page_processors.iter().map(|p| p.name.as_str())).collect()
     }
 
-    /// Every secret value of the flow's connections, for masking.
+    /// Every secret value of the flow's connections and webhooks, for masking.
     pub fn secrets(&self) -> Vec<String> {
-        self.connections.values().flat_map(|c| c.secrets()).collect()
+        let webhooks = self.page_generators.iter().filter_map(|e| match &e.adapter {
+            ExportAdapter::Webhook(w) => Some(w.secret.clone()),
+            _ => None,
+        });
+        self.connections.values().flat_map(|c| c.secrets()).chain(webhooks).collect()
+    }
+
+    /// The webhook export named `name`.
+    pub fn webhook(&self, name: &str) -> Option<(&Export, &WebhookExport)> {
+        self.page_generators.iter().find(|e| e.name == name).and_then(|e| match &e.adapter {
+            ExportAdapter::Webhook(w) => Some((e, w)),
+            _ => None,
+        })
     }
 }
 
@@ -216,6 +253,8 @@ pub const EXPORT_KEYS: &[&str] = &[
     "stack",
     "function",
     "configuration",
+    "verify",
+    "encrypted",
 ];
 /// Keys of a page processor this module reads; the rest belong to its adapter.
 pub const PROCESSOR_KEYS: &[&str] = &[
@@ -396,20 +435,115 @@ fn parse_export(
             need_connection(at, &connection, connections, "database", v);
             collect(adapters::parse_database_export(at, e, EXPORT_KEYS), v).map(ExportAdapter::Database)
         }
+        Some("webhook") => {
+            only_stack_less(at, e, v);
+            webhook_export(at, e, v).map(ExportAdapter::Webhook)
+        }
         Some(other) => {
             v.push(
                 format!("{at}.type"),
                 "one_of",
-                format!("{other:?} is not an export type: wrapper, http or database"),
+                format!("{other:?} is not an export type: wrapper, http, database or webhook"),
             );
             None
         }
         None => {
-            v.push(format!("{at}.type"), "required", "an export's type is wrapper, http or database");
+            v.push(format!("{at}.type"), "required", "an export's type is wrapper, http, database or webhook");
             None
         }
     };
+    let webhook = matches!(adapter, Some(ExportAdapter::Webhook(_)));
+    for key in ["verify", "encrypted"] {
+        if e.contains_key(key) && !webhook && adapter.is_some() {
+            v.push(format!("{at}.{key}"), "conflict", "only a webhook export has verify and encrypted");
+        }
+    }
     Some(Export { name: name?, adapter: adapter?, connection, page_size, export_type, pre_save_page })
+}
+
+fn webhook_export(at: &str, e: &Map<String, Value>, v: &mut Violations) -> Option<WebhookExport> {
+    for key in e.keys().filter(|k| !EXPORT_KEYS.contains(&k.as_str())) {
+        v.push(format!("{at}.{key}"), "unknown_field", "a webhook export has verify and encrypted");
+    }
+    if e.contains_key("connection") {
+        v.push(format!("{at}.connection"), "conflict", "a webhook export has its own secret in encrypted");
+    }
+    let Some(verify) = e.get("verify").and_then(Value::as_object) else {
+        v.push(format!("{at}.verify"), "required", "a webhook export says how posts are checked: {\"type\": \"token\"} or {\"type\": \"hmac\", \"header\": ...}");
+        return None;
+    };
+    let text = |key: &str, default: &str, v: &mut Violations| match verify.get(key) {
+        None | Some(Value::Null) => Some(default.to_string()),
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            v.push(format!("{at}.verify.{key}"), "type", "must be a string");
+            None
+        }
+    };
+    let kind = verify.get("type").and_then(Value::as_str);
+    let allowed: &[&str] = match kind {
+        Some("hmac") => &["type", "header", "algorithm", "encoding", "prefix"],
+        _ => &["type", "header"],
+    };
+    for key in verify.keys().filter(|k| !allowed.contains(&k.as_str())) {
+        v.push(format!("{at}.verify.{key}"), "unknown_field", format!("verify has {}", allowed.join(", ")));
+    }
+    let (secret_key, verify) = match kind {
+        Some("token") => ("token", text("header", "Authorization", v).map(|header| WebhookVerify::Token { header })),
+        Some("hmac") => {
+            let header = match verify.get("header").and_then(Value::as_str) {
+                Some(h) if !h.is_empty() => Some(h.to_string()),
+                _ => {
+                    v.push(format!("{at}.verify.header"), "required", "the header that carries the signature");
+                    None
+                }
+            };
+            let algorithm = match verify.get("algorithm").and_then(Value::as_str).unwrap_or("sha256") {
+                "sha256" => Some(HmacAlgorithm::Sha256),
+                _ => {
+                    v.push(format!("{at}.verify.algorithm"), "one_of", "sha256 (HMAC-SHA256)");
+                    None
+                }
+            };
+            let base64 = match verify.get("encoding").and_then(Value::as_str).unwrap_or("hex") {
+                "hex" => Some(false),
+                "base64" => Some(true),
+                _ => {
+                    v.push(format!("{at}.verify.encoding"), "one_of", "hex or base64");
+                    None
+                }
+            };
+            let prefix = text("prefix", "", v);
+            let verify = match (header, algorithm, base64, prefix) {
+                (Some(header), Some(algorithm), Some(base64), Some(prefix)) => {
+                    Some(WebhookVerify::Hmac { header, algorithm, base64, prefix })
+                }
+                _ => None,
+            };
+            ("key", verify)
+        }
+        _ => {
+            v.push(format!("{at}.verify.type"), "one_of", "token or hmac");
+            return None;
+        }
+    };
+    let secret = match e.get("encrypted").and_then(|x| x.get(secret_key)) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        _ => {
+            v.push(
+                format!("{at}.encrypted.{secret_key}"),
+                "required",
+                format!("the webhook's {secret_key} (sealed, never shown again)"),
+            );
+            None
+        }
+    };
+    if let Some(Value::Object(extra)) = e.get("encrypted") {
+        for key in extra.keys().filter(|k| k.as_str() != secret_key) {
+            v.push(format!("{at}.encrypted.{key}"), "unknown_field", format!("a webhook keeps only its {secret_key}"));
+        }
+    }
+    Some(WebhookExport { verify: verify?, secret: secret? })
 }
 
 fn parse_processor(

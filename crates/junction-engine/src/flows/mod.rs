@@ -7,6 +7,9 @@
 mod page;
 mod run;
 mod source;
+mod webhook;
+
+pub use webhook::WebhookRefused;
 
 pub(crate) use source::FlowIo;
 
@@ -37,6 +40,8 @@ pub const RUN_PREFIX: &str = ".flow.";
 /// The step name of a flow run's one task.
 pub const FLOW_TASK: &str = "flow";
 pub const MAX_ERRORS_LISTED: i64 = 1_000;
+/// Records one webhook post may carry (it is one page).
+pub const MAX_WEBHOOK_RECORDS: usize = junction_core::flow::document::MAX_PAGE_SIZE;
 
 /// How a run of a flow is asked for.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +50,8 @@ pub struct FlowRunRequest {
     /// Records to retry: (retryDataKey, step, record) — the run starts each
     /// at its step instead of running the exports.
     pub retry: Vec<(String, String, Value)>,
+    /// A webhook post: the export it came to and its records, the run's one page.
+    pub webhook: Option<(String, Vec<Value>)>,
 }
 
 /// A flow with what is known of it now.
@@ -60,29 +67,55 @@ pub fn flow_of_run(run: &RunRecord) -> Option<&str> {
     run.application.strip_prefix(RUN_PREFIX)
 }
 
-/// Splits the connections' `encrypted` values out of a document: the
-/// document to store (with `********`) and what to seal.
+/// The objects whose `encrypted` values are sealed: each connection
+/// (entry `CONNECTION.KEY`) and each webhook export (entry `@EXPORT.KEY`),
+/// with the JSON path that names them.
+fn sealed_objects(document: &mut Value) -> Vec<(String, String, &mut Map<String, Value>)> {
+    let mut out = Vec::new();
+    let Some(doc) = document.as_object_mut() else { return out };
+    for (key, value) in doc.iter_mut() {
+        match (key.as_str(), value) {
+            ("connections", Value::Object(connections)) => {
+                for (cname, connection) in connections.iter_mut() {
+                    if let Some(encrypted) = connection.get_mut("encrypted").and_then(Value::as_object_mut) {
+                        out.push((cname.clone(), format!("connections.{cname}.encrypted"), encrypted));
+                    }
+                }
+            }
+            ("pageGenerators", Value::Array(exports)) => {
+                for (i, export) in exports.iter_mut().enumerate() {
+                    let name = export.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+                    if let Some(encrypted) = export.get_mut("encrypted").and_then(Value::as_object_mut) {
+                        out.push((format!("@{name}"), format!("pageGenerators[{i}].encrypted"), encrypted));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Splits the sealed values out of a document: the document to store
+/// (with `********`) and what to seal.
 fn split_secrets(document: &Value) -> std::result::Result<(Value, SecretWrites), Invalid> {
     let mut masked = document.clone();
     let mut writes = SecretWrites::new();
     let mut v = Violations::default();
-    if let Some(connections) = masked.get_mut("connections").and_then(Value::as_object_mut) {
-        for (cname, connection) in connections.iter_mut() {
-            let Some(encrypted) = connection.get_mut("encrypted").and_then(Value::as_object_mut) else { continue };
-            for (key, value) in encrypted.iter_mut() {
-                let entry = format!("{cname}.{key}");
-                match value {
-                    Value::String(s) if s == MASK => writes.push((entry, SecretWrite::Keep)),
-                    Value::String(s) => {
-                        writes.push((entry, SecretWrite::Set(SecretString::new(std::mem::take(s)))));
-                        *value = json!(MASK);
-                    }
-                    _ => v.push(
-                        format!("connections.{cname}.encrypted.{key}"),
-                        "type",
-                        "an encrypted value is a string (it is sealed and never shown again)",
-                    ),
+    for (owner, at, encrypted) in sealed_objects(&mut masked) {
+        for (key, value) in encrypted.iter_mut() {
+            let entry = format!("{owner}.{key}");
+            match value {
+                Value::String(s) if s == MASK => writes.push((entry, SecretWrite::Keep)),
+                Value::String(s) => {
+                    writes.push((entry, SecretWrite::Set(SecretString::new(std::mem::take(s)))));
+                    *value = json!(MASK);
                 }
+                _ => v.push(
+                    format!("{at}.{key}"),
+                    "type",
+                    "an encrypted value is a string (it is sealed and never shown again)",
+                ),
             }
         }
     }
@@ -92,12 +125,10 @@ fn split_secrets(document: &Value) -> std::result::Result<(Value, SecretWrites),
 /// The document with its sealed values put back, for running it.
 fn unmask(document: &Value, secrets: &[(String, SecretString)]) -> Value {
     let mut full = document.clone();
-    if let Some(connections) = full.get_mut("connections").and_then(Value::as_object_mut) {
-        for (entry, value) in secrets {
-            let Some((cname, key)) = entry.split_once('.') else { continue };
-            if let Some(slot) =
-                connections.get_mut(cname).and_then(|c| c.get_mut("encrypted")).and_then(|e| e.get_mut(key))
-            {
+    for (owner, _, encrypted) in sealed_objects(&mut full) {
+        for (key, slot) in encrypted.iter_mut() {
+            let entry = format!("{owner}.{key}");
+            if let Some((_, value)) = secrets.iter().find(|(e, _)| *e == entry) {
                 *slot = json!(value.expose());
             }
         }
@@ -178,12 +209,20 @@ impl Engine {
     pub async fn start_flow_run(&self, name: &str, request: FlowRunRequest) -> Result<RunRecord> {
         self.can_run()?;
         let record = self.store.get_flow(name).await?.ok_or_else(|| EngineError::NotFound(format!("flow {name:?}")))?;
-        let params = match request.retry.is_empty() {
-            true => json!({}),
-            false => json!({"retry": request.retry.iter().map(|(key, step, data)|
-                json!({"retryDataKey": key, "step": step, "data": data})).collect::<Vec<_>>()}),
-        };
-        let trigger_kind = if request.retry.is_empty() { "manual" } else { "retry" };
+        let mut params = json!({});
+        let mut trigger_kind = "manual";
+        if !request.retry.is_empty() {
+            trigger_kind = "retry";
+            params["retry"] = request
+                .retry
+                .iter()
+                .map(|(key, step, data)| json!({"retryDataKey": key, "step": step, "data": data}))
+                .collect();
+        }
+        if let Some((export, records)) = &request.webhook {
+            trigger_kind = "webhook";
+            params["webhook"] = webhook::webhook_params(export, records);
+        }
         let run = NewRun {
             id: uuid(),
             application: format!("{RUN_PREFIX}{name}"),
@@ -218,6 +257,7 @@ impl Engine {
         let request = FlowRunRequest {
             triggered_by: Some(format!("{who} (replay of {})", old.id)),
             retry: retry_of(&old.params),
+            webhook: webhook::webhook_of(&old.params),
         };
         self.start_flow_run(flow, request).await
     }
@@ -277,7 +317,7 @@ impl Engine {
         if retry.is_empty() {
             return Err(Invalid::one("retryDataKeys", "nothing_to_retry", "no open error with retry data").into());
         }
-        self.start_flow_run(name, FlowRunRequest { triggered_by: Some(who.to_string()), retry }).await
+        self.start_flow_run(name, FlowRunRequest { triggered_by: Some(who.to_string()), retry, webhook: None }).await
     }
 
     pub async fn resolve_flow_errors(

@@ -245,7 +245,8 @@ impl Engine {
                 .flow
                 .page_generators
                 .iter()
-                .filter(|e| !matches!(e.export_type, ExportType::Test { .. }) && run.params.get("retry").is_none())
+                .filter(|e| !matches!(e.export_type, ExportType::Test { .. }))
+                .filter(|_| run.params.get("retry").is_none() && run.params.get("webhook").is_none())
                 .filter_map(|e| run.started_at.or(Some(run.created_at)).map(|t| (e.name.clone(), t.as_millisecond())))
                 .collect();
             self.store.set_flow_last_exports(&name, &advance).await?;
@@ -318,7 +319,14 @@ impl Engine {
         let offline = self.store.flow_offline_connections(name).await?;
         let current_ms = run.started_at.unwrap_or(run.created_at).as_millisecond();
         let start = progress.clone().unwrap_or_default();
+        // A webhook run reads only the page its post brought.
+        let posted = super::webhook::webhook_of(&run.params);
         for (g, export) in ctx.flow.page_generators.iter().enumerate().skip(start.generator.max(0) as usize) {
+            let page = match &posted {
+                Some((name, records)) if *name == export.name => Some(records.clone()),
+                Some(_) => continue,
+                None => None,
+            };
             if let Some(c) = &export.connection {
                 if let Some((_, _, reason)) = offline.iter().find(|(n, _, _)| n == c) {
                     return Ok(End::Failed(format!("connection {c:?} is offline: {reason}")));
@@ -332,7 +340,7 @@ impl Engine {
             *ctx.times.lock().unwrap_or_else(|e| e.into_inner()) = (last_ms.map(|t| iso(t - lag)), iso(current_ms));
             let resume = (g as i64 == start.generator).then(|| (start.state.clone(), start.next_page));
             let (state, first_page) = resume.unwrap_or((None, 0));
-            let mut exporter = Exporter::open(ctx, export, last_ms.map(|t| t - lag), state);
+            let mut exporter = Exporter::open(ctx, export, last_ms.map(|t| t - lag), state, page);
             match self.read_export(ctx, g, export, &mut exporter, first_page, counters, stopped.clone()).await? {
                 End::Done => {}
                 other => return Ok(other),

@@ -63,6 +63,9 @@ pub(crate) enum Exporter {
     Wrapper(WrapperExport),
     Http(Box<HttpSource>),
     Database(Box<DatabaseSource>),
+    /// A webhook export: the page its post brought, or nothing (a run not
+    /// started by a post).
+    Fixed(Option<Vec<Value>>),
     /// The export cannot start (a connection of the wrong kind).
     Broken(String),
 }
@@ -80,7 +83,13 @@ pub(crate) struct WrapperExport {
 impl Exporter {
     /// `last_ms`: the delta time (lag already subtracted); `state`: where a
     /// resumed run left off.
-    pub fn open(ctx: &RunCtx, export: &Export, last_ms: Option<i64>, state: Option<Value>) -> Exporter {
+    pub fn open(
+        ctx: &RunCtx,
+        export: &Export,
+        last_ms: Option<i64>,
+        state: Option<Value>,
+        posted: Option<Vec<Value>>,
+    ) -> Exporter {
         let connection = export.connection.as_deref().and_then(|c| ctx.flow.connections.get(c));
         match &export.adapter {
             ExportAdapter::Wrapper { function, configuration } => {
@@ -131,6 +140,8 @@ impl Exporter {
                 ))),
                 _ => Exporter::Broken(format!("{}: an http export needs an http connection", export.name)),
             },
+            // A resumed run whose page was committed has nothing left.
+            ExportAdapter::Webhook(_) => Exporter::Fixed(posted.filter(|_| state.is_none())),
             ExportAdapter::Database(db) => match connection {
                 Some(Connection::Database(conn)) => {
                     Exporter::Database(Box::new(DatabaseSource::new(conn, db, ctx.vars(), export.page_size, state)))
@@ -143,6 +154,12 @@ impl Exporter {
     pub async fn next_page(&mut self, ctx: &RunCtx) -> Result<Option<Page>, SourceError> {
         match self {
             Exporter::Broken(m) => Err(SourceError::Failed(m.clone())),
+            Exporter::Fixed(records) => Ok(records.take().map(|records| Page {
+                records,
+                errors: Vec::new(),
+                state: Some(json!({"done": true})),
+                last: true,
+            })),
             Exporter::Http(source) => Ok(boxed(source.next_page()).await?.map(|p| Page {
                 records: p.records,
                 errors: Vec::new(),

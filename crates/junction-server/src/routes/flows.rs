@@ -34,6 +34,40 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_retry_data, put_retry_data))
 }
 
+/// A webhook export's own URL: no Junction token; the export's token or
+/// HMAC signature. A page is at most 5 MB of records.
+pub fn webhook_router() -> axum::Router<AppState> {
+    let receive = axum::routing::post(receive_webhook)
+        .layer(axum::extract::DefaultBodyLimit::max(junction_core::flow::document::MAX_PAGE_BYTES + 64 * 1024));
+    axum::Router::new().route("/flows/{name}/webhooks/{export}", receive)
+}
+
+/// Takes one post: 202 with the run that carries it as its page, once
+/// that run is stored.
+async fn receive_webhook(
+    State(state): State<AppState>,
+    axum::extract::Path((name, export)): axum::extract::Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let content_type = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    match state.engine.receive_flow_webhook(&name, &export, content_type, header, &body).await? {
+        Ok(run) => {
+            let body = serde_json::json!({"id": run.id, "href": format!("/api/v1/tasks/{}", run.id)});
+            Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+        }
+        Err(refused) => {
+            let (status, code) = match refused.status {
+                401 => (StatusCode::UNAUTHORIZED, "unauthorized"),
+                415 => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+                _ => (StatusCode::BAD_REQUEST, "invalid"),
+            };
+            Err(crate::error::ApiError::new(status, code, &refused.message))
+        }
+    }
+}
+
 fn millis(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
 }
