@@ -73,9 +73,21 @@ pub struct Schedule {
 
 impl Schedule {
     fn from_record(record: ScheduleRecord) -> Result<Schedule> {
-        let entry = ScheduleEntry::parse(&entry_json(&record)).map_err(|e| {
+        let mut body = entry_json(&record);
+        // A flow's schedule (id and application `.flow.NAME`, names no
+        // user can give) is checked as the flow's document was.
+        let flow = record.application.starts_with(crate::flows::RUN_PREFIX);
+        if flow {
+            body["id"] = json!("flow");
+            body["application_id"] = json!("flow");
+        }
+        let mut entry = ScheduleEntry::parse(&body).map_err(|e| {
             EngineError::Store(junction_store::StoreError::Corrupt(format!("schedule {}: {e}", record.id)))
         })?;
+        if flow {
+            entry.id = Some(record.id.clone());
+            entry.application_id = record.application.clone();
+        }
         Ok(Schedule { record, entry })
     }
 
@@ -313,9 +325,10 @@ impl Engine {
         names.dedup();
         let running = self.store.active_instance_apps(&names).await?;
         // A job still running holds its ticks back: nothing of it is read.
+        let is_flow = |r: &ScheduleRecord| r.application.starts_with(crate::flows::RUN_PREFIX);
         let requests = due
             .iter()
-            .filter(|record| !running.contains(&record.application))
+            .filter(|record| !running.contains(&record.application) && !is_flow(record))
             .map(|record| {
                 let request = RunRequest {
                     params: record.params.as_object().cloned().unwrap_or_default(),
@@ -331,7 +344,20 @@ impl Engine {
         let mut out = Vec::with_capacity(due.len());
         for record in due {
             // Taken first, so every prepared run stays with its record.
-            let built = if running.contains(&record.application) { None } else { prepared.next() };
+            let built = match (running.contains(&record.application), is_flow(&record)) {
+                (true, _) => None,
+                // A flow's tick: a run of its latest revision.
+                (false, true) => {
+                    let flow = record.application.trim_start_matches(crate::flows::RUN_PREFIX);
+                    let request = crate::flows::FlowRunRequest {
+                        triggered_by: Some(format!("schedule:{}", record.id)),
+                        trigger_kind: Some("schedule"),
+                        ..Default::default()
+                    };
+                    Some(self.prepare_flow_run(flow, request).await)
+                }
+                (false, false) => prepared.next(),
+            };
             let due_at = record.next_fire_at.unwrap_or(now);
             let spent = |record: &ScheduleRecord, next_fire_at, error: String| Firing {
                 schedule_id: record.id.clone(),
@@ -429,6 +455,6 @@ impl Engine {
 
 /// The first tick at or after `now`: a schedule saved (or turned on) with
 /// `start_on` = now fires now; ticks before now are not caught up.
-fn first_tick(entry: &ScheduleEntry, now: Timestamp, anchor: Timestamp) -> Option<Timestamp> {
+pub(crate) fn first_tick(entry: &ScheduleEntry, now: Timestamp, anchor: Timestamp) -> Option<Timestamp> {
     entry.next_after(now - jiff::SignedDuration::from_millis(1), anchor)
 }

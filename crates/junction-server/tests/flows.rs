@@ -468,7 +468,14 @@ async fn a_revoked_flow_run_stops_between_pages() {
     let (status, r) = server.post("/api/v1/flows/orders_sync/run", json!({})).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let id = r["id"].as_str().unwrap().to_string();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Revoked once it has committed a page or two.
+    for _ in 0..200 {
+        let (_, view) = server.get(&format!("/api/v1/tasks/{id}")).await;
+        if view["counters"]["orders"]["pagesGenerated"].as_u64().unwrap_or(0) >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (status, _) = server.post(&format!("/api/v1/tasks/{id}/revoke"), json!({})).await;
     assert!(status.is_success(), "{status}");
     let ended = server.engine.wait_run(&id, Duration::from_secs(10)).await.unwrap();
@@ -561,4 +568,41 @@ async fn webhook_posts_become_pages_once_stored_and_are_checked() {
 
 fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A flow's `schedule` fires it like an application's: one run per tick,
+/// with the flow's own one-instance rule, and gone with the flow.
+#[tokio::test]
+async fn a_scheduled_flow_runs_on_its_ticks() {
+    use junction_core::clock::ManualClock;
+    let clock = Arc::new(ManualClock::new("2026-11-23T08:00:00Z".parse().unwrap()));
+    let server = TestServer::sqlite_with(common::Options { clock: clock.clone(), workers: 1 }).await;
+    let (target, recorder) = start_recorder().await;
+    shop(&server, &target, &[("COUNT", "5")]).await;
+    let mut doc = orders_sync();
+    doc["schedule"] = json!({"schedule": {"schedule_type": "interval",
+        "schedule_info": {"frequency": "Minute", "repeat_every": 1, "start_on": "2026-11-23T08:01"}}});
+    put_flow(&server, doc.clone()).await;
+    // A bad schedule is named under `schedule`.
+    let mut bad = doc.clone();
+    bad["schedule"]["schedule"]["schedule_info"]["frequency"] = json!("Fortnight");
+    let (status, answer) = server.post("/api/v1/flows", bad).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(details(&answer).iter().all(|(f, _)| f.starts_with("schedule.")), "{answer}");
+
+    assert!(server.engine.fire_due().await.unwrap().started.is_empty(), "not due before 08:01");
+    clock.advance(jiff::SignedDuration::from_secs(61));
+    let report = server.engine.fire_due().await.unwrap();
+    let schedule = server.engine.get_schedule(".flow.orders_sync").await.unwrap();
+    assert_eq!(report.started.len(), 1, "{report:?} {:?}", schedule.record);
+    let run = server.engine.wait_run(&report.started[0], Duration::from_secs(30)).await.unwrap();
+    assert_eq!(run.state.public().as_str(), "SUCCESS");
+    assert_eq!(run.trigger_kind, "schedule");
+    assert_eq!(run.application, ".flow.orders_sync");
+    assert_eq!(recorder.calls("exportOrders").len(), 1);
+
+    // Without its schedule the flow no longer fires.
+    put_flow(&server, orders_sync()).await;
+    clock.advance(jiff::SignedDuration::from_secs(120));
+    assert!(server.engine.fire_due().await.unwrap().started.is_empty());
 }

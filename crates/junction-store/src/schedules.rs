@@ -184,10 +184,13 @@ impl Store {
         let anchor = s.anchor.as_millisecond();
         let created = write_tx!(self, tx => {
             lock_key!(self, tx, &app_scope(&s.application));
-            let exists: Option<String> = sqlx::query_scalar("SELECT name FROM applications WHERE name = $1")
-                .bind(&s.application)
-                .fetch_optional(&mut *tx)
-                .await?;
+            // A flow's schedule (`.flow.NAME`) names a flow.
+            let exists: Option<String> = match s.application.strip_prefix(".flow.") {
+                Some(flow) => sqlx::query_scalar("SELECT name FROM flows WHERE name = $1").bind(flow),
+                None => sqlx::query_scalar("SELECT name FROM applications WHERE name = $1").bind(&s.application),
+            }
+            .fetch_optional(&mut *tx)
+            .await?;
             if exists.is_none() {
                 return Err(junction_core::Invalid::one(
                     "application_id",

@@ -165,6 +165,9 @@ pub struct Flow {
     pub page_processors: Vec<Processor>,
     /// Pages in flight at once (1 for `"ordered": true`).
     pub parallel_pages: usize,
+    /// When the flow runs by itself: a schedule entry as
+    /// `POST /api/v1/schedule` takes it, without `application_id`.
+    pub schedule: Option<crate::schedule::ScheduleEntry>,
 }
 
 impl Flow {
@@ -238,6 +241,7 @@ const FLOW_KEYS: &[&str] = &[
     "pageProcessors",
     "ordered",
     "maxParallelPages",
+    "schedule",
 ];
 /// Keys of an export this module reads; the rest belong to its adapter.
 pub const EXPORT_KEYS: &[&str] = &[
@@ -376,7 +380,40 @@ pub fn parse_flow(value: &Value) -> Result<Flow, Invalid> {
             v.push(at, "duplicate", format!("another step is already named {step:?}"));
         }
     }
-    v.finish(Flow { name, settings, connections, page_generators, page_processors, parallel_pages })
+    let schedule = match doc.get("schedule") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(entry)) => {
+            let mut body = entry.clone();
+            for key in ["id", "application_id", "params"] {
+                if body.remove(key).is_some() {
+                    v.push(format!("schedule.{key}"), "unknown_field", "a flow's schedule runs the flow itself");
+                }
+            }
+            body.insert("application_id".into(), Value::String("flow".into()));
+            match crate::schedule::ScheduleEntry::parse(&Value::Object(body)) {
+                Ok(entry) => Some(entry),
+                Err(e) => {
+                    for mut violation in e.0 {
+                        violation.field = match violation.field.as_str() {
+                            "" => "schedule".to_string(),
+                            f => format!("schedule.{f}"),
+                        };
+                        v.add(violation);
+                    }
+                    None
+                }
+            }
+        }
+        Some(_) => {
+            v.push(
+                "schedule",
+                "type",
+                "a schedule entry: {\"schedule\": {\"schedule_type\": ..., \"schedule_info\": ...}}",
+            );
+            None
+        }
+    };
+    v.finish(Flow { name, settings, connections, page_generators, page_processors, parallel_pages, schedule })
 }
 
 fn parse_export(

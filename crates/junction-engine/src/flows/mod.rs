@@ -24,9 +24,7 @@ use std::time::Duration;
 use junction_core::flow::document::{parse_flow, Flow};
 use junction_core::secret::{SecretString, SecretWrite, SecretWrites};
 use junction_core::validation::{Invalid, Violations};
-use junction_store::{
-    FlowErrorFilter, FlowErrorRecord, FlowProgress, FlowRecord, NewFlowRevision, NewRun, NewTask, RunRecord,
-};
+use junction_store::{FlowErrorFilter, FlowErrorRecord, FlowRecord, NewFlowRevision, NewRun, NewTask, RunRecord};
 use serde_json::{json, Map, Value};
 
 use crate::runs::uuid;
@@ -52,6 +50,8 @@ pub struct FlowRunRequest {
     pub retry: Vec<(String, String, Value)>,
     /// A webhook post: the export it came to and its records, the run's one page.
     pub webhook: Option<(String, Vec<Value>)>,
+    /// `manual` unless said (`schedule` for the scheduler's).
+    pub trigger_kind: Option<&'static str>,
 }
 
 /// A flow with what is known of it now.
@@ -144,7 +144,42 @@ impl Engine {
         let (masked, writes) = split_secrets(document)?;
         let flow = parse_flow(&masked)?;
         self.check_functions(&flow).await?;
-        Ok(self.store.put_flow(&NewFlowRevision { name: &flow.name, document: &masked, secrets: writes }).await?)
+        let record =
+            self.store.put_flow(&NewFlowRevision { name: &flow.name, document: &masked, secrets: writes }).await?;
+        self.put_flow_schedule(&flow).await?;
+        Ok(record)
+    }
+
+    /// A flow's `schedule` is a schedule like an application's (id and
+    /// application `.flow.NAME`); a document without one removes it.
+    async fn put_flow_schedule(&self, flow: &Flow) -> Result<()> {
+        let id = format!("{RUN_PREFIX}{}", flow.name);
+        let Some(entry) = &flow.schedule else {
+            if self.store.delete_schedule(&id).await? {
+                self.signals.schedules_changed.notify_one();
+            }
+            return Ok(());
+        };
+        let now = self.store.now();
+        let anchor = match self.store.get_schedule(&id).await? {
+            Some(old) => old.created_at,
+            None => now,
+        };
+        let put = junction_store::PutSchedule {
+            id: id.clone(),
+            application: id,
+            entry_id: entry.entry_id.clone(),
+            kind: entry.schedule_type.clone(),
+            info: entry.schedule_info.clone(),
+            timezone: entry.timezone.clone(),
+            params: json!({}),
+            enabled: entry.enabled,
+            next_fire_at: crate::scheduler::first_tick(entry, now, anchor),
+            anchor,
+        };
+        self.store.put_schedule(&put).await?;
+        self.signals.schedules_changed.notify_one();
+        Ok(())
     }
 
     /// Every hook and wrapper must be a function the stack's current
@@ -186,7 +221,12 @@ impl Engine {
 
     pub async fn delete_flow(&self, name: &str) -> Result<()> {
         match self.store.delete_flow(name).await? {
-            true => Ok(()),
+            true => {
+                if self.store.delete_schedule(&format!("{RUN_PREFIX}{name}")).await? {
+                    self.signals.schedules_changed.notify_one();
+                }
+                Ok(())
+            }
             false => Err(EngineError::NotFound(format!("flow {name:?}"))),
         }
     }
@@ -208,9 +248,18 @@ impl Engine {
     /// Queues a run of the flow's latest revision.
     pub async fn start_flow_run(&self, name: &str, request: FlowRunRequest) -> Result<RunRecord> {
         self.can_run()?;
+        let run = self.prepare_flow_run(name, request).await?;
+        let (run, _) = self.store.create_run(&run).await?;
+        self.signals.work_available.notify_waiters();
+        Ok(run)
+    }
+
+    /// A run of the flow's latest revision, not stored yet (the scheduler
+    /// fires it with its tick).
+    pub(crate) async fn prepare_flow_run(&self, name: &str, request: FlowRunRequest) -> Result<NewRun> {
         let record = self.store.get_flow(name).await?.ok_or_else(|| EngineError::NotFound(format!("flow {name:?}")))?;
         let mut params = json!({});
-        let mut trigger_kind = "manual";
+        let mut trigger_kind = request.trigger_kind.unwrap_or("manual");
         if !request.retry.is_empty() {
             trigger_kind = "retry";
             params["retry"] = request
@@ -223,7 +272,7 @@ impl Engine {
             trigger_kind = "webhook";
             params["webhook"] = webhook::webhook_params(export, records);
         }
-        let run = NewRun {
+        Ok(NewRun {
             id: uuid(),
             application: format!("{RUN_PREFIX}{name}"),
             app_revision: record.revision,
@@ -245,10 +294,7 @@ impl Engine {
                 waiting_on: 0,
             }],
             max_active: None,
-        };
-        let (run, _) = self.store.create_run(&run).await?;
-        self.signals.work_available.notify_waiters();
-        Ok(run)
+        })
     }
 
     /// A replay of a flow run: the flow's latest revision again (a retry
@@ -258,6 +304,7 @@ impl Engine {
             triggered_by: Some(format!("{who} (replay of {})", old.id)),
             retry: retry_of(&old.params),
             webhook: webhook::webhook_of(&old.params),
+            trigger_kind: Some("replay"),
         };
         self.start_flow_run(flow, request).await
     }
@@ -273,8 +320,16 @@ impl Engine {
 
     /// The counters of a flow run: live while it goes (its last committed
     /// page), final once it ended.
-    pub async fn flow_run_progress(&self, run_id: &str) -> Result<Option<FlowProgress>> {
-        Ok(self.store.flow_progress(run_id).await?)
+    pub async fn flow_run_progress(&self, run: &RunRecord) -> Result<Value> {
+        if let Some(progress) = self.store.flow_progress(&run.id).await? {
+            return Ok(progress.counters);
+        }
+        // Nothing committed yet: every step at zero.
+        let name = flow_of_run(run).unwrap_or_default();
+        Ok(match self.load_flow(name, run.app_revision).await {
+            Ok((flow, _)) => empty_counters(&flow),
+            Err(_) => json!({}),
+        })
     }
 
     pub async fn flow_errors(&self, name: &str, filter: &FlowErrorFilter<'_>) -> Result<Vec<FlowErrorRecord>> {
@@ -317,7 +372,8 @@ impl Engine {
         if retry.is_empty() {
             return Err(Invalid::one("retryDataKeys", "nothing_to_retry", "no open error with retry data").into());
         }
-        self.start_flow_run(name, FlowRunRequest { triggered_by: Some(who.to_string()), retry, webhook: None }).await
+        self.start_flow_run(name, FlowRunRequest { triggered_by: Some(who.to_string()), retry, ..Default::default() })
+            .await
     }
 
     pub async fn resolve_flow_errors(

@@ -154,14 +154,14 @@ pub(crate) async fn run_view(state: &AppState, run: RunRecord) -> ApiResult<RunV
     let (counters, outcome) = match junction_engine::flow_of_run(&run) {
         None => (None, None),
         Some(_) => {
-            let counters = state.engine.flow_run_progress(&run.id).await?.map(|p| p.counters);
+            let counters = state.engine.flow_run_progress(&run).await?;
             let outcome = match run.state.public().as_str() {
                 "SUCCESS" => tasks.first().and_then(|t| t.result.clone()),
                 "FAILURE" => Some("failed".to_string()),
                 "REVOKED" => Some("canceled".to_string()),
                 _ => None,
             };
-            (Some(counters.unwrap_or_else(|| serde_json::json!({}))), outcome)
+            (Some(counters), outcome)
         }
     };
     Ok(RunView {
