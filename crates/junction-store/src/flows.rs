@@ -165,6 +165,8 @@ impl Store {
                 v.finish(())
             };
             let _ = sync_secrets!(self, tx, &scope, &new.secrets, check);
+            // A new revision is the user's answer to an offline connection.
+            sqlx::query("DELETE FROM flow_connections WHERE flow = $1").bind(new.name).execute(&mut *tx).await?;
             let revision = latest.unwrap_or(0) + 1;
             sqlx::query("INSERT INTO flow_revisions (name, revision, document, created_at) VALUES ($1, $2, $3, $4)")
                 .bind(new.name)

@@ -129,6 +129,16 @@ pub enum DataType {
 pub enum Source {
     Extract(Vec<Segment>),
     HardCoded(Value),
+    /// `{{record.a.b}}` text; never evaluates code.
+    Template(crate::flow::template::Template),
+}
+
+/// A static lookup map: the extracted value's text picks the value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StaticLookup {
+    pub map: Map<String, Value>,
+    /// When the map has no entry; none leaves the field out.
+    pub default: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -137,6 +147,7 @@ pub struct FieldMapping {
     pub generate: Vec<Segment>,
     pub default: Option<Value>,
     pub data_type: Option<DataType>,
+    pub lookup: Option<StaticLookup>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -222,12 +233,20 @@ impl Mapping {
 
 fn apply_fields(fields: &[FieldMapping], record: &Value, out: &mut Value) {
     for field in fields {
-        let value = match &field.source {
+        let mut value = match &field.source {
             Source::HardCoded(v) => Some(v.clone()),
             Source::Extract(path) => {
                 get(record, path).filter(|v| !v.is_null()).cloned().or_else(|| field.default.clone())
             }
+            Source::Template(t) => Some(Value::String(t.render(&serde_json::json!({ "record": record })))),
         };
+        if let (Some(lookup), Some(found)) = (&field.lookup, &value) {
+            let key = match found {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            value = lookup.map.get(&key).cloned().or_else(|| lookup.default.clone());
+        }
         if let Some(value) = value {
             set(out, &field.generate, convert(value, field.data_type));
         }
@@ -292,24 +311,76 @@ fn parse_fields(at: &str, value: Option<&Value>, v: &mut Violations) -> Vec<Fiel
             v.push(&here, "type", "must be an object with generate and extract or hardCodedValue");
             continue;
         };
-        for key in field
-            .keys()
-            .filter(|k| !matches!(k.as_str(), "extract" | "hardCodedValue" | "generate" | "default" | "dataType"))
-        {
+        for key in field.keys().filter(|k| {
+            !matches!(
+                k.as_str(),
+                "extract" | "hardCodedValue" | "template" | "generate" | "default" | "dataType" | "lookup"
+            )
+        }) {
             v.push(
                 format!("{here}.{key}"),
                 "unknown_field",
-                "a field has extract or hardCodedValue, generate, default and dataType",
+                "a field has extract, hardCodedValue or template, generate, default, dataType and lookup",
             );
         }
         let generate = path_field(&format!("{here}.generate"), field.get("generate"), true, v);
-        let source = match (field.get("extract"), field.get("hardCodedValue")) {
-            (Some(_), Some(_)) => {
-                v.push(&here, "one_of", "has both extract and hardCodedValue; give one");
+        let given = ["extract", "hardCodedValue", "template"].iter().filter(|k| field.contains_key(**k)).count();
+        let source = match (field.get("extract"), field.get("hardCodedValue"), field.get("template")) {
+            _ if given > 1 => {
+                v.push(&here, "one_of", "give one of extract, hardCodedValue and template");
                 None
             }
-            (None, Some(value)) => Some(Source::HardCoded(value.clone())),
-            (extract, None) => path_field(&format!("{here}.extract"), extract, true, v).map(Source::Extract),
+            (None, Some(value), None) => Some(Source::HardCoded(value.clone())),
+            (None, None, Some(Value::String(text))) => match crate::flow::template::Template::parse(text) {
+                Ok(t) => {
+                    let stray = t.variables().find(|p| !matches!(p.first(), Some(Segment::Key(k)) if k == "record"));
+                    match stray {
+                        Some(_) => {
+                            v.push(
+                                format!("{here}.template"),
+                                "unknown_variable",
+                                "a mapping template reads {{record...}} only",
+                            );
+                            None
+                        }
+                        None => Some(Source::Template(t)),
+                    }
+                }
+                Err(e) => {
+                    v.push(format!("{here}.template"), "template", e);
+                    None
+                }
+            },
+            (None, None, Some(_)) => {
+                v.push(format!("{here}.template"), "type", "must be text such as {{record.first}} {{record.last}}");
+                None
+            }
+            (extract, _, _) => path_field(&format!("{here}.extract"), extract, true, v).map(Source::Extract),
+        };
+        let lookup = match field.get("lookup") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(l)) => {
+                for key in l.keys().filter(|k| !matches!(k.as_str(), "map" | "default")) {
+                    v.push(format!("{here}.lookup.{key}"), "unknown_field", "a lookup has map and default");
+                }
+                match l.get("map") {
+                    Some(Value::Object(map)) => {
+                        Some(StaticLookup { map: map.clone(), default: l.get("default").cloned() })
+                    }
+                    _ => {
+                        v.push(
+                            format!("{here}.lookup.map"),
+                            "required",
+                            "an object from source values to target values",
+                        );
+                        None
+                    }
+                }
+            }
+            Some(_) => {
+                v.push(format!("{here}.lookup"), "type", "must be {\"map\": {...}, \"default\": ...}");
+                None
+            }
         };
         let data_type = match field.get("dataType") {
             None | Some(Value::Null) => None,
@@ -322,7 +393,7 @@ fn parse_fields(at: &str, value: Option<&Value>, v: &mut Violations) -> Vec<Fiel
             }
         };
         if let (Some(source), Some(generate)) = (source, generate) {
-            out.push(FieldMapping { source, generate, default: field.get("default").cloned(), data_type });
+            out.push(FieldMapping { source, generate, default: field.get("default").cloned(), data_type, lookup });
         }
     }
     out
@@ -404,6 +475,39 @@ mod tests {
         for bad in ["", ".", "a..b", "a[", "a[x]", "a[1]b", "[0]"] {
             assert_eq!(parse_path(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn templates_and_static_lookups() {
+        let mapping = Mapping::parse(
+            "mapping",
+            &json!({"fields": [
+                {"template": "{{record.first}} {{record.last}}", "generate": "name"},
+                {"extract": "country", "lookup": {"map": {"DE": "Germany", "FR": "France"}, "default": "Elsewhere"},
+                 "generate": "country"},
+                {"extract": "code", "lookup": {"map": {"1": "one"}}, "generate": "code"}]}),
+        )
+        .unwrap();
+        let out = mapping.apply(&json!({"first": "Ada", "last": "L", "country": "DE", "code": 1}));
+        assert_eq!(out, json!({"name": "Ada L", "country": "Germany", "code": "one"}));
+        let out = mapping.apply(&json!({"first": "B", "country": "US", "code": 2}));
+        assert_eq!(out, json!({"name": "B ", "country": "Elsewhere"}));
+        let err = Mapping::parse(
+            "m",
+            &json!({"fields": [{"template": "{{settings.x}}", "generate": "a"}, {"template": "{{#if x}}", "generate": "b"},
+                               {"extract": "a", "template": "x", "generate": "c"}, {"extract": "a", "lookup": 1, "generate": "d"}]}),
+        )
+        .unwrap_err();
+        let rules: Vec<(&str, &str)> = err.0.iter().map(|v| (v.field.as_str(), v.rule.as_str())).collect();
+        assert_eq!(
+            rules,
+            [
+                ("m.fields[0].template", "unknown_variable"),
+                ("m.fields[1].template", "template"),
+                ("m.fields[2]", "one_of"),
+                ("m.fields[3].lookup", "type")
+            ]
+        );
     }
 
     #[test]
