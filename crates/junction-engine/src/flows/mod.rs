@@ -452,7 +452,7 @@ mod tests {
         assert!(!masked.to_string().contains("t0ps3cret"));
         assert_eq!(writes.len(), 2);
         assert!(matches!(writes[1].1, SecretWrite::Keep));
-        let full = unmask(&masked, &[("crm.token".into(), SecretString::new("t0ps3cret".into()))]);
+        let full = unmask(&masked, &[("crm.token".into(), SecretString::new("t0ps3cret".to_string()))]);
         assert_eq!(full["connections"]["crm"]["encrypted"]["token"], "t0ps3cret");
         let bad = split_secrets(&json!({"connections": {"c": {"encrypted": {"n": 1}}}})).unwrap_err();
         assert_eq!(bad.0[0].field, "connections.c.encrypted.n");

@@ -60,7 +60,7 @@ pub(crate) struct Page {
 }
 
 pub(crate) enum Exporter {
-    Wrapper(WrapperExport),
+    Wrapper(Box<WrapperExport>),
     Http(Box<HttpSource>),
     Database(Box<DatabaseSource>),
     /// A webhook export: the page its post brought, or nothing (a run not
@@ -127,7 +127,14 @@ impl Exporter {
                     ),
                     None => (None, None, 0, false),
                 };
-                Exporter::Wrapper(WrapperExport { function: function.clone(), options: o, state, last, repeats, done })
+                Exporter::Wrapper(Box::new(WrapperExport {
+                    function: function.clone(),
+                    options: o,
+                    state,
+                    last,
+                    repeats,
+                    done,
+                }))
             }
             ExportAdapter::Http(http) => match connection {
                 Some(Connection::Http(conn)) => Exporter::Http(Box::new(HttpSource::new(
