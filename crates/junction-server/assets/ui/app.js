@@ -14,6 +14,7 @@ import { leaveApplications, showApplications } from './apps.js';
 import { initEditor, openJobEditor } from './editor.js';
 import { leaveConfigurations, showConfigurations } from './configs.js';
 import { leaveStacks, showStacks } from './stacks.js';
+import { leaveFlows, showFlows } from './flows.js';
 
 const REFRESH_MS = 60_000;
 // While the action menu is open a refresh would replace the row it belongs
@@ -37,7 +38,7 @@ const GRID_DIALOGS = ['history-dialog', 'params-dialog', 'settings-dialog', 'job
 
 // ---------------------------------------------------------------- session
 
-const VIEWS = { signin: 'signin-view', grid: 'grid-view', apps: 'apps-view', configs: 'configs-view', stacks: 'stacks-view' };
+const VIEWS = { signin: 'signin-view', grid: 'grid-view', apps: 'apps-view', configs: 'configs-view', stacks: 'stacks-view', flows: 'flows-view' };
 
 function showView(name) {
   $('loading').hidden = true;
@@ -52,7 +53,7 @@ function showView(name) {
 
 // Pages are addressed by the URL's fragment, so Back, reload and bookmarks
 // work: #/ (the grid), #/applications, #/applications/NAME, #/configurations,
-// #/stacks, #/stacks/NAME.
+// #/stacks, #/stacks/NAME, #/flows, #/flows/NAME.
 function route(focusHeading) {
   if (!currentSession()) return;
   // Only "#/..." names a page; other fragments (the skip link's #main) do not.
@@ -63,7 +64,8 @@ function route(focusHeading) {
   if (section !== 'applications') leaveApplications();
   if (section !== 'configurations') leaveConfigurations();
   if (section !== 'stacks') leaveStacks();
-  if (section === 'applications' || section === 'configurations' || section === 'stacks') leaveGrid();
+  if (section !== 'flows') leaveFlows();
+  if (section === 'applications' || section === 'configurations' || section === 'stacks' || section === 'flows') leaveGrid();
   if (section === 'applications') {
     showView('apps');
     showApplications(name, focusHeading);
@@ -73,6 +75,9 @@ function route(focusHeading) {
   } else if (section === 'stacks') {
     showView('stacks');
     showStacks(name, focusHeading);
+  } else if (section === 'flows') {
+    showView('flows');
+    showFlows(name, focusHeading);
   } else {
     showView('grid');
     if (focusHeading) $('grid-heading').focus();
@@ -105,7 +110,7 @@ function startSession(answer, fromForm) {
 
 // Pop-ups holding typed work: a session that ends under one of them asks
 // to sign in again on top of it instead of throwing the work away.
-const EDITORS = '#job-dialog[open], #params-dialog[open], #config-dialog[open], #custom-run-dialog[open], #stack-settings-dialog[open]';
+const EDITORS = '#job-dialog[open], #params-dialog[open], #config-dialog[open], #custom-run-dialog[open], #stack-settings-dialog[open], #flow-edit-dialog[open], #flow-retry-dialog[open]';
 let reauthOk = false;
 
 function sessionLost(notice) {

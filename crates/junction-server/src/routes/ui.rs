@@ -22,6 +22,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("editor.js", JS, include_str!("../../assets/ui/editor.js")),
     ("configs.js", JS, include_str!("../../assets/ui/configs.js")),
     ("stacks.js", JS, include_str!("../../assets/ui/stacks.js")),
+    ("flows.js", JS, include_str!("../../assets/ui/flows.js")),
     ("app.css", CSS, include_str!("../../assets/ui/app.css")),
     ("apps.css", CSS, include_str!("../../assets/ui/apps.css")),
 ];
