@@ -2,6 +2,7 @@
 //! (`token create`), and client commands that talk to a server over HTTP.
 
 mod client;
+mod flows;
 mod server;
 mod stacks;
 
@@ -62,6 +63,10 @@ enum Command {
     /// list, show, calls, token rotate, set, delete, call.
     #[command(subcommand)]
     Stacks(stacks::StacksCommand),
+    /// Record flows (exports, imports and lookups with stack hooks): upload,
+    /// list, show, run, errors, retry, resolve, delete.
+    #[command(subcommand)]
+    Flows(flows::FlowsCommand),
 }
 
 /// Where a client command finds the server.
@@ -129,6 +134,7 @@ fn main() -> ExitCode {
             Command::Companies(cmd) => client::companies(cmd).await,
             Command::Triggers(cmd) => client::triggers(cmd).await,
             Command::Stacks(cmd) => stacks::stacks(cmd).await,
+            Command::Flows(cmd) => flows::flows(cmd).await,
         }
     });
     match result {
