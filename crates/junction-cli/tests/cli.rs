@@ -576,6 +576,107 @@ fn a_killed_worker_loses_its_attempt_and_the_run_still_finishes() {
     let _ = second.wait();
 }
 
+/// Every JSON body posted, with its path.
+type Posted = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// A loopback HTTP server that keeps every JSON body posted to it, by path.
+fn recording_server() -> (String, Posted) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let kept = seen.clone();
+    std::thread::spawn(move || {
+        for mut sock in listener.incoming().map_while(Result::ok) {
+            let kept = kept.clone();
+            std::thread::spawn(move || {
+                let mut data = Vec::new();
+                let mut buf = [0u8; 8192];
+                let (head, body_start) = loop {
+                    let Ok(n) = sock.read(&mut buf) else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    data.extend_from_slice(&buf[..n]);
+                    if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break (String::from_utf8_lossy(&data[..i]).to_string(), i + 4);
+                    }
+                };
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                while data.len() < body_start + length {
+                    let Ok(n) = sock.read(&mut buf) else { return };
+                    if n == 0 {
+                        break;
+                    }
+                    data.extend_from_slice(&buf[..n]);
+                }
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let body = serde_json::from_slice(&data[body_start..]).unwrap_or(Value::Null);
+                kept.lock().unwrap().push((path, body));
+                let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\nconnection: close\r\n\r\n{\"id\": \"x\"}");
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// A `junction worker` killed (SIGKILL) in the middle of a flow run: its
+/// lease runs out, another worker claims the run and resumes after the last
+/// committed page. Every record reaches the target; at most the pages in
+/// flight when it died arrive twice.
+#[test]
+fn a_killed_worker_s_flow_run_resumes_after_the_last_committed_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let serve = Serve::start(&data, &["--workers", "0"], &[("JUNCTION_ADMIN_TOKEN", ADMIN)]);
+    let run = |args: &[&str]| serve.client(ADMIN, args);
+    let (url, seen) = recording_server();
+    let shop = concat!(env!("CARGO_MANIFEST_DIR"), "/../junction-server/tests/fixtures/flows/shop.js");
+    let target = format!("TARGET={url}");
+    ok(&run(&["stacks", "upload", "shop", shop, "--env", &target, "--env", "COUNT=400", "--env", "PAGE_DELAY_MS=150"]));
+    let doc = serde_json::json!({"name": "resume", "maxParallelPages": 2,
+      "connections": {"dst": {"type": "http", "baseURI": url}},
+      "pageGenerators": [{"name": "orders", "type": "wrapper", "stack": "shop", "function": "exportOrders"}],
+      "pageProcessors": [{"name": "push", "type": "http", "connection": "dst", "relativeURI": "/orders",
+          "mapping": {"fields": [{"extract": "id", "generate": "orderId"}]}}]});
+    let file = write(dir.path(), "resume.json", &doc.to_string());
+    ok(&run(&["flows", "upload", file.to_str().unwrap()]));
+    let started: Value = serde_json::from_str(&ok(&run(&["flows", "run", "resume", "--json"]))).unwrap();
+    let id = started["id"].as_str().unwrap().to_string();
+    let show = || -> Value { serde_json::from_str(&ok(&run(&["tasks", "show", &id]))).unwrap() };
+
+    let mut first = start_worker(&data);
+    wait_for("three committed pages", || show()["counters"]["push"]["pagesProcessed"].as_u64().unwrap_or(0) >= 3);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let orders = |seen: &Mutex<Vec<(String, Value)>>| -> Vec<i64> {
+        seen.lock().unwrap().iter().filter(|(p, _)| p == "/orders").filter_map(|(_, b)| b["orderId"].as_i64()).collect()
+    };
+    assert!(orders(&seen).len() < 400, "killed before the end");
+
+    let mut second = start_worker(&data);
+    wait_for("the run to finish", || show()["state"] == "SUCCESS");
+    let shown = show();
+    assert_eq!(shown["steps"][0]["attempts"], 2, "{shown}");
+    assert_eq!(shown["counters"]["orders"]["pagesGenerated"], 20, "{shown}");
+    assert_eq!(shown["counters"]["push"]["success"], 400, "{shown}");
+    let got = orders(&seen);
+    let mut distinct = got.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct, (1..=400).collect::<Vec<i64>>(), "every record arrived");
+    // At most the two pages in flight and the one being read were redone.
+    assert!(got.len() - distinct.len() <= 60, "{} records arrived twice", got.len() - distinct.len());
+    let log = ok(&run(&["tasks", "log", &id]));
+    assert!(log.contains("resuming after the last committed page"), "{log}");
+    second.kill().unwrap();
+    let _ = second.wait();
+}
+
 #[test]
 fn runs_queued_before_a_restart_all_run_after_it_once() {
     let dir = tempfile::tempdir().unwrap();

@@ -13,7 +13,10 @@ use crate::validation::{Invalid, Violations};
 /// The event kinds a trigger can listen to.
 pub const EVENTS: [&str; 2] = ["cicd_job", "xds_activity"];
 
-const KEYS: [&str; 7] = ["name", "application", "event", "company_id", "filter", "arguments", "enabled"];
+const KEYS: [&str; 8] = ["name", "application", "flow", "event", "company_id", "filter", "arguments", "enabled"];
+
+/// The application name under which a flow's runs (and its triggers) go.
+pub const FLOW_PREFIX: &str = ".flow.";
 const READ_BACK: [&str; 3] = ["id", "created_at", "updated_at"];
 const CICD_FILTERS: [&str; 4] = ["service_id", "status", "job_type", "repo"];
 const XDS_FILTERS: [&str; 4] = ["source_id", "schema_id", "status_type", "important_change"];
@@ -51,7 +54,26 @@ impl TriggerSpec {
         let known: Vec<&str> = KEYS.iter().chain(READ_BACK.iter()).copied().collect();
         unknown_keys(obj, &known, "", "a trigger", &mut v);
         let name = named(obj, "name", &mut v);
-        let application = named(obj, "application", &mut v);
+        // A trigger runs an application, or (`"flow": NAME`) a record flow;
+        // a flow's trigger reads back as application `.flow.NAME`.
+        let application = match (obj.get("application"), obj.get("flow")) {
+            (Some(_), Some(_)) => {
+                v.push("flow", "conflict", "give application or flow, not both");
+                None
+            }
+            (None, Some(_)) => named(obj, "flow", &mut v).map(|f| format!("{FLOW_PREFIX}{f}")),
+            (Some(Value::String(a)), None) if a.starts_with(FLOW_PREFIX) => {
+                let mut alias = obj.clone();
+                alias.insert("flow".into(), Value::String(a[FLOW_PREFIX.len()..].to_string()));
+                named(&alias, "flow", &mut v).map(|f| format!("{FLOW_PREFIX}{f}"))
+            }
+            _ => named(obj, "application", &mut v),
+        };
+        if application.as_deref().is_some_and(|a| a.starts_with(FLOW_PREFIX))
+            && obj.get("arguments").is_some_and(|a| a.as_object().is_some_and(|m| !m.is_empty()))
+        {
+            v.push("arguments", "conflict", "a flow has no parameters; its hooks get the event as options.event");
+        }
         let event = match obj.get("event") {
             Some(Value::String(e)) if EVENTS.contains(&e.as_str()) => Some(e.clone()),
             Some(Value::String(_)) => {

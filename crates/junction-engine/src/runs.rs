@@ -70,6 +70,22 @@ impl Engine {
     /// what the runs need in a few queries. One answer per request, in
     /// order; an application that is missing or cannot run answers an error.
     pub(crate) async fn prepare_runs(&self, requests: Vec<(&str, RunRequest)>) -> Result<Vec<Result<NewRun>>> {
+        // Runs of record flows (`.flow.NAME`, from schedules and triggers)
+        // are prepared by the flow family, the rest below, in one order.
+        if requests.iter().any(|(app, _)| app.starts_with(crate::flows::RUN_PREFIX)) {
+            let mut out = Vec::with_capacity(requests.len());
+            for (app, request) in requests {
+                out.push(match app.strip_prefix(crate::flows::RUN_PREFIX) {
+                    Some(flow) => {
+                        self.prepare_flow_run(flow, crate::flows::FlowRunRequest::from_run_request(request)).await
+                    }
+                    None => {
+                        Box::pin(self.prepare_runs(vec![(app, request)])).await?.pop().expect("one request, one run")
+                    }
+                });
+            }
+            return Ok(out);
+        }
         let mut names: Vec<&str> = requests.iter().map(|(app, _)| *app).collect();
         names.sort_unstable();
         names.dedup();

@@ -325,10 +325,9 @@ impl Engine {
         names.dedup();
         let running = self.store.active_instance_apps(&names).await?;
         // A job still running holds its ticks back: nothing of it is read.
-        let is_flow = |r: &ScheduleRecord| r.application.starts_with(crate::flows::RUN_PREFIX);
         let requests = due
             .iter()
-            .filter(|record| !running.contains(&record.application) && !is_flow(record))
+            .filter(|record| !running.contains(&record.application))
             .map(|record| {
                 let request = RunRequest {
                     params: record.params.as_object().cloned().unwrap_or_default(),
@@ -344,20 +343,7 @@ impl Engine {
         let mut out = Vec::with_capacity(due.len());
         for record in due {
             // Taken first, so every prepared run stays with its record.
-            let built = match (running.contains(&record.application), is_flow(&record)) {
-                (true, _) => None,
-                // A flow's tick: a run of its latest revision.
-                (false, true) => {
-                    let flow = record.application.trim_start_matches(crate::flows::RUN_PREFIX);
-                    let request = crate::flows::FlowRunRequest {
-                        triggered_by: Some(format!("schedule:{}", record.id)),
-                        trigger_kind: Some("schedule"),
-                        ..Default::default()
-                    };
-                    Some(self.prepare_flow_run(flow, request).await)
-                }
-                (false, false) => prepared.next(),
-            };
+            let built = if running.contains(&record.application) { None } else { prepared.next() };
             let due_at = record.next_fire_at.unwrap_or(now);
             let spent = |record: &ScheduleRecord, next_fire_at, error: String| Firing {
                 schedule_id: record.id.clone(),

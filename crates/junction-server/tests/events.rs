@@ -408,3 +408,54 @@ async fn an_xds_trigger_fires_on_important_changes() {
     assert_eq!(context["SubEventId"], changed["sub_event_id"]);
     assert!(line.ends_with(" env from-trigger"), "{line}");
 }
+
+/// A trigger may start a record flow (`"flow": NAME`): the event is the
+/// run's context, and every hook gets it as `options.event`.
+#[tokio::test]
+async fn an_event_trigger_starts_a_flow_whose_hooks_get_the_event() {
+    let s = TestServer::sqlite().await;
+    let acme = company(&s, "acme").await;
+    let shop = include_str!("fixtures/flows/shop.js");
+    let (status, body) = s.post("/api/v1/stacks", json!({"name": "shop", "data": shop})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let flow = json!({"name": "deploy_flow",
+        "pageGenerators": [{"name": "one", "type": "wrapper", "stack": "shop", "function": "quietOrders"}],
+        "pageProcessors": [{"name": "push", "type": "wrapper", "stack": "shop", "function": "importOrders",
+            "hooks": {"preMap": {"stack": "shop", "function": "rejectWithEvent"}}}]});
+    let (status, body) = s.post("/api/v1/flows", flow).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let trigger = json!({"name": "flow-on-deploy", "flow": "deploy_flow", "event": "cicd_job", "company_id": acme.id,
+        "filter": {"status": "Succeeded"}});
+    let (status, body) = s.post("/api/v1/triggers", trigger.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["application"], ".flow.deploy_flow");
+    // Read back, it posts back unchanged; a flow that does not exist, both
+    // targets, or arguments are refused.
+    let (status, _) = s.post("/api/v1/triggers", body.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    for (extra, field, rule) in [
+        (json!({"flow": "nope"}), "application", "exists"),
+        (json!({"application": "x"}), "flow", "conflict"),
+        (json!({"arguments": {"a": 1}}), "arguments", "conflict"),
+    ] {
+        let mut t = trigger.clone();
+        for (k, v) in extra.as_object().unwrap() {
+            t[k] = v.clone();
+        }
+        let (status, body) = s.post("/api/v1/triggers", t).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{extra}: {body}");
+        assert_eq!(details(&body), vec![(field.to_string(), rule.to_string())], "{extra}");
+    }
+    let (status, _) = s.put("/api/v1/settings", json!({"automated_jobs_enabled": true})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, item) = post_job(&s, acme.id, Some(&acme.token), &sample(acme.service)).await;
+    assert_eq!(status, StatusCode::CREATED, "{item}");
+    let runs = item["triggered_runs"].as_array().unwrap().clone();
+    assert_eq!(runs.len(), 1, "{item}");
+    let run = s.engine.wait_run(runs[0].as_str().unwrap(), std::time::Duration::from_secs(30)).await.unwrap();
+    assert_eq!(run.state.as_str(), "SUCCESS", "{run:?}");
+    assert_eq!(run.trigger_kind, "automated");
+    assert_eq!(run.application, ".flow.deploy_flow");
+    let (_, errors) = s.get("/api/v1/flows/deploy_flow/errors").await;
+    assert_eq!(errors[0]["message"], "a2e7da86cc392417b0d9f605b28038aae80b002f", "{errors}");
+}

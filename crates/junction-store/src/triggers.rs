@@ -50,10 +50,12 @@ impl Store {
         let now = self.now_ms();
         let created = write_tx!(self, tx => {
             lock_key!(self, tx, &app_scope(&spec.application));
-            let app: Option<String> = sqlx::query_scalar("SELECT name FROM applications WHERE name = $1")
-                .bind(&spec.application)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let app: Option<String> = match spec.application.strip_prefix(junction_core::trigger::FLOW_PREFIX) {
+                Some(flow) => sqlx::query_scalar("SELECT name FROM flows WHERE name = $1").bind(flow),
+                None => sqlx::query_scalar("SELECT name FROM applications WHERE name = $1").bind(&spec.application),
+            }
+            .fetch_optional(&mut *tx)
+            .await?;
             if app.is_none() {
                 return Err(junction_core::Invalid::one(
                     "application",

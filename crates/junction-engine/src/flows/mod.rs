@@ -51,7 +51,22 @@ pub struct FlowRunRequest {
     /// A webhook post: the export it came to and its records, the run's one page.
     pub webhook: Option<(String, Vec<Value>)>,
     /// `manual` unless said (`schedule` for the scheduler's).
-    pub trigger_kind: Option<&'static str>,
+    pub trigger_kind: Option<String>,
+    /// The event that triggered the run (a CI/CD job, an XDS activity):
+    /// hooks and wrappers get it as `options.event`.
+    pub context: Option<Value>,
+}
+
+impl FlowRunRequest {
+    /// A schedule's or trigger's request for an application run, for a flow.
+    pub(crate) fn from_run_request(r: crate::RunRequest) -> FlowRunRequest {
+        FlowRunRequest {
+            triggered_by: r.triggered_by,
+            trigger_kind: Some(r.trigger_kind),
+            context: r.context,
+            ..Default::default()
+        }
+    }
 }
 
 /// A flow with what is known of it now.
@@ -259,9 +274,9 @@ impl Engine {
     pub(crate) async fn prepare_flow_run(&self, name: &str, request: FlowRunRequest) -> Result<NewRun> {
         let record = self.store.get_flow(name).await?.ok_or_else(|| EngineError::NotFound(format!("flow {name:?}")))?;
         let mut params = json!({});
-        let mut trigger_kind = request.trigger_kind.unwrap_or("manual");
+        let mut trigger_kind = request.trigger_kind.unwrap_or_else(|| "manual".into());
         if !request.retry.is_empty() {
-            trigger_kind = "retry";
+            trigger_kind = "retry".into();
             params["retry"] = request
                 .retry
                 .iter()
@@ -269,7 +284,7 @@ impl Engine {
                 .collect();
         }
         if let Some((export, records)) = &request.webhook {
-            trigger_kind = "webhook";
+            trigger_kind = "webhook".into();
             params["webhook"] = webhook::webhook_params(export, records);
         }
         Ok(NewRun {
@@ -277,12 +292,12 @@ impl Engine {
             application: format!("{RUN_PREFIX}{name}"),
             app_revision: record.revision,
             queue: "default".into(),
-            trigger_kind: trigger_kind.into(),
+            trigger_kind,
             triggered_by: request.triggered_by,
             configuration: None,
             params,
             secret_params: Vec::new(),
-            context: None,
+            context: request.context,
             log_level: 20,
             idempotency_key: None,
             tasks: vec![NewTask {
@@ -304,7 +319,8 @@ impl Engine {
             triggered_by: Some(format!("{who} (replay of {})", old.id)),
             retry: retry_of(&old.params),
             webhook: webhook::webhook_of(&old.params),
-            trigger_kind: Some("replay"),
+            trigger_kind: Some("replay".into()),
+            context: old.context.clone(),
         };
         self.start_flow_run(flow, request).await
     }

@@ -164,6 +164,9 @@ fn base_options(ctx: &RunCtx, p: &Processor, id_key: &str) -> Map<String, Value>
     o.insert("_integrationId".into(), json!(ctx.flow_name));
     o.insert("_parentIntegrationId".into(), Value::Null);
     o.insert("settings".into(), Value::Object(ctx.flow.settings.clone()));
+    if let Some(event) = &ctx.event {
+        o.insert("event".into(), event.clone());
+    }
     o
 }
 

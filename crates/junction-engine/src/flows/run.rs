@@ -37,6 +37,8 @@ pub(crate) struct RunCtx {
     /// `lastExportDateTime` / `currentExportDateTime` of the export being read.
     pub times: std::sync::Mutex<(Option<String>, String)>,
     pub page: std::sync::atomic::AtomicI64,
+    /// The event that triggered the run, given to hooks as `options.event`.
+    pub event: Option<Value>,
 }
 
 impl RunCtx {
@@ -76,7 +78,10 @@ impl RunCtx {
     }
 
     /// Calls a stack function as a hook; `Err` with the function's error.
-    pub async fn call(&self, hook: HookRef, options: Map<String, Value>) -> std::result::Result<Value, String> {
+    pub async fn call(&self, hook: HookRef, mut options: Map<String, Value>) -> std::result::Result<Value, String> {
+        if let Some(event) = &self.event {
+            options.insert("event".into(), event.clone());
+        }
         self.call_kind(hook, "hook", Value::Object(options)).await
     }
 
@@ -190,6 +195,7 @@ impl Engine {
             task_id: task.id.clone(),
             times: std::sync::Mutex::new((None, String::new())),
             page: 0.into(),
+            event: run.context.clone(),
             flow,
         });
 

@@ -115,6 +115,9 @@ impl Exporter {
                 o.insert("_integrationId".into(), json!(ctx.flow_name));
                 o.insert("settings".into(), Value::Object(ctx.flow.settings.clone()));
                 o.insert("configuration".into(), configuration.clone());
+                if let Some(event) = &ctx.event {
+                    o.insert("event".into(), event.clone());
+                }
                 let (state, last, repeats, done) = match state {
                     Some(s) => (
                         s.get("state").cloned().filter(|v| !v.is_null()),
