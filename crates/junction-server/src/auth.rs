@@ -17,7 +17,9 @@ use crate::extract::Caller;
 use crate::AppState;
 
 /// Route-template suffixes that start or stop work.
-const OPERATE_SUFFIXES: [&str; 5] = ["/run", "/stop", "/replay", "/revoke", "/trigger"];
+// A flow's errors are retried (a run) and resolved by whoever operates it.
+const OPERATE_SUFFIXES: [&str; 7] =
+    ["/run", "/stop", "/replay", "/revoke", "/trigger", "/errors/retry", "/errors/resolve"];
 
 /// The one route a signed link (from a job's history) may read without a
 /// token.
@@ -224,6 +226,10 @@ mod tests {
             (Method::PUT, "/api/v1/global-parameters", Capability::Edit),
             (Method::POST, "/api/v1/applications/{name}/run", Capability::Operate),
             (Method::POST, "/api/v1/jobs/{name}/stop", Capability::Operate),
+            (Method::POST, "/api/v1/flows/{name}/run", Capability::Operate),
+            (Method::POST, "/api/v1/flows/{name}/errors/retry", Capability::Operate),
+            (Method::POST, "/api/v1/flows/{name}/errors/resolve", Capability::Operate),
+            (Method::PUT, "/api/v1/flows/{name}/errors/{retryDataKey}", Capability::Edit),
             (Method::POST, "/api/v1/applications/{name}/trigger", Capability::Operate),
             (Method::PATCH, "/api/v1/jobs/{name}", Capability::Edit),
             (Method::POST, "/api/v1/schedule", Capability::Edit),

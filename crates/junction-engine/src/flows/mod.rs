@@ -400,6 +400,16 @@ impl Engine {
         who: &str,
     ) -> Result<u64> {
         self.store.get_flow(name).await?.ok_or_else(|| EngineError::NotFound(format!("flow {name:?}")))?;
+        if let Some(keys) = keys {
+            let known = self.store.flow_retry_data(name, Some(keys), None).await?;
+            let mut v = Violations::default();
+            for (i, key) in keys.iter().enumerate() {
+                if !known.iter().any(|(k, _, _)| k == key) {
+                    v.push(format!("retryDataKeys[{i}]"), "unknown_key", format!("no retry data {key:?} in this flow"));
+                }
+            }
+            v.finish(())?;
+        }
         Ok(self.store.resolve_flow_errors(name, keys, step, who).await?)
     }
 
