@@ -980,6 +980,19 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_s_flow_parses() {
+        let readme = include_str!("../../../../README.md");
+        let marker = "cat > customers.json <<'JSON'\n";
+        let start = readme.find(marker).expect("the README's flow") + marker.len();
+        let end = start + readme[start..].find("\nJSON\n").unwrap();
+        let doc: Value = serde_json::from_str(&readme[start..end]).unwrap();
+        let flow = parse_flow(&doc).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(flow.step_names(), ["changed", "load"]);
+        assert!(flow.schedule.is_some());
+        assert_eq!(flow.secrets().len(), 2);
+    }
+
+    #[test]
     fn the_issue_s_document_parses() {
         let flow = parse_flow(&orders_sync()).unwrap();
         assert_eq!(flow.name, "orders_sync");
