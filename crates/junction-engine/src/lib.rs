@@ -34,7 +34,7 @@ use junction_runtime::Runtime;
 use junction_store::{Store, StoreError};
 
 pub use content::StoredApplication;
-pub use flows::{flow_of_run, FlowRunRequest, FlowView, WebhookRefused, MAX_ERRORS_LISTED};
+pub use flows::{flow_of_run, FlowRunRequest, FlowView, WebhookRefused, FLOW_RUN_TOKEN_PREFIX, MAX_ERRORS_LISTED};
 pub use jobs::{Job, JobRun, Trigger};
 pub use junction_runtime::package::ArchiveFormat;
 pub use junction_runtime::Health as RuntimeHealth;

@@ -74,6 +74,24 @@ pub async fn require_token(
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .filter(|t| !t.is_empty());
+    if let Some(presented) = presented.filter(|p| p.starts_with(junction_engine::FLOW_RUN_TOKEN_PREFIX)) {
+        let (flow, run) = state
+            .engine
+            .flow_run_of_token(presented)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("the flow run's token is not valid, or its run has ended"))?;
+        let route = route.as_ref().map_or_else(|| req.uri().path().to_string(), |r| r.as_str().to_string());
+        check_flow_run(req.method(), &route, req.uri().path(), &flow, &run)?;
+        req.extensions_mut().insert(Caller(TokenInfo {
+            id: format!("flow-run:{run}"),
+            name: format!("flow run {run}"),
+            role: junction_core::role::Role::Viewer,
+            company_id: None,
+            created_at: state.engine.store().now(),
+            last_used_at: None,
+        }));
+        return Ok(next.run(req).await);
+    }
     let token = match presented {
         Some(presented) => state
             .engine
@@ -105,6 +123,26 @@ pub async fn require_token(
     }
     req.extensions_mut().insert(Caller(token));
     Ok(next.run(req).await)
+}
+
+/// A flow run's `bearerToken` (spec 001) reads its own flow (document,
+/// errors, retry data) and its own run, nothing else.
+fn check_flow_run(method: &Method, route: &str, path: &str, flow: &str, run: &str) -> Result<(), ApiError> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let allowed = *method == Method::GET
+        && match route {
+            "/api/v1/flows/{name}" | "/api/v1/flows/{name}/errors" | "/api/v1/flows/{name}/errors/{retryDataKey}" => {
+                parts.get(3) == Some(&flow)
+            }
+            "/api/v1/tasks/{id}" | "/api/v1/tasks/{id}/log" => parts.get(3) == Some(&run),
+            _ => false,
+        };
+    match allowed {
+        true => Ok(()),
+        false => {
+            Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "a flow run's token reads only its own flow and run"))
+        }
+    }
 }
 
 /// The name of the web UI's session cookie (HttpOnly, SameSite=Strict).

@@ -606,3 +606,29 @@ async fn a_scheduled_flow_runs_on_its_ticks() {
     clock.advance(jiff::SignedDuration::from_secs(120));
     assert!(server.engine.fire_due().await.unwrap().started.is_empty());
 }
+
+/// Every hook gets a `bearerToken` that reads its own flow and run while
+/// the run goes, and nothing else, ever after.
+#[tokio::test]
+async fn hooks_get_a_bearer_token_for_their_run_only() {
+    let server = TestServer::sqlite().await;
+    let (target, recorder) = start_recorder().await;
+    shop(&server, &target, &[("JUNCTION", &server.base.clone()), ("COUNT", "3")]).await;
+    let mut doc = orders_sync();
+    doc["pageGenerators"][0]["hooks"]["preSavePage"] = json!({"stack": "shop", "function": "useToken"});
+    put_flow(&server, doc).await;
+    let r = run(&server, "orders_sync").await;
+    assert_eq!(r["state"], "SUCCESS", "{r}");
+    let calls = recorder.calls("useToken");
+    let options = &calls[0]["options"];
+    assert_eq!(options["statuses"], json!({"flow": 200, "other": 403}), "{options}");
+    let token = options["bearerToken"].as_str().unwrap();
+    assert!(token.starts_with("jfr_"));
+    assert!(recorder.calls("dropCancelled")[0]["options"]["bearerToken"] == token);
+    // The run has ended: the token is worth nothing now.
+    let (status, _) = server.send(reqwest::Method::GET, "/api/v1/flows/orders_sync", Some(token), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let forged = format!("{}x", token);
+    let (status, _) = server.send(reqwest::Method::GET, "/api/v1/flows/orders_sync", Some(&forged), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

@@ -10,6 +10,7 @@ mod source;
 mod webhook;
 
 pub use webhook::WebhookRefused;
+pub use RUN_TOKEN_PREFIX as FLOW_RUN_TOKEN_PREFIX;
 
 pub(crate) use source::FlowIo;
 
@@ -40,6 +41,9 @@ pub const FLOW_TASK: &str = "flow";
 pub const MAX_ERRORS_LISTED: i64 = 1_000;
 /// Records one webhook post may carry (it is one page).
 pub const MAX_WEBHOOK_RECORDS: usize = junction_core::flow::document::MAX_PAGE_SIZE;
+
+/// The prefix of a flow run's `bearerToken`.
+pub const RUN_TOKEN_PREFIX: &str = "jfr_";
 
 /// How a run of a flow is asked for.
 #[derive(Debug, Clone, Default)]
@@ -258,6 +262,28 @@ impl Engine {
         let flow = parse_flow(&full)?;
         let values = secrets.iter().map(|(_, s)| s.expose().to_string()).filter(|s| !s.is_empty()).collect();
         Ok((flow, values))
+    }
+
+    /// The `bearerToken` hooks of a run get: the run id signed with the
+    /// store's key, so every server of the store knows it; it is good only
+    /// while the run goes, and only for reading that flow and that run.
+    pub(crate) fn flow_run_token(&self, run_id: &str) -> String {
+        format!("{RUN_TOKEN_PREFIX}{run_id}.{}", self.store.sign(&format!("flow-run:{run_id}")))
+    }
+
+    /// (flow, run id) of a valid run token of a run still going.
+    pub async fn flow_run_of_token(&self, token: &str) -> Result<Option<(String, String)>> {
+        let Some((run_id, signature)) = token.strip_prefix(RUN_TOKEN_PREFIX).and_then(|t| t.split_once('.')) else {
+            return Ok(None);
+        };
+        if !self.store.verify_signature(&format!("flow-run:{run_id}"), signature) {
+            return Ok(None);
+        }
+        let Some(run) = self.store.get_run(run_id).await? else { return Ok(None) };
+        Ok(match flow_of_run(&run) {
+            Some(flow) if !run.state.is_final() => Some((flow.to_string(), run.id.clone())),
+            _ => None,
+        })
     }
 
     /// Queues a run of the flow's latest revision.

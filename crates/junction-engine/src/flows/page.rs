@@ -167,6 +167,7 @@ fn base_options(ctx: &RunCtx, p: &Processor, id_key: &str) -> Map<String, Value>
     if let Some(event) = &ctx.event {
         o.insert("event".into(), event.clone());
     }
+    o.insert("bearerToken".into(), json!(ctx.bearer));
     o
 }
 

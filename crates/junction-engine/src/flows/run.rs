@@ -39,6 +39,8 @@ pub(crate) struct RunCtx {
     pub page: std::sync::atomic::AtomicI64,
     /// The event that triggered the run, given to hooks as `options.event`.
     pub event: Option<Value>,
+    /// `options.bearerToken`: reads this flow and this run while it goes.
+    pub bearer: String,
 }
 
 impl RunCtx {
@@ -79,6 +81,7 @@ impl RunCtx {
 
     /// Calls a stack function as a hook; `Err` with the function's error.
     pub async fn call(&self, hook: HookRef, mut options: Map<String, Value>) -> std::result::Result<Value, String> {
+        options.insert("bearerToken".into(), json!(self.bearer));
         if let Some(event) = &self.event {
             options.insert("event".into(), event.clone());
         }
@@ -187,9 +190,13 @@ impl Engine {
                     .await
             }
         };
+        let bearer = self.flow_run_token(&run.id);
+        let mut secrets = secrets;
+        secrets.push(bearer.clone());
         let ctx = Arc::new(RunCtx {
             engine: self.clone(),
             redactor: Redactor::with_paths(&secrets, &[]),
+            bearer,
             flow_name: name.clone(),
             run_id: run.id.clone(),
             task_id: task.id.clone(),

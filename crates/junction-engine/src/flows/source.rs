@@ -118,6 +118,7 @@ impl Exporter {
                 if let Some(event) = &ctx.event {
                     o.insert("event".into(), event.clone());
                 }
+                o.insert("bearerToken".into(), json!(ctx.bearer));
                 let (state, last, repeats, done) = match state {
                     Some(s) => (
                         s.get("state").cloned().filter(|v| !v.is_null()),
