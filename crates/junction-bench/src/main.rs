@@ -15,9 +15,15 @@
 //!   throughput and latency with C concurrent clients (default 64, at most
 //!   N events of each kind, default 50,000, within 60 s each), checked
 //!   durable (see `events.rs`).
+//! - `junction-bench flows [--records N] [--cap SECONDS] [--scenario pg|http|all]
+//!   [--out FILE]`: record flows end to end over the HTTP API with the
+//!   server defaults — PostgreSQL → mapping → PostgreSQL in pages of 1,000,
+//!   and HTTP → three hooks → HTTP per record — checked record by record,
+//!   with records/s and peak RSS (see `flows.rs`).
 
 mod engine;
 mod events;
+mod flows;
 mod scheduler;
 mod stacks;
 
@@ -54,7 +60,7 @@ fn options() -> Result<Options> {
     let command = match args.next().as_deref() {
         Some(c @ ("runtime" | "engine" | "scheduler" | "events")) => c.to_string(),
         other => bail!(
-            "usage: junction-bench runtime|engine|scheduler|events [--iterations N] [--runs N] [--samples N] \
+            "usage: junction-bench runtime|engine|scheduler|events|flows [--iterations N] [--runs N] [--samples N] \
              [--schedules N] [--backend sqlite|postgres|both] [--same-instant] [--total N] \
              [--concurrency C[,C...]] [--cap SECONDS] [--kind cicd|xds|both] [--users N] [--breakdown] \
              [--out FILE] (got {other:?})"
@@ -236,6 +242,9 @@ async fn measure(runtime: &Runtime, language: Language, iterations: usize) -> Re
 async fn main() -> Result<()> {
     if std::env::args().nth(1).as_deref() == Some("stacks") {
         return stacks::main(std::env::args().skip(2).collect()).await;
+    }
+    if std::env::args().nth(1).as_deref() == Some("flows") {
+        return flows::main(std::env::args().skip(2).collect()).await;
     }
     let o = options()?;
     if o.command == "engine" {
