@@ -7,7 +7,7 @@
 
 import {
   $, api, appPath, banners, logLink, stopRunCell, el, formatDuration, MASKED_TEXT, messageOf, openDialog, renderPreservingFocus, showBanner,
-  stateBadge, stepFile, timeEl, toDate, valueText,
+  stateBadge, stepFile, timeEl, toDate, valueText, notLoaded
 } from './core.js';
 
 const POLL_MS = 1000; // live step colours while a run is going
@@ -174,18 +174,10 @@ function showApp(name, focusHeading) {
   }, (err) => {
     if (g !== gen || err.handled) return;
     loading.remove();
-    if (err.status === 404) {
-      heading.textContent = 'Application not found';
-      view.append(el('div', { class: 'empty not-found' }, [
-        el('p', { text: `No application is named “${name}”. It may have been deleted or renamed.` }),
-        el('p', {}, [el('a', { href: '#/applications', text: 'Back to the list of applications' })]),
-      ]));
-    } else {
-      showBanner('app-error', messageOf(err));
-      const retry = el('button', { type: 'button', class: 'button', text: 'Try again' });
-      retry.addEventListener('click', () => showApplications(name, false));
-      view.append(el('p', {}, [retry]));
-    }
+    notLoaded(view, heading, err, {
+      what: 'Application', name, gone: 'deleted or renamed', listHref: '#/applications', listName: 'applications',
+      report: (e) => showBanner('app-error', messageOf(e)), retry: () => showApplications(name, false),
+    });
   });
 }
 

@@ -225,6 +225,23 @@ export function stopRunCell(run, when) {
   return cell;
 }
 
+/// A detail page whose thing could not be loaded: "not found" with a link
+/// back to the list, or the error (shown by `report`) and a Try again button.
+export function notLoaded(view, heading, err, { what, name, gone, listHref, listName, report, retry }) {
+  if (err.status === 404) {
+    heading.textContent = `${what} not found`;
+    view.append(el('div', { class: 'empty not-found' }, [
+      el('p', { text: `No ${what.toLowerCase()} is named “${name}”. It may have been ${gone}.` }),
+      el('p', {}, [el('a', { href: listHref, text: `Back to the list of ${listName}` })]),
+    ]));
+  } else {
+    report(err);
+    const again = el('button', { type: 'button', class: 'button', text: 'Try again' });
+    again.addEventListener('click', retry);
+    view.append(el('p', {}, [again]));
+  }
+}
+
 export const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 // A page's two banners (an error and a status line that clears itself):

@@ -14,7 +14,7 @@
 
 import {
   $, api, banners, confirmDialog, dateFormat, el, formatDuration, logLink, messageOf, openDialog, plural,
-  renderPreservingFocus, showBanner, stateBadge, stopRunCell, timeEl, toDate,
+  renderPreservingFocus, showBanner, stateBadge, stopRunCell, timeEl, toDate, notLoaded
 } from './core.js';
 
 const POLL_MS = 1000;
@@ -361,18 +361,10 @@ function showFlow(name, focusHeading) {
   }, (err) => {
     if (g !== gen || err.handled) return;
     $('flow-loading').remove();
-    if (err.status === 404) {
-      heading.textContent = 'Flow not found';
-      view.append(el('div', { class: 'empty not-found' }, [
-        el('p', { text: `No flow is named “${name}”. It may have been deleted.` }),
-        el('p', {}, [el('a', { href: '#/flows', text: 'Back to the list of flows' })]),
-      ]));
-    } else {
-      showError(err, 'load');
-      const retry = el('button', { type: 'button', class: 'button', text: 'Try again' });
-      retry.addEventListener('click', () => showFlows(name, false));
-      view.append(el('p', {}, [retry]));
-    }
+    notLoaded(view, heading, err, {
+      what: 'Flow', name, gone: 'deleted', listHref: '#/flows', listName: 'flows',
+      report: (e) => showError(e, 'load'), retry: () => showFlows(name, false),
+    });
   });
 }
 

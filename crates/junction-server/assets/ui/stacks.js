@@ -13,7 +13,7 @@
 
 import {
   $, api, ApiError, banners, can, confirmDialog, currentSession, dateFormat, editableRows, el, formatDuration, messageOf, openDialog,
-  plural, setSession, showBanner, timeEl, toDate,
+  plural, setSession, showBanner, timeEl, toDate, notLoaded
 } from './core.js';
 
 const CALLS_LIMIT = 20;
@@ -437,18 +437,10 @@ function showStack(name, focusHeading) {
   }, (err) => {
     if (g !== gen || err.handled) return;
     $('stack-loading').remove();
-    if (err.status === 404) {
-      heading.textContent = 'Stack not found';
-      view.append(el('div', { class: 'empty not-found' }, [
-        el('p', { text: `No stack is named “${name}”. It may have been deleted.` }),
-        el('p', {}, [el('a', { href: '#/stacks', text: 'Back to the list of stacks' })]),
-      ]));
-    } else {
-      showError(err, 'load');
-      const retry = el('button', { type: 'button', class: 'button', text: 'Try again' });
-      retry.addEventListener('click', () => showStacks(name, false));
-      view.append(el('p', {}, [retry]));
-    }
+    notLoaded(view, heading, err, {
+      what: 'Stack', name, gone: 'deleted', listHref: '#/stacks', listName: 'stacks',
+      report: (e) => showError(e, 'load'), retry: () => showStacks(name, false),
+    });
   });
 }
 
