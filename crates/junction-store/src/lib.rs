@@ -43,7 +43,10 @@ pub use applications::ApplicationRecord;
 pub use configurations::ConfigurationRecord;
 pub use events::{CicdJobFilter, CicdJobRecord, CompanyRecord, NewCicdJob, ServiceRecord, CUSTOM_CD};
 pub use files::{secure_data_dir, DATA_DIR_MODE, DATA_FILE_MODE};
-pub use flows::{FlowErrorFilter, FlowErrorRecord, FlowProgress, FlowRecord, NewFlowError, NewFlowRevision, PageCommit, MAX_ERRORS_PER_STEP};
+pub use flows::{
+    FlowErrorFilter, FlowErrorRecord, FlowProgress, FlowRecord, NewFlowError, NewFlowRevision, PageCommit,
+    MAX_ERRORS_PER_STEP,
+};
 pub use runs::{Finish, FinishItem, LogLine, NewRun, NewTask, RunRecord, TaskRecord};
 pub use schedules::{Fired, Firing, Leadership, PutSchedule, ScheduleRecord};
 pub use seal::Sealer;
