@@ -217,8 +217,9 @@ async fn import(
             Ok(actions) => apply_actions(ctx, out, step, &recs, &mut ops, &mut state, actions, "preMap", false),
         }
     }
-    let pre_map: Vec<Value> = ops.iter().map(|op| op.data.clone()).collect();
-    let mut post_map: Vec<Value> = ops.iter().map(|op| p.mapping.apply(&op.data)).collect();
+    // The operations' data is not read again: moved, not copied.
+    let mut pre_map: Vec<Value> = ops.iter_mut().map(|op| std::mem::take(&mut op.data)).collect();
+    let mut post_map: Vec<Value> = pre_map.iter().map(|d| p.mapping.apply(d)).collect();
 
     if let Some(hook) = &p.hooks.post_map {
         let idx: Vec<usize> = going(&state);
@@ -249,8 +250,13 @@ async fn import(
 
     // Submit what is still going.
     let idx = going(&state);
-    let submit_pre: Vec<Value> = idx.iter().map(|&i| pre_map[i].clone()).collect();
-    let submit_post: Vec<Value> = idx.iter().map(|&i| post_map[i].clone()).collect();
+    // Usually every operation is still going: the arrays move as they are.
+    let (submit_pre, submit_post): (Vec<Value>, Vec<Value>) = match idx.len() == ops.len() {
+        true => (std::mem::take(&mut pre_map), std::mem::take(&mut post_map)),
+        false => {
+            (idx.iter().map(|&i| pre_map[i].clone()).collect(), idx.iter().map(|&i| post_map[i].clone()).collect())
+        }
+    };
     let mut responses: Vec<Value> = match submit(ctx, p, adapter, &submit_pre, &submit_post).await {
         Ok(r) => r,
         Err(SubmitError::Offline(reason)) => {

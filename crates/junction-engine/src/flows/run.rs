@@ -155,6 +155,23 @@ fn record_export_errors(ctx: &RunCtx, step: &str, page_index: i64, outcome: &mut
     }
 }
 
+/// The bytes `records` take as JSON, counted without building the text.
+fn json_size(records: &[Value]) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, records);
+    count.0
+}
+
 /// How the run ended.
 enum End {
     Done,
@@ -427,7 +444,7 @@ impl Engine {
                     }
                 }
                 delivered += records.len();
-                let size: usize = records.iter().map(|r| r.to_string().len()).sum();
+                let size = json_size(&records);
                 if size > MAX_PAGE_BYTES {
                     failure = Some(format!(
                         "{}: page {page_index} holds {size} bytes of records; a page is at most {MAX_PAGE_BYTES}",
