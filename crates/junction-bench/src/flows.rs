@@ -1,5 +1,6 @@
 //! `junction-bench flows [--records N] [--cap SECONDS] [--scenario pg|http|all]
-//! [--out FILE]`: record flows (spec 001) end to end, as a user gets them.
+//! [--breakdown] [--out FILE]`: record flows (spec 001) end to end, as a user
+//! gets them.
 //!
 //! The real server runs in this process with `junction serve`'s defaults:
 //! a fresh SQLite store in a temp dir, the script runtimes with spec 000's
@@ -43,6 +44,14 @@
 //! short-lived backends count), against the machine's (`/proc/stat`); and
 //! the pacing of pages from the run's log (`page K: src: page of M records`
 //! lines: the interval between pages handed to the processors).
+//!
+//! `--breakdown` then measures each part of a page alone, a page at a time,
+//! on the same data and settings (see [`breakdown`]): the export's read,
+//! the exporter loop's page size check, a clone of a page, the mapping, the
+//! hooks (`Engine::call_stack_function`), the import (PostgreSQL: a page
+//! alone and 4 at once), and the store's page commit with and without the
+//! succeeded records; and runs the HTTP flow once more without its hooks.
+//! Peak RSS after a breakdown includes what it allocated.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -84,17 +93,26 @@ pub struct Options {
     pub records: usize,
     pub cap: Duration,
     pub scenarios: Vec<&'static str>,
+    /// After each scenario at N, its parts measured alone.
+    pub breakdown: bool,
     pub out: Option<PathBuf>,
 }
 
 fn usage(got: &str) -> anyhow::Error {
     anyhow::anyhow!(
-        "usage: junction-bench flows [--records N] [--cap SECONDS] [--scenario pg|http|all] [--out FILE] (got {got})"
+        "usage: junction-bench flows [--records N] [--cap SECONDS] [--scenario pg|http|all] [--breakdown] \
+         [--out FILE] (got {got})"
     )
 }
 
 pub fn parse_args(args: Vec<String>) -> Result<Options> {
-    let mut o = Options { records: 100_000, cap: Duration::from_secs(300), scenarios: vec!["pg", "http"], out: None };
+    let mut o = Options {
+        records: 100_000,
+        cap: Duration::from_secs(300),
+        scenarios: vec!["pg", "http"],
+        breakdown: false,
+        out: None,
+    };
     let mut args = args.into_iter();
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -108,6 +126,7 @@ pub fn parse_args(args: Vec<String>) -> Result<Options> {
                     other => bail!("--scenario pg|http|all (got {other:?})"),
                 }
             }
+            "--breakdown" => o.breakdown = true,
             "--out" => o.out = Some(args.next().context("--out FILE")?.into()),
             other => return Err(usage(other)),
         }
@@ -165,7 +184,7 @@ async fn run(o: &Options, j: &Junction, peers: &Peers) -> Result<Vec<Value>> {
         sizes.dedup();
         for n in sizes {
             eprintln!("flows: pg, {n} records ...");
-            let r = pg_scenario(j, &pool, &connection, n, o.cap).await?;
+            let r = pg_scenario(j, &pool, &connection, n, o.cap, o.breakdown && n == o.records).await?;
             eprintln!("flows: pg, {n} records: {:.2} s", r["seconds"].as_f64().unwrap_or_default());
             results.push(r);
         }
@@ -173,9 +192,14 @@ async fn run(o: &Options, j: &Junction, peers: &Peers) -> Result<Vec<Value>> {
     }
     if o.scenarios.contains(&"http") {
         eprintln!("flows: http, {} records ...", o.records);
-        let r = http_scenario(j, peers, o.records, o.cap).await?;
-        eprintln!("flows: http, {} records: {:.2} s", o.records, r["seconds"].as_f64().unwrap_or_default());
-        results.push(r);
+        for r in http_scenario(j, peers, o.records, o.cap, o.breakdown).await? {
+            eprintln!(
+                "flows: {}: {:.2} s",
+                r["scenario"].as_str().unwrap_or_default(),
+                r["seconds"].as_f64().unwrap_or_default()
+            );
+            results.push(r);
+        }
     }
     Ok(results)
 }
@@ -450,7 +474,14 @@ fn unique() -> String {
     format!("{}_{ms}", std::process::id())
 }
 
-async fn pg_scenario(j: &Junction, pool: &sqlx::PgPool, connection: &Value, n: usize, cap: Duration) -> Result<Value> {
+async fn pg_scenario(
+    j: &Junction,
+    pool: &sqlx::PgPool,
+    connection: &Value,
+    n: usize,
+    cap: Duration,
+    breakdown: bool,
+) -> Result<Value> {
     let suffix = unique();
     let (src, dst) = (format!("bench_flows_src_{suffix}"), format!("bench_flows_dst_{suffix}"));
     let made = async {
@@ -476,7 +507,7 @@ async fn pg_scenario(j: &Junction, pool: &sqlx::PgPool, connection: &Value, n: u
         anyhow::Ok(())
     };
     let result = match made.await.context("creating the PostgreSQL tables") {
-        Ok(()) => pg_measure(j, pool, connection, n, cap, &src, &dst).await,
+        Ok(()) => pg_measure(j, pool, connection, n, cap, &src, &dst, breakdown).await,
         Err(e) => Err(e),
     };
     if let Err(e) = sqlx::query(&format!("DROP TABLE IF EXISTS {src}, {dst}")).execute(pool).await {
@@ -485,6 +516,7 @@ async fn pg_scenario(j: &Junction, pool: &sqlx::PgPool, connection: &Value, n: u
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn pg_measure(
     j: &Junction,
     pool: &sqlx::PgPool,
@@ -493,17 +525,18 @@ async fn pg_measure(
     cap: Duration,
     src: &str,
     dst: &str,
+    breakdown: bool,
 ) -> Result<Value> {
     let flow = format!("bench-pg-{n}");
-    j.put_flow(&json!({
+    let doc = json!({
         "name": flow,
         "connections": {"pg": connection},
         "pageGenerators": [{"name": "src", "type": "database", "connection": "pg", "pageSize": PG_PAGE,
             "query": format!("SELECT id, name, email, amount FROM {src} ORDER BY id")}],
         "pageProcessors": [{"name": "dst", "type": "database", "connection": "pg", "table": dst,
             "operation": "insert", "mapping": mapping()}],
-    }))
-    .await?;
+    });
+    j.put_flow(&doc).await?;
     let observed = watch_run(j, &flow, cap).await?;
     let (arrived, distinct, matching): (i64, i64, i64) = sqlx::query_as(&format!(
         "SELECT count(*), count(DISTINCT d.customer_id), \
@@ -514,10 +547,15 @@ async fn pg_measure(
     .await
     .context("counting the target's rows")?;
     let arrived = Arrived { records: arrived as u64, distinct: distinct as u64, wrong: (arrived - matching) as u64 };
-    Ok(report(&format!("pg→pg {PG_PAGE}/page"), "pg", n, GOAL_PG, &observed, &arrived, json!({})))
+    let mut extra = json!({});
+    if breakdown {
+        eprintln!("flows: pg, its parts alone ...");
+        extra["breakdown"] = breakdown::pg(j, pool, &doc, dst).await?;
+    }
+    Ok(report(&format!("pg→pg {PG_PAGE}/page"), "pg", n, GOAL_PG, &observed, &arrived, extra))
 }
 
-async fn http_scenario(j: &Junction, peers: &Peers, n: usize, cap: Duration) -> Result<Value> {
+async fn http_scenario(j: &Junction, peers: &Peers, n: usize, cap: Duration, breakdown: bool) -> Result<Vec<Value>> {
     let source = Source { total: n as u64, requests: Arc::default() };
     let target = Target::default();
     let source_url = peers.serve(Router::new().route("/records", get(source_page)).with_state(source.clone())).await?;
@@ -529,7 +567,7 @@ async fn http_scenario(j: &Junction, peers: &Peers, n: usize, cap: Duration) -> 
     }
     let hook = |f: &str| json!({"stack": "bench", "function": f});
     let flow = format!("bench-http-{n}");
-    j.put_flow(&json!({
+    let doc = json!({
         "name": flow,
         "connections": {
             "source": {"type": "http", "baseURI": source_url},
@@ -541,8 +579,8 @@ async fn http_scenario(j: &Junction, peers: &Peers, n: usize, cap: Duration) -> 
         "pageProcessors": [{"name": "dst", "type": "http", "connection": "target", "method": "POST",
             "relativeURI": "/customers", "idPath": "id", "mapping": mapping(),
             "hooks": {"preMap": hook("preMap"), "postMap": hook("postMap")}}],
-    }))
-    .await?;
+    });
+    j.put_flow(&doc).await?;
     let observed = watch_run(j, &flow, cap).await?;
     let distinct = target.ids.lock().unwrap_or_else(|e| e.into_inner()).len() as u64;
     let arrived = Arrived {
@@ -550,8 +588,43 @@ async fn http_scenario(j: &Junction, peers: &Peers, n: usize, cap: Duration) -> 
         distinct,
         wrong: target.wrong.load(Ordering::Relaxed),
     };
-    let extra = json!({"source_requests": source.requests.load(Ordering::Relaxed), "hook_calls_per_page": 3});
-    Ok(report("http→hooks→http 20/page", "http", n, GOAL_HTTP, &observed, &arrived, extra))
+    let mut extra = json!({"source_requests": source.requests.load(Ordering::Relaxed), "hook_calls_per_page": 3});
+    if breakdown {
+        eprintln!("flows: http, its parts alone ...");
+        extra["breakdown"] = breakdown::http(j, &doc).await?;
+    }
+    let mut results = vec![report("http→hooks→http 20/page", "http", n, GOAL_HTTP, &observed, &arrived, extra)];
+    if breakdown {
+        // The same flow without its hooks, to a fresh target: what the
+        // three hook calls of each page cost the run.
+        eprintln!("flows: http without hooks, {n} records ...");
+        let target = Target::default();
+        let target_url =
+            peers.serve(Router::new().route("/customers", post(target_post)).with_state(target.clone())).await?;
+        let mut bare = doc.clone();
+        bare["name"] = json!(format!("bench-http-nohooks-{n}"));
+        bare["connections"]["target"]["baseURI"] = json!(target_url);
+        bare["pageGenerators"][0].as_object_mut().map(|e| e.remove("hooks"));
+        bare["pageProcessors"][0].as_object_mut().map(|p| p.remove("hooks"));
+        j.put_flow(&bare).await?;
+        let observed = watch_run(j, bare["name"].as_str().unwrap_or_default(), cap).await?;
+        let distinct = target.ids.lock().unwrap_or_else(|e| e.into_inner()).len() as u64;
+        let arrived = Arrived {
+            records: target.received.load(Ordering::Relaxed),
+            distinct,
+            wrong: target.wrong.load(Ordering::Relaxed),
+        };
+        results.push(report(
+            "http→http 20/page, no hooks",
+            "http-nohooks",
+            n,
+            GOAL_HTTP,
+            &observed,
+            &arrived,
+            json!({}),
+        ));
+    }
+    Ok(results)
 }
 
 // --- one run, watched -------------------------------------------------------------
@@ -741,10 +814,13 @@ fn group_of_thread(name: &str) -> &'static str {
     }
 }
 
-fn group_of_process(comm: &str) -> &'static str {
-    match comm {
-        "postgres" => "postgresql",
-        c if c.starts_with("node") => "node_hooks",
+/// A process: PostgreSQL's, one this process started (the runtimes: the
+/// hooks run in Node.js), or any other on the machine.
+fn group_of_process(comm: &str, ours: bool) -> &'static str {
+    match (comm, ours) {
+        ("postgres", _) => "postgresql",
+        (c, true) if c.starts_with("node") => "node_hooks",
+        (_, true) => "our_other_children",
         _ => "other_processes",
     }
 }
@@ -794,20 +870,35 @@ impl Probe {
                 .unwrap_or_default();
             now.push((format!("t{}", entry.file_name().to_string_lossy()), group_of_thread(name.trim()), ns));
         }
-        let me = std::process::id().to_string();
+        let me = std::process::id() as u64;
+        // (pid, comm, ppid, start, ns) of every other process.
+        let mut procs: Vec<(u64, String, u64, u64, u64)> = Vec::new();
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let pid = entry.file_name().to_string_lossy().into_owned();
-            if pid == me || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u64>() else { continue };
+            if pid == me {
                 continue;
             }
             let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
             let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
-            let comm = &stat[open + 1..close];
+            let comm = stat[open + 1..close].to_string();
             let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
             let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-            // After the comm: state is field 3, utime 14, stime 15, starttime 22.
-            let ns = (field(11) + field(12)) * TICK_NS;
-            now.push((format!("p{pid}@{}", field(19)), group_of_process(comm), ns));
+            // After the comm: state is field 3, ppid 4, utime 14, stime 15, starttime 22.
+            procs.push((pid, comm, field(1), field(19), (field(11) + field(12)) * TICK_NS));
+        }
+        let parent: HashMap<u64, u64> = procs.iter().map(|p| (p.0, p.2)).collect();
+        let ours = |mut pid: u64| {
+            for _ in 0..64 {
+                match parent.get(&pid) {
+                    Some(&pp) if pp == me => return true,
+                    Some(&pp) if pp > 1 => pid = pp,
+                    _ => return false,
+                }
+            }
+            false
+        };
+        for (pid, comm, _, start, ns) in &procs {
+            now.push((format!("p{pid}@{start}"), group_of_process(comm, ours(*pid)), *ns));
         }
         for (key, group, ns) in now {
             if !self.sampled {
@@ -876,7 +967,7 @@ fn page_pacing(log: &str, created: jiff::Timestamp, ended: jiff::Timestamp) -> V
 fn print_table(results: &[Value]) {
     let f = |r: &Value, k: &str| r[k].as_f64().unwrap_or_default();
     println!(
-        "{:<24} {:>8} {:>8} {:>4} {:>8} {:>6} {:>9} {:>8} {:>13} {:>13} {:>11} {:>9} {:>9}",
+        "{:<28} {:>8} {:>8} {:>4} {:>8} {:>6} {:>9} {:>8} {:>13} {:>13} {:>11} {:>9} {:>9}",
         "scenario",
         "records",
         "arrived",
@@ -894,7 +985,7 @@ fn print_table(results: &[Value]) {
     for r in results {
         let c = |s: &str, k: &str| r["counters"][s][k].as_u64().unwrap_or_default();
         println!(
-            "{:<24} {:>8} {:>8} {:>4} {:>8.2} {:>6} {:>9.0} {:>8.0} {:>13} {:>13} {:>11} {:>9} {:>9}",
+            "{:<28} {:>8} {:>8} {:>4} {:>8.2} {:>6} {:>9.0} {:>8.0} {:>13} {:>13} {:>11} {:>9} {:>9}",
             r["scenario"].as_str().unwrap_or_default(),
             r["records"].as_u64().unwrap_or_default(),
             r["arrived"].as_u64().unwrap_or_default(),
@@ -918,21 +1009,25 @@ fn print_table(results: &[Value]) {
         POLL.as_millis()
     );
     println!(
-        "{:<24} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>11}   machine CPU per record",
-        "scenario", "machine", "tokio", "sqlite", "peers", "postgres", "node", "other thr", "other procs"
+        "{:<28} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>11}   machine CPU per record",
+        "scenario", "machine", "tokio", "sqlite", "peers", "postgres", "children", "other thr", "other procs"
     );
     for r in results {
         let c = &r["cpu"];
         let g = |k: &str| c[k]["cores"].as_f64().map_or("-".to_string(), |v| format!("{v:.2}"));
+        let children = match (c["node_hooks"]["cores"].as_f64(), c["our_other_children"]["cores"].as_f64()) {
+            (None, None) => "-".to_string(),
+            (a, b) => format!("{:.2}", a.unwrap_or_default() + b.unwrap_or_default()),
+        };
         println!(
-            "{:<24} {:>7.2} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>11}   {:.1} us",
+            "{:<28} {:>7.2} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>11}   {:.1} us",
             r["scenario"].as_str().unwrap_or_default(),
             c["machine_busy_cores"].as_f64().unwrap_or_default(),
             g("junction_tokio"),
             g("junction_sqlite"),
             g("bench_peers"),
             g("postgresql"),
-            g("node_hooks"),
+            children,
             g("junction_other_threads"),
             g("other_processes"),
             c["machine_cpu_us_per_record"].as_f64().unwrap_or_default(),
@@ -941,18 +1036,18 @@ fn print_table(results: &[Value]) {
     println!(
         "cores: CPU seconds over the run's wall time — machine: all of it (/proc/stat); tokio: this process's runtime \
          threads (Junction's HTTP server, worker, adapters, and the polling client); sqlite: the store's threads; \
-         peers: this benchmark's HTTP source/target; postgres, node: those processes (the hooks run in node); \
-         other procs: anything else on the machine."
+         peers: this benchmark's HTTP source/target; postgres: its processes; children: the processes this one \
+         started (the hooks' Node.js processes, the runtime's spare ones); other procs: anything else on the machine."
     );
     println!(
-        "{:<24} {:>7} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12}",
+        "{:<28} {:>7} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12}",
         "scenario", "pages", "gap p50 ms", "gap p90", "gap p99", "gap max", "1st page ms", "end-last ms"
     );
     for r in results {
         let p = &r["page_pacing"];
         let g = |k: &str| p[k].as_f64().map_or("-".to_string(), |v| format!("{v:.1}"));
         println!(
-            "{:<24} {:>7} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12}",
+            "{:<28} {:>7} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12}",
             r["scenario"].as_str().unwrap_or_default(),
             p["pages_logged"].as_u64().unwrap_or_default(),
             g("interval_ms_p50"),
@@ -962,6 +1057,28 @@ fn print_table(results: &[Value]) {
             g("first_page_after_creation_ms"),
             g("end_after_last_page_ms"),
         );
+    }
+    for r in results.iter().filter(|r| r["breakdown"].is_object()) {
+        println!(
+            "{} — each part alone, a page at a time ({} records measured):",
+            r["scenario"].as_str().unwrap_or_default(),
+            r["breakdown"]["records"]
+        );
+        println!(
+            "  {:<46} {:>6} {:>12} {:>12} {:>16}",
+            "part", "pages", "ms/page p50", "ms/page mean", "records/s alone"
+        );
+        for p in r["breakdown"]["parts"].as_array().into_iter().flatten() {
+            let g = |k: &str| p[k].as_f64().unwrap_or_default();
+            println!(
+                "  {:<46} {:>6} {:>12.3} {:>12.3} {:>16.0}",
+                p["part"].as_str().unwrap_or_default(),
+                p["pages"].as_u64().unwrap_or_default(),
+                g("ms_per_page_p50"),
+                g("ms_per_page_mean"),
+                g("records_per_second_alone"),
+            );
+        }
     }
     let pg: Vec<&Value> = results.iter().filter(|r| r["kind"] == "pg").collect();
     if pg.len() == 2 {
@@ -993,4 +1110,284 @@ fn write_json(o: &Options, workers: usize, results: &[Value]) -> Result<()> {
     std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
     println!("wrote {}", out.display());
     Ok(())
+}
+
+// --- --breakdown ------------------------------------------------------------------
+
+/// `--breakdown`: the parts of a page measured alone, one page at a time,
+/// on the scenario's own data and settings (the flow document parsed as the
+/// engine parses it), to say where a run's time goes. The run's exporter
+/// loop does, in order for each page: read the export's page, the page
+/// size check (every record serialized), `preSavePage`, hand the page to a
+/// task, and, for the oldest page in flight, commit its outcome to the
+/// store; the tasks (at most 4 pages at once) do `preMap`, the mapping,
+/// `postMap` and the import.
+mod breakdown {
+    use std::future::Future;
+    use std::pin::Pin;
+
+    use junction_adapters::{DatabaseSource, Databases, HttpSource};
+    use junction_core::flow::adapters::Connection;
+    use junction_core::flow::document::{parse_flow, ExportAdapter, Flow, ImportAdapter, ProcessorKind};
+    use junction_store::{FlowProgress, PageCommit};
+
+    use super::*;
+
+    /// Pages measured at most, per part.
+    const PAGES: usize = 250;
+
+    fn flow(doc: &Value) -> Result<Flow> {
+        parse_flow(doc).map_err(|e| anyhow::anyhow!("the flow document is refused: {e:?}"))
+    }
+
+    fn adapter(e: junction_adapters::AdapterError) -> anyhow::Error {
+        anyhow::anyhow!("{e}")
+    }
+
+    /// One part: per-page times (median and mean) and the records/s it
+    /// would allow alone.
+    fn part(name: &str, mut times: Vec<Duration>, records_per_page: usize) -> Value {
+        times.sort();
+        let n = times.len().max(1) as f64;
+        let mean = times.iter().map(Duration::as_secs_f64).sum::<f64>() / n;
+        let p50 = crate::quantile(&times, 0.5).map_or(0.0, |d| d.as_secs_f64());
+        json!({
+            "part": name,
+            "pages": times.len(),
+            "records_per_page": records_per_page,
+            "ms_per_page_p50": p50 * 1000.0,
+            "ms_per_page_mean": mean * 1000.0,
+            "records_per_second_alone": if mean > 0.0 { records_per_page as f64 / mean } else { 0.0 },
+        })
+    }
+
+    fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+        let t = Instant::now();
+        let out = f();
+        (out, t.elapsed())
+    }
+
+    /// What the exporter loop does to each page before handing it on: the
+    /// size check serializes every record.
+    fn size_check(records: &[Value]) -> usize {
+        records.iter().map(|r| r.to_string().len()).sum()
+    }
+
+    /// `Store::commit_flow_page` alone, on a fresh SQLite store (as the
+    /// bench server's), with `per_page` succeeded records (each one
+    /// `UPDATE flow_errors ... WHERE trace_key = ?`) and with none.
+    async fn commits(j: &Junction, per_page: usize, pages: usize) -> Result<Vec<Value>> {
+        let dir = tempfile::tempdir()?;
+        let (store, _, _) = crate::open_store("sqlite", dir.path()).await?;
+        let engine = Engine::new(store.clone(), j.runtime.clone());
+        engine
+            .put_flow(&json!({"name": "commit-probe",
+                "connections": {"pg": {"type": "postgresql", "host": "127.0.0.1", "database": "x", "user": "x"}},
+                "pageGenerators": [{"name": "src", "type": "database", "connection": "pg", "query": "SELECT 1"}],
+                "pageProcessors": [{"name": "dst", "type": "database", "connection": "pg", "table": "t"}]}))
+            .await?;
+        let run = engine.start_flow_run("commit-probe", Default::default()).await?;
+        let counters = json!({"src": {"pagesGenerated": 1, "success": per_page, "error": 0, "ignore": 0},
+                              "dst": {"pagesProcessed": 1, "success": per_page, "error": 0, "ignore": 0}});
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        for k in 0..pages {
+            for succeeded in [per_page, 0] {
+                let page = PageCommit {
+                    run_id: run.id.clone(),
+                    flow: "commit-probe".into(),
+                    progress: FlowProgress {
+                        generator: 0,
+                        state: Some(json!({"rows": (k + 1) * per_page})),
+                        next_page: k as i64 + 1,
+                        counters: counters.clone(),
+                    },
+                    succeeded: (0..succeeded).map(|i| ("dst".to_string(), (k * per_page + i).to_string())).collect(),
+                    ..Default::default()
+                };
+                let t = Instant::now();
+                store.commit_flow_page(&page).await?;
+                if succeeded > 0 { &mut with } else { &mut without }.push(t.elapsed());
+            }
+        }
+        drop(engine);
+        store.close().await;
+        Ok(vec![
+            part(&format!("store commit, {per_page} succeeded"), with, per_page),
+            part("store commit, 0 succeeded", without, per_page),
+        ])
+    }
+
+    /// Imports `pages` 4 at once (each on its own task, as the engine's
+    /// pages are); the time per page of the batch, for each page.
+    async fn import_together(
+        databases: &Arc<Databases>,
+        conn: &junction_core::flow::adapters::DatabaseConnection,
+        import: &junction_core::flow::adapters::DatabaseImport,
+        pages: Vec<Vec<Value>>,
+    ) -> Result<Vec<Duration>> {
+        let t = Instant::now();
+        let count = pages.len();
+        let mut tasks = Vec::new();
+        for page in pages {
+            let (databases, conn, import) = (databases.clone(), conn.clone(), import.clone());
+            // Boxed as Send with concrete lifetimes (rust#102211), as the engine does.
+            let task: Pin<Box<dyn Future<Output = Result<(), String>> + Send>> = Box::pin(async move {
+                databases.database_import(&conn, &import, &page).await.map(|_| ()).map_err(|e| e.to_string())
+            });
+            tasks.push(tokio::spawn(task));
+        }
+        for task in tasks {
+            task.await?.map_err(|e| anyhow::anyhow!(e))?;
+        }
+        Ok(vec![t.elapsed() / count.max(1) as u32; count])
+    }
+
+    pub async fn pg(j: &Junction, pool: &sqlx::PgPool, doc: &Value, dst: &str) -> Result<Value> {
+        let f = flow(doc)?;
+        let Some(Connection::Database(conn)) = f.connections.get("pg") else { bail!("no database connection pg") };
+        let ExportAdapter::Database(export) = &f.page_generators[0].adapter else { bail!("not a database export") };
+        // The export alone: nothing else is done with its pages.
+        let mut source = DatabaseSource::new(conn, export, json!({}), PG_PAGE, None);
+        let mut read = Vec::new();
+        let mut n = 0;
+        loop {
+            let t = Instant::now();
+            let Some(page) = source.next_page().await.map_err(adapter)? else { break };
+            read.push(t.elapsed());
+            n += page.records.len();
+        }
+        drop(source);
+        let pages = read.len();
+
+        // The rest on a second read, page by page (memory stays a few
+        // pages): the import into a copy of the target, a page at a time
+        // for the first half, 4 pages at once for the second.
+        let scratch = format!("{dst}_x");
+        sqlx::query(&format!("CREATE TABLE {scratch} (LIKE {dst})")).execute(pool).await?;
+        let measured = async {
+            let mut doc2 = doc.clone();
+            doc2["pageProcessors"][0]["table"] = json!(scratch);
+            let f2 = flow(&doc2)?;
+            let ProcessorKind::Import(ImportAdapter::Database(import)) = &f2.page_processors[0].kind else {
+                bail!("not a database import")
+            };
+            let databases = Arc::new(Databases::new());
+            let mut source = DatabaseSource::new(conn, export, json!({}), PG_PAGE, None);
+            let (mut sizes, mut clones, mut mapping, mut one, mut four) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let mut batch = Vec::new();
+            let mut k = 0;
+            while let Some(page) = source.next_page().await.map_err(adapter)? {
+                let records = page.records;
+                sizes.push(timed(|| size_check(&records)).1);
+                clones.push(timed(|| records.clone()).1);
+                let (mapped, took) =
+                    timed(|| records.iter().map(|r| f.page_processors[0].mapping.apply(r)).collect::<Vec<_>>());
+                mapping.push(took);
+                if k < pages / 2 {
+                    let t = Instant::now();
+                    databases.database_import(conn, import, &mapped).await.map_err(adapter)?;
+                    one.push(t.elapsed());
+                } else {
+                    batch.push(mapped);
+                    if batch.len() == 4 {
+                        four.extend(import_together(&databases, conn, import, std::mem::take(&mut batch)).await?);
+                    }
+                }
+                k += 1;
+            }
+            if !batch.is_empty() {
+                four.extend(import_together(&databases, conn, import, batch).await?);
+            }
+            let (written,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM {scratch}")).fetch_one(pool).await?;
+            if written as usize != n {
+                bail!("the import alone wrote {written} rows of {n}");
+            }
+            Ok((sizes, clones, mapping, one, four))
+        }
+        .await;
+        let _ = sqlx::query(&format!("DROP TABLE IF EXISTS {scratch}")).execute(pool).await;
+        let (sizes, clones, mapping, one, four) = measured?;
+        let mut parts = vec![
+            part("export: read a page (database)", read, PG_PAGE),
+            part("exporter loop: page size check", sizes, PG_PAGE),
+            part("a clone of the page's records", clones, PG_PAGE),
+            part("mapping", mapping, PG_PAGE),
+            part("import: a page alone (database)", one, PG_PAGE),
+            part("import: 4 pages at once, per page", four, PG_PAGE),
+        ];
+        parts.extend(commits(j, PG_PAGE, pages.min(PAGES)).await?);
+        Ok(json!({"records": n, "parts": parts}))
+    }
+
+    async fn hook(j: &Junction, function: &str, options: Value) -> Result<Duration> {
+        let t = Instant::now();
+        let answer = j.engine.call_stack_function("bench", Some("hook"), function, options).await?;
+        if answer.status != 200 {
+            bail!("hook {function} answered {}: {:?}", answer.status, answer.body);
+        }
+        Ok(t.elapsed())
+    }
+
+    pub async fn http(j: &Junction, doc: &Value) -> Result<Value> {
+        let f = flow(doc)?;
+        let Some(Connection::Http(sconn)) = f.connections.get("source") else { bail!("no http connection source") };
+        let Some(Connection::Http(tconn)) = f.connections.get("target") else { bail!("no http connection target") };
+        let ExportAdapter::Http(export) = &f.page_generators[0].adapter else { bail!("not an http export") };
+        let ProcessorKind::Import(ImportAdapter::Http(import)) = &f.page_processors[0].kind else {
+            bail!("not an http import")
+        };
+        let size = f.page_generators[0].page_size;
+        let client = junction_adapters::http_client();
+        let mut source = HttpSource::new(&client, sconn, export, json!({}), size, None);
+        let (mut pages, mut read) = (Vec::new(), Vec::new());
+        while pages.len() < PAGES {
+            let t = Instant::now();
+            let Some(page) = source.next_page().await.map_err(adapter)? else { break };
+            read.push(t.elapsed());
+            pages.push(page.records);
+        }
+        let sizes: Vec<Duration> = pages.iter().map(|p| timed(|| size_check(p)).1).collect();
+        let common = |o: Value| {
+            let mut o = o;
+            o["_flowId"] = json!("bench-breakdown");
+            o["_integrationId"] = json!("bench-breakdown");
+            o["settings"] = json!({});
+            o
+        };
+        let (mut pre_save, mut pre_map, mut post_map, mut mapping) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut mapped = Vec::new();
+        for p in &pages {
+            pre_save.push(hook(j, "preSavePage", common(json!({"data": p, "errors": [], "_exportId": "src"}))).await?);
+            pre_map.push(hook(j, "preMap", common(json!({"data": p, "_importId": "dst"}))).await?);
+            let (m, took) = timed(|| p.iter().map(|r| f.page_processors[0].mapping.apply(r)).collect::<Vec<_>>());
+            mapping.push(took);
+            post_map.push(
+                hook(j, "postMap", common(json!({"preMapData": p, "postMapData": m, "_importId": "dst"}))).await?,
+            );
+            mapped.push(m);
+        }
+        let mut imports = Vec::new();
+        for m in &mapped {
+            let t = Instant::now();
+            let results = junction_adapters::http_import(&client, tconn, import, &json!({"settings": {}}), m)
+                .await
+                .map_err(adapter)?;
+            if results.iter().any(|r| r.status_code != 200) {
+                bail!("the import alone was refused: {:?}", results.iter().find(|r| r.status_code != 200));
+            }
+            imports.push(t.elapsed());
+        }
+        let mut parts = vec![
+            part("export: read a page (http)", read, size),
+            part("exporter loop: page size check", sizes, size),
+            part("hook preSavePage (exporter loop)", pre_save, size),
+            part("hook preMap", pre_map, size),
+            part("mapping", mapping, size),
+            part("hook postMap", post_map, size),
+            part("import: a page, one POST per record (http)", imports, size),
+        ];
+        parts.extend(commits(j, size, pages.len()).await?);
+        Ok(json!({"records": pages.iter().map(Vec::len).sum::<usize>(), "parts": parts}))
+    }
 }

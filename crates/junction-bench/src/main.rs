@@ -16,10 +16,10 @@
 //!   N events of each kind, default 50,000, within 60 s each), checked
 //!   durable (see `events.rs`).
 //! - `junction-bench flows [--records N] [--cap SECONDS] [--scenario pg|http|all]
-//!   [--out FILE]`: record flows end to end over the HTTP API with the
-//!   server defaults — PostgreSQL → mapping → PostgreSQL in pages of 1,000,
-//!   and HTTP → three hooks → HTTP per record — checked record by record,
-//!   with records/s and peak RSS (see `flows.rs`).
+//!   [--breakdown] [--out FILE]`: record flows end to end over the HTTP API
+//!   with the server defaults — PostgreSQL → mapping → PostgreSQL in pages
+//!   of 1,000, and HTTP → three hooks → HTTP per record — checked record by
+//!   record, with records/s and peak RSS (see `flows.rs`).
 
 mod engine;
 mod events;
