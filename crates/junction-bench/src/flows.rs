@@ -1168,9 +1168,22 @@ mod breakdown {
     }
 
     /// What the exporter loop does to each page before handing it on: the
-    /// size check serializes every record.
+    /// 5 MB check counts the page's JSON bytes (as the engine's `json_size`,
+    /// without building the text).
     fn size_check(records: &[Value]) -> usize {
-        records.iter().map(|r| r.to_string().len()).sum()
+        struct Count(usize);
+        impl std::io::Write for Count {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 += buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut count = Count(0);
+        let _ = serde_json::to_writer(&mut count, records);
+        count.0
     }
 
     /// `Store::commit_flow_page` alone, on a fresh SQLite store (as the
