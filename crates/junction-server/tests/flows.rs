@@ -559,6 +559,18 @@ async fn webhook_posts_become_pages_once_stored_and_are_checked() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     assert_eq!(resp2.status(), StatusCode::NOT_FOUND);
+    // A record that fails (the target refuses order 13) and later succeeds
+    // (as "13") resolves its error by its traceKey.
+    for (body, open) in [(json!([{"id": 13}]), 1), (json!([{"id": "13"}]), 0)] {
+        let body = body.to_string();
+        let resp = post(sign(&body), "application/json", body.clone()).await.unwrap();
+        let accepted: Value = resp.json().await.unwrap();
+        server.engine.wait_run(accepted["id"].as_str().unwrap(), Duration::from_secs(30)).await.unwrap();
+        let list = errors(&server, "inbound", "step=push").await;
+        assert_eq!(list.len(), open, "{list:?}");
+    }
+    let all = errors(&server, "inbound", "step=push&include_resolved=true").await;
+    assert_eq!((all[0]["traceKey"].as_str(), all[0]["resolvedBy"].as_str()), (Some("13"), Some("auto")), "{all:?}");
     // A manual run of a webhook-only flow has no page to read.
     let r = run(&server, "inbound").await;
     assert_eq!(r["counters"]["hook"]["pagesGenerated"], 0, "{r}");

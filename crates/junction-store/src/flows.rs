@@ -12,6 +12,8 @@ use crate::{lock_key, read, write_tx, Result, Store, StoreError};
 
 /// The latest errors kept per flow step (integrator.io keeps 20,000).
 pub const MAX_ERRORS_PER_STEP: i64 = 20_000;
+/// Trace keys per auto-resolve statement (well under SQLite's parameter limit).
+const RESOLVE_CHUNK: usize = 1_000;
 
 pub(crate) fn flow_scope(name: &str) -> String {
     format!("flow:{name}")
@@ -338,17 +340,37 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            for (step, trace_key) in &page.succeeded {
-                sqlx::query(
-                    "UPDATE flow_errors SET resolved_at = $4, resolved_by = 'auto' \
-                     WHERE flow = $1 AND step = $2 AND trace_key = $3 AND resolved_at IS NULL",
+            // Records that succeeded resolve their step's open errors: one
+            // statement per step and chunk of trace keys, none at all for a
+            // step with nothing open (the common case).
+            let mut steps: Vec<&str> = page.succeeded.iter().map(|(s, _)| s.as_str()).collect();
+            steps.sort_unstable();
+            steps.dedup();
+            for step in steps {
+                let open: Option<i64> = sqlx::query_scalar(
+                    "SELECT id FROM flow_errors WHERE flow = $1 AND step = $2 AND resolved_at IS NULL LIMIT 1",
                 )
                 .bind(&page.flow)
                 .bind(step)
-                .bind(trace_key)
-                .bind(now)
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
+                if open.is_none() {
+                    continue;
+                }
+                let keys: Vec<&str> =
+                    page.succeeded.iter().filter(|(s, _)| s == step).map(|(_, k)| k.as_str()).collect();
+                for chunk in keys.chunks(RESOLVE_CHUNK) {
+                    let sql = format!(
+                        "UPDATE flow_errors SET resolved_at = $3, resolved_by = 'auto' WHERE flow = $1 AND step = $2 \
+                         AND resolved_at IS NULL AND trace_key IN ({})",
+                        crate::runs::placeholders(4, chunk.len())
+                    );
+                    let mut q = sqlx::query(&sql).bind(&page.flow).bind(step).bind(now);
+                    for key in chunk {
+                        q = q.bind(*key);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
             }
             for key in &page.retried {
                 sqlx::query(

@@ -2,8 +2,6 @@
 //! other, with per-step counters), and the per-record errors with retry and
 //! resolve.
 
-use std::time::Duration;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -19,7 +17,7 @@ use utoipa_axum::routes;
 
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Caller, JsonBody, PathParam, QueryParams};
-use crate::routes::runs::{run_view, RunView, MAX_WAIT_SECS};
+use crate::routes::runs::{run_view, wait_of, RunView};
 use crate::routes::CommonErrors;
 use crate::AppState;
 
@@ -154,14 +152,6 @@ async fn delete_flow(State(state): State<AppState>, PathParam(name): PathParam<S
 struct RunQuery {
     /// Seconds to wait for the run to end (at most 30).
     wait: Option<f64>,
-}
-
-fn wait_of(wait: Option<f64>) -> ApiResult<Duration> {
-    match wait {
-        None => Ok(Duration::ZERO),
-        Some(w) if w.is_finite() && (0.0..=MAX_WAIT_SECS as f64).contains(&w) => Ok(Duration::from_secs_f64(w)),
-        Some(_) => Err(Invalid::one("wait", "range", format!("must be between 0 and {MAX_WAIT_SECS} seconds")).into()),
-    }
 }
 
 async fn answer_run(state: &AppState, run: junction_store::RunRecord) -> ApiResult<Response> {

@@ -187,8 +187,9 @@ pub(crate) async fn run_view(state: &AppState, run: RunRecord) -> ApiResult<RunV
     })
 }
 
-fn wait_of(q: &WaitQuery) -> ApiResult<Duration> {
-    match q.wait {
+/// `?wait=` checked: 0 to 30 seconds.
+pub(crate) fn wait_of(wait: Option<f64>) -> ApiResult<Duration> {
+    match wait {
         None => Ok(Duration::ZERO),
         Some(w) if w.is_finite() && (0.0..=MAX_WAIT_SECS as f64).contains(&w) => Ok(Duration::from_secs_f64(w)),
         Some(_) => Err(Invalid::one("wait", "range", format!("must be between 0 and {MAX_WAIT_SECS} seconds")).into()),
@@ -248,7 +249,7 @@ async fn run_named(
     if body.name.as_deref().is_some_and(|n| n != name) {
         return Err(Invalid::one("name", "matches_path", "the body's name differs from the name in the path").into());
     }
-    let wait = wait_of(&q)?;
+    let wait = wait_of(q.wait)?;
     start(state, caller, name, body, wait, &headers).await
 }
 
@@ -265,7 +266,7 @@ async fn run_by_body(
     JsonBody(body): JsonBody<RunBody>,
 ) -> ApiResult<Response> {
     let name = body.name.clone().ok_or_else(|| Invalid::one("name", "required", "name the application to run"))?;
-    let wait = wait_of(&q)?;
+    let wait = wait_of(q.wait)?;
     start(state, caller, name, body, wait, &headers).await
 }
 
@@ -455,7 +456,7 @@ async fn run_step(
         Some(Value::String(n)) => n,
         _ => return Err(Invalid::one("name", "required", "name the step to run").into()),
     };
-    let wait = if q.wait.is_none() { Duration::from_secs(5) } else { wait_of(&q)? };
+    let wait = if q.wait.is_none() { Duration::from_secs(5) } else { wait_of(q.wait)? };
     let run = state.engine.run_step(&name, body, &caller.0.name).await?;
     let run = state.engine.wait_run(&run.id, wait).await?;
     if !run.state.is_final() {
